@@ -1,0 +1,1 @@
+"""Collector: Modbus polling and MQTT intake into the series store, with alarm rules."""

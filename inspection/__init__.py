@@ -1,0 +1,1 @@
+"""Maintenance plans, scheduler, duty rotation, checklists and reports."""

@@ -1,0 +1,1 @@
+"""PumpWatch shared kernel: settings, site model, readings, clock, broker, command line."""

@@ -1,0 +1,117 @@
+"""The `pumpwatch` command: check-site, simulate, demo."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from pumpwatch.settings import Settings
+from pumpwatch.site import Site
+from pumpwatch.sitefile import SiteFileError, load_site
+
+EXIT_USAGE = 2  # the user's input is wrong (bad site file, bad arguments)
+EXIT_FAILURE = 1  # the environment is wrong (port in use, broker unreachable)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script."""
+    settings = Settings()
+    parser = _parser(settings)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.INFO),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("pymodbus", "amqtt", "transitions"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+    if args.command == "check-site":
+        return _check_site(args.file)
+    site = _load_or_report(args.site)
+    if site is None:
+        return EXIT_USAGE
+    from simulators.run import RunOptions, ScenarioError, run_simulation
+
+    options = RunOptions(
+        speed=args.speed, seed=args.seed, scenarios=tuple(args.scenario),
+        broker_url=args.mqtt, embedded_port=args.mqtt_port, status_every=args.status_every,
+        demo=args.command == "demo",
+    )
+    try:
+        return asyncio.run(_until_signal(run_simulation(site, options)))
+    except ScenarioError as err:
+        print(f"pumpwatch: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except (OSError, RuntimeError) as err:
+        print(f"pumpwatch: cannot start: {err}", file=sys.stderr)
+        return EXIT_FAILURE
+
+
+async def _until_signal(work: object) -> int:
+    """Run `work` until it ends or SIGINT/SIGTERM arrives; a signal is a clean exit."""
+    task: asyncio.Task[int] = asyncio.ensure_future(work)  # type: ignore[arg-type]
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, task.cancel)
+    try:
+        return await task
+    except asyncio.CancelledError:
+        return 0
+
+
+def _parser(settings: Settings) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pumpwatch", description=__doc__)
+    parser.add_argument("--log-level", default=settings.log_level)
+    sub = parser.add_subparsers(dest="command", required=True)
+    check = sub.add_parser("check-site", help="validate a site file")
+    check.add_argument("file", type=Path)
+    for name, text in (("simulate", "run the pump-room simulators"),
+                       ("demo", "run everything on embedded defaults")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("--site", type=Path, default=settings.site, help="site file (YAML)")
+        p.add_argument("--speed", type=_positive, default=settings.simulator.speed,
+                       help="simulated seconds per real second")
+        p.add_argument("--seed", type=int, default=settings.simulator.seed)
+        p.add_argument("--scenario", action="append", default=[], metavar="NAME[:TARGET]",
+                       help="switch a fault scenario on at start (repeatable)")
+        p.add_argument("--mqtt", default=settings.mqtt.url, metavar="URL",
+                       help="broker URL; default: an in-process broker")
+        p.add_argument("--mqtt-port", type=int, default=settings.mqtt.embedded_port,
+                       help="port of the in-process broker")
+        p.add_argument("--status-every", type=_positive, default=10.0, metavar="SECONDS",
+                       help="print a status line per room this often")
+    return parser
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be greater than 0")
+    return value
+
+
+def _load_or_report(path: Path) -> Site | None:
+    try:
+        return load_site(path)
+    except SiteFileError as err:
+        for issue in err.issues:
+            print(issue, file=sys.stderr)
+        return None
+
+
+def _check_site(path: Path) -> int:
+    site = _load_or_report(path)
+    if site is None:
+        return EXIT_USAGE
+    equipment = sum(len(r.equipment) for r in site.rooms)
+    sensors = sum(1 for _ in site.iter_sensors())
+    points = sum(len(d.points) for d in site.modbus)
+    print(f"{path}: OK: site {site.site.id} ({site.site.name.zh} / {site.site.name.en}), "
+          f"{len(site.rooms)} rooms, {equipment} equipment, {sensors} sensors, "
+          f"{len(site.modbus)} Modbus devices ({points} points), {len(site.mqtt)} MQTT topic maps")
+    return 0
