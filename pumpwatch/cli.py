@@ -7,8 +7,9 @@ import asyncio
 import logging
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from pathlib import Path
+from typing import Any
 
 from pumpwatch.settings import Settings
 from pumpwatch.site import Site
@@ -37,6 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     options = RunOptions(
         speed=args.speed, seed=args.seed, scenarios=tuple(args.scenario),
         broker_url=args.mqtt, embedded_port=args.mqtt_port, status_every=args.status_every,
+        modbus_port_base=args.modbus_port_base,
         demo=args.command == "demo",
     )
     try:
@@ -49,9 +51,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILURE
 
 
-async def _until_signal(work: object) -> int:
+async def _until_signal(work: Coroutine[Any, Any, int]) -> int:
     """Run `work` until it ends or SIGINT/SIGTERM arrives; a signal is a clean exit."""
-    task: asyncio.Task[int] = asyncio.ensure_future(work)  # type: ignore[arg-type]
+    task = asyncio.ensure_future(work)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, task.cancel)
@@ -80,6 +82,8 @@ def _parser(settings: Settings) -> argparse.ArgumentParser:
                        help="broker URL; default: an in-process broker")
         p.add_argument("--mqtt-port", type=int, default=settings.mqtt.embedded_port,
                        help="port of the in-process broker")
+        p.add_argument("--modbus-port-base", type=int, default=None, metavar="PORT",
+                       help="serve device i on PORT+i instead of the site's ports (0: free ports)")
         p.add_argument("--status-every", type=_positive, default=10.0, metavar="SECONDS",
                        help="print a status line per room this often")
     return parser

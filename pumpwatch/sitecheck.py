@@ -102,12 +102,12 @@ def _modbus(site: Site) -> list[Problem]:
             path: Path = ("modbus", d, "points", p)
             sensor = sensors.get(point.sensor)
             if sensor is None:
-                out.append(Problem(path + ("sensor",), f"unknown sensor {point.sensor!r}"))
+                out.append(Problem((*path, "sensor"), f"unknown sensor {point.sensor!r}"))
             elif sensor.source != "modbus":
-                out.append(Problem(path + ("sensor",),
+                out.append(Problem((*path, "sensor"),
                                    f"sensor {point.sensor!r} has source {sensor.source}, not modbus"))
             elif point.sensor in fed_by:
-                out.append(Problem(path + ("sensor",),
+                out.append(Problem((*path, "sensor"),
                                    f"sensor {point.sensor!r} is already fed by "
                                    f"{dotted(fed_by[point.sensor])}"))
             else:
@@ -120,14 +120,14 @@ def _modbus(site: Site) -> list[Problem]:
                                                                    or b == point.bit)]
                 if clash:
                     other = device.points[clash[0]]
-                    out.append(Problem(path + ("address",),
+                    out.append(Problem((*path, "address"),
                                        f"{point.table} register {address} of {point.sensor!r} "
                                        f"overlaps {other.sensor!r} (points[{clash[0]}])"))
                     break
                 used[slot] = p
     for _room, _eq, sensor in site.iter_sensors():
         if sensor.source == "modbus" and sensor.id not in fed_by:
-            out.append(Problem(_sensor_path(site, sensor.id) + ("source",),
+            out.append(Problem((*_sensor_path(site, sensor.id), "source"),
                                f"sensor {sensor.id!r} has source modbus but no Modbus point feeds it"))
     return out
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
+from typing import cast
 
 from pymodbus.constants import ExcCodes
 from pymodbus.server import ModbusTcpServer
@@ -106,7 +108,8 @@ class DeviceServer:
         server = ModbusTcpServer(self._sim_device(), address=(self.host, self.port))
         await server.serve_forever(background=True)
         if self.port == 0:
-            self.port = server.transport.sockets[0].getsockname()[1]
+            listener = cast(asyncio.Server, server.transport)
+            self.port = listener.sockets[0].getsockname()[1]
         self._server = server
         log.info("modbus device %s listening on %s:%d", self.image.device.id, self.host, self.port)
 
@@ -116,7 +119,7 @@ class DeviceServer:
         if server is not None:
             for handler in list(getattr(server, "active_connections", {}).values()):
                 handler.close()
-            await server.shutdown()
+            await server.shutdown()  # type: ignore[no-untyped-call]
 
     def _sim_device(self) -> SimDevice:
         blocks: list[list[SimData]] = []

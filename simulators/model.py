@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from pumpwatch.site import DutyGroup, Header, PressureTank, Pump, PumpKind, Room, Site, Sump, Tank
+from pumpwatch.site import DutyGroup, PressureTank, Pump, PumpKind, Room, Site, Sump, Tank
 
 SUBSTEP = 0.2  # seconds of model time per integration step
 SWITCH_POSITIONS = ("OFF", "MANUAL", "AUTO")

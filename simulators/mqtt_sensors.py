@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
 
 from pumpwatch.mqtturl import BrokerAddress
 from pumpwatch.site import MqttMapping, MqttValue, PayloadFormat, Sensor, Site, ValueType
@@ -98,7 +99,7 @@ def _raw(value: MqttValue, x: float) -> float:
 
 def _state_name(sensor: Sensor, x: float) -> str:
     names = {code: name for name, code in sensor.state_codes.items()}
-    return names.get(int(round(x)), str(int(round(x))))
+    return names.get(round(x), str(round(x)))
 
 
 def _json_value(vtype: ValueType, value: MqttValue, sensor: Sensor, x: float) -> Any:
@@ -133,13 +134,13 @@ class MqttSensors:
         self.broker = broker
         self.published = 0
         self._last: dict[str, bytes] = {}
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
                                    protocol=mqtt.MQTTv311)
         if broker.username:
             self.client.username_pw_set(broker.username, broker.password)
         if broker.tls:
             self.client.tls_set()
-        self.client.reconnect_delay_set(0.5, 10)
+        self.client.reconnect_delay_set(1, 10)
 
     def start(self) -> None:
         """Connect in the background; paho reconnects by itself and resends QoS 1 messages."""

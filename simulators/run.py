@@ -25,6 +25,7 @@ class RunOptions:
     broker_url: str | None = None
     embedded_port: int = 1883
     status_every: float = 10.0
+    modbus_port_base: int | None = None
     demo: bool = False
 
 
@@ -41,7 +42,12 @@ async def run_simulation(site: Site, options: RunOptions) -> int:
         except Exception as err:  # amqtt raises its own error types for a busy port
             raise RuntimeError(f"in-process MQTT broker on port {embedded.port}: {err}") from err
         broker = embedded.address
-    sim = Simulation(site, ScaledClock(options.speed), seed=options.seed, broker=broker)
+    ports = None
+    if options.modbus_port_base is not None:
+        base = options.modbus_port_base
+        ports = {d.id: (base + i if base else 0) for i, d in enumerate(site.modbus)}
+    sim = Simulation(site, ScaledClock(options.speed), seed=options.seed, broker=broker,
+                     modbus_ports=ports)
     try:
         await sim.start()
         for name, target in requested:

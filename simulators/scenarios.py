@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-from pumpwatch.site import Header, PressureTank, Pump, PumpKind, Site, SensorKind, Text
+from pumpwatch.site import Header, PressureTank, Pump, PumpKind, SensorKind, Site, Text
 from simulators.model import SiteModel
 from simulators.signals import SensorSignals
 

@@ -82,7 +82,7 @@ class SensorSignals:
                 group = room.duty_groups[0]
 
                 def set_duty(value: float) -> None:
-                    self.model.set_duty(group.id, int(round(value)) - 1)
+                    self.model.set_duty(group.id, round(value) - 1)
 
                 self._writers[sensor.id] = set_duty
                 return lambda: float(rs.duty_index[group.id] + 1)

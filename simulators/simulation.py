@@ -13,8 +13,8 @@ import paho.mqtt.client as mqtt
 from pumpwatch.clock import Clock
 from pumpwatch.mqtturl import BrokerAddress
 from pumpwatch.site import Site
-from simulators.model import SiteModel
 from simulators.modbus_server import DeviceImage, DeviceServer
+from simulators.model import SiteModel
 from simulators.mqtt_sensors import MqttSensors
 from simulators.scenarios import SCENARIOS, ScenarioError, parse_scenario, resolve_target
 from simulators.signals import SensorSignals
@@ -128,7 +128,7 @@ class Simulation:
         client.on_connect = on_connect
         client.on_message = on_message
 
-    async def _control(self, payload: bytes) -> None:
+    async def _control(self, payload: bytes | bytearray) -> None:
         try:
             command = json.loads(payload)
             name = str(command["scenario"])
