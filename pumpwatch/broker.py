@@ -19,6 +19,18 @@ def free_port(host: str = "127.0.0.1") -> int:
         return port
 
 
+def port_or_free(port: int, host: str = "127.0.0.1") -> int:
+    """`port` if it can be bound on `host` now, else a free one (0 always gives a free one)."""
+    if port:
+        with socket.socket() as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                return free_port(host)
+            return port
+    return free_port(host)
+
+
 class EmbeddedBroker:
     """amqtt listening on host:port (port 0 picks a free one); anonymous, loopback by default."""
 

@@ -1,4 +1,4 @@
-"""The `pumpwatch` command: check-site, simulate, demo."""
+"""The `pumpwatch` command: check-site, registers, simulate, demo."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from typing import Any
 from pumpwatch.settings import Settings
 from pumpwatch.site import Site
 from pumpwatch.sitefile import SiteFileError, load_site
+from pumpwatch.sitereport import register_table, summary
 
 EXIT_USAGE = 2  # the user's input is wrong (bad site file, bad arguments)
 EXIT_FAILURE = 1  # the environment is wrong (port in use, broker unreachable)
@@ -30,6 +31,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.ERROR)
     if args.command == "check-site":
         return _check_site(args.file)
+    if args.command == "registers":
+        site = _load_or_report(args.site)
+        if site is None:
+            return EXIT_USAGE
+        print(register_table(site))
+        return 0
     site = _load_or_report(args.site)
     if site is None:
         return EXIT_USAGE
@@ -69,6 +76,8 @@ def _parser(settings: Settings) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     check = sub.add_parser("check-site", help="validate a site file")
     check.add_argument("file", type=Path)
+    registers = sub.add_parser("registers", help="print the Modbus register map of a site")
+    registers.add_argument("--site", type=Path, default=settings.site)
     for name, text in (("simulate", "run the pump-room simulators"),
                        ("demo", "run everything on embedded defaults")):
         p = sub.add_parser(name, help=text)
@@ -112,10 +121,5 @@ def _check_site(path: Path) -> int:
     site = _load_or_report(path)
     if site is None:
         return EXIT_USAGE
-    equipment = sum(len(r.equipment) for r in site.rooms)
-    sensors = sum(1 for _ in site.iter_sensors())
-    points = sum(len(d.points) for d in site.modbus)
-    print(f"{path}: OK: site {site.site.id} ({site.site.name.zh} / {site.site.name.en}), "
-          f"{len(site.rooms)} rooms, {equipment} equipment, {sensors} sensors, "
-          f"{len(site.modbus)} Modbus devices ({points} points), {len(site.mqtt)} MQTT topic maps")
+    print(f"{path}: OK: {summary(site)}")
     return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-from pumpwatch.broker import EmbeddedBroker
+from pumpwatch.broker import EmbeddedBroker, port_or_free
 from pumpwatch.clock import ScaledClock
 from pumpwatch.mqtturl import BrokerAddress
 from pumpwatch.site import Site
@@ -36,7 +36,10 @@ async def run_simulation(site: Site, options: RunOptions) -> int:
     if options.broker_url:
         broker = BrokerAddress.parse(options.broker_url)
     else:
-        embedded = EmbeddedBroker(port=options.embedded_port)
+        port = options.embedded_port
+        if options.demo:  # the demo must start: a busy default port is swapped for a free one
+            port = port_or_free(port)
+        embedded = EmbeddedBroker(port=port)
         try:
             await embedded.start()
         except Exception as err:  # amqtt raises its own error types for a busy port
@@ -46,6 +49,8 @@ async def run_simulation(site: Site, options: RunOptions) -> int:
     if options.modbus_port_base is not None:
         base = options.modbus_port_base
         ports = {d.id: (base + i if base else 0) for i, d in enumerate(site.modbus)}
+    elif options.demo:
+        ports = {d.id: port_or_free(d.port, d.host) for d in site.modbus}
     sim = Simulation(site, ScaledClock(options.speed), seed=options.seed, broker=broker,
                      modbus_ports=ports)
     try:
