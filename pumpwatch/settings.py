@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -13,6 +13,31 @@ class MqttSettings(BaseModel):
 
     url: str | None = Field(None, description="mqtt://user:password@host:1883 or mqtts://...")
     embedded_port: int = Field(1883, ge=0, le=65535)
+
+
+class InfluxSettings(BaseModel):
+    """InfluxDB through its v1 HTTP API (1.x, 2.x v1-compat, 3.x); no URL means the embedded store."""
+
+    url: str | None = Field(None, description="e.g. http://127.0.0.1:8086")
+    database: str = "pumpwatch"
+    retention_policy: str | None = None
+    username: str | None = None
+    password: SecretStr | None = None
+    token: SecretStr | None = Field(None, description="InfluxDB 2.x/3.x token (v1 compatibility API)")
+    create_database: bool = True
+    timeout: float = Field(10.0, gt=0)
+
+
+class CollectorSettings(BaseModel):
+    """Where the collector keeps its state and how much it may hold."""
+
+    state_dir: Path = Path(".state")
+    buffer_capacity: int = Field(5_000_000, ge=10_000, description="readings held while the store is down")
+    intake_limit: int = Field(200_000, ge=1000)
+    batch_size: int = Field(5000, ge=1, le=100_000)
+    client_id: str = "pumpwatch-collector"
+    share_group: str | None = Field(None, description="MQTT shared-subscription group for several collectors")
+    shard: int | None = Field(None, ge=0, description="poll only Modbus devices of this shard")
 
 
 class SimulatorSettings(BaseModel):
@@ -31,4 +56,6 @@ class Settings(BaseSettings):
     site: Path = Path("examples/site.yaml")
     mqtt: MqttSettings = MqttSettings()
     simulator: SimulatorSettings = SimulatorSettings()
+    influx: InfluxSettings = InfluxSettings()
+    collector: CollectorSettings = CollectorSettings()
     log_level: str = "INFO"

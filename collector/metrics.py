@@ -1,0 +1,49 @@
+"""Counters and gauges of the collector, in a registry that `/metrics` renders (Prometheus)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class CollectorMetrics:
+    """Everything the collector counts; one instance per collector (tests use their own)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.readings_in = Counter("pumpwatch_readings_in_total",
+                                   "Readings accepted into the pipeline", ["source"], registry=r)
+        self.rejected = Counter("pumpwatch_readings_rejected_total",
+                                "Values or messages rejected, by reason", ["source", "reason"],
+                                registry=r)
+        self.flagged = Counter("pumpwatch_readings_flagged_total",
+                               "Readings kept but flagged with a bad quality", ["quality"], registry=r)
+        self.dropped = Counter("pumpwatch_readings_dropped_total",
+                               "Readings dropped, by reason (never silent)", ["reason"], registry=r)
+        self.written = Counter("pumpwatch_readings_written_total",
+                               "Readings written to the series store", registry=r)
+        self.buffer_depth = Gauge("pumpwatch_buffer_depth",
+                                  "Readings in the durable buffer not yet in the series store",
+                                  registry=r)
+        self.buffer_capacity = Gauge("pumpwatch_buffer_capacity",
+                                     "Readings the durable buffer holds at most", registry=r)
+        self.write_latency = Histogram("pumpwatch_store_write_seconds",
+                                       "Time of one batch write to the series store", registry=r,
+                                       buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+        self.write_errors = Counter("pumpwatch_store_write_errors_total",
+                                    "Failed batch writes, by kind", ["kind"], registry=r)
+        self.device_state = Gauge("pumpwatch_modbus_device_state",
+                                  "Modbus device health: 2 online, 1 degraded, 0 offline",
+                                  ["device"], registry=r)
+        self.polls = Counter("pumpwatch_modbus_polls_total", "Poll cycles, by outcome",
+                             ["device", "outcome"], registry=r)
+        self.poll_duration = Histogram("pumpwatch_modbus_poll_seconds",
+                                       "Time of one poll cycle of a device", ["device"], registry=r,
+                                       buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1))
+        self.mqtt_messages = Counter("pumpwatch_mqtt_messages_total", "MQTT messages received",
+                                     registry=r)
+        self.mqtt_connected = Gauge("pumpwatch_mqtt_connected", "1 while connected to the broker",
+                                    registry=r)
+        self.live_dropped = Counter("pumpwatch_live_dropped_total",
+                                    "Live-bus events a slow subscriber missed (oldest dropped)",
+                                    ["subscriber"], registry=r)

@@ -1,0 +1,173 @@
+"""The pipeline: validate -> durable buffer -> (live bus, alarm hooks); the writer drains the buffer.
+
+Sources call `accept` from any thread. An intake thread commits what arrived since its last commit
+in one transaction (group commit), then runs the sources' `on_durable` callbacks (MQTT acks) and
+hands the batch to the event loop for the live bus and the alarm hooks.
+
+Intake policy: at most `intake_limit` readings wait for their commit. A source thread (MQTT) that
+finds the intake full waits, which stops it reading from the broker: backpressure, nothing lost.
+The event-loop thread never waits: readings it offers to a full intake are dropped and counted
+(`pumpwatch_readings_dropped_total{reason="intake_full"}`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+
+from collector.buffer import BufferFull, DurableBuffer
+from collector.metrics import CollectorMetrics
+from collector.sink import OnDurable
+from collector.validate import Validator
+from pumpwatch.bus import LiveBus
+from pumpwatch.catalog import SensorCatalog
+from pumpwatch.clock import Clock
+from pumpwatch.readings import Reading
+
+log = logging.getLogger(__name__)
+
+ReadingsHook = Callable[[Sequence[Reading]], None]
+COMMIT_CHUNK = 10_000  # readings per transaction; also the smallest buffer capacity that works
+
+
+class Pipeline:
+    """Implements `ReadingSink`; start it inside the event loop that should receive the batches."""
+
+    def __init__(self, catalog: SensorCatalog, buffer: DurableBuffer, metrics: CollectorMetrics,
+                 clock: Clock, *, intake_limit: int = 200_000,
+                 live: LiveBus[Sequence[Reading]] | None = None) -> None:
+        self.validator = Validator(catalog)
+        self.buffer = buffer
+        self.metrics = metrics
+        self.clock = clock
+        self.intake_limit = intake_limit
+        self.live = live
+        self.hooks: list[ReadingsHook] = []
+        self.committed = asyncio.Event()  # set after each commit; the writer waits on it
+        self._pending: deque[tuple[list[Reading], OnDurable | None]] = deque()
+        self._pending_count = 0
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread = 0
+        metrics.buffer_capacity.set(buffer.capacity)
+        metrics.buffer_depth.set(buffer.depth)
+
+    # --- ReadingSink -------------------------------------------------------------------------
+
+    def accept(self, readings: Sequence[Reading], source: str,
+               on_durable: OnDurable | None = None) -> None:
+        """Validate, then queue for the next commit (see the module's intake policy)."""
+        verdict = self.validator.judge(readings, self.clock.now())
+        for reason, n in verdict.rejected.items():
+            self.metrics.rejected.labels(source=source, reason=reason).inc(n)
+        for quality, n in verdict.flagged.items():
+            self.metrics.flagged.labels(quality=quality.name.lower()).inc(n)
+        kept = verdict.kept
+        if not kept:
+            if on_durable is not None:
+                on_durable()  # nothing to keep: acknowledge now, redelivery would not help
+            return
+        on_loop = self._loop is not None and self._loop_thread == threading.get_ident()
+        with self._cond:
+            while self._pending_count >= self.intake_limit and not self._stopping:
+                if on_loop:
+                    self.metrics.dropped.labels(reason="intake_full").inc(len(kept))
+                    log.warning("intake full: dropped %d readings from %s", len(kept), source)
+                    return
+                self._cond.wait(0.5)
+            self._pending.append((kept, on_durable))
+            self._pending_count += len(kept)
+            self._cond.notify_all()
+        self.metrics.readings_in.labels(source=source.split(":", 1)[0]).inc(len(kept))
+
+    def reject(self, source: str, reason: str, detail: str) -> None:
+        """Count something a source could not decode."""
+        self.metrics.rejected.labels(source=source, reason=reason).inc()
+        log.debug("rejected from %s (%s): %s", source, reason, detail)
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the intake thread; batches are delivered to the running event loop."""
+        self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._intake, name="pumpwatch-intake", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Commit what is queued, then stop the intake thread."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+            self._thread = None
+
+    @property
+    def intake_depth(self) -> int:
+        """Readings accepted but not yet committed."""
+        return self._pending_count
+
+    # --- intake thread -----------------------------------------------------------------------
+
+    def _intake(self) -> None:
+        while True:
+            with self._cond:
+                while not self._pending and not self._stopping:
+                    self._cond.wait()
+                if not self._pending and self._stopping:
+                    return
+                batch = list(self._pending)
+                self._pending.clear()
+            readings = [r for rs, _ in batch for r in rs]
+            self._commit(readings)
+            with self._cond:
+                self._pending_count -= len(readings)
+                self._cond.notify_all()
+            for _rs, on_durable in batch:
+                if on_durable is not None:
+                    try:
+                        on_durable()
+                    except Exception:  # a source's ack failing must not stop the intake
+                        log.exception("acknowledgement callback failed")
+            self.metrics.buffer_depth.set(self.buffer.depth)
+            loop = self._loop
+            if loop is not None and not loop.is_closed():
+                with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: no one to tell
+                    loop.call_soon_threadsafe(self._dispatch, readings)
+
+    def _commit(self, readings: list[Reading]) -> None:
+        """Append durably in chunks, waiting (never dropping) while the buffer is full."""
+        for i in range(0, len(readings), COMMIT_CHUNK):
+            self._commit_chunk(readings[i : i + COMMIT_CHUNK])
+
+    def _commit_chunk(self, readings: list[Reading]) -> None:
+        warned = False
+        while True:
+            try:
+                self.buffer.append(readings)
+                return
+            except BufferFull:
+                if not warned:
+                    log.warning("durable buffer full (%d readings): intake waits for the writer",
+                                self.buffer.depth)
+                    warned = True
+                time.sleep(0.1)
+
+    def _dispatch(self, readings: list[Reading]) -> None:
+        self.committed.set()
+        if self.live is not None:
+            self.live.publish(readings)
+        for hook in self.hooks:
+            try:
+                hook(readings)
+            except Exception:  # one broken hook must not stop the others
+                log.exception("readings hook %r failed", hook)

@@ -1,0 +1,27 @@
+"""What sources hand their readings to: the pipeline, or anything that behaves like it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+from pumpwatch.readings import Reading
+
+OnDurable = Callable[[], None]
+
+
+class ReadingSink(Protocol):
+    """Takes readings from any thread. `accept` may block while the intake is full (backpressure)."""
+
+    def accept(self, readings: Sequence[Reading], source: str,
+               on_durable: OnDurable | None = None) -> None:
+        """Validate and buffer readings; `on_durable` runs (on another thread) once they are on disk.
+
+        Readings that fail validation are counted and left out; `on_durable` still runs once the
+        rest are durable, so a message with one bad value is acknowledged exactly once.
+        """
+        ...
+
+    def reject(self, source: str, reason: str, detail: str) -> None:
+        """Count a value or message that could not be decoded at all (reason is a metric label)."""
+        ...

@@ -1,0 +1,306 @@
+"""Pipeline: validation, durable buffer, group commit with acknowledgements, writer retry."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from collector.buffer import BufferFull, DurableBuffer
+from collector.metrics import CollectorMetrics
+from collector.pipeline import Pipeline
+from collector.validate import Validator
+from collector.writer import Backoff, BufferWriter
+from pumpwatch.bus import LiveBus
+from pumpwatch.catalog import SensorCatalog
+from pumpwatch.clock import FakeClock
+from pumpwatch.errors import StoreRejected, StoreUnavailable
+from pumpwatch.readings import Quality, Reading
+from pumpwatch.series import HistoryPoint
+from pumpwatch.site import Site
+from pumpwatch.sitefile import load_site
+
+EXAMPLE = Path(__file__).parents[2] / "examples" / "site.yaml"
+
+
+@pytest.fixture(scope="module")
+def site() -> Site:
+    return load_site(EXAMPLE)
+
+
+@pytest.fixture
+def catalog(site: Site) -> SensorCatalog:
+    return SensorCatalog(site)
+
+
+class RecordingStore:
+    """A series store kept in a dict (one point per sensor and timestamp), that can be made to fail."""
+
+    def __init__(self) -> None:
+        self.points: dict[tuple[str, float], Reading] = {}
+        self.down = False
+        self.poison: set[str] = set()  # sensors whose readings the store refuses
+        self.calls = 0
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    async def write(self, readings: Sequence[Reading]) -> None:
+        self.calls += 1
+        if self.down:
+            raise StoreUnavailable("connection refused")
+        if any(r.sensor in self.poison for r in readings):
+            raise StoreRejected("field type conflict")
+        for r in readings:
+            self.points[(r.sensor, r.ts)] = r
+
+    async def latest(self, sensors: Sequence[str] | None = None) -> dict[str, Reading]:
+        out: dict[str, Reading] = {}
+        for r in sorted(self.points.values(), key=lambda r: r.ts):
+            out[r.sensor] = r
+        return out
+
+    async def history(self, sensor: str, start: float, end: float, step: float) -> list[HistoryPoint]:
+        return []
+
+    async def count(self, sensor: str | None = None) -> int:
+        return sum(1 for (s, _t) in self.points if sensor is None or s == sensor)
+
+
+def readings(n: int, start: float = 1_767_225_600.0, sensor: str = "dom-header-pressure") -> list[Reading]:
+    return [Reading(sensor, start + i, 0.3 + i * 1e-4) for i in range(n)]
+
+
+# --- validation ---------------------------------------------------------------------------------
+
+
+def test_validator_rejects_what_cannot_be_stored_and_flags_what_is_suspect(catalog: SensorCatalog) -> None:
+    now = 1_767_225_600.0
+    batch = [
+        Reading("dom-header-pressure", now, 0.42),  # good
+        Reading("no-such-sensor", now, 1.0),  # unknown sensor
+        Reading("dom-header-pressure", now, math.nan),
+        Reading("dom-header-pressure", now, math.inf),
+        Reading("dom-header-pressure", now, True),  # a bool is not a measurement
+        Reading("dom-header-pressure", now, "0.4"),  # type: ignore[arg-type]
+        Reading("dom-header-pressure", now + 10 * 86_400, 0.4),  # a clock ten days ahead
+        Reading("dom-header-pressure", math.nan, 0.4),
+        Reading("dom-header-pressure", now, 7.5),  # outside 0..1.6 MPa: kept, flagged
+        Reading("dom-p1-switch", now, 2),  # AUTO: state name filled in
+        Reading("dom-p1-switch", now, 9),  # no such state: kept, flagged
+    ]
+    verdict = Validator(catalog).judge(batch, now)
+    assert dict(verdict.rejected) == {"unknown_sensor": 1, "not_finite": 2, "wrong_type": 2,
+                                      "bad_timestamp": 2}
+    assert [(r.sensor, r.value, r.quality, r.state) for r in verdict.kept] == [
+        ("dom-header-pressure", 0.42, Quality.GOOD, None),
+        ("dom-header-pressure", 7.5, Quality.OUT_OF_RANGE, None),
+        ("dom-p1-switch", 2.0, Quality.GOOD, "AUTO"),
+        ("dom-p1-switch", 9.0, Quality.OUT_OF_RANGE, None),
+    ]
+    assert verdict.flagged[Quality.OUT_OF_RANGE] == 2
+
+
+# --- durable buffer -----------------------------------------------------------------------------
+
+
+def test_buffer_keeps_readings_across_reopen_and_in_order(tmp_path: Path) -> None:
+    path = tmp_path / "buffer.db"
+    buffer = DurableBuffer(path, capacity=100)
+    buffer.append(readings(30))
+    seqs, first = buffer.peek(10)
+    assert [r.ts for r in first] == [r.ts for r in readings(10)]
+    buffer.remove_through(seqs[-1])
+    buffer.close()
+    reopened = DurableBuffer(path, capacity=100)
+    assert reopened.depth == 20
+    _seqs, rest = reopened.peek(100)
+    assert [r.ts for r in rest] == [r.ts for r in readings(30)][10:]
+    reopened.close()
+
+
+def test_buffer_refuses_past_capacity_and_keeps_what_it_has(tmp_path: Path) -> None:
+    buffer = DurableBuffer(tmp_path / "b.db", capacity=50)
+    buffer.append(readings(40))
+    with pytest.raises(BufferFull):
+        buffer.append(readings(11, start=2_000_000_000))
+    assert buffer.depth == 40  # all or nothing: the refused batch left no partial rows
+    buffer.append(readings(10, start=2_000_000_000))
+    assert buffer.depth == 50
+    buffer.close()
+
+
+# --- pipeline -----------------------------------------------------------------------------------
+
+
+async def test_accept_acknowledges_only_after_commit_and_dispatches(
+        tmp_path: Path, catalog: SensorCatalog) -> None:
+    buffer = DurableBuffer(tmp_path / "b.db", capacity=100_000)
+    metrics = CollectorMetrics()
+    live: LiveBus[Sequence[Reading]] = LiveBus()
+    sub = live.subscribe("test")
+    pipeline = Pipeline(catalog, buffer, metrics, FakeClock(), live=live)
+    hooked: list[int] = []
+    pipeline.hooks.append(lambda batch: hooked.append(len(batch)))
+    depth_at_ack: list[int] = []
+    acked = threading.Event()
+
+    def on_durable() -> None:
+        depth_at_ack.append(buffer.depth)
+        acked.set()
+
+    pipeline.start()
+    try:
+        batch = [*readings(5), Reading("dom-header-pressure", 1767225600.0, math.nan)]
+        await asyncio.to_thread(pipeline.accept, batch, "mqtt", on_durable)
+        assert await asyncio.to_thread(acked.wait, 5)
+        assert depth_at_ack == [5]  # the callback ran once the five good readings were on disk
+        got = await asyncio.wait_for(sub.get(), 5)
+        assert len(got) == 5
+        assert hooked == [5]
+        assert metrics.readings_in.labels(source="mqtt")._value.get() == 5
+        assert metrics.rejected.labels(source="mqtt", reason="not_finite")._value.get() == 1
+    finally:
+        pipeline.stop()
+        buffer.close()
+
+
+async def test_a_message_with_nothing_acceptable_is_acknowledged_at_once(
+        tmp_path: Path, catalog: SensorCatalog) -> None:
+    buffer = DurableBuffer(tmp_path / "b.db")
+    pipeline = Pipeline(catalog, buffer, CollectorMetrics(), FakeClock())
+    acks: list[str] = []
+    pipeline.accept([Reading("ghost", 1.0, 1.0)], "mqtt", lambda: acks.append("ack"))
+    assert acks == ["ack"]
+    assert buffer.depth == 0
+    buffer.close()
+
+
+async def test_event_loop_thread_never_blocks_on_a_full_intake(
+        tmp_path: Path, catalog: SensorCatalog) -> None:
+    buffer = DurableBuffer(tmp_path / "b.db")
+    metrics = CollectorMetrics()
+    pipeline = Pipeline(catalog, buffer, metrics, FakeClock(), intake_limit=1000)
+    pipeline.start()
+    with pipeline._cond:  # re-entrant: the intake thread cannot take the held batch meanwhile
+        pipeline._pending.append((readings(1000), None))
+        pipeline._pending_count = 1000
+        pipeline._cond.notify_all()  # the intake wakes once we let go
+        pipeline.accept(readings(10, start=1_767_229_000.0), "modbus:plc-dom")  # must not block
+        assert metrics.dropped.labels(reason="intake_full")._value.get() == 10
+        assert metrics.readings_in.labels(source="modbus")._value.get() == 0
+    deadline = asyncio.get_running_loop().time() + 5
+    while buffer.depth < 1000 and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.01)
+    pipeline.accept(readings(10, start=1_767_229_000.0), "modbus:plc-dom")  # room again: taken
+    assert metrics.readings_in.labels(source="modbus")._value.get() == 10
+    pipeline.stop()
+    buffer.close()
+
+
+async def test_source_thread_waits_while_the_buffer_is_full_and_loses_nothing(
+        tmp_path: Path, catalog: SensorCatalog) -> None:
+    buffer = DurableBuffer(tmp_path / "b.db", capacity=10_000)
+    store = RecordingStore()
+    metrics = CollectorMetrics()
+    pipeline = Pipeline(catalog, buffer, metrics, FakeClock(), intake_limit=2000)
+    writer = BufferWriter(buffer, store, metrics, batch_size=3000, wake=pipeline.committed,
+                          idle_wait=0.05)
+    pipeline.start()
+    store.down = True
+    writer.backoff = Backoff(first=0.05, cap=0.1)
+    writer_task = asyncio.create_task(writer.run())
+    total = 30_000  # three times what the buffer holds
+
+    def produce() -> None:
+        for i in range(0, total, 1000):
+            pipeline.accept(readings(1000, start=1_767_225_600.0 + i), "mqtt")
+
+    producer = asyncio.create_task(asyncio.to_thread(produce))
+    await asyncio.sleep(0.5)
+    assert not producer.done()  # blocked by backpressure, not dropping
+    assert buffer.depth <= 10_000
+    store.down = False
+    await asyncio.wait_for(producer, 30)
+    deadline = asyncio.get_running_loop().time() + 30
+    while await store.count() < total and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.05)
+    writer_task.cancel()
+    pipeline.stop()
+    assert await store.count() == total
+    assert metrics.dropped.labels(reason="intake_full")._value.get() == 0
+    buffer.close()
+
+
+# --- writer -------------------------------------------------------------------------------------
+
+
+async def test_writer_retries_until_the_store_is_back(tmp_path: Path) -> None:
+    buffer = DurableBuffer(tmp_path / "b.db")
+    buffer.append(readings(12_000))
+    store = RecordingStore()
+    store.down = True
+    metrics = CollectorMetrics()
+    writer = BufferWriter(buffer, store, metrics, batch_size=5000,
+                          backoff=Backoff(first=0.01, cap=0.02))
+    assert await writer.drain_once() == 0
+    assert await writer.drain_once() == 0
+    assert not writer.healthy
+    assert writer.last_error == "connection refused"
+    assert buffer.depth == 12_000
+    assert metrics.write_errors.labels(kind="unavailable")._value.get() == 2
+    store.down = False
+    while buffer.depth:
+        await writer.drain_once()
+    assert await store.count() == 12_000
+    assert writer.healthy
+    assert metrics.written._value.get() == 12_000
+    buffer.close()
+
+
+async def test_writer_sets_aside_only_the_readings_the_store_refuses(tmp_path: Path) -> None:
+    buffer = DurableBuffer(tmp_path / "b.db")
+    good = readings(100)
+    bad = [Reading("dom-p1-current", 1_767_225_650.5, 3.0)]
+    buffer.append(good[:50] + bad + good[50:])
+    store = RecordingStore()
+    store.poison = {"dom-p1-current"}
+    metrics = CollectorMetrics()
+    writer = BufferWriter(buffer, store, metrics, batch_size=1000)
+    assert await writer.drain_once() == 100
+    assert buffer.depth == 0
+    assert buffer.rejected_count() == 1
+    assert await store.count() == 100
+    assert metrics.dropped.labels(reason="store_rejected")._value.get() == 1
+    buffer.close()
+
+
+async def test_rewriting_after_a_crash_duplicates_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "b.db"
+    buffer = DurableBuffer(path)
+    buffer.append(readings(100))
+    store = RecordingStore()
+    _seqs, batch = buffer.peek(100)
+    await store.write(batch)  # written, then the process died before removing the batch
+    buffer.close()
+    reopened = DurableBuffer(path)
+    writer = BufferWriter(reopened, store, CollectorMetrics())
+    assert await writer.drain_once() == 100
+    assert await store.count() == 100
+    reopened.close()
+
+
+def test_backoff_doubles_with_jitter_up_to_the_cap() -> None:
+    backoff = Backoff(first=1.0, cap=8.0, jitter=0.2, rng=lambda: 1.0)
+    assert [round(backoff.next(), 6) for _ in range(6)] == [1.2, 2.4, 4.8, 9.6, 9.6, 9.6]
+    backoff.reset()
+    low = Backoff(first=1.0, cap=8.0, jitter=0.2, rng=lambda: 0.0)
+    assert round(low.next(), 6) == 0.8
+    assert round(backoff.next(), 6) == 1.2
