@@ -162,7 +162,12 @@ class _Service(abc.ABC):
             self._locate_binaries()  # a missing binary fails before anything is created
             self._dir = Path(tempfile.mkdtemp(prefix=f"pumpwatch-{self.name}-"))
             self.log_path.touch()
-            self._prepare()
+            try:
+                self._prepare()
+            except ServiceError as err:
+                output = _log_tail(self.log_path)
+                self.close()  # nothing usable was created
+                raise ServiceError(f"{err}\n--- {self.name} log ---\n{output}") from err
         if self._ports is not None:
             self._launch_checked(self._ports)
             return
@@ -195,7 +200,11 @@ class _Service(abc.ABC):
             self._ports = None
 
     def __enter__(self) -> Self:
-        self.start()
+        try:
+            self.start()
+        except BaseException:
+            self.close()  # the error already carries the log
+            raise
         return self
 
     def __exit__(
@@ -219,8 +228,9 @@ class _Service(abc.ABC):
     def _locate_binaries(self) -> None:
         """Find the executables, raising ServiceError with the package name if missing."""
 
+    @abc.abstractmethod
     def _prepare(self) -> None:
-        """Create what every start needs (config, data dirs) in the new temp dir."""
+        """Create what every start needs (data dirs, ownership) in the new temp dir."""
 
     @abc.abstractmethod
     def _launch(self, ports: tuple[int, ...], deadline: float) -> None:
@@ -360,6 +370,9 @@ class InfluxDB(_ChildService):
     def _locate_binaries(self) -> None:
         self._binary = find_binary("influxd", "influxdb")
 
+    def _prepare(self) -> None:
+        pass  # influxd creates its meta, data and WAL directories itself
+
     def _config(self, http_port: int, rpc_port: int) -> str:
         directory = self.directory
         return f"""\
@@ -453,7 +466,9 @@ class Postgres(_Service):
     def _locate_binaries(self) -> None:
         for tool in ("initdb", "pg_ctl", "pg_isready", "createdb", "psql"):
             if not (self.bin_dir / tool).is_file():
-                raise ServiceError(f"{self.bin_dir / tool} is missing; install the Debian package `postgresql`")
+                raise ServiceError(
+                    f"{self.bin_dir / tool} is missing; install the Debian package `postgresql`"
+                )
         if os.geteuid() == 0:
             runuser = find_binary("runuser", "util-linux")
             try:

@@ -163,13 +163,21 @@ async def test_influxdb_create_write_query_round_trip(influxdb: InfluxDB) -> Non
 
         queried = await http.get(
             "/query",
-            params={"db": db, "epoch": "s", "q": "SELECT value FROM pump_reading WHERE sensor = 'outlet pressure'"},
+            params={
+                "db": db,
+                "epoch": "s",
+                "q": "SELECT value FROM pump_reading WHERE sensor = 'outlet pressure'",
+            },
         )
         assert queried.status_code == 200, queried.text
         series = queried.json()["results"][0]["series"]
         await http.post("/query", params={"q": f'DROP DATABASE "{db}"'})
     assert series == [
-        {"name": "pump_reading", "columns": ["time", "value"], "values": [[1700000000, 4.25], [1700000060, 4.5]]}
+        {
+            "name": "pump_reading",
+            "columns": ["time", "value"],
+            "values": [[1700000000, 4.25], [1700000060, 4.5]],
+        }
     ]
 
 
@@ -178,7 +186,9 @@ def test_influxdb_restart_keeps_data_and_port(influxdb: InfluxDB) -> None:
     url = influxdb.url
     with httpx.Client(base_url=url, timeout=TIMEOUT) as http:
         assert http.post("/query", params={"q": f'CREATE DATABASE "{db}"'}).status_code == 200
-        written = http.post("/write", params={"db": db, "precision": "s"}, content="level,tank=t1 value=71 1700000000")
+        written = http.post(
+            "/write", params={"db": db, "precision": "s"}, content="level,tank=t1 value=71 1700000000"
+        )
         assert written.status_code == 204, written.text
     influxdb.restart()
     assert influxdb.url == url
@@ -217,7 +227,11 @@ def test_postgres_psql_round_trip(postgres: Postgres) -> None:
 def test_postgres_restart_keeps_data_and_port(postgres: Postgres) -> None:
     table = f"plan_{uuid.uuid4().hex[:12]}"
     dsn = postgres.dsn
-    _psql(postgres, f"CREATE TABLE {table} (occurrence date PRIMARY KEY)", f"INSERT INTO {table} VALUES ('2025-01-31')")
+    _psql(
+        postgres,
+        f"CREATE TABLE {table} (occurrence date PRIMARY KEY)",
+        f"INSERT INTO {table} VALUES ('2025-01-31')",
+    )
     postgres.restart()
     assert postgres.dsn == dsn
     rows = _psql(postgres, f"SELECT occurrence FROM {table}")
