@@ -1,4 +1,4 @@
-"""The `pumpwatch` command: check-site, registers, simulate, demo."""
+"""The `pumpwatch` command: check-site, registers, simulate, collect, up, demo."""
 
 from __future__ import annotations
 
@@ -40,22 +40,42 @@ def main(argv: Sequence[str] | None = None) -> int:
     site = _load_or_report(args.site)
     if site is None:
         return EXIT_USAGE
-    from simulators.run import RunOptions, ScenarioError, run_simulation
+    from pumpwatch.stack import StackOptions, run_stack
+    from simulators.scenarios import ScenarioError
 
-    options = RunOptions(
-        speed=args.speed, seed=args.seed, scenarios=tuple(args.scenario),
-        broker_url=args.mqtt, embedded_port=args.mqtt_port, status_every=args.status_every,
-        modbus_port_base=args.modbus_port_base,
+    if args.mqtt:
+        settings.mqtt.url = args.mqtt
+    settings.mqtt.embedded_port = args.mqtt_port
+    simulate = args.command in ("simulate", "demo")
+    options = StackOptions(
+        simulate=simulate,
+        collect=args.command != "simulate",
+        speed=args.speed if simulate else 1.0,
+        seed=args.seed if simulate else 1,
+        scenarios=tuple(args.scenario) if simulate else (),
+        modbus_port_base=args.modbus_port_base if simulate else None,
+        status_every=args.status_every,
         demo=args.command == "demo",
     )
     try:
-        return asyncio.run(_until_signal(run_simulation(site, options)))
+        return asyncio.run(_until_signal(run_stack(site, settings, options)))
     except ScenarioError as err:
         print(f"pumpwatch: {err}", file=sys.stderr)
         return EXIT_USAGE
     except (OSError, RuntimeError) as err:
         print(f"pumpwatch: cannot start: {err}", file=sys.stderr)
         return EXIT_FAILURE
+    except ExceptionGroup as group:  # a service failed inside the task group
+        environment, other = group.split((OSError, RuntimeError))
+        if other is not None or environment is None:
+            raise
+        print(f"pumpwatch: stopped: {_first_leaf(environment)}", file=sys.stderr)
+        return EXIT_FAILURE
+
+
+def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    first = group.exceptions[0]
+    return _first_leaf(first) if isinstance(first, BaseExceptionGroup) else first
 
 
 async def _until_signal(work: Coroutine[Any, Any, int]) -> int:
@@ -78,23 +98,27 @@ def _parser(settings: Settings) -> argparse.ArgumentParser:
     check.add_argument("file", type=Path)
     registers = sub.add_parser("registers", help="print the Modbus register map of a site")
     registers.add_argument("--site", type=Path, default=settings.site)
-    for name, text in (("simulate", "run the pump-room simulators"),
-                       ("demo", "run everything on embedded defaults")):
+    commands = (("simulate", "run the pump-room simulators alone"),
+                ("demo", "simulators and every service on embedded defaults"),
+                ("collect", "the collector alone: Modbus and MQTT into the series store"),
+                ("up", "every service (no simulators), against the configured broker and stores"))
+    for name, text in commands:
         p = sub.add_parser(name, help=text)
         p.add_argument("--site", type=Path, default=settings.site, help="site file (YAML)")
-        p.add_argument("--speed", type=_positive, default=settings.simulator.speed,
-                       help="simulated seconds per real second")
-        p.add_argument("--seed", type=int, default=settings.simulator.seed)
-        p.add_argument("--scenario", action="append", default=[], metavar="NAME[:TARGET]",
-                       help="switch a fault scenario on at start (repeatable)")
         p.add_argument("--mqtt", default=settings.mqtt.url, metavar="URL",
                        help="broker URL; default: an in-process broker")
         p.add_argument("--mqtt-port", type=int, default=settings.mqtt.embedded_port,
                        help="port of the in-process broker")
-        p.add_argument("--modbus-port-base", type=int, default=None, metavar="PORT",
-                       help="serve device i on PORT+i instead of the site's ports (0: free ports)")
         p.add_argument("--status-every", type=_positive, default=10.0, metavar="SECONDS",
                        help="print a status line per room this often")
+        if name in ("simulate", "demo"):
+            p.add_argument("--speed", type=_positive, default=settings.simulator.speed,
+                           help="simulated seconds per real second")
+            p.add_argument("--seed", type=int, default=settings.simulator.seed)
+            p.add_argument("--scenario", action="append", default=[], metavar="NAME[:TARGET]",
+                           help="switch a fault scenario on at start (repeatable)")
+            p.add_argument("--modbus-port-base", type=int, default=None, metavar="PORT",
+                           help="serve device i on PORT+i instead of the site's ports (0: free ports)")
     return parser
 
 

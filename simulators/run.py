@@ -1,93 +1,54 @@
-"""`pumpwatch simulate` and `pumpwatch demo`: start the simulators and tell the user where they are."""
+"""Start a simulation for the command line, and describe it to the person who started it."""
 
 from __future__ import annotations
 
-import asyncio
-from dataclasses import dataclass
-
-from pumpwatch.broker import EmbeddedBroker, port_or_free
-from pumpwatch.clock import ScaledClock
+from pumpwatch.broker import port_or_free
+from pumpwatch.clock import Clock
 from pumpwatch.mqtturl import BrokerAddress
 from pumpwatch.site import Site
 from simulators.scenarios import SCENARIOS, ScenarioError, parse_scenario
 from simulators.simulation import CONTROL_TOPIC, Simulation
 
-__all__ = ["RunOptions", "ScenarioError", "run_simulation", "status_lines"]
+__all__ = ["ScenarioError", "banner_lines", "start_simulation", "status_lines"]
 
 
-@dataclass(frozen=True)
-class RunOptions:
-    """What the command line asked for."""
-
-    speed: float = 1.0
-    seed: int = 1
-    scenarios: tuple[str, ...] = ()
-    broker_url: str | None = None
-    embedded_port: int = 1883
-    status_every: float = 10.0
-    modbus_port_base: int | None = None
-    demo: bool = False
-
-
-async def run_simulation(site: Site, options: RunOptions) -> int:
-    """Run until cancelled; returns the exit code."""
-    requested = [parse_scenario(spec) for spec in options.scenarios]  # fail before opening ports
-    embedded: EmbeddedBroker | None = None
-    if options.broker_url:
-        broker = BrokerAddress.parse(options.broker_url)
-    else:
-        port = options.embedded_port
-        if options.demo:  # the demo must start: a busy default port is swapped for a free one
-            port = port_or_free(port)
-        embedded = EmbeddedBroker(port=port)
-        try:
-            await embedded.start()
-        except Exception as err:  # amqtt raises its own error types for a busy port
-            raise RuntimeError(f"in-process MQTT broker on port {embedded.port}: {err}") from err
-        broker = embedded.address
+async def start_simulation(site: Site, clock: Clock, broker: BrokerAddress, *, seed: int = 1,
+                           scenarios: tuple[str, ...] = (), modbus_port_base: int | None = None,
+                           free_ports_if_busy: bool = False) -> Simulation:
+    """Open the simulated PLCs and wireless sensors and switch the requested scenarios on."""
+    requested = [parse_scenario(spec) for spec in scenarios]  # fail before opening ports
     ports = None
-    if options.modbus_port_base is not None:
-        base = options.modbus_port_base
+    if modbus_port_base is not None:
+        base = modbus_port_base
         ports = {d.id: (base + i if base else 0) for i, d in enumerate(site.modbus)}
-    elif options.demo:
+    elif free_ports_if_busy:
         ports = {d.id: port_or_free(d.port, d.host) for d in site.modbus}
-    sim = Simulation(site, ScaledClock(options.speed), seed=options.seed, broker=broker,
-                     modbus_ports=ports)
+    sim = Simulation(site, clock, seed=seed, broker=broker, modbus_ports=ports)
+    await sim.start()
     try:
-        await sim.start()
         for name, target in requested:
             await sim.enable(name, target)
-        print(_banner(site, sim, broker, options, embedded is not None), flush=True)
-        async with asyncio.TaskGroup() as tasks:
-            tasks.create_task(sim.run(), name="simulation")
-            tasks.create_task(_print_status(sim, options.status_every), name="status")
-    finally:
+    except BaseException:
         await sim.stop()
-        if embedded is not None:
-            await embedded.stop()
-    return 0
+        raise
+    return sim
 
 
-def _banner(site: Site, sim: Simulation, broker: BrokerAddress, options: RunOptions,
-            embedded: bool) -> str:
-    what = "PumpWatch demo" if options.demo else "PumpWatch simulators"
-    lines = [
-        f"{what}: site {site.site.id} ({site.site.name.zh} / {site.site.name.en}), "
-        f"speed x{options.speed:g}, seed {options.seed}",
-        f"MQTT broker: {broker}{' (in-process)' if embedded else ''}",
-        "  wireless sensors publish on: " + ", ".join(sorted({m.subscription for m in site.mqtt})),
-    ]
+def banner_lines(sim: Simulation, broker: BrokerAddress) -> list[str]:
+    """Where the simulated devices listen and how to switch faults on."""
+    site = sim.site
+    lines = ["Simulated wireless sensors publish on: "
+             + ", ".join(sorted({m.subscription for m in site.mqtt}))]
     for device in site.modbus:
         server = sim.servers[device.id]
-        lines.append(f"Modbus TCP: {device.id} at {server.host}:{server.port} unit {device.unit} "
-                     f"({len(device.points)} points; register map in the site file)")
+        lines.append(f"Simulated PLC {device.id}: Modbus TCP {server.host}:{server.port} unit "
+                     f"{device.unit} ({len(device.points)} points; `pumpwatch registers` prints the map)")
     lines += [
         "Fault scenarios: " + ", ".join(sorted(SCENARIOS)),
         f"  switch one on:  mosquitto_pub -h {broker.host} -p {broker.port} -t {CONTROL_TOPIC} "
         "-m '{\"scenario\": \"pipe_burst\", \"on\": true}'",
-        "Press Ctrl+C to stop.",
     ]
-    return "\n".join(lines)
+    return lines
 
 
 def status_lines(sim: Simulation) -> list[str]:
@@ -115,10 +76,3 @@ def status_lines(sim: Simulation) -> list[str]:
             parts.append("faults: " + ", ".join(faults))
         lines.append(" | ".join(parts))
     return lines
-
-
-async def _print_status(sim: Simulation, every: float) -> None:
-    while True:
-        await asyncio.sleep(every)
-        for line in status_lines(sim):
-            print(line, flush=True)

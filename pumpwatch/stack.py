@@ -1,0 +1,122 @@
+"""Which roles run in this process: `collect` (collector), `up` (all services), `demo` (+ simulators)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from pumpwatch.broker import EmbeddedBroker, port_or_free
+from pumpwatch.clock import Clock, ScaledClock
+from pumpwatch.mqtturl import BrokerAddress
+from pumpwatch.settings import Settings
+from pumpwatch.site import Site
+
+if TYPE_CHECKING:
+    from collector.service import CollectorService
+    from simulators.simulation import Simulation
+
+
+@dataclass(frozen=True)
+class StackOptions:
+    """What to run and how."""
+
+    simulate: bool = False
+    collect: bool = True
+    speed: float = 1.0
+    seed: int = 1
+    scenarios: tuple[str, ...] = ()
+    modbus_port_base: int | None = None
+    status_every: float = 10.0
+    demo: bool = False
+
+
+@contextlib.asynccontextmanager
+async def broker_for(settings: Settings, demo: bool) -> AsyncIterator[tuple[BrokerAddress, bool]]:
+    """The configured broker, or an in-process one (a free port if the default is busy in a demo)."""
+    if settings.mqtt.url:
+        yield BrokerAddress.parse(settings.mqtt.url), False
+        return
+    port = settings.mqtt.embedded_port
+    embedded = EmbeddedBroker(port=port_or_free(port) if demo else port)
+    try:
+        await embedded.start()
+    except Exception as err:  # amqtt raises its own error types for a busy port
+        raise RuntimeError(f"in-process MQTT broker on port {embedded.port}: {err}") from err
+    try:
+        yield embedded.address, True
+    finally:
+        await embedded.stop()
+
+
+async def run_stack(site: Site, settings: Settings, options: StackOptions) -> int:
+    """Run the chosen roles together until cancelled."""
+    from simulators.run import start_simulation
+
+    clock: Clock = ScaledClock(options.speed)
+    async with broker_for(settings, options.demo) as (broker, embedded), \
+            contextlib.AsyncExitStack() as stack:
+        sim = None
+        if options.simulate:
+            sim = await start_simulation(site, clock, broker, seed=options.seed,
+                                         scenarios=options.scenarios,
+                                         modbus_port_base=options.modbus_port_base,
+                                         free_ports_if_busy=options.demo)
+            stack.push_async_callback(sim.stop)
+            if options.modbus_port_base is not None or options.demo:
+                site = _with_served_ports(site, sim)  # the collector polls where the PLCs listen
+        collector = None
+        if options.collect:
+            from collector.service import CollectorService
+
+            collector = CollectorService(site, settings, clock, broker)
+        print(_banner(site, settings, broker, embedded, options, sim, collector), flush=True)
+        async with asyncio.TaskGroup() as tasks:
+            if sim is not None:
+                tasks.create_task(sim.run(), name="simulation")
+            if collector is not None:
+                tasks.create_task(collector.run(), name="collector")
+            tasks.create_task(_print_status(sim, collector, options.status_every), name="status")
+    return 0
+
+
+def _with_served_ports(site: Site, sim: Simulation) -> Site:
+    devices = tuple(d.model_copy(update={"host": sim.servers[d.id].host, "port": sim.servers[d.id].port})
+                    for d in site.modbus)
+    return site.model_copy(update={"modbus": devices})
+
+
+def _banner(site: Site, settings: Settings, broker: BrokerAddress, embedded: bool,
+            options: StackOptions, sim: Simulation | None,
+            collector: CollectorService | None) -> str:
+    from simulators.run import banner_lines
+
+    what = "PumpWatch demo" if options.demo else "PumpWatch"
+    lines = [f"{what}: site {site.site.id} ({site.site.name.zh} / {site.site.name.en})"
+             + (f", simulated at x{options.speed:g}, seed {options.seed}" if sim else ""),
+             f"MQTT broker: {broker}{' (in-process)' if embedded else ''}"]
+    if sim is not None:
+        lines += banner_lines(sim, broker)
+    if collector is not None:
+        store = (f"InfluxDB {settings.influx.url} database {settings.influx.database}"
+                 if settings.influx.url else
+                 f"embedded store {settings.collector.state_dir / 'series.db'}")
+        lines.append(f"Collector: {len(site.modbus)} Modbus devices, {len(site.mqtt)} MQTT topic maps "
+                     f"-> durable buffer {settings.collector.state_dir / 'buffer.db'} -> {store}")
+    lines.append("Press Ctrl+C to stop.")
+    return "\n".join(lines)
+
+
+async def _print_status(sim: Simulation | None, collector: CollectorService | None,
+                        every: float) -> None:
+    from simulators.run import status_lines
+
+    while True:
+        await asyncio.sleep(every)
+        lines = status_lines(sim) if sim is not None else []
+        if collector is not None:
+            lines.append(collector.status_line())
+        for line in lines:
+            print(line, flush=True)
