@@ -41,8 +41,8 @@ def banner_lines(sim: Simulation, broker: BrokerAddress) -> list[str]:
              + ", ".join(sorted({m.subscription for m in site.mqtt}))]
     for device in site.modbus:
         server = sim.servers[device.id]
-        lines.append(f"Simulated PLC {device.id}: Modbus TCP {server.host}:{server.port} unit "
-                     f"{device.unit} ({len(device.points)} points; `pumpwatch registers` prints the map)")
+        lines.append(f"Modbus TCP: {device.id} at {server.host}:{server.port} unit {device.unit} "
+                     f"(simulated PLC, {len(device.points)} points; `pumpwatch registers` prints the map)")
     lines += [
         "Fault scenarios: " + ", ".join(sorted(SCENARIOS)),
         f"  switch one on:  mosquitto_pub -h {broker.host} -p {broker.port} -t {CONTROL_TOPIC} "
