@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.metrics import MetricWrapperBase
 
 
 class CollectorMetrics:
@@ -47,3 +48,14 @@ class CollectorMetrics:
         self.live_dropped = Counter("pumpwatch_live_dropped_total",
                                     "Live-bus events a slow subscriber missed (oldest dropped)",
                                     ["subscriber"], registry=r)
+
+    @staticmethod
+    def total(metric: MetricWrapperBase) -> float:
+        """Sum of a counter or gauge over all its labels."""
+        return sum(sample.value for family in metric.collect() for sample in family.samples
+                   if not sample.name.endswith("_created"))
+
+    def by_label(self, metric: MetricWrapperBase, label: str) -> dict[str, float]:
+        """Current values of a labelled gauge, by one label's value."""
+        return {sample.labels[label]: sample.value for family in metric.collect()
+                for sample in family.samples if label in sample.labels}

@@ -66,7 +66,7 @@ async def run_stack(site: Site, settings: Settings, options: StackOptions) -> in
                                          free_ports_if_busy=options.demo)
             stack.push_async_callback(sim.stop)
             if options.modbus_port_base is not None or options.demo:
-                site = _with_served_ports(site, sim)  # the collector polls where the PLCs listen
+                site = sim.served_site()  # the collector polls where the simulated PLCs listen
         collector = None
         if options.collect:
             from collector.service import CollectorService
@@ -80,12 +80,6 @@ async def run_stack(site: Site, settings: Settings, options: StackOptions) -> in
                 tasks.create_task(collector.run(), name="collector")
             tasks.create_task(_print_status(sim, collector, options.status_every), name="status")
     return 0
-
-
-def _with_served_ports(site: Site, sim: Simulation) -> Site:
-    devices = tuple(d.model_copy(update={"host": sim.servers[d.id].host, "port": sim.servers[d.id].port})
-                    for d in site.modbus)
-    return site.model_copy(update={"modbus": devices})
 
 
 def _banner(site: Site, settings: Settings, broker: BrokerAddress, embedded: bool,

@@ -30,7 +30,7 @@ class Simulation:
     def __init__(self, site: Site, clock: Clock, *, seed: int = 1,
                  broker: BrokerAddress | None = None, modbus_ports: dict[str, int] | None = None,
                  modbus_host: str | None = None, publish_period: float = 5.0,
-                 tick: float = 0.5) -> None:
+                 tick: float = 0.5, client_id: str = "pumpwatch-sim") -> None:
         self.site = site
         self.clock = clock
         self.model = SiteModel(site, clock.now(), seed=seed)
@@ -44,10 +44,17 @@ class Simulation:
                                modbus_host or d.host, ports.get(d.id, d.port))
             for d in site.modbus
         }
-        self.sensors = MqttSensors(site, broker) if broker is not None else None
+        self.sensors = MqttSensors(site, broker, client_id) if broker is not None else None
         self._pending: list[Coroutine[Any, Any, None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._next_publish = 0.0
+
+    def served_site(self) -> Site:
+        """The site with each Modbus device's host and port where its simulated PLC listens."""
+        devices = tuple(d.model_copy(update={"host": self.servers[d.id].host,
+                                             "port": self.servers[d.id].port})
+                        for d in self.site.modbus)
+        return self.site.model_copy(update={"modbus": devices})
 
     async def start(self) -> None:
         """Open the Modbus servers and connect the wireless sensors."""

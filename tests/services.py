@@ -331,6 +331,10 @@ class Mosquitto(_ChildService):
                 "allow_anonymous true",
                 "persistence true",
                 f"persistence_location {directory}/",  # mosquitto wants the trailing slash
+                # Offline persistent sessions keep every QoS 1 message (the default drops past 1000),
+                # as production brokers for PumpWatch are configured: the lossless tests rely on it.
+                "max_queued_messages 10000000",
+                "max_queued_bytes 0",
                 *(["user root"] if stay_root else []),
                 "log_dest stderr",  # stderr goes to the log file
                 "log_type error",
