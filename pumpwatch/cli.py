@@ -27,7 +27,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("pymodbus", "amqtt", "transitions"):
+    for noisy in ("pymodbus", "amqtt", "transitions", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
     if args.command == "check-site":
         return _check_site(args.file)

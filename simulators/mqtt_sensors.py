@@ -28,27 +28,60 @@ class Device:
 
 
 def plan_devices(site: Site) -> list[Device]:
-    """Work out the topic and payload fields of every MQTT-sourced sensor from the topic maps."""
-    sensors = {s.id: (room.id, s) for room, _eq, s in site.iter_sensors() if s.source == "mqtt"}
+    """Work out the topic and payload fields of every MQTT-sourced sensor from the topic maps.
+
+    A template like `{device}` fits any sensor id, so each sensor goes to the value that fits it
+    best: the value type must suit the sensor (boolean for two-state sensors, enum for state
+    sensors, number otherwise), a JSON field named after a kind must name the sensor's kind, and
+    the template with the most literal text wins; ties go to the earlier map.
+    """
     devices: dict[str, Device] = {}
-    claimed: set[str] = set()
-    for mapping in site.mqtt:
-        for value in mapping.values:
-            for sensor_id, (room_id, sensor) in sensors.items():
-                if sensor_id in claimed:
+    for room, _eq, sensor in site.iter_sensors():
+        if sensor.source != "mqtt":
+            continue
+        best: tuple[int, int, MqttMapping, MqttValue, str] | None = None
+        for order, mapping in enumerate(site.mqtt):
+            for value in mapping.values:
+                bound = _match(value.sensor, sensor.id)
+                if bound is None or not _suits(mapping, value, sensor):
                     continue
-                bound = _match(value.sensor, sensor_id)
-                if bound is None:
-                    continue
-                topic = _fill(mapping, bound, room_id, sensor_id)
+                topic = _fill(mapping, bound, room.id, sensor.id)
                 if topic is None:
                     continue
-                device = devices.get(topic)
-                entry = ((value, sensor),)
-                devices[topic] = (Device(topic, mapping, device.values + entry) if device
-                                  else Device(topic, mapping, entry))
-                claimed.add(sensor_id)
+                literal = len(re.sub(r"\{[^}]*\}", "", value.sensor))
+                if best is None or (literal, -order) > (best[0], best[1]):
+                    best = (literal, -order, mapping, value, topic)
+        if best is None:
+            continue
+        _l, _o, mapping, value, topic = best
+        device = devices.get(topic)
+        entry = ((value, sensor),)
+        devices[topic] = (Device(topic, mapping, device.values + entry) if device
+                          else Device(topic, mapping, entry))
     return list(devices.values())
+
+
+_FIELD_KINDS = {"temp": "temperature", "leak": "leak", "battery": "battery", "level": "level",
+                "pressure": "pressure", "current": "current", "voltage": "voltage"}
+
+
+def _suits(mapping: MqttMapping, value: MqttValue, sensor: Sensor) -> bool:
+    states = sensor.state_codes
+    match mapping.value_type(value):
+        case ValueType.BOOLEAN:
+            if sorted(states.values()) != [0, 1]:
+                return False
+        case ValueType.ENUM:
+            if not states:
+                return False
+        case ValueType.NUMBER:
+            if states:
+                return False
+    field = (value.field or "").lower()
+    for hint, kind in _FIELD_KINDS.items():
+        if hint in field and not str(sensor.kind).startswith(kind) and not str(sensor.kind).endswith(kind):
+            return False
+    return True
 
 
 def _match(template: str, sensor_id: str) -> dict[str, str] | None:

@@ -335,6 +335,8 @@ class Mosquitto(_ChildService):
                 # as production brokers for PumpWatch are configured: the lossless tests rely on it.
                 "max_queued_messages 10000000",
                 "max_queued_bytes 0",
+                # A collector acknowledges after its durable commit: allow enough messages in flight.
+                "max_inflight_messages 1000",
                 *(["user root"] if stay_root else []),
                 "log_dest stderr",  # stderr goes to the log file
                 "log_type error",

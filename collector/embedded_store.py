@@ -1,0 +1,137 @@
+"""The embedded series store: SQLite in the state directory, for a site without an InfluxDB server.
+
+Points are keyed by (sensor, ts), so writing a reading twice keeps one point; a `latest` table
+keeps the newest point of each sensor so the live board never scans history.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from collector.lineprotocol import quality_of
+from pumpwatch.catalog import SensorCatalog
+from pumpwatch.errors import StoreUnavailable
+from pumpwatch.readings import Reading
+from pumpwatch.series import HistoryPoint
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS points (
+    sensor TEXT NOT NULL, ts REAL NOT NULL, value REAL NOT NULL, quality INTEGER NOT NULL, state TEXT,
+    PRIMARY KEY (sensor, ts)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS latest (
+    sensor TEXT PRIMARY KEY, ts REAL NOT NULL, value REAL NOT NULL, quality INTEGER NOT NULL, state TEXT);
+"""
+
+
+class EmbeddedStore:
+    """A `SeriesStore` in one SQLite file (WAL, fsync on commit)."""
+
+    def __init__(self, path: str | Path, catalog: SensorCatalog | None = None) -> None:
+        self.path = Path(path)
+        self.catalog = catalog
+        self._db: sqlite3.Connection | None = None
+        self._lock = threading.Lock()
+
+    async def start(self) -> None:
+        """Open (and create) the database file."""
+        await asyncio.to_thread(self._open)
+
+    async def close(self) -> None:
+        """Close the database file."""
+        with self._lock:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+
+    async def write(self, readings: Sequence[Reading]) -> None:
+        """Insert or replace points, and move each sensor's latest point forward."""
+        if readings:
+            await asyncio.to_thread(self._write, list(readings))
+
+    async def latest(self, sensors: Sequence[str] | None = None) -> dict[str, Reading]:
+        """The newest reading of each sensor."""
+        rows = await asyncio.to_thread(self._select, "SELECT sensor, ts, value, quality, state FROM latest",
+                                       ())
+        wanted = set(sensors) if sensors is not None else None
+        return {str(row[0]): _reading(row) for row in rows if wanted is None or row[0] in wanted}
+
+    async def history(self, sensor: str, start: float, end: float, step: float) -> list[HistoryPoint]:
+        """Mean, min, max and count per `step` seconds, buckets aligned to the epoch like InfluxDB's."""
+        if step <= 0 or end <= start:
+            return []
+        rows = await asyncio.to_thread(
+            self._select,
+            "SELECT CAST(ts / ? AS INTEGER) AS bucket, avg(value), min(value), max(value), count(*) "
+            "FROM points WHERE sensor = ? AND ts >= ? AND ts < ? GROUP BY bucket ORDER BY bucket",
+            (step, sensor, start, end))
+        return [HistoryPoint(int(bucket) * step, float(mean), float(low), float(high), int(n))
+                for bucket, mean, low, high, n in rows]
+
+    async def count(self, sensor: str | None = None) -> int:
+        """Points stored, of one sensor or all."""
+        if sensor is None:
+            rows = await asyncio.to_thread(self._select, "SELECT count(*) FROM points", ())
+        else:
+            rows = await asyncio.to_thread(self._select, "SELECT count(*) FROM points WHERE sensor = ?",
+                                           (sensor,))
+        return int(rows[0][0])
+
+    # --- internals -----------------------------------------------------------------------------
+
+    def _open(self) -> None:
+        with self._lock:
+            if self._db is not None:
+                return
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=FULL")
+                db.executescript(_SCHEMA)
+            except (OSError, sqlite3.Error) as err:
+                raise StoreUnavailable(f"embedded store {self.path}: {err}") from err
+            self._db = db
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise StoreUnavailable(f"embedded store {self.path} is not open")
+        return self._db
+
+    def _write(self, readings: list[Reading]) -> None:
+        rows = [(r.sensor, r.ts, r.value, int(r.quality), r.state) for r in readings]
+        newest: dict[str, tuple[str, float, float, int, str | None]] = {}
+        for row in rows:
+            if row[0] not in newest or row[1] >= newest[row[0]][1]:
+                newest[row[0]] = row
+        with self._lock:
+            db = self._connection()
+            try:
+                db.execute("BEGIN")
+                db.executemany("INSERT OR REPLACE INTO points VALUES (?, ?, ?, ?, ?)", rows)
+                db.executemany(
+                    "INSERT INTO latest VALUES (?, ?, ?, ?, ?) ON CONFLICT (sensor) DO UPDATE SET "
+                    "ts = excluded.ts, value = excluded.value, quality = excluded.quality, "
+                    "state = excluded.state WHERE excluded.ts >= latest.ts", list(newest.values()))
+                db.execute("COMMIT")
+            except sqlite3.Error as err:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise StoreUnavailable(f"embedded store write: {err}") from err
+
+    def _select(self, sql: str, args: tuple[object, ...]) -> list[tuple[Any, ...]]:
+        with self._lock:
+            try:
+                return self._connection().execute(sql, args).fetchall()
+            except sqlite3.Error as err:
+                raise StoreUnavailable(f"embedded store query: {err}") from err
+
+
+def _reading(row: tuple[Any, ...]) -> Reading:
+    sensor, ts, value, quality, state = row
+    return Reading(str(sensor), float(ts), float(value),
+                   quality_of(quality), None if state is None else str(state))

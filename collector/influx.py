@@ -1,0 +1,181 @@
+"""InfluxDB through its v1 HTTP API (InfluxDB 1.x, and 2.x/3.x through their v1 compatibility API).
+
+Schema: measurement `reading`; tags site, room, equipment, sensor, kind; fields value (float),
+quality (integer, see `Quality`) and state (string, for state sensors). Timestamps in nanoseconds,
+so writing the same reading twice keeps one point. Queries pass user-supplied names as bound
+parameters, never spliced into InfluxQL.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import httpx
+
+from collector.lineprotocol import MEASUREMENT, line, quality_of, quote_identifier, series_key
+from pumpwatch.catalog import SensorCatalog
+from pumpwatch.errors import StoreRejected, StoreUnavailable
+from pumpwatch.readings import Reading
+from pumpwatch.series import HistoryPoint
+
+log = logging.getLogger(__name__)
+
+
+class InfluxStore:
+    """A `SeriesStore` on an InfluxDB server."""
+
+    def __init__(self, url: str, database: str, catalog: SensorCatalog | None = None, *,
+                 retention_policy: str | None = None, username: str | None = None,
+                 password: str | None = None, token: str | None = None,
+                 create_database: bool = True, timeout: float = 10.0, gzip_level: int = 1) -> None:
+        self.url = url.rstrip("/")
+        self.database = database
+        self.catalog = catalog
+        self.retention_policy = retention_policy
+        self.create_database = create_database
+        self.gzip_level = gzip_level
+        headers = {"Authorization": f"Token {token}"} if token else {}
+        auth = httpx.BasicAuth(username, password or "") if username else None
+        self._client = httpx.AsyncClient(base_url=self.url, timeout=timeout, headers=headers, auth=auth)
+        self._keys: dict[str, str] = {}
+        self._database_ready = False
+        target = quote_identifier(database)
+        if retention_policy:
+            target += "." + quote_identifier(retention_policy)
+        self._from = f"{target}.{MEASUREMENT}" if retention_policy else MEASUREMENT
+
+    async def start(self) -> None:
+        """Create the database when allowed; an unreachable server is retried by the first write."""
+        try:
+            await self._ensure_database()
+        except StoreUnavailable as err:
+            log.warning("InfluxDB at %s not ready yet (%s); readings wait in the buffer", self.url, err)
+
+    async def close(self) -> None:
+        """Close the HTTP connections."""
+        await self._client.aclose()
+
+    async def write(self, readings: Sequence[Reading]) -> None:
+        """Write a batch as gzip-compressed line protocol."""
+        if not readings:
+            return
+        await self._ensure_database()
+        body = "\n".join(line(self._key(r.sensor), r) for r in readings).encode()
+        params = {"db": self.database, "precision": "n"}
+        if self.retention_policy:
+            params["rp"] = self.retention_policy
+        headers = {"Content-Type": "text/plain; charset=utf-8"}
+        if self.gzip_level:
+            body = gzip.compress(body, self.gzip_level)
+            headers["Content-Encoding"] = "gzip"
+        try:
+            resp = await self._client.post("/write", params=params, content=body, headers=headers)
+        except httpx.HTTPError as err:
+            raise StoreUnavailable(f"InfluxDB write: {type(err).__name__}: {err}") from err
+        if resp.status_code == 204:
+            return
+        message = _error_text(resp)
+        if resp.status_code == 404 and "database not found" in message:
+            self._database_ready = False
+            raise StoreUnavailable(f"InfluxDB: {message}")
+        if resp.status_code in (400, 413):
+            raise StoreRejected(f"InfluxDB refused the batch ({resp.status_code}): {message}")
+        raise StoreUnavailable(f"InfluxDB write failed ({resp.status_code}): {message}")
+
+    async def latest(self, sensors: Sequence[str] | None = None) -> dict[str, Reading]:
+        """The newest point of each sensor."""
+        if sensors is not None and not sensors:
+            return {}
+        where, params = _sensor_filter(sensors)
+        series = await self._query(
+            f"SELECT last(value) AS value, quality, state FROM {self._from}{where} GROUP BY sensor", params)
+        latest: dict[str, Reading] = {}
+        for tags, rows in series:
+            for row in rows:
+                if row.get("value") is not None:
+                    sensor = tags["sensor"]
+                    latest[sensor] = Reading(sensor, row["time"] / 1e9, float(row["value"]),
+                                             quality_of(row.get("quality")), row.get("state"))
+        return latest
+
+    async def history(self, sensor: str, start: float, end: float, step: float) -> list[HistoryPoint]:
+        """Mean, min, max and count per `step` seconds (buckets aligned to the epoch, empty ones left out)."""
+        if step <= 0 or end <= start:
+            return []
+        step_us = max(1, round(step * 1e6))
+        series = await self._query(
+            f"SELECT mean(value), min(value), max(value), count(value) FROM {self._from} "
+            f"WHERE sensor = $sensor AND time >= {round(start * 1e9)} AND time < {round(end * 1e9)} "
+            f"GROUP BY time({step_us}u) fill(none)", {"sensor": sensor})
+        return [HistoryPoint(row["time"] / 1e9, float(row["mean"]), float(row["min"]), float(row["max"]),
+                             int(row["count"]))
+                for _tags, rows in series for row in rows]
+
+    async def count(self, sensor: str | None = None) -> int:
+        """Points stored, of one sensor or all."""
+        where, params = _sensor_filter([sensor] if sensor is not None else None)
+        series = await self._query(f"SELECT count(value) AS n FROM {self._from}{where}", params)
+        return sum(int(row["n"]) for _tags, rows in series for row in rows)
+
+    # --- internals -----------------------------------------------------------------------------
+
+    def _key(self, sensor: str) -> str:
+        key = self._keys.get(sensor)
+        if key is None:
+            info = self.catalog.get(sensor) if self.catalog is not None else None
+            key = self._keys[sensor] = series_key(sensor, info)
+        return key
+
+    async def _ensure_database(self) -> None:
+        if self._database_ready or not self.create_database:
+            return
+        await self._post_query(f"CREATE DATABASE {quote_identifier(self.database)}")
+        self._database_ready = True
+
+    async def _post_query(self, statement: str) -> None:
+        try:
+            resp = await self._client.post("/query", params={"q": statement})
+        except httpx.HTTPError as err:
+            raise StoreUnavailable(f"InfluxDB: {type(err).__name__}: {err}") from err
+        if resp.status_code != 200:
+            raise StoreUnavailable(f"InfluxDB {statement!r} failed ({resp.status_code}): {_error_text(resp)}")
+
+    async def _query(self, statement: str,
+                     params: dict[str, str]) -> list[tuple[dict[str, str], list[dict[str, Any]]]]:
+        """Run one SELECT; returns (tags, rows by column) per series, `time` in epoch nanoseconds."""
+        query = {"db": self.database, "q": statement, "epoch": "ns"}
+        if params:
+            query["params"] = json.dumps(params)
+        try:
+            resp = await self._client.get("/query", params=query)
+        except httpx.HTTPError as err:
+            raise StoreUnavailable(f"InfluxDB query: {type(err).__name__}: {err}") from err
+        if resp.status_code != 200:
+            raise StoreUnavailable(f"InfluxDB query failed ({resp.status_code}): {_error_text(resp)}")
+        result = resp.json()["results"][0]
+        if "error" in result:
+            if "database not found" in result["error"]:
+                return []
+            raise StoreUnavailable(f"InfluxDB query: {result['error']}")
+        return [(series.get("tags", {}), [dict(zip(series["columns"], values, strict=True))
+                                          for values in series["values"]])
+                for series in result.get("series", [])]
+
+
+def _sensor_filter(sensors: Sequence[str] | None) -> tuple[str, dict[str, str]]:
+    """A WHERE clause with one bound parameter per sensor."""
+    if sensors is None:
+        return "", {}
+    params = {f"s{i}": sensor for i, sensor in enumerate(sensors)}
+    return " WHERE (" + " OR ".join(f"sensor = ${name}" for name in params) + ")", params
+
+
+def _error_text(resp: httpx.Response) -> str:
+    try:
+        return str(resp.json().get("error", resp.text))
+    except ValueError:
+        return resp.text.strip()[:200]

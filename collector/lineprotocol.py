@@ -1,0 +1,46 @@
+"""InfluxDB line protocol and InfluxQL quoting: the only place names meet the wire format."""
+
+from __future__ import annotations
+
+from pumpwatch.catalog import SensorInfo
+from pumpwatch.readings import Quality, Reading
+
+MEASUREMENT = "reading"
+
+_TAG_ESCAPES = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ ", "\\": "\\\\", "\n": r"\n"})
+_STRING_FIELD_ESCAPES = str.maketrans({'"': r"\"", "\\": "\\\\"})
+
+
+def escape_tag(text: str) -> str:
+    """Escape a tag key or value (commas, equals signs, spaces, backslashes)."""
+    return text.translate(_TAG_ESCAPES)
+
+
+def series_key(sensor: str, info: SensorInfo | None) -> str:
+    """`reading,equipment=..,kind=..,room=..,sensor=..,site=..` with tags in key order."""
+    tags = {"sensor": sensor}
+    if info is not None:
+        tags.update(site=info.site, room=info.room, equipment=info.equipment, kind=str(info.kind))
+    return MEASUREMENT + "".join(f",{key}={escape_tag(value)}" for key, value in sorted(tags.items())
+                                 if value)
+
+
+def line(key: str, reading: Reading) -> str:
+    """One point: value (float), quality (integer), state (string, when the sensor has states)."""
+    fields = f"value={float(reading.value)!r},quality={int(reading.quality)}i"
+    if reading.state is not None:
+        fields += f',state="{reading.state.translate(_STRING_FIELD_ESCAPES)}"'
+    return f"{key} {fields} {round(reading.ts * 1e9)}"
+
+
+def quote_identifier(name: str) -> str:
+    """An InfluxQL identifier in double quotes (database, retention policy)."""
+    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def quality_of(value: object) -> Quality:
+    """Stored quality back to the enum (unknown codes read as device errors)."""
+    try:
+        return Quality(int(value))  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        return Quality.DEVICE_ERROR

@@ -1,0 +1,110 @@
+"""MQTT intake (paho-mqtt): persistent session, QoS 1, manual acknowledgement after the durable commit.
+
+The broker keeps every message this collector has not acknowledged, so a crash or a restart of
+either side loses nothing that was published at QoS 1: a message is acknowledged only once its
+readings are on disk (or once it proved undecodable, when redelivery would not help).
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from collector.metrics import CollectorMetrics
+from collector.mqtt_decode import MqttDecoder
+from collector.sink import ReadingSink
+from pumpwatch.catalog import SensorCatalog
+from pumpwatch.clock import Clock
+from pumpwatch.mqtturl import BrokerAddress
+from pumpwatch.site import Site
+
+log = logging.getLogger(__name__)
+
+SOURCE = "mqtt"
+
+
+class MqttSource:
+    """Subscribes to every topic map of the site and feeds the sink from paho's network thread."""
+
+    def __init__(self, site: Site, broker: BrokerAddress, sink: ReadingSink, metrics: CollectorMetrics,
+                 clock: Clock, *, client_id: str = "pumpwatch-collector", share_group: str | None = None,
+                 keepalive: int = 30, catalog: SensorCatalog | None = None) -> None:
+        self.broker = broker
+        self.sink = sink
+        self.metrics = metrics
+        self.clock = clock
+        self.keepalive = keepalive
+        self.decoder = MqttDecoder(site.mqtt, catalog or SensorCatalog(site))
+        prefix = f"$share/{share_group}/" if share_group else ""
+        self.subscriptions = sorted({prefix + m.subscription for m in site.mqtt})
+        self.connected = False
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False,
+                             manual_ack=True)
+        if broker.username:
+            client.username_pw_set(broker.username, broker.password)
+        if broker.tls:
+            client.tls_set(cert_reqs=ssl.CERT_REQUIRED)
+        client.reconnect_delay_set(1, 10)
+        client.max_inflight_messages_set(100)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        self.client = client
+
+    def start(self) -> None:
+        """Connect in the background; paho reconnects by itself and `_on_connect` resubscribes."""
+        self.client.connect_async(self.broker.host, self.broker.port, keepalive=self.keepalive)
+        self.client.loop_start()
+
+    def stop(self) -> None:
+        """Disconnect; messages not yet acknowledged stay queued at the broker for the next start."""
+        self.client.disconnect()
+        self.client.loop_stop()
+        self._set_connected(False)
+
+    # --- paho callbacks (network thread) --------------------------------------------------------
+
+    def _on_connect(self, client: mqtt.Client, _userdata: Any, _flags: Any, reason: Any,
+                    _properties: Any) -> None:
+        if reason.is_failure:
+            log.warning("MQTT broker %s refused the connection: %s", self.broker, reason)
+            return
+        client.subscribe([(topic, 1) for topic in self.subscriptions])
+        self._set_connected(True)
+        log.info("MQTT connected to %s; subscribed to %s", self.broker, ", ".join(self.subscriptions))
+
+    def _on_disconnect(self, _client: mqtt.Client, _userdata: Any, _flags: Any, reason: Any,
+                       _properties: Any) -> None:
+        if self.connected:
+            log.warning("MQTT disconnected from %s (%s); reconnecting", self.broker, reason)
+        self._set_connected(False)
+
+    def _on_message(self, client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
+        self.metrics.mqtt_messages.inc()
+        mid, qos = message.mid, message.qos
+
+        def acknowledge() -> None:
+            if qos > 0:
+                client.ack(mid, qos)
+
+        try:
+            decoded = self.decoder.decode(message.topic, message.payload, self.clock.now())
+        except Exception:  # a decoder bug must not stop the intake; redelivery would fail the same way
+            log.exception("decoding a message on %s failed", message.topic)
+            self.sink.reject(SOURCE, "decoder_error", message.topic)
+            acknowledge()
+            return
+        for reason, detail in decoded.rejected:
+            self.sink.reject(SOURCE, reason, detail)
+        if decoded.readings:
+            self.sink.accept(decoded.readings, SOURCE, on_durable=acknowledge)
+        else:
+            acknowledge()
+
+    def _set_connected(self, connected: bool) -> None:
+        self.connected = connected
+        self.metrics.mqtt_connected.set(1 if connected else 0)

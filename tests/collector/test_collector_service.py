@@ -1,0 +1,326 @@
+"""The whole collector against real Mosquitto, InfluxDB 1.6.7 and the simulators, counting exactly."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from collector.service import CollectorService
+from pumpwatch.clock import FakeClock, SystemClock
+from pumpwatch.mqtturl import BrokerAddress
+from pumpwatch.registers import PointCodec
+from pumpwatch.settings import CollectorSettings, InfluxSettings, MqttSettings, Settings
+from pumpwatch.site import Site
+from pumpwatch.sitefile import load_site, parse_site
+from simulators.simulation import Simulation
+from tests.services import InfluxDB, Mosquitto
+
+EXAMPLE = Path(__file__).parents[2] / "examples" / "site.yaml"
+
+# A site with one MQTT sensor fed by plain numbers: each message's value is its sequence number,
+# so what InfluxDB holds can be counted exactly (count and count of distinct values).
+COUNTING_SITE = """
+site: {id: counting, name: {zh: 计数, en: Counting}}
+rooms:
+  - id: r1
+    name: {zh: 一号泵房, en: Room 1}
+    sensors:
+      - {id: seq, kind: flow, range: [0, 100000000], source: mqtt}
+mqtt:
+  - topic: "%s/{sensor}"
+    format: number
+    values: [{sensor: "{sensor}"}]
+"""
+
+
+def settings_for(tmp_path: Path, influx_url: str, database: str, broker: str) -> Settings:
+    return Settings(
+        influx=InfluxSettings(url=influx_url, database=database, timeout=2.0),
+        collector=CollectorSettings(state_dir=tmp_path / "state", batch_size=2000,
+                                    client_id=f"collector-{uuid.uuid4().hex[:8]}"),
+        mqtt=MqttSettings(url=broker),
+    )
+
+
+async def influx_query(url: str, database: str, query: str) -> list[list[Any]]:
+    async with httpx.AsyncClient(timeout=10) as client:
+        resp = await client.get(f"{url}/query", params={"db": database, "q": query, "epoch": "ns"})
+        resp.raise_for_status()
+        result = resp.json()["results"][0]
+        rows: list[list[Any]] = []
+        for series in result.get("series", []):
+            rows.extend(series["values"])
+        return rows
+
+
+async def stored_counts(url: str, database: str, sensor: str) -> tuple[int, int]:
+    """(points, distinct values) stored for one sensor."""
+    rows = await influx_query(url, database,
+                              f"SELECT count(value), count(distinct(value)) FROM reading "
+                              f"WHERE sensor = '{sensor}'")
+    if not rows:
+        return 0, 0
+    return int(rows[0][1]), int(rows[0][2])
+
+
+async def eventually(check: Callable[[], Any], within: float, interval: float = 0.25) -> Any:
+    """Poll an async check until it returns something truthy, or fail with its last result."""
+    deadline = time.monotonic() + within
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = await check()
+        if last:
+            return last
+        await asyncio.sleep(interval)
+    raise AssertionError(f"not reached within {within} s; last result: {last!r}")
+
+
+@contextlib.asynccontextmanager
+async def running(service: CollectorService) -> AsyncIterator[CollectorService]:
+    task = asyncio.create_task(service.run())
+    try:
+        await eventually(lambda: _connected(service), 15, 0.05)
+        yield service
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def _connected(service: CollectorService) -> bool:
+    mqtt_source = service.parts.mqtt
+    return mqtt_source is None or bool(service.parts.metrics.total(service.parts.metrics.mqtt_connected))
+
+
+class CountingPublisher:
+    """Publishes 0, 1, 2, ... at QoS 1 from its own thread at a steady rate; counts broker acks."""
+
+    def __init__(self, port: int, topic: str, rate: float) -> None:
+        self.topic = topic
+        self.rate = rate
+        self.sent = 0
+        self.acked = 0
+        self._stop = threading.Event()
+        self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"pub-{uuid.uuid4().hex[:8]}",
+                                   clean_session=False)
+        self._client.max_queued_messages_set(0)  # queue everything while the broker is away
+        self._client.on_publish = self._on_publish
+        self._client.reconnect_delay_set(1, 2)
+        self._client.connect("127.0.0.1", port)
+        self._client.loop_start()
+        self._thread = threading.Thread(target=self._publish, daemon=True)
+
+    def _on_publish(self, *_args: Any) -> None:
+        self.acked += 1
+
+    def _publish(self) -> None:
+        period = 1.0 / self.rate
+        next_at = time.monotonic()
+        while not self._stop.is_set():
+            self._client.publish(self.topic, str(self.sent), qos=1)
+            self.sent += 1
+            next_at += period
+            delay = next_at - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    def close(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()
+
+
+@pytest.fixture(scope="module")
+def site() -> Site:
+    return load_site(EXAMPLE)
+
+
+async def test_every_demo_sensor_arrives_in_influxdb_with_the_simulated_value(
+        tmp_path: Path, site: Site, influxdb: InfluxDB, mosquitto: Mosquitto) -> None:
+    database = f"demo_{uuid.uuid4().hex[:8]}"
+    clock = FakeClock(start=time.time())  # a still model: values stay put while we compare
+    broker = BrokerAddress("127.0.0.1", mosquitto.port)
+    sim = Simulation(site, clock, broker=broker, modbus_ports={d.id: 0 for d in site.modbus},
+                     publish_period=0.0, client_id=f"sim-{uuid.uuid4().hex[:8]}")
+    await sim.start()
+    served = sim.served_site()
+    service = CollectorService(served, settings_for(tmp_path, influxdb.url, database, mosquitto.url),
+                               SystemClock(), broker)
+    sensors = [s for _r, _e, s in site.iter_sensors()]
+    try:
+        async with running(service):
+            async def all_sensors_stored() -> bool:
+                await sim.step()  # publish every wireless sensor again until the collector has them
+                rows = await influx_query(influxdb.url, database,
+                                          'SHOW TAG VALUES FROM reading WITH KEY = "sensor"')
+                return len(rows) == len(sensors)
+
+            await eventually(all_sensors_stored, 30, 0.5)
+    finally:
+        await sim.stop()
+    codecs = {p.sensor: PointCodec.for_point(p, d) for d in site.modbus for p in d.points}
+    for sensor in sensors:
+        rows = await influx_query(influxdb.url, database,
+                                  f"SELECT last(value) FROM reading WHERE sensor = '{sensor.id}'")
+        stored = float(rows[0][1])
+        expected = sim.signals.value(sensor.id)
+        codec = codecs.get(sensor.id)
+        # Modbus values are quantised by their register's scale; MQTT values are published to 1e-3.
+        tolerance = abs(codec.scale) / 2 + 1e-9 if codec is not None else 1e-3
+        if codec is not None and codec.type.value == "float32":
+            tolerance = max(tolerance, abs(expected) * 1e-6)
+        assert stored == pytest.approx(expected, abs=tolerance), sensor.id
+
+
+async def test_influxdb_down_for_30_s_under_load_loses_and_duplicates_nothing(
+        tmp_path: Path, influxdb: InfluxDB, mosquitto: Mosquitto, unique_topic: str) -> None:
+    database = f"outage_{uuid.uuid4().hex[:8]}"
+    counting = parse_site(COUNTING_SITE % unique_topic, "counting.yaml")
+    broker = BrokerAddress("127.0.0.1", mosquitto.port)
+    service = CollectorService(counting, settings_for(tmp_path, influxdb.url, database, mosquitto.url),
+                               SystemClock(), broker)
+    publisher = CountingPublisher(mosquitto.port, f"{unique_topic}/seq", rate=300)
+    try:
+        async with running(service):
+            publisher.start()
+            await asyncio.sleep(2)
+            await asyncio.to_thread(influxdb.stop)
+            try:
+                await asyncio.sleep(30)
+                assert service.parts.buffer.depth > 0  # readings wait on disk meanwhile
+                assert not service.parts.writer.healthy
+            finally:
+                await asyncio.to_thread(influxdb.start)
+            await asyncio.sleep(2)
+            publisher.stop()
+            published = publisher.sent
+            await eventually(lambda: _all_acked(publisher), 20)
+            counts = await eventually(lambda: _counts_reach(influxdb.url, database, published), 60)
+    finally:
+        publisher.close()
+    assert counts == (published, published)  # every value once: 0 lost, 0 duplicated
+    assert service.parts.buffer.depth == 0
+
+
+async def test_broker_restart_under_load_loses_nothing_at_qos1(
+        tmp_path: Path, influxdb: InfluxDB, mosquitto: Mosquitto, unique_topic: str) -> None:
+    database = f"broker_{uuid.uuid4().hex[:8]}"
+    counting = parse_site(COUNTING_SITE % unique_topic, "counting.yaml")
+    broker = BrokerAddress("127.0.0.1", mosquitto.port)
+    service = CollectorService(counting, settings_for(tmp_path, influxdb.url, database, mosquitto.url),
+                               SystemClock(), broker)
+    publisher = CountingPublisher(mosquitto.port, f"{unique_topic}/seq", rate=300)
+    try:
+        async with running(service):
+            publisher.start()
+            await asyncio.sleep(2)
+            await asyncio.to_thread(mosquitto.restart)
+            await asyncio.sleep(3)
+            publisher.stop()
+            published = publisher.sent
+            await eventually(lambda: _all_acked(publisher), 30)
+            counts = await eventually(lambda: _counts_reach(influxdb.url, database, published), 60)
+    finally:
+        publisher.close()
+    assert counts[1] == published  # every value stored (a redelivered message may repeat one)
+
+
+async def test_collector_killed_with_sigkill_loses_nothing_it_acknowledged(
+        tmp_path: Path, influxdb: InfluxDB, mosquitto: Mosquitto, unique_topic: str) -> None:
+    database = f"kill_{uuid.uuid4().hex[:8]}"
+    site_file = tmp_path / "counting.yaml"
+    site_file.write_text(COUNTING_SITE % unique_topic, encoding="utf-8")
+    client_id = f"collector-{uuid.uuid4().hex[:8]}"
+    env = dict(os.environ,
+               PUMPWATCH_INFLUX__URL=influxdb.url,
+               PUMPWATCH_INFLUX__DATABASE=database,
+               PUMPWATCH_COLLECTOR__STATE_DIR=str(tmp_path / "state"),
+               PUMPWATCH_COLLECTOR__CLIENT_ID=client_id)
+    command = [sys.executable, "-c", "import sys; from pumpwatch.cli import main; sys.exit(main())",
+               "collect", "--site", str(site_file), "--mqtt", mosquitto.url]
+
+    log_file = tmp_path / "collector.log"
+
+    def start() -> subprocess.Popen[bytes]:
+        with log_file.open("ab") as log:
+            return subprocess.Popen(command, env=env, stdout=log, stderr=log)
+
+    # The collector's persistent session exists before the first message, as in production.
+    await asyncio.to_thread(create_session, mosquitto.port, client_id, f"{unique_topic}/+")
+    publisher = CountingPublisher(mosquitto.port, f"{unique_topic}/seq", rate=300)
+    collector = start()
+    try:
+        await eventually(lambda: _stored_any(influxdb.url, database, publisher), 30)
+        await asyncio.sleep(2)
+        collector.send_signal(signal.SIGKILL)
+        collector.wait(10)
+        await asyncio.sleep(2)  # messages keep coming while no collector runs
+        collector = start()
+        await asyncio.sleep(3)
+        publisher.stop()
+        published = publisher.sent
+        await eventually(lambda: _all_acked(publisher), 20)
+        try:
+            counts = await eventually(lambda: _counts_reach(influxdb.url, database, published), 60)
+        except AssertionError as err:
+            raise AssertionError(f"{err}\ncollector log:\n{log_file.read_text()[-3000:]}") from err
+        assert counts[1] == published  # all stored; at most the unacknowledged tail came twice
+        collector.send_signal(signal.SIGTERM)
+        assert collector.wait(20) == 0
+    finally:
+        publisher.close()
+        if collector.poll() is None:
+            collector.kill()
+            collector.wait(5)
+
+
+def create_session(port: int, client_id: str, topic: str) -> None:
+    """Open a persistent session subscribed at QoS 1 and leave: the broker queues for it from now."""
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False)
+    subscribed = threading.Event()
+    client.on_subscribe = lambda *_args: subscribed.set()
+    client.on_connect = lambda c, *_args: c.subscribe(topic, qos=1)
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    try:
+        assert subscribed.wait(10), "no SUBACK from the broker"
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+async def _all_acked(publisher: CountingPublisher) -> bool:
+    return publisher.acked >= publisher.sent
+
+
+async def _counts_reach(url: str, database: str, published: int) -> tuple[int, int] | None:
+    counts = await stored_counts(url, database, "seq")
+    return counts if counts[1] >= published else None
+
+
+async def _stored_any(url: str, database: str, publisher: CountingPublisher) -> bool:
+    if publisher.sent == 0:
+        publisher.start()
+    points, _distinct = await stored_counts(url, database, "seq")
+    return points > 0
