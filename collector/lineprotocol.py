@@ -7,7 +7,8 @@ from pumpwatch.readings import Quality, Reading
 
 MEASUREMENT = "reading"
 
-_TAG_ESCAPES = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ ", "\\": "\\\\", "\n": r"\n"})
+# InfluxDB 1.x reads a backslash literally unless it precedes one of these; newlines cannot be tags.
+_TAG_ESCAPES = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ "})
 _STRING_FIELD_ESCAPES = str.maketrans({'"': r"\"", "\\": "\\\\"})
 
 

@@ -69,7 +69,7 @@ def status_lines(sim: Simulation) -> list[str]:
         parts.append(", ".join(pumps))
         if rs.floor_leak:
             parts.append("FLOOR WET")
-        faults = [name for name, target in sim.active.items()
+        faults = [name for name, targets in sim.active.items() for target in targets
                   if target == room_id or target in rs.pumps
                   or any(e.id == target for e in rs.room.equipment)]
         if faults:

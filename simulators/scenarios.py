@@ -81,8 +81,9 @@ _sump_room = _room_with(lambda p: p.kind is PumpKind.SEWAGE)
 
 def _flange_on(host: ScenarioHost, room_id: str) -> None:
     rs = host.model.rooms[room_id]
-    flanged = [e.id for e in rs.room.equipment if isinstance(e, (PressureTank, Header))]
-    rs.flange_leaks.update(flanged[:1])
+    flanged = [e for e in rs.room.equipment if isinstance(e, (PressureTank, Header))]
+    watched = [e for e in flanged if any(s.kind is SensorKind.LEAK for s in e.sensors)]
+    rs.flange_leaks.update(e.id for e in (watched or flanged)[:1])
     rs.extra_leak = max(rs.extra_leak, 0.4)
 
 
@@ -94,7 +95,7 @@ def _flange_off(host: ScenarioHost, room_id: str) -> None:
 
 
 def _burst_on(host: ScenarioHost, room_id: str) -> None:
-    host.model.rooms[room_id].extra_leak = 60.0
+    host.model.rooms[room_id].extra_leak = 150.0
 
 
 def _burst_off(host: ScenarioHost, room_id: str) -> None:

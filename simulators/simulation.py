@@ -37,7 +37,7 @@ class Simulation:
         self.signals = SensorSignals(site, self.model)
         self.publish_period = publish_period
         self.tick = tick
-        self.active: dict[str, str] = {}  # scenario name -> target
+        self.active: dict[str, list[str]] = {}  # scenario name -> the targets it acts on
         ports = modbus_ports or {}
         self.servers = {
             d.id: DeviceServer(DeviceImage(d, self.signals.value, self.signals.write),
@@ -46,6 +46,7 @@ class Simulation:
         }
         self.sensors = MqttSensors(site, broker, client_id) if broker is not None else None
         self._pending: list[Coroutine[Any, Any, None]] = []
+        self._control_tasks: set[asyncio.Task[None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._next_publish = 0.0
 
@@ -98,19 +99,24 @@ class Simulation:
         scenario = SCENARIOS[parse_scenario(name)[0]]
         resolved = resolve_target(self.site, scenario, target)
         scenario.on(self, resolved)
-        self.active[scenario.name] = resolved
+        targets = self.active.setdefault(scenario.name, [])
+        if resolved not in targets:
+            targets.append(resolved)
         log.info("scenario %s on (%s)", scenario.name, resolved)
         while self._pending:
             await self._pending.pop(0)
         return resolved
 
-    async def disable(self, name: str) -> None:
-        """Switch a fault scenario off."""
-        target = self.active.pop(name, None)
-        if target is None:
-            return
-        SCENARIOS[name].off(self, target)
-        log.info("scenario %s off", name)
+    async def disable(self, name: str, target: str | None = None) -> None:
+        """Switch a fault scenario off, on one target or (by default) on all of them."""
+        targets = self.active.get(name, [])
+        off = [t for t in targets if target is None or t == target]
+        for t in off:
+            SCENARIOS[name].off(self, t)
+            targets.remove(t)
+            log.info("scenario %s off (%s)", name, t)
+        if not targets:
+            self.active.pop(name, None)
         while self._pending:
             await self._pending.pop(0)
 
@@ -130,10 +136,15 @@ class Simulation:
             loop = self._loop
             if loop is not None:
                 loop.call_soon_threadsafe(
-                    lambda: loop.create_task(self._control(msg.payload)))
+                    lambda: self._keep(loop.create_task(self._control(msg.payload))))
 
         client.on_connect = on_connect
         client.on_message = on_message
+
+    def _keep(self, task: asyncio.Task[None]) -> None:
+        """Hold a reference to a control task until it is done."""
+        self._control_tasks.add(task)
+        task.add_done_callback(self._control_tasks.discard)
 
     async def _control(self, payload: bytes | bytearray) -> None:
         try:
@@ -142,6 +153,6 @@ class Simulation:
             if command.get("on", True):
                 await self.enable(name, command.get("target"))
             else:
-                await self.disable(name)
+                await self.disable(name, command.get("target"))
         except (ValueError, KeyError, TypeError, ScenarioError) as err:
             log.warning("ignored control message %r: %s", payload[:200], err)
