@@ -78,6 +78,9 @@ class PointCodec:
             mask = 1 << self.bit
             return [(current | mask) if on else (current & ~mask & 0xFFFF)]
         raw = (value - self.offset) / self.scale
+        if not math.isfinite(raw):
+            raise RegisterValueError(f"{value} with scale {self.scale:g} and offset {self.offset:g} "
+                                     f"does not fit {self.type}")
         if self.type in _INT_RANGE:
             lo, hi = _INT_RANGE[self.type]
             raw_int = round(raw)

@@ -114,7 +114,12 @@ def _index(node: yaml.Node, path: Path, lines: dict[Path, int],
 def _from_validation(err: ValidationError, data: Any, lines: dict[Path, int],
                      name: str) -> list[SiteIssue]:
     issues = []
-    for e in err.errors(include_url=False):
+    errors = err.errors(include_url=False)
+    for e in errors:
+        if e["type"] == "too_short" and any(
+                o is not e and o["loc"][: len(e["loc"])] == e["loc"] and len(o["loc"]) > len(e["loc"])
+                for o in errors):
+            continue  # a list that is only "too short" because its items failed: report the items
         path = _data_path(e["loc"], data)
         msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
