@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
@@ -224,7 +224,8 @@ class DevicePoller:
         client = self._require_client()
         unit = self.device.unit
         if point.table is Table.COIL:
-            resp: Any = await self._call(client.write_coil(point.address, value >= 0.5, device_id=unit))
+            resp: Any = await self._call(lambda: client.write_coil(point.address, value >= 0.5,
+                                                                  device_id=unit))
         else:
             current = 0
             if point.type is DataType.BIT and point.bit is not None:
@@ -233,7 +234,8 @@ class DevicePoller:
                 registers = codec.encode(value, current)
             except RegisterValueError as err:
                 raise ValueError(f"{point.sensor}: {err}") from err
-            resp = await self._call(client.write_registers(point.address, registers, device_id=unit))
+            resp = await self._call(lambda: client.write_registers(point.address, registers,
+                                                                   device_id=unit))
         if resp.isError():
             raise DeviceError(f"write {point.sensor}: {_exception_text(resp)}")
 
@@ -275,16 +277,9 @@ class DevicePoller:
     async def _read(self, table: Table, start: int, count: int) -> list[int]:
         client = self._require_client()
         unit = self.device.unit
-        match table:
-            case Table.HOLDING:
-                request = client.read_holding_registers(start, count=count, device_id=unit)
-            case Table.INPUT:
-                request = client.read_input_registers(start, count=count, device_id=unit)
-            case Table.COIL:
-                request = client.read_coils(start, count=count, device_id=unit)
-            case Table.DISCRETE:
-                request = client.read_discrete_inputs(start, count=count, device_id=unit)
-        resp: Any = await self._call(request)
+        read = {Table.HOLDING: client.read_holding_registers, Table.INPUT: client.read_input_registers,
+                Table.COIL: client.read_coils, Table.DISCRETE: client.read_discrete_inputs}[table]
+        resp: Any = await self._call(lambda: read(start, count=count, device_id=unit))
         if resp.isError():
             raise DeviceError(_exception_text(resp))
         if table.is_bit_table:
@@ -294,9 +289,10 @@ class DevicePoller:
             raise DeviceError(f"asked for {count} registers, got {len(words)}")
         return words
 
-    async def _call(self, request: Any) -> Any:
+    async def _call(self, request: Callable[[], Awaitable[Any]]) -> Any:
+        """Send one request; every way it can fail becomes SourceUnavailable."""
         try:
-            return await asyncio.wait_for(request, self.device.timeout * 2)
+            return await asyncio.wait_for(request(), self.device.timeout * 2)
         except (TimeoutError, ModbusException, OSError) as err:
             raise SourceUnavailable(f"{type(err).__name__}: {err}".strip(": ")) from err
 

@@ -324,3 +324,94 @@ async def _stored_any(url: str, database: str, publisher: CountingPublisher) -> 
         publisher.start()
     points, _distinct = await stored_counts(url, database, "seq")
     return points > 0
+
+
+DEVICES_SITE = """
+site: {id: devices, name: {zh: 设备, en: Devices}}
+rooms:
+  - id: r1
+    name: {zh: 一号泵房, en: Room 1}
+    sensors:
+      - {id: leak1, kind: leak, source: mqtt}
+      - {id: leak1-battery, kind: battery, range: [0, 100], source: mqtt}
+      - {id: temp1, kind: temperature, range: [-20, 80], source: mqtt}
+      - {id: dp1, kind: differential_pressure, range: [0, 100], source: mqtt}
+      - {id: sw1, kind: switch_position, source: mqtt}
+mqtt:
+  - topic: "%(p)s/zigbee2mqtt/{device}"
+    values:
+      - {field: water_leak, type: boolean, sensor: "{device}"}
+      - {field: battery, sensor: "{device}-battery"}
+  - topic: "%(p)s/tele/{device}/SENSOR"
+    values: [{field: DS18B20.Temperature, sensor: "{device}"}]
+  - topic: "%(p)s/site/{room}/{sensor}"
+    format: number
+    values: [{sensor: "{sensor}"}]
+  - topic: "%(p)s/switch/{sensor}"
+    format: enum
+    values: [{sensor: "{sensor}"}]
+"""
+
+
+async def test_real_device_payloads_arrive_and_bad_ones_are_counted_by_reason(
+        tmp_path: Path, influxdb: InfluxDB, mosquitto: Mosquitto, unique_topic: str) -> None:
+    database = f"devices_{uuid.uuid4().hex[:8]}"
+    site = parse_site(DEVICES_SITE % {"p": unique_topic}, "devices.yaml")
+    service = CollectorService(site, settings_for(tmp_path, influxdb.url, database, mosquitto.url),
+                               SystemClock(), BrokerAddress("127.0.0.1", mosquitto.port))
+    p = unique_topic
+    messages = [
+        (f"{p}/zigbee2mqtt/leak1", b'{"water_leak": true, "battery": 97, "linkquality": 120}'),
+        (f"{p}/tele/temp1/SENSOR", b'{"Time": "2026-11-24T10:00:00", "DS18B20": {"Temperature": 23.5}, '
+                                   b'"TempUnit": "C"}'),
+        (f"{p}/site/r1/dp1", b"12.4"),
+        (f"{p}/switch/sw1", b"MANUAL"),
+        # bad ones, each next to or after good data
+        (f"{p}/zigbee2mqtt/leak1", b'{"water_leak": "perhaps", "battery": 96}'),  # battery still good
+        (f"{p}/site/r1/dp1", b"NaN"),
+        (f"{p}/site/r1/dp1", b"{broken"),
+        (f"{p}/site/r1/dp1", b"250"),  # outside the valid range: kept, flagged
+        (f"{p}/site/r1/nope", b"1"),
+        (f"{p}/switch/sw1", b"SIDEWAYS"),
+        (f"{p}/tele/temp1/SENSOR", b'{"DS18B20": {}}'),
+    ]
+    async with running(service):
+        publisher = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"dev-{uuid.uuid4().hex[:8]}")
+        publisher.connect("127.0.0.1", mosquitto.port)
+        publisher.loop_start()
+        for topic, payload in messages:
+            publisher.publish(topic, payload, qos=1).wait_for_publish(5)
+        publisher.disconnect()
+        publisher.loop_stop()
+        metrics = service.parts.metrics
+
+        async def all_seen() -> bool:
+            return metrics.total(metrics.mqtt_messages) >= len(messages) and service.parts.buffer.depth == 0
+
+        await eventually(all_seen, 20)
+        await eventually(lambda: _stored_points(service, 7), 20)
+        rejected = {reason: count for (source, reason), count in _rejected(metrics).items()
+                    if source == "mqtt"}
+        latest = await service.parts.store.latest()
+    # "perhaps" is no boolean and "{broken" no number: both wrong_type
+    assert rejected == {"wrong_type": 2, "not_finite": 1, "unknown_sensor": 1, "unknown_state": 1,
+                        "missing_field": 1}
+    assert latest["leak1"].value == 1.0
+    assert latest["leak1"].state == "WET"
+    assert latest["leak1-battery"].value == 96.0  # the good neighbour of a bad value
+    assert latest["temp1"].value == 23.5
+    assert latest["sw1"].value == 1.0
+    assert latest["sw1"].state == "MANUAL"
+    assert latest["dp1"].value == 250.0
+    assert latest["dp1"].quality.name == "OUT_OF_RANGE"
+    assert metrics.total(metrics.flagged) == 1
+
+
+async def _stored_points(service: CollectorService, at_least: int) -> bool:
+    return await service.parts.store.count() >= at_least
+
+
+def _rejected(metrics: Any) -> dict[tuple[str, str], float]:
+    return {(s.labels["source"], s.labels["reason"]): s.value
+            for family in metrics.rejected.collect() for s in family.samples
+            if s.name.endswith("_total")}

@@ -85,7 +85,8 @@ def test_enum_strings_map_to_codes_and_keep_the_state_name(decoder: MqttDecoder,
 def test_list_index_scale_offset_and_device_timestamp(decoder: MqttDecoder) -> None:
     payload = b'{"ts": "2026-01-01T00:00:05Z", "readings": [{"t": 305}, {"t": 1}]}'
     out = decoder.decode("probes/gw7/probe1", payload, NOW + 60)
-    assert values(out.readings) == {"probe1": (pytest.approx(20.5), None)}
+    assert [r.sensor for r in out.readings] == ["probe1"]
+    assert out.readings[0].value == pytest.approx(20.5)
     assert out.readings[0].ts == NOW + 5
     millis = decoder.decode("probes/gw7/probe1", b'{"ts": 1767225610000, "readings": [{"t": 0}]}', NOW)
     assert millis.readings[0].ts == NOW + 10
