@@ -42,6 +42,7 @@ class MqttSource:
         prefix = f"$share/{share_group}/" if share_group else ""
         self.subscriptions = sorted({prefix + m.subscription for m in site.mqtt})
         self.connected = False
+        self._stopping = False
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False,
                              manual_ack=True)
         if broker.username:
@@ -62,6 +63,7 @@ class MqttSource:
 
     def stop(self) -> None:
         """Disconnect; messages not yet acknowledged stay queued at the broker for the next start."""
+        self._stopping = True
         self.client.disconnect()
         self.client.loop_stop()
         self._set_connected(False)
@@ -79,7 +81,7 @@ class MqttSource:
 
     def _on_disconnect(self, _client: mqtt.Client, _userdata: Any, _flags: Any, reason: Any,
                        _properties: Any) -> None:
-        if self.connected:
+        if self.connected and not self._stopping:
             log.warning("MQTT disconnected from %s (%s); reconnecting", self.broker, reason)
         self._set_connected(False)
 

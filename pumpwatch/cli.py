@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import signal
 import sys
 from collections.abc import Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
+from pumpwatch.logs import configure_logging
 from pumpwatch.settings import Settings
 from pumpwatch.site import Site
 from pumpwatch.sitefile import SiteFileError, load_site
@@ -25,10 +25,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = Settings()
     parser = _parser(settings)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.INFO),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("pymodbus", "amqtt", "transitions", "httpx", "httpcore"):
-        logging.getLogger(noisy).setLevel(logging.ERROR)
+    configure_logging(str(args.log_level), settings.log_format)
     if args.command == "check-site":
         return _check_site(args.file)
     if args.command == "registers":

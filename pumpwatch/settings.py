@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -59,3 +60,4 @@ class Settings(BaseSettings):
     influx: InfluxSettings = InfluxSettings()
     collector: CollectorSettings = CollectorSettings()
     log_level: str = "INFO"
+    log_format: Literal["text", "json"] = Field("text", description="json: one object per line")
