@@ -7,6 +7,8 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from collector.alarm_engine import AlarmEngine
+from collector.alarm_publisher import AlarmPublisher
 from collector.buffer import DurableBuffer
 from collector.embedded_store import EmbeddedStore
 from collector.influx import InfluxStore
@@ -14,10 +16,12 @@ from collector.metrics import CollectorMetrics
 from collector.modbus_poller import ModbusCollector
 from collector.mqtt_source import MqttSource
 from collector.pipeline import Pipeline
+from collector.rulebook import Rulebook
 from collector.writer import BufferWriter
+from pumpwatch.alarm_events import AlarmEvent
 from pumpwatch.bus import LiveBus
 from pumpwatch.catalog import SensorCatalog
-from pumpwatch.clock import Clock
+from pumpwatch.clock import Clock, SystemClock
 from pumpwatch.mqtturl import BrokerAddress
 from pumpwatch.readings import Reading
 from pumpwatch.series import SeriesStore
@@ -56,6 +60,9 @@ class CollectorParts:
     mqtt: MqttSource | None
     metrics: CollectorMetrics
     live: LiveBus[Sequence[Reading]]
+    alarms: AlarmEngine
+    alarm_bus: LiveBus[AlarmEvent]
+    alarm_publisher: AlarmPublisher | None
 
 
 class CollectorService:
@@ -72,6 +79,15 @@ class CollectorService:
         pipeline = Pipeline(catalog, buffer, metrics, clock, intake_limit=cfg.intake_limit, live=live)
         store = store or make_store(settings, catalog)
         devices = [d for d in site.modbus if cfg.shard is None or d.shard == cfg.shard]
+        alarm_bus: LiveBus[AlarmEvent] = LiveBus(
+            on_drop=lambda name: metrics.live_dropped.labels(subscriber=name).inc())
+        rulebook = Rulebook(site)
+        engine = AlarmEngine(rulebook.rules, clock, transport=SystemClock(), history=rulebook.history,
+                             bus=alarm_bus)
+        pipeline.hooks.append(engine.on_readings)
+        publisher = (AlarmPublisher(broker, f"{cfg.client_id}-alarms") if broker is not None else None)
+        if publisher is not None:
+            engine.listeners.append(publisher)
         self.parts = CollectorParts(
             catalog=catalog,
             store=store,
@@ -85,6 +101,9 @@ class CollectorService:
                   if broker is not None and site.mqtt else None),
             metrics=metrics,
             live=live,
+            alarms=engine,
+            alarm_bus=alarm_bus,
+            alarm_publisher=publisher,
         )
 
     def status_line(self) -> str:
@@ -103,15 +122,20 @@ class CollectorService:
         p = self.parts
         await p.store.start()
         p.pipeline.start()
+        if p.alarm_publisher is not None:
+            p.alarm_publisher.start()
         if p.mqtt is not None:
             p.mqtt.start()
         try:
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(p.writer.run(), name="collector-writer")
                 tasks.create_task(p.modbus.run(), name="collector-modbus")
+                tasks.create_task(p.alarms.run(), name="collector-alarm-timer")
         finally:
             if p.mqtt is not None:
                 p.mqtt.stop()  # stop intake first: unacknowledged messages stay with the broker
+            if p.alarm_publisher is not None:
+                p.alarm_publisher.stop()
             await asyncio.to_thread(p.pipeline.stop)
             await p.store.close()
             p.buffer.close()

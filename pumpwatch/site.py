@@ -13,26 +13,12 @@ from collections.abc import Iterator
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-Identifier = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")]
+from pumpwatch.alarm_config import AlarmDefaults, Comparison, RuleSpec, SensorAlarms, Severity, Threshold
+from pumpwatch.model_base import Identifier, Model, Text
 
-
-class Model(BaseModel):
-    """Base for site models: frozen, and unknown keys are errors (catches typos)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Text(Model):
-    """A text in Simplified Chinese (default) and English."""
-
-    zh: str
-    en: str
-
-    def get(self, locale: str = "zh") -> str:
-        """Return the text in `locale`, falling back to Chinese."""
-        return self.en if locale.startswith("en") else self.zh
+__all__ = ["Comparison", "Identifier", "Model", "Severity", "Text", "Threshold"]
 
 
 class PumpKind(StrEnum):
@@ -87,39 +73,6 @@ DEFAULT_UNITS: dict[SensorKind, str] = {
 }
 
 
-class Comparison(StrEnum):
-    """Direction of a threshold."""
-
-    ABOVE = "above"
-    BELOW = "below"
-
-
-class Severity(StrEnum):
-    """Alarm severity, most severe first."""
-
-    CRITICAL = "critical"
-    MAJOR = "major"
-    MINOR = "minor"
-    WARNING = "warning"
-
-
-class Threshold(Model):
-    """A limit on a sensor value: crossing it for `for_seconds` raises an alarm."""
-
-    when: Comparison
-    value: float
-    severity: Severity = Severity.MAJOR
-    hysteresis: float = Field(0.0, ge=0)
-    for_seconds: float = Field(0.0, ge=0)
-
-    @field_validator("value")
-    @classmethod
-    def _finite(cls, v: float) -> float:
-        if not math.isfinite(v):
-            raise ValueError("must be a finite number")
-        return v
-
-
 class Sensor(Model):
     """One measured quantity, fed by a Modbus point or an MQTT mapping."""
 
@@ -136,6 +89,7 @@ class Sensor(Model):
     expected_period: float | None = Field(
         None, gt=0, description="seconds between readings; no data after a few periods alarms"
     )
+    alarms: SensorAlarms = SensorAlarms()
 
     @field_validator("range")
     @classmethod
@@ -491,8 +445,9 @@ class SiteInfo(Model):
 class Defaults(Model):
     """Site-wide defaults: thresholds per sensor kind, used where a sensor sets none."""
 
-    thresholds: dict[SensorKind, tuple[Threshold, ...]] = {}
+    thresholds: dict[SensorKind, tuple[Threshold, ...]] = Field(default_factory=dict)
     expected_period: float = Field(10.0, gt=0)
+    alarms: AlarmDefaults = AlarmDefaults()
 
 
 class Site(Model):
@@ -503,6 +458,7 @@ class Site(Model):
     rooms: tuple[Room, ...] = Field(min_length=1)
     modbus: tuple[ModbusDevice, ...] = ()
     mqtt: tuple[MqttMapping, ...] = ()
+    rules: tuple[RuleSpec, ...] = ()
 
     def iter_sensors(self) -> Iterator[tuple[Room, EquipmentBase | None, Sensor]]:
         """Every sensor with its room and equipment (None for room-level sensors)."""

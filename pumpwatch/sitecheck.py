@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
+from pumpwatch.alarm_config import Condition
 from pumpwatch.site import Pump, Site, Table
 
 Path = tuple[str | int, ...]
@@ -25,7 +26,40 @@ def check_references(site: Site) -> list[Problem]:
     problems += _duty_groups(site)
     problems += _modbus(site)
     problems += _mqtt(site)
+    problems += _rules(site)
     return problems
+
+
+def _rules(site: Site) -> list[Problem]:
+    out: list[Problem] = []
+    sensors = {s.id: s for _r, _e, s in site.iter_sensors()}
+    assets = set(sensors) | {d.id for d in site.modbus}
+    for room in site.rooms:
+        assets |= {room.id} | {e.id for e in room.equipment}
+
+    def walk(condition: Condition, path: Path) -> None:
+        for key in ("all", "any"):
+            for i, part in enumerate(getattr(condition, key) or ()):
+                walk(part, (*path, key, i))
+        if condition.sensor is None:
+            return
+        sensor = sensors.get(condition.sensor)
+        if sensor is None:
+            out.append(Problem((*path, "sensor"), f"unknown sensor {condition.sensor!r}"))
+            return
+        for key in ("state", "not_state"):
+            name = getattr(condition, key)
+            if name is not None and name not in sensor.state_codes:
+                known = ", ".join(sensor.state_codes) or "none"
+                out.append(Problem((*path, key), f"sensor {sensor.id!r} has no state {name!r} "
+                                                 f"(its states: {known})"))
+
+    for i, rule in enumerate(site.rules):
+        if rule.asset not in assets:
+            out.append(Problem(("rules", i, "asset"), f"unknown asset {rule.asset!r} (use a room, "
+                                                      "equipment, sensor or Modbus device id)"))
+        walk(rule.when, ("rules", i, "when"))
+    return out
 
 
 def _unique_ids(site: Site) -> list[Problem]:

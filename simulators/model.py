@@ -289,7 +289,8 @@ class SiteModel:
             pump.current = rated * 0.3  # a pump with no water in it barely loads its motor
         else:
             load = min(pump.flow / pump.spec.rated_flow, 1.3)
-            pump.current = rated * (0.45 + 0.45 * load) * (1 + 0.25 * pump.wear)
+            # A worn bearing adds friction: a load-independent share of rated current on top.
+            pump.current = rated * ((0.45 + 0.45 * load) * (1 + 0.25 * pump.wear) + 0.35 * pump.wear)
         if pump.current:
             pump.current *= 1 + self.rng.gauss(0, 0.005)
         target = room.room_temp + 75 * (pump.current / rated) ** 2 + 25 * pump.wear

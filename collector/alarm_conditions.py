@@ -1,0 +1,258 @@
+"""Conditions alarm rules test, over a rolling view of recent readings.
+
+A condition answers True, False or None (cannot tell: no data yet). `active` tells a threshold that
+its alarm is already raised, so it clears only past its hysteresis band.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from pumpwatch.clock import Clock
+from pumpwatch.readings import Quality, Reading
+
+_UNUSABLE = (Quality.DEVICE_ERROR, Quality.STALE)
+
+
+@dataclass
+class _Track:
+    points: deque[tuple[float, float]] = field(default_factory=deque)
+    seen_at: float | None = None  # when the newest usable reading arrived (transport clock)
+
+
+class SensorView:
+    """The latest value and a short history of each sensor, as much as the rules need."""
+
+    def __init__(self, keep: dict[str, float], transport: Clock) -> None:
+        self.keep = keep  # sensor -> seconds of history the rules look back
+        self.transport = transport  # arrival times: real time even when the model runs faster
+        self.started = transport.now()
+        self._tracks: dict[str, _Track] = {}
+
+    def update(self, readings: Iterable[Reading]) -> set[str]:
+        """Take readings in; returns the sensors that changed. Unusable qualities are not data."""
+        received = self.transport.now()
+        changed: set[str] = set()
+        for r in readings:
+            if r.quality in _UNUSABLE:
+                continue
+            track = self._tracks.setdefault(r.sensor, _Track())
+            points = track.points
+            if points and r.ts < points[-1][0]:
+                continue  # late arrival: the newest value stands
+            points.append((r.ts, r.value))
+            horizon = r.ts - self.keep.get(r.sensor, 0.0)
+            while len(points) > 2 and points[1][0] <= horizon:
+                points.popleft()  # keep one point at or before the horizon for change()
+            track.seen_at = received
+            changed.add(r.sensor)
+        return changed
+
+    def value(self, sensor: str) -> float | None:
+        """The newest value, or None before the first reading."""
+        track = self._tracks.get(sensor)
+        return track.points[-1][1] if track and track.points else None
+
+    def seen_at(self, sensor: str) -> float | None:
+        """When the newest usable reading of the sensor arrived."""
+        track = self._tracks.get(sensor)
+        return track.seen_at if track else None
+
+    def change(self, sensor: str, window: float) -> float | None:
+        """Newest value minus the value `window` seconds before it; None while history is shorter."""
+        track = self._tracks.get(sensor)
+        if not track or len(track.points) < 2:
+            return None
+        newest_ts, newest = track.points[-1]
+        horizon = newest_ts - window
+        if track.points[0][0] > horizon:
+            return None
+        before = track.points[0][1]
+        for ts, value in track.points:
+            if ts > horizon:
+                break
+            before = value
+        return newest - before
+
+    def still(self, sensor: str, window: float) -> bool | None:
+        """True when every value over the last `window` seconds is the same."""
+        track = self._tracks.get(sensor)
+        if not track or len(track.points) < 3:
+            return None
+        newest_ts, newest = track.points[-1]
+        if track.points[0][0] > newest_ts - window:
+            return None
+        return all(value == newest for ts, value in track.points if ts >= newest_ts - window)
+
+
+class Condition(Protocol):
+    """A test over the view."""
+
+    @property
+    def sensors(self) -> frozenset[str]:
+        """The sensors the test reads."""
+        ...
+
+    def holds(self, view: SensorView, now: float, active: bool) -> bool | None:
+        """True, False, or None when it cannot tell yet."""
+        ...
+
+
+@dataclass(frozen=True)
+class Compare:
+    """The value is above (or below) a limit; once active it clears only past the hysteresis."""
+
+    sensor: str
+    limit: float
+    above: bool
+    hysteresis: float = 0.0
+
+    @property
+    def sensors(self) -> frozenset[str]:
+        """The one sensor compared."""
+        return frozenset((self.sensor,))
+
+    def holds(self, view: SensorView, now: float, active: bool) -> bool | None:
+        """Compare the newest value with the limit (shifted by the hysteresis while active)."""
+        value = view.value(self.sensor)
+        if value is None:
+            return None
+        band = self.hysteresis if active else 0.0
+        return value > self.limit - band if self.above else value < self.limit + band
+
+
+@dataclass(frozen=True)
+class StateIn:
+    """The state code is one of `codes` (or, negated, none of them)."""
+
+    sensor: str
+    codes: frozenset[int]
+    negate: bool = False
+
+    @property
+    def sensors(self) -> frozenset[str]:
+        """The one sensor tested."""
+        return frozenset((self.sensor,))
+
+    def holds(self, view: SensorView, now: float, active: bool) -> bool | None:
+        """Test the newest state code."""
+        value = view.value(self.sensor)
+        if value is None:
+            return None
+        return (round(value) in self.codes) != self.negate
+
+
+@dataclass(frozen=True)
+class Change:
+    """The value rose (or fell) by at least `amount` over `window` seconds."""
+
+    sensor: str
+    amount: float
+    window: float
+    rising: bool
+
+    @property
+    def sensors(self) -> frozenset[str]:
+        """The one sensor watched."""
+        return frozenset((self.sensor,))
+
+    def holds(self, view: SensorView, now: float, active: bool) -> bool | None:
+        """Compare the change over the window with the amount."""
+        delta = view.change(self.sensor, self.window)
+        if delta is None:
+            return None
+        return delta >= self.amount if self.rising else delta <= -self.amount
+
+
+@dataclass(frozen=True)
+class FastChange:
+    """The value moved by more than `per_minute` within the last minute, either way."""
+
+    sensor: str
+    per_minute: float
+
+    @property
+    def sensors(self) -> frozenset[str]:
+        """The one sensor watched."""
+        return frozenset((self.sensor,))
+
+    def holds(self, view: SensorView, now: float, active: bool) -> bool | None:
+        """Compare the last minute's change with the limit."""
+        delta = view.change(self.sensor, 60.0)
+        return None if delta is None else abs(delta) > self.per_minute
+
+
+@dataclass(frozen=True)
+class Still:
+    """The value has not moved at all for `window` seconds (a stuck sensor)."""
+
+    sensor: str
+    window: float
+
+    @property
+    def sensors(self) -> frozenset[str]:
+        """The one sensor watched."""
+        return frozenset((self.sensor,))
+
+    def holds(self, view: SensorView, now: float, active: bool) -> bool | None:
+        """True when the history over the window is flat."""
+        return view.still(self.sensor, self.window)
+
+
+@dataclass(frozen=True)
+class Silent:
+    """None of `watched` has delivered a usable reading for `after` seconds (transport clock)."""
+
+    watched: frozenset[str]
+    after: float
+
+    @property
+    def sensors(self) -> frozenset[str]:
+        """The sensors whose silence is watched."""
+        return self.watched
+
+    def holds(self, view: SensorView, now: float, active: bool) -> bool:
+        """Measured on the view's transport clock, from start-up for sensors never heard from."""
+        newest = max((view.seen_at(s) or view.started for s in self.watched), default=view.started)
+        return view.transport.now() - newest >= self.after
+
+
+@dataclass(frozen=True)
+class AllOf:
+    """Every condition holds (unknown if one is unknown and none fails)."""
+
+    conditions: Sequence[Condition]
+
+    @property
+    def sensors(self) -> frozenset[str]:
+        """Sensors of every part."""
+        return frozenset().union(*(c.sensors for c in self.conditions))
+
+    def holds(self, view: SensorView, now: float, active: bool) -> bool | None:
+        """AND with unknowns."""
+        results = [c.holds(view, now, active) for c in self.conditions]
+        if False in results:
+            return False
+        return None if None in results else True
+
+
+@dataclass(frozen=True)
+class AnyOf:
+    """At least one condition holds (unknown if none holds and one is unknown)."""
+
+    conditions: Sequence[Condition]
+
+    @property
+    def sensors(self) -> frozenset[str]:
+        """Sensors of every part."""
+        return frozenset().union(*(c.sensors for c in self.conditions))
+
+    def holds(self, view: SensorView, now: float, active: bool) -> bool | None:
+        """OR with unknowns."""
+        results = [c.holds(view, now, active) for c in self.conditions]
+        if True in results:
+            return True
+        return None if None in results else False

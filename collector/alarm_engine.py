@@ -1,0 +1,197 @@
+"""The alarm engine: evaluates rules on every reading batch and on a timer, and announces changes.
+
+Each rule has severity levels, most severe first, each with a condition and a minimum duration.
+A level counts once its condition has held for its duration; the engine keeps one alarm per rule
+(per asset and alarm type), raising, escalating, de-escalating and clearing it. The timer makes a
+condition that holds without new messages (a duration, no data) fire on time.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from collector.alarm_conditions import Condition, SensorView
+from pumpwatch.alarm_events import SEVERITY_RANK, AlarmAction, AlarmEvent, AlarmKey
+from pumpwatch.bus import LiveBus
+from pumpwatch.clock import Clock
+from pumpwatch.readings import Reading
+from pumpwatch.site import Severity, Text
+
+log = logging.getLogger(__name__)
+
+PEAK_EVERY = 10.0  # seconds between two peak events of one alarm
+
+
+@dataclass(frozen=True)
+class Level:
+    """One severity of a rule: its condition and how long it must hold."""
+
+    severity: Severity
+    condition: Condition
+    for_seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class AlarmRule:
+    """A rule: which alarm (asset, type), where, its message and levels (most severe first)."""
+
+    key: AlarmKey
+    room: str
+    message: Text
+    levels: tuple[Level, ...]
+    sensor: str | None = None  # the sensor whose value the alarm reports
+    worse: str | None = None  # "high" or "low": which way the peak value goes
+
+    @property
+    def sensors(self) -> frozenset[str]:
+        """Every sensor any level reads."""
+        return frozenset().union(*(lvl.condition.sensors for lvl in self.levels))
+
+
+@dataclass
+class _State:
+    severity: Severity | None = None
+    since: dict[int, float] = field(default_factory=dict)  # level index -> holding since
+    peak: float | None = None
+    peak_told: float | None = None  # the peak last announced
+    peak_sent: float = 0.0
+
+
+EventListener = Callable[[AlarmEvent], None]
+
+
+class AlarmEngine:
+    """Runs a set of rules; hook `on_readings` into the pipeline and `run` the timer."""
+
+    def __init__(self, rules: Sequence[AlarmRule], clock: Clock, *, transport: Clock | None = None,
+                 history: dict[str, float] | None = None, tick: float = 1.0,
+                 bus: LiveBus[AlarmEvent] | None = None) -> None:
+        self.rules = list(rules)
+        self.clock = clock
+        self.view = SensorView(history or {}, transport or clock)
+        self.tick = tick
+        self.bus = bus
+        self.listeners: list[EventListener] = []
+        self.silenced: dict[AlarmKey, float] = {}  # approved exceptions: key -> until (rule clock)
+        self._states = {rule.key: _State() for rule in self.rules}
+        self._by_sensor: dict[str, list[AlarmRule]] = {}
+        for rule in self.rules:
+            for sensor in rule.sensors:
+                self._by_sensor.setdefault(sensor, []).append(rule)
+        self.evaluations = 0
+
+    def on_readings(self, readings: Sequence[Reading]) -> None:
+        """Pipeline hook: update the view, evaluate the rules that read the changed sensors."""
+        changed = self.view.update(readings)
+        now = self.clock.now()
+        seen: set[AlarmKey] = set()
+        for sensor in changed:
+            for rule in self._by_sensor.get(sensor, ()):
+                if rule.key not in seen:
+                    seen.add(rule.key)
+                    self._evaluate(rule, now)
+
+    def evaluate_all(self) -> None:
+        """Evaluate every rule now (the timer's job)."""
+        now = self.clock.now()
+        for rule in self.rules:
+            self._evaluate(rule, now)
+
+    async def run(self) -> None:
+        """Evaluate every rule once per tick until cancelled."""
+        while True:
+            await self.clock.sleep(self.tick)
+            try:
+                self.evaluate_all()
+            except Exception:  # a broken rule must not stop the others
+                log.exception("alarm evaluation failed")
+
+    def silence(self, key: AlarmKey, until: float) -> None:
+        """An approved exception: the alarm stays quiet (and clears) until `until`."""
+        self.silenced[key] = until
+
+    def active(self) -> dict[AlarmKey, Severity]:
+        """Alarms currently raised by this engine."""
+        return {key: s.severity for key, s in self._states.items() if s.severity is not None}
+
+    # --- evaluation ------------------------------------------------------------------------------
+
+    def _evaluate(self, rule: AlarmRule, now: float) -> None:
+        self.evaluations += 1
+        state = self._states[rule.key]
+        current = state.severity
+        until = self.silenced.get(rule.key)
+        if until is not None and now >= until:
+            del self.silenced[rule.key]
+            until = None
+        target: Severity | None = None
+        unknown = False
+        for i, level in enumerate(rule.levels):
+            within = current is not None and SEVERITY_RANK[level.severity] <= SEVERITY_RANK[current]
+            result = False if until is not None else level.condition.holds(self.view, now, within)
+            if result is None:
+                unknown = True
+                state.since.pop(i, None)
+                continue
+            if not result:
+                state.since.pop(i, None)
+                continue
+            since = state.since.setdefault(i, now)
+            if target is None and (within or now - since >= level.for_seconds):
+                target = level.severity
+        if target is None and unknown and current is not None:
+            return  # data missing: keep the alarm as it is (the no-data rule speaks for that)
+        if target != current:
+            self._transition(rule, state, current, target, now)
+        elif target is not None:
+            self._track_peak(rule, state, now)
+
+    def _transition(self, rule: AlarmRule, state: _State, current: Severity | None,
+                    target: Severity | None, now: float) -> None:
+        value = self.view.value(rule.sensor) if rule.sensor else None
+        if target is None:
+            assert current is not None
+            state.severity = None
+            self._emit(AlarmEvent(AlarmAction.CLEARED, rule.key, current, now, rule.room, rule.message,
+                                  value, rule.sensor))
+            state.peak = None
+            return
+        if current is None:
+            action = AlarmAction.RAISED
+            state.peak = state.peak_told = value
+            state.peak_sent = now
+        elif SEVERITY_RANK[target] > SEVERITY_RANK[current]:
+            action = AlarmAction.ESCALATED
+        else:
+            action = AlarmAction.DEESCALATED
+        state.severity = target
+        self._emit(AlarmEvent(action, rule.key, target, now, rule.room, rule.message, value, rule.sensor))
+
+    def _track_peak(self, rule: AlarmRule, state: _State, now: float) -> None:
+        """Follow the worst value; announce it when it changed, at most every PEAK_EVERY seconds."""
+        if rule.sensor is None or rule.worse is None or state.severity is None:
+            return
+        value = self.view.value(rule.sensor)
+        if value is not None and (state.peak is None or (
+                value > state.peak if rule.worse == "high" else value < state.peak)):
+            state.peak = value
+        if state.peak != state.peak_told and now - state.peak_sent >= PEAK_EVERY:
+            state.peak_sent = now
+            state.peak_told = state.peak
+            self._emit(AlarmEvent(AlarmAction.PEAK, rule.key, state.severity, now, rule.room,
+                                  rule.message, state.peak, rule.sensor))
+
+    def _emit(self, event: AlarmEvent) -> None:
+        log.log(logging.WARNING if event.action is not AlarmAction.CLEARED else logging.INFO,
+                "alarm %s %s (%s): %s", event.key, event.action.value, event.severity.value,
+                event.message.en, extra={"alarm": str(event.key), "action": event.action.value})
+        if self.bus is not None:
+            self.bus.publish(event)
+        for listener in self.listeners:
+            try:
+                listener(event)
+            except Exception:  # one failing listener must not keep the event from the others
+                log.exception("alarm listener %r failed", listener)
+

@@ -1,0 +1,243 @@
+"""The alarm engine on a fake clock: durations, hysteresis, severities, AND / OR, no data, silences."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from collector.alarm_conditions import AllOf, AnyOf, Compare, Silent, StateIn, Still
+from collector.alarm_engine import AlarmEngine, AlarmRule, Level
+from collector.rulebook import Rulebook
+from pumpwatch.alarm_events import AlarmAction, AlarmEvent, AlarmKey
+from pumpwatch.clock import FakeClock
+from pumpwatch.readings import Quality, Reading
+from pumpwatch.site import Severity, Text
+from pumpwatch.sitefile import SiteFileError, parse_site
+
+KEY = AlarmKey("dom-p1", "temperature_high")
+MSG = Text(zh="温度过高", en="temperature high")
+
+
+def temperature_rule() -> AlarmRule:
+    return AlarmRule(KEY, "dom", MSG, (
+        Level(Severity.CRITICAL, Compare("t", 130, above=True, hysteresis=5), for_seconds=30),
+        Level(Severity.MAJOR, Compare("t", 110, above=True, hysteresis=5), for_seconds=60),
+    ), sensor="t", worse="high")
+
+
+class Rig:
+    def __init__(self, *rules: AlarmRule) -> None:
+        self.clock = FakeClock()
+        self.engine = AlarmEngine(rules, self.clock, history={"t": 700, "p": 700})
+        self.events: list[AlarmEvent] = []
+        self.engine.listeners.append(self.events.append)
+
+    def feed(self, sensor: str, value: float, quality: Quality = Quality.GOOD) -> None:
+        self.engine.on_readings([Reading(sensor, self.clock.now(), value, quality)])
+
+    async def wait(self, seconds: float) -> None:
+        """Let time pass with the timer evaluating once a second and no new readings."""
+        for _ in range(int(seconds)):
+            await self.clock.advance(1.0)
+            self.engine.evaluate_all()
+
+    def actions(self) -> list[tuple[str, str]]:
+        """Lifecycle changes (peak announcements left out)."""
+        return [(e.action.value, e.severity.value) for e in self.events if e.action is not AlarmAction.PEAK]
+
+
+async def test_a_held_threshold_fires_after_its_duration_without_new_readings() -> None:
+    rig = Rig(temperature_rule())
+    rig.feed("t", 115)
+    await rig.wait(59)
+    assert rig.events == []
+    await rig.wait(1)
+    assert rig.actions() == [("raised", "major")]
+    assert rig.events[0].value == 115
+    assert rig.events[0].key == KEY
+
+
+async def test_a_short_excursion_does_not_fire() -> None:
+    rig = Rig(temperature_rule())
+    rig.feed("t", 115)
+    await rig.wait(30)
+    rig.feed("t", 100)
+    await rig.wait(120)
+    assert rig.events == []
+
+
+async def test_hysteresis_keeps_the_alarm_until_the_value_is_clearly_back() -> None:
+    rig = Rig(temperature_rule())
+    rig.feed("t", 115)
+    await rig.wait(60)
+    rig.feed("t", 108)  # below 110 but inside the 5 degree band
+    await rig.wait(10)
+    assert rig.actions() == [("raised", "major")]
+    rig.feed("t", 104.9)
+    await rig.wait(1)
+    assert rig.actions() == [("raised", "major"), ("cleared", "major")]
+
+
+async def test_severity_escalates_and_de_escalates_within_one_alarm() -> None:
+    rig = Rig(temperature_rule())
+    rig.feed("t", 115)
+    await rig.wait(60)
+    rig.feed("t", 135)
+    await rig.wait(29)
+    assert rig.actions() == [("raised", "major")]
+    await rig.wait(1)
+    assert rig.actions()[-1] == ("escalated", "critical")
+    rig.feed("t", 127)  # inside the critical band: stays critical
+    await rig.wait(5)
+    assert rig.actions()[-1] == ("escalated", "critical")
+    rig.feed("t", 120)  # out of the critical band, still major: at once, no new duration
+    await rig.wait(1)
+    assert rig.actions()[-1] == ("deescalated", "major")
+    rig.feed("t", 90)
+    await rig.wait(1)
+    assert rig.actions() == [("raised", "major"), ("escalated", "critical"), ("deescalated", "major"),
+                             ("cleared", "major")]
+    assert len({e.key for e in rig.events}) == 1  # one alarm all along
+
+
+async def test_a_new_peak_is_announced_at_most_every_ten_seconds() -> None:
+    rig = Rig(temperature_rule())
+    rig.feed("t", 112)
+    await rig.wait(60)
+    for value in (113, 114, 115, 116):
+        rig.feed("t", value)
+        await rig.wait(4)
+    await rig.wait(20)
+    peaks = [(e.ts - rig.events[0].ts, e.value) for e in rig.events if e.action is AlarmAction.PEAK]
+    assert peaks == [(10, 115), (20, 116)]  # the worst so far, at most every ten seconds
+
+
+async def test_and_or_conditions_with_unknown_data() -> None:
+    running = StateIn("run", frozenset({1}))
+    low = Compare("p", 0.15, above=False)
+    both = AlarmRule(AlarmKey("pump", "dry_run"), "dom", MSG,
+                     (Level(Severity.CRITICAL, AllOf((running, low))),))
+    either = AlarmRule(AlarmKey("pump", "either"), "dom", MSG,
+                       (Level(Severity.MINOR, AnyOf((running, low))),))
+    rig = Rig(both, either)
+    rig.feed("p", 0.1)  # run state unknown yet: AND cannot tell, OR already holds
+    assert [e.key.alarm_type for e in rig.events] == ["either"]
+    rig.feed("run", 1)
+    assert [e.key.alarm_type for e in rig.events] == ["either", "dry_run"]
+    rig.feed("run", 0)
+    rig.feed("p", 0.4)
+    assert [(e.key.alarm_type, e.action.value) for e in rig.events][-2:] == [("dry_run", "cleared"),
+                                                                            ("either", "cleared")]
+
+
+async def test_no_data_fires_on_the_timer_and_clears_with_the_next_reading() -> None:
+    silent = Silent(frozenset({"a", "b"}), 30)
+    rule = AlarmRule(AlarmKey("plc", "no_data"), "dom", MSG, (Level(Severity.MINOR, silent),))
+    rig = Rig(rule)
+    rig.feed("a", 1)
+    await rig.wait(20)
+    rig.feed("b", 1)  # any of the device's sensors counts as the device talking
+    await rig.wait(29)
+    assert rig.events == []
+    await rig.wait(1)
+    assert rig.actions() == [("raised", "minor")]
+    rig.feed("a", 2, Quality.STALE)  # a stale marker is not data
+    await rig.wait(1)
+    assert rig.actions() == [("raised", "minor")]
+    rig.feed("a", 2)
+    assert rig.actions() == [("raised", "minor"), ("cleared", "minor")]
+
+
+async def test_a_value_that_stops_moving_is_a_stuck_sensor() -> None:
+    rule = AlarmRule(AlarmKey("p", "flatline"), "dom", MSG, (Level(Severity.MINOR, Still("p", 600)),))
+    rig = Rig(rule)
+    for i in range(700):
+        rig.feed("p", 0.40 + (i % 7) * 0.001)  # a live sensor: small noise
+        await rig.clock.advance(1)
+    assert rig.events == []
+    for _ in range(601):
+        rig.feed("p", 0.41)
+        await rig.clock.advance(1)
+    assert rig.actions() == [("raised", "minor")]
+
+
+async def test_an_approved_exception_silences_until_its_end() -> None:
+    key = AlarmKey("dom-p1", "switch_not_auto")
+    rule = AlarmRule(key, "dom", MSG, (Level(Severity.MAJOR, StateIn("sw", frozenset({2}), negate=True)),))
+    rig = Rig(rule)
+    rig.feed("sw", 1)  # MANUAL
+    assert rig.actions() == [("raised", "major")]
+    rig.engine.silence(key, rig.clock.now() + 3600)
+    await rig.wait(1)
+    assert rig.actions() == [("raised", "major"), ("cleared", "major")]
+    await rig.wait(3598)
+    assert len(rig.events) == 2
+    await rig.wait(2)
+    assert rig.actions()[-1] == ("raised", "major")  # the exception ran out, still in MANUAL
+
+
+CUSTOM = """
+site: {id: s, name: {zh: 站, en: Site}}
+rooms:
+  - id: r
+    name: {zh: 房, en: Room}
+    sensors:
+      - {id: p, kind: pressure, source: mqtt, alarms: {flatline_seconds: 0}}
+      - {id: run, kind: run_status, source: mqtt}
+      - {id: lvl, kind: level, source: mqtt}
+rules:
+  - id: low_pressure_or_low_level_while_running
+    asset: r
+    name: {zh: 运行中压力或液位过低, en: Low pressure or level while running}
+    severity: critical
+    for_seconds: 5
+    when:
+      all:
+        - {sensor: run, state: RUNNING}
+        - any:
+            - {sensor: p, below: 0.2}
+            - {sensor: lvl, below: 0.5}
+"""
+
+
+async def test_custom_rules_from_the_site_file_combine_and_with_or() -> None:
+    site = parse_site(CUSTOM, "custom.yaml")
+    book = Rulebook(site)
+    custom = [r for r in book.rules if r.key.alarm_type == "low_pressure_or_low_level_while_running"]
+    assert [r.key.asset for r in custom] == ["r"]
+    assert not any(r.key.alarm_type == "flatline" for r in book.rules)  # turned off per sensor
+    clock = FakeClock()
+    engine = AlarmEngine(custom, clock)
+    events: list[AlarmEvent] = []
+    engine.listeners.append(events.append)
+    engine.on_readings([Reading("run", clock.now(), 1), Reading("p", clock.now(), 0.5),
+                        Reading("lvl", clock.now(), 0.4)])
+    await clock.advance(5)
+    engine.evaluate_all()
+    assert [(e.action.value, e.severity.value) for e in events] == [("raised", "critical")]
+
+
+def test_a_custom_rule_on_an_unknown_sensor_or_state_is_a_site_file_error() -> None:
+    bad = CUSTOM.replace("{sensor: run, state: RUNNING}", "{sensor: runn, state: GOING}")
+    with pytest.raises(SiteFileError) as err:
+        parse_site(bad, "custom.yaml")
+    text = str(err.value)
+    line = bad.splitlines().index("        - {sensor: runn, state: GOING}") + 1
+    assert f"custom.yaml:{line}: rules[0].when.all[0].sensor: unknown sensor 'runn'" in text
+    assert "runn" in text
+
+
+def test_the_example_site_gets_the_rules_the_regulation_asks_for() -> None:
+    from pumpwatch.sitefile import load_site
+
+    book = Rulebook(load_site(Path(__file__).parents[2] / "examples" / "site.yaml"))
+    keys = {str(r.key) for r in book.rules}
+    for expected in ("dom-ptank/leak", "dom/leak", "dom-p1/switch_not_auto", "fire-p1/switch_not_auto",
+                     "dom-p1/failed_start", "dom-p1/dry_run", "dom-p1/bearing_wear",
+                     "dom-tank/level_falling", "fire-sump/sump_blocked", "plc-dom/no_data",
+                     "dom-floor-leak/no_data", "dom-header-pressure/flatline", "dom-header/pressure_low"):
+        assert expected in keys
+    assert len(keys) == len(book.rules)  # one rule per (asset, alarm type)
+    switch = next(r for r in book.rules if str(r.key) == "fire-p1/switch_not_auto")
+    assert switch.levels[0].severity is Severity.CRITICAL  # fire pumps: critical by pump-kind default
