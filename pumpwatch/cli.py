@@ -44,9 +44,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings.mqtt.url = args.mqtt
     settings.mqtt.embedded_port = args.mqtt_port
     simulate = args.command in ("simulate", "demo")
+    if getattr(args, "port", None) is not None:
+        settings.api.port = args.port
     options = StackOptions(
         simulate=simulate,
-        collect=args.command != "simulate",
+        collect=args.command not in ("simulate", "serve"),
+        serve=args.command in ("serve", "up", "demo"),
         speed=args.speed if simulate else 1.0,
         seed=args.seed if simulate else 1,
         scenarios=tuple(args.scenario) if simulate else (),
@@ -98,6 +101,7 @@ def _parser(settings: Settings) -> argparse.ArgumentParser:
     commands = (("simulate", "run the pump-room simulators alone"),
                 ("demo", "simulators and every service on embedded defaults"),
                 ("collect", "the collector alone: Modbus and MQTT into the series store"),
+                ("serve", "the API and web UI alone (alarm events from the broker)"),
                 ("up", "every service (no simulators), against the configured broker and stores"))
     for name, text in commands:
         p = sub.add_parser(name, help=text)
@@ -108,6 +112,8 @@ def _parser(settings: Settings) -> argparse.ArgumentParser:
                        help="port of the in-process broker")
         p.add_argument("--status-every", type=_positive, default=10.0, metavar="SECONDS",
                        help="print a status line per room this often")
+        if name in ("serve", "up", "demo"):
+            p.add_argument("--port", type=int, default=None, help="API port (default 8000)")
         if name in ("simulate", "demo"):
             p.add_argument("--speed", type=_positive, default=settings.simulator.speed,
                            help="simulated seconds per real second")

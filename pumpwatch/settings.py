@@ -41,6 +41,17 @@ class CollectorSettings(BaseModel):
     shard: int | None = Field(None, ge=0, description="poll only Modbus devices of this shard")
 
 
+class ApiSettings(BaseModel):
+    """The API and web UI: where it listens and where its state lives."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    database_url: str | None = Field(None, description="postgresql://... ; default SQLite in the state dir")
+    secure_cookies: bool = Field(False, description="true behind TLS: cookies only over HTTPS")
+    attachments_dir: Path | None = Field(None, description="default: <state_dir>/attachments")
+    max_upload_mb: int = Field(10, ge=1, le=100)
+
+
 class SimulatorSettings(BaseModel):
     """How the simulators run."""
 
@@ -59,5 +70,6 @@ class Settings(BaseSettings):
     simulator: SimulatorSettings = SimulatorSettings()
     influx: InfluxSettings = InfluxSettings()
     collector: CollectorSettings = CollectorSettings()
+    api: ApiSettings = ApiSettings()
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = Field("text", description="json: one object per line")

@@ -15,6 +15,7 @@ from pumpwatch.settings import Settings
 from pumpwatch.site import Site
 
 if TYPE_CHECKING:
+    from api.service import ApiService
     from collector.service import CollectorService
     from simulators.simulation import Simulation
 
@@ -31,6 +32,7 @@ class StackOptions:
     modbus_port_base: int | None = None
     status_every: float = 10.0
     demo: bool = False
+    serve: bool = False
 
 
 @contextlib.asynccontextmanager
@@ -72,14 +74,62 @@ async def run_stack(site: Site, settings: Settings, options: StackOptions) -> in
             from collector.service import CollectorService
 
             collector = CollectorService(site, settings, clock, broker)
+        api = None
+        if options.serve:
+            api = await _start_api(site, settings, clock, broker, collector, options, stack)
         print(_banner(site, settings, broker, embedded, options, sim, collector), flush=True)
         async with asyncio.TaskGroup() as tasks:
             if sim is not None:
                 tasks.create_task(sim.run(), name="simulation")
             if collector is not None:
                 tasks.create_task(collector.run(), name="collector")
+            if api is not None:
+                tasks.create_task(api.run(), name="api")
+                tasks.create_task(_announce_api(api, options), name="api-banner")
             tasks.create_task(_print_status(sim, collector, options.status_every), name="status")
     return 0
+
+
+async def _start_api(site: Site, settings: Settings, clock: Clock, broker: BrokerAddress,
+                     collector: CollectorService | None, options: StackOptions,
+                     stack: contextlib.AsyncExitStack) -> ApiService:
+    """The API over the collector's store and buses, or over its own store and the MQTT alarm feed."""
+    from api.alarm_feed import AlarmFeed
+    from api.service import ApiService
+    from collector.service import make_store
+    from pumpwatch.alarm_events import AlarmEvent
+    from pumpwatch.bus import LiveBus
+    from pumpwatch.catalog import SensorCatalog
+
+    if options.demo:
+        settings.api.port = port_or_free(settings.api.port)
+    if collector is not None:
+        parts = collector.parts
+        api = ApiService(site, settings, clock, parts.store, parts.live, parts.alarm_bus,
+                         [parts.metrics.registry])
+        parts.alarms.listeners.append(api.accept_event)
+        return api
+    store = make_store(settings, SensorCatalog(site))
+    await store.start()
+    stack.push_async_callback(store.close)
+    alarm_bus: LiveBus[AlarmEvent] = LiveBus()
+    api = ApiService(site, settings, clock, store, LiveBus(), alarm_bus)
+    feed = AlarmFeed(broker, f"{settings.collector.client_id}-api", [api.accept_event, alarm_bus.publish])
+    feed.start(asyncio.get_running_loop())
+    stack.callback(feed.stop)
+    return api
+
+
+async def _announce_api(api: ApiService, options: StackOptions) -> None:
+    """Print the URL (and the demo logins) once the server listens."""
+    while api.server is None or not api.server.started:  # noqa: ASYNC110 (uvicorn offers no event)
+        await asyncio.sleep(0.05)
+    lines = [f"API and web UI: {api.url}  (OpenAPI: {api.url}/docs)"]
+    if options.demo:
+        logins = api.ensure_demo_users()
+        lines.append("Demo logins (username / password / roles):")
+        lines += [f"  {user:<10} {password:<22} {', '.join(roles)}" for user, password, roles in logins]
+    print("\n".join(lines), flush=True)
 
 
 def _banner(site: Site, settings: Settings, broker: BrokerAddress, embedded: bool,

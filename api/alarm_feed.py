@@ -1,0 +1,74 @@
+"""Alarm events from the broker, for an API process that runs apart from the collector.
+
+A persistent QoS 1 session, so events published while the API was down arrive when it returns.
+Each event goes to every handler on the event loop (the alarm service applies it idempotently).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import ssl
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from collector.alarm_publisher import ALARM_TOPIC
+from pumpwatch.alarm_events import AlarmEvent
+from pumpwatch.mqtturl import BrokerAddress
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[AlarmEvent], None]
+
+
+class AlarmFeed:
+    """Subscribes to `pumpwatch/alarms/#` and hands each event to the handlers."""
+
+    def __init__(self, broker: BrokerAddress, client_id: str, handlers: Sequence[Handler]) -> None:
+        self.broker = broker
+        self.handlers = list(handlers)
+        self.rejected = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False)
+        if broker.username:
+            client.username_pw_set(broker.username, broker.password)
+        if broker.tls:
+            client.tls_set(cert_reqs=ssl.CERT_REQUIRED)
+        client.reconnect_delay_set(1, 10)
+        client.on_connect = self._on_connect
+        client.on_message = self._on_message
+        self.client = client
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Connect in the background; events are delivered on `loop`."""
+        self._loop = loop
+        self.client.connect_async(self.broker.host, self.broker.port, keepalive=30)
+        self.client.loop_start()
+
+    def stop(self) -> None:
+        """Disconnect."""
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def _on_connect(self, client: mqtt.Client, _userdata: Any, _flags: Any, reason: Any,
+                    _properties: Any) -> None:
+        if not reason.is_failure:
+            client.subscribe(f"{ALARM_TOPIC}/#", qos=1)
+
+    def _on_message(self, _client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
+        try:
+            event = AlarmEvent.from_json(json.loads(message.payload))
+        except (ValueError, KeyError, TypeError) as err:
+            self.rejected += 1
+            log.warning("ignored a malformed alarm event on %s: %s", message.topic, err)
+            return
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._deliver, event)
+
+    def _deliver(self, event: AlarmEvent) -> None:
+        for handler in self.handlers:
+            handler(event)

@@ -1,0 +1,196 @@
+"""AlarmService: alarm events from the rules become alarm rows (one active per key) and their tasks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from api import audit
+from api.errors import InvalidInput, NotFound
+from api.models import Alarm, Task, User, utc_from_epoch
+from api.roles import require_any_role
+from api.tasks import MAX_PAGE, TaskService
+from api.vocab import AlarmState, Role
+from pumpwatch.alarm_events import SEVERITY_RANK, AlarmAction, AlarmEvent, AlarmKey
+from pumpwatch.clock import Clock
+from pumpwatch.site import Severity
+
+_ACKNOWLEDGERS = (Role.OPERATOR, Role.SUPERVISOR, Role.ADMIN)
+_APPLY_ATTEMPTS = 5  # each retry follows a concurrent writer's commit, so one retry normally settles it
+
+
+@dataclass(frozen=True, slots=True)
+class AlarmFilter:
+    """What an alarm list shows; None means any. `since` keeps alarms that started at or after it."""
+
+    state: AlarmState | None = None
+    acknowledged: bool | None = None
+    severity: Severity | None = None
+    room: str | None = None
+    asset: str | None = None
+    since: datetime | None = None
+
+
+def _worse(a: str, b: str) -> str:
+    return a if SEVERITY_RANK[Severity(a)] >= SEVERITY_RANK[Severity(b)] else b
+
+
+class AlarmService:
+    """Applies alarm events idempotently and safely across processes; acknowledges and lists alarms."""
+
+    def __init__(self, session_factory: sessionmaker[Session], clock: Clock, tasks: TaskService,
+                 reopen_window: timedelta = timedelta(hours=24)) -> None:
+        self._sessions = session_factory
+        self._clock = clock
+        self._tasks = tasks
+        self.reopen_window = reopen_window
+
+    def now(self) -> datetime:
+        """Return the injected clock's time as an aware UTC datetime."""
+        return utc_from_epoch(self._clock.now())
+
+    def apply(self, event: AlarmEvent) -> Alarm | None:
+        """Apply one event; returns the alarm it touched (None: a clear for an alarm that is not open).
+
+        Another process may apply the same event at the same moment: the partial unique index lets only
+        one active row per key exist, and the loser of that race rolls back and re-reads the winner's row.
+        """
+        for attempt in range(1, _APPLY_ATTEMPTS + 1):
+            try:
+                with self._sessions.begin() as session:
+                    return self._apply(session, event)
+            except IntegrityError:
+                if attempt == _APPLY_ATTEMPTS:
+                    raise
+        raise AssertionError("unreachable")  # the loop returns or raises
+
+    def _active(self, session: Session, key: AlarmKey) -> Alarm | None:
+        query = select(Alarm).where(Alarm.asset == key.asset, Alarm.alarm_type == key.alarm_type,
+                                    Alarm.state == AlarmState.ACTIVE.value)
+        return session.scalar(query.with_for_update())
+
+    def _apply(self, session: Session, event: AlarmEvent) -> Alarm | None:
+        now = self.now()
+        at = utc_from_epoch(event.ts)
+        alarm = self._active(session, event.key)
+        if event.action is AlarmAction.CLEARED:
+            if alarm is not None:
+                self._update(session, alarm, "cleared", now, state=AlarmState.CLEARED.value, ended_at=at,
+                             last_value=event.value if event.value is not None else alarm.last_value)
+            return alarm
+        if alarm is None:
+            # Any news of an alarm we do not hold open (a missed RAISED after a restart) opens it.
+            return self._raise(session, event, at, now)
+        severity = Severity(event.severity).value
+        if event.action is AlarmAction.PEAK:
+            self._update(session, alarm, "peak", now, peak_value=event.value,
+                         last_value=event.value if event.value is not None else alarm.last_value)
+            return alarm
+        # RAISED again (a duplicate, or a replay), ESCALATED or DEESCALATED: the severity is the news.
+        action = {AlarmAction.RAISED: "updated", AlarmAction.ESCALATED: "escalated",
+                  AlarmAction.DEESCALATED: "deescalated"}[event.action]
+        self._update(session, alarm, action, now, severity=severity,
+                     peak_severity=_worse(alarm.peak_severity, severity),
+                     last_value=event.value if event.value is not None else alarm.last_value,
+                     message_zh=event.message.zh, message_en=event.message.en)
+        task = session.scalar(select(Task).where(Task.alarm_id == alarm.id).with_for_update())
+        if task is not None:
+            self._tasks.raise_priority(session, task, Severity(severity), now)
+        return alarm
+
+    def _raise(self, session: Session, event: AlarmEvent, at: datetime, now: datetime) -> Alarm:
+        severity = Severity(event.severity).value
+        recent = session.scalar(
+            select(Alarm).where(Alarm.asset == event.key.asset, Alarm.alarm_type == event.key.alarm_type,
+                                Alarm.state == AlarmState.CLEARED.value, Alarm.ended_at.is_not(None),
+                                Alarm.ended_at >= at - self.reopen_window)
+            .order_by(Alarm.ended_at.desc(), Alarm.id.desc()).limit(1).with_for_update())
+        task = None if recent is None else session.scalar(
+            select(Task).where(Task.alarm_id == recent.id).with_for_update())
+        if recent is not None and task is not None:
+            # The same fault is back soon after it cleared: one alarm and one task, counted as a repeat.
+            self._update(session, recent, "reopened", now, state=AlarmState.ACTIVE.value, ended_at=None,
+                         started_at=at, severity=severity, peak_severity=severity, peak_value=event.value,
+                         last_value=event.value, room=event.room, sensor=event.sensor,
+                         message_zh=event.message.zh, message_en=event.message.en,
+                         repeat_count=recent.repeat_count + 1, acknowledged_by=None, acknowledged_at=None)
+            self._tasks.reopen_for_alarm(session, task, Severity(severity), now)
+            return recent
+        alarm = Alarm(asset=event.key.asset, alarm_type=event.key.alarm_type, room=event.room,
+                      sensor=event.sensor, severity=severity, peak_severity=severity,
+                      state=AlarmState.ACTIVE.value, started_at=at, peak_value=event.value,
+                      last_value=event.value, message_zh=event.message.zh, message_en=event.message.en,
+                      repeat_count=0, updated_at=now)
+        session.add(alarm)
+        session.flush()  # IntegrityError here: another process raised it first; apply() retries
+        audit.record(session, audit.SYSTEM, "alarm", alarm.id, "raised", None, audit.snapshot(alarm), now)
+        self._tasks.open_for_alarm(session, alarm, now)
+        return alarm
+
+    def _update(self, session: Session, alarm: Alarm, action: str, now: datetime, actor: str = audit.SYSTEM,
+                **values: Any) -> None:
+        before = audit.snapshot(alarm)
+        for name, value in values.items():
+            setattr(alarm, name, value)
+        alarm.updated_at = now
+        session.flush()
+        audit.record_change(session, actor, "alarm", alarm.id, action, before, audit.snapshot(alarm), now)
+
+    def acknowledge(self, alarm_id: int, user: User) -> Alarm:
+        """Acknowledge an alarm (operator, supervisor or admin); acknowledging twice changes nothing."""
+        now = self.now()
+        with self._sessions.begin() as session:
+            actor = session.get(User, user.id)
+            if actor is None:
+                raise NotFound("user", user.id)
+            require_any_role(session, actor, _ACKNOWLEDGERS, now, "acknowledging an alarm")
+            alarm = session.get(Alarm, alarm_id, with_for_update=True)
+            if alarm is None:
+                raise NotFound("alarm", alarm_id)
+            if alarm.acknowledged_at is None:
+                self._update(session, alarm, "acknowledged", now, audit.actor_id(actor),
+                             acknowledged_by=actor.id, acknowledged_at=now)
+            return alarm
+
+    def get(self, alarm_id: int) -> Alarm:
+        """Return one alarm; NotFound otherwise."""
+        with self._sessions() as session:
+            alarm = session.get(Alarm, alarm_id)
+            if alarm is None:
+                raise NotFound("alarm", alarm_id)
+            return alarm
+
+    def task_for(self, alarm_id: int) -> Task | None:
+        """Return the task of an alarm, if it has one."""
+        with self._sessions() as session:
+            return session.scalar(select(Task).where(Task.alarm_id == alarm_id))
+
+    def list_alarms(self, filters: AlarmFilter = AlarmFilter(), offset: int = 0,
+                    limit: int = 50) -> tuple[list[Alarm], int]:
+        """Return one page of alarms, newest first, and how many match in all."""
+        if offset < 0 or not 1 <= limit <= MAX_PAGE:
+            raise InvalidInput(f"offset must be >= 0 and limit between 1 and {MAX_PAGE}")
+        conditions: list[Any] = []
+        if filters.state is not None:
+            conditions.append(Alarm.state == AlarmState(filters.state).value)
+        if filters.acknowledged is not None:
+            acked = Alarm.acknowledged_at.is_not(None)
+            conditions.append(acked if filters.acknowledged else Alarm.acknowledged_at.is_(None))
+        if filters.severity is not None:
+            conditions.append(Alarm.severity == Severity(filters.severity).value)
+        if filters.room is not None:
+            conditions.append(Alarm.room == filters.room)
+        if filters.asset is not None:
+            conditions.append(Alarm.asset == filters.asset)
+        if filters.since is not None:
+            conditions.append(Alarm.started_at >= filters.since)
+        query = (select(Alarm).where(*conditions).order_by(Alarm.started_at.desc(), Alarm.id.desc())
+                 .offset(offset).limit(limit))
+        with self._sessions() as session:
+            total = session.scalar(select(func.count()).select_from(Alarm).where(*conditions)) or 0
+            return list(session.scalars(query)), total

@@ -1,0 +1,42 @@
+"""Everything the API's routes reach: the site, stores, live buses, services and settings."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry
+
+from api.alarms import AlarmService
+from api.auth import AuthService
+from api.tasks import TaskService
+from pumpwatch.alarm_events import AlarmEvent
+from pumpwatch.bus import LiveBus
+from pumpwatch.catalog import SensorCatalog
+from pumpwatch.clock import Clock
+from pumpwatch.readings import Reading
+from pumpwatch.series import SeriesStore
+from pumpwatch.site import Site
+
+HealthCheck = Callable[[], tuple[bool, str]]
+
+
+@dataclass
+class ApiContext:
+    """The API's view of the running system (one per app; tests build their own)."""
+
+    site: Site
+    catalog: SensorCatalog
+    store: SeriesStore
+    readings: LiveBus[Sequence[Reading]]
+    alarm_events: LiveBus[AlarmEvent]
+    auth: AuthService
+    tasks: TaskService
+    alarms: AlarmService
+    clock: Clock
+    attachments_dir: Path
+    secure_cookies: bool = False
+    registries: list[CollectorRegistry] = field(default_factory=list)
+    health: dict[str, HealthCheck] = field(default_factory=dict)
+    max_upload_bytes: int = 10 * 1024 * 1024

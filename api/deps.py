@@ -1,0 +1,66 @@
+"""Request dependencies: the context, the signed-in user (bearer token or session cookie), roles."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request
+
+from api.context import ApiContext
+from api.errors import Forbidden
+from api.models import User
+from api.vocab import Role, TokenKind
+
+SESSION_COOKIE = "pumpwatch_session"
+CSRF_COOKIE = "pumpwatch_csrf"
+CSRF_HEADER = "X-CSRF-Token"
+_SAFE = {"GET", "HEAD", "OPTIONS"}
+
+
+def get_context(request: Request) -> ApiContext:
+    """The app's context."""
+    ctx: ApiContext = request.app.state.ctx
+    return ctx
+
+
+Ctx = Annotated[ApiContext, Depends(get_context)]
+
+
+def current_user(request: Request, ctx: Ctx) -> User:
+    """The user behind the bearer token, or behind the session cookie (with CSRF check on writes)."""
+    header = request.headers.get("Authorization", "")
+    if header.lower().startswith("bearer "):
+        user = ctx.auth.resolve_token(header[7:].strip(), TokenKind.BEARER)
+        if user is None:
+            raise _unauthorized("the token is unknown, expired or revoked")
+        return user
+    session = request.cookies.get(SESSION_COOKIE)
+    if session:
+        user = ctx.auth.resolve_token(session, TokenKind.SESSION)
+        if user is None:
+            raise _unauthorized("the session has ended; sign in again")
+        if request.method not in _SAFE:
+            csrf = request.headers.get(CSRF_HEADER, "")
+            if not csrf or not ctx.auth.check_csrf(session, csrf):
+                raise HTTPException(403, f"a write with a session cookie needs the {CSRF_HEADER} header")
+        return user
+    raise _unauthorized("sign in first")
+
+
+CurrentUser = Annotated[User, Depends(current_user)]
+
+
+def require(*roles: Role) -> Callable[[ApiContext, User], User]:
+    """A dependency that lets through users holding (or deputising for) one of `roles`."""
+
+    def check(ctx: Ctx, user: CurrentUser) -> User:
+        if not any(ctx.auth.has_role(user, role) for role in roles):
+            raise Forbidden(f"needs the role {' or '.join(r.value for r in roles)}")
+        return user
+
+    return check
+
+
+def _unauthorized(detail: str) -> HTTPException:
+    return HTTPException(401, detail, headers={"WWW-Authenticate": "Bearer"})

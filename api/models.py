@@ -1,0 +1,246 @@
+"""The state layer's tables as typed SQLAlchemy 2 ORM classes; times are timezone-aware UTC."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    Dialect,
+    Double,
+    ForeignKey,
+    Index,
+    MetaData,
+    String,
+    Text,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+from api.vocab import AlarmState, Priority, TaskState, TokenKind, sql_in
+
+JsonDict = dict[str, Any]
+
+# Stable constraint names, so migrations can refer to them on every database.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utc_from_epoch(ts: float) -> datetime:
+    """Epoch seconds (a Clock's `now()`) as an aware UTC datetime."""
+    return datetime.fromtimestamp(ts, UTC)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """An aware UTC datetime on every database: SQLite stores it naive in UTC, PostgreSQL as timestamptz."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        """Refuse naive datetimes (their zone is a guess); store UTC."""
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: pass an aware UTC datetime")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        """Always hand back an aware UTC datetime."""
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    """Declarative base: naming convention, and datetimes stored as aware UTC."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        datetime: UtcDateTime(), JsonDict: JSON(), list[str]: JSON(), list[JsonDict]: JSON()}
+
+
+class User(Base):
+    """A person who logs in; roles is a JSON list of `Role` values."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    display_name: Mapped[str] = mapped_column(String(128))
+    password_hash: Mapped[str] = mapped_column(String(255))
+    roles: Mapped[list[str]]
+    active: Mapped[bool] = mapped_column(default=True)
+    failed_logins: Mapped[int] = mapped_column(default=0)
+    locked_until: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+
+
+class Deputy(Base):
+    """`deputy_id` may act for `principal_id` in `role` from `valid_from` until `valid_until` (None: open)."""
+
+    __tablename__ = "deputies"
+    __table_args__ = (CheckConstraint("deputy_id <> principal_id", name="not_self"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    deputy_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    principal_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    role: Mapped[str] = mapped_column(String(20))
+    valid_from: Mapped[datetime]
+    valid_until: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+
+
+class ApiToken(Base):
+    """An opaque token, stored only as its SHA-256; sessions also keep their CSRF token's hash."""
+
+    __tablename__ = "api_tokens"
+    __table_args__ = (CheckConstraint(sql_in("kind", TokenKind), name="kind"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(10))
+    csrf_hash: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+
+
+class Alarm(Base):
+    """One alarm of one (asset, alarm type); at most one row per key is active (partial unique index)."""
+
+    __tablename__ = "alarms"
+    __table_args__ = (
+        CheckConstraint(sql_in("state", AlarmState), name="state"),
+        # The dedup guarantee lives in the database, so concurrent writers cannot both insert.
+        Index("ux_alarms_active_key", "asset", "alarm_type", unique=True,
+              sqlite_where=text("state = 'active'"), postgresql_where=text("state = 'active'")),
+        Index("ix_alarms_key_ended", "asset", "alarm_type", "ended_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    asset: Mapped[str] = mapped_column(String(100))
+    alarm_type: Mapped[str] = mapped_column(String(64))
+    room: Mapped[str] = mapped_column(String(100), index=True)
+    sensor: Mapped[str | None] = mapped_column(String(100))
+    severity: Mapped[str] = mapped_column(String(10))
+    peak_severity: Mapped[str] = mapped_column(String(10))
+    state: Mapped[str] = mapped_column(String(10), default=AlarmState.ACTIVE.value)
+    acknowledged_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    acknowledged_at: Mapped[datetime | None]
+    started_at: Mapped[datetime] = mapped_column(index=True)
+    ended_at: Mapped[datetime | None]
+    peak_value: Mapped[float | None] = mapped_column(Double)
+    last_value: Mapped[float | None] = mapped_column(Double)
+    message_zh: Mapped[str] = mapped_column(Text)
+    message_en: Mapped[str] = mapped_column(Text)
+    repeat_count: Mapped[int] = mapped_column(default=0)
+    updated_at: Mapped[datetime]
+
+
+class Task(Base):
+    """A piece of maintenance work and its record: report, checklist, parts, both signatures."""
+
+    __tablename__ = "tasks"
+    __table_args__ = (
+        CheckConstraint(sql_in("state", TaskState), name="state"),
+        CheckConstraint(sql_in("priority", Priority), name="priority"),
+        CheckConstraint("escalation_level BETWEEN 0 AND 3", name="escalation_level"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    title_zh: Mapped[str] = mapped_column(Text)
+    title_en: Mapped[str] = mapped_column(Text)
+    description: Mapped[str | None] = mapped_column(Text)
+    asset: Mapped[str | None] = mapped_column(String(100), index=True)
+    room: Mapped[str | None] = mapped_column(String(100), index=True)
+    priority: Mapped[str] = mapped_column(String(10))
+    state: Mapped[str] = mapped_column(String(12), index=True)
+    due_at: Mapped[datetime | None] = mapped_column(index=True)
+    # Unique: an alarm has one task for its whole life (a repeat within the window reopens it).
+    alarm_id: Mapped[int | None] = mapped_column(ForeignKey("alarms.id", ondelete="SET NULL"), unique=True)
+    # Unique: a plan occurrence ("plan-id@2026-01-05") becomes exactly one task, whoever creates it.
+    plan_key: Mapped[str | None] = mapped_column(String(200), unique=True)
+    checklist: Mapped[list[JsonDict]] = mapped_column(default=list)
+    notes: Mapped[list[JsonDict]] = mapped_column(default=list)
+    parts_used: Mapped[list[JsonDict]] = mapped_column(default=list)
+    fault_cause: Mapped[str | None] = mapped_column(Text)
+    action_taken: Mapped[str | None] = mapped_column(Text)
+    parts_replaced: Mapped[str | None] = mapped_column(Text)
+    remarks: Mapped[str | None] = mapped_column(Text)
+    technician_signed_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    technician_signed_at: Mapped[datetime | None]
+    supervisor_signed_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    supervisor_signed_at: Mapped[datetime | None]
+    started_at: Mapped[datetime | None]  # first start: the response time of the monthly report
+    repeat_count: Mapped[int] = mapped_column(default=0)
+    cancel_reason: Mapped[str | None] = mapped_column(Text)
+    sent_back_reason: Mapped[str | None] = mapped_column(Text)
+    escalation_level: Mapped[int] = mapped_column(default=0)  # 0 none, 1 reminded, 2 supervisor, 3 director
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+    assignees: Mapped[list[TaskAssignee]] = relationship(
+        cascade="all, delete-orphan", lazy="selectin", order_by="TaskAssignee.user_id")
+
+    @property
+    def assignee_ids(self) -> list[int]:
+        """The ids of the users the task is assigned to."""
+        return [a.user_id for a in self.assignees]
+
+
+class TaskAssignee(Base):
+    """A user a task is assigned to (a link table, so lists filter by assignee on every database)."""
+
+    __tablename__ = "task_assignees"
+
+    task_id: Mapped[int] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True,
+                                         index=True)
+    assigned_at: Mapped[datetime]
+
+
+class Attachment(Base):
+    """A file attached to a task (photo, meter reading); the bytes live at `stored_path`."""
+
+    __tablename__ = "attachments"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    task_id: Mapped[int] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"), index=True)
+    filename: Mapped[str] = mapped_column(String(255))
+    content_type: Mapped[str] = mapped_column(String(100))
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    stored_path: Mapped[str] = mapped_column(String(500))
+    uploaded_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    uploaded_at: Mapped[datetime]
+
+
+class AuditLog(Base):
+    """Who changed what and when; `before`/`after` hold the changed fields (whole entity on create)."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_entity", "entity", "entity_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ts: Mapped[datetime] = mapped_column(index=True)
+    actor: Mapped[str] = mapped_column(String(64))  # a user id, or "system"
+    entity: Mapped[str] = mapped_column(String(32))
+    entity_id: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(32))
+    before: Mapped[JsonDict | None]
+    after: Mapped[JsonDict | None]

@@ -1,0 +1,78 @@
+"""Errors as RFC 9457 problem details: `application/problem+json` with type, title, status, detail."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from api.errors import (
+    AccountLocked,
+    Conflict,
+    Forbidden,
+    IllegalTransition,
+    InvalidCredentials,
+    InvalidInput,
+    NotFound,
+    ServiceError,
+)
+
+PROBLEM = "application/problem+json"
+_STATUS: list[tuple[type[ServiceError], int, str]] = [
+    (NotFound, 404, "not-found"),
+    (Forbidden, 403, "forbidden"),
+    (IllegalTransition, 409, "illegal-transition"),
+    (Conflict, 409, "conflict"),
+    (InvalidInput, 422, "invalid-input"),
+    (AccountLocked, 423, "account-locked"),
+    (InvalidCredentials, 401, "invalid-credentials"),
+]
+
+
+def problem(status: int, title: str, detail: str, kind: str, request: Request | None = None,
+            headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
+    """A problem-details response."""
+    body: dict[str, Any] = {"type": f"https://pumpwatch.dev/problems/{kind}", "title": title,
+                            "status": status, "detail": detail}
+    if request is not None:
+        body["instance"] = request.url.path
+    body.update(extra)
+    return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
+
+
+async def _service_error(request: Request, exc: Exception) -> JSONResponse:
+    for cls, status, kind in _STATUS:
+        if isinstance(exc, cls):
+            extra: dict[str, Any] = {}
+            if isinstance(exc, IllegalTransition):
+                extra = {"current": exc.current, "attempted": exc.attempted}
+            if isinstance(exc, AccountLocked):
+                extra = {"locked_until": exc.until.isoformat()}
+            return problem(status, kind.replace("-", " ").capitalize(), str(exc), kind, request, **extra)
+    return problem(400, "Bad request", str(exc), "bad-request", request)
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = [{"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))}
+              for e in exc.errors()]
+    return problem(422, "Request does not validate", "; ".join(
+        f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in errors)[:2000], "validation",
+        request, errors=errors)
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    headers = dict(exc.headers) if exc.headers else None
+    return problem(exc.status_code, str(exc.detail) if exc.status_code < 500 else "Server error",
+                   str(exc.detail), f"http-{exc.status_code}", request, headers=headers)
+
+
+def install(app: FastAPI) -> None:
+    """Register the handlers on an app."""
+    app.add_exception_handler(ServiceError, _service_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)

@@ -1,0 +1,48 @@
+"""Alarms: list and filter (any signed-in user), acknowledge (operator, supervisor, admin)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from api.alarms import AlarmFilter
+from api.deps import Ctx, CurrentUser
+from api.schemas import AlarmPublic, Page, TaskPublic
+from api.vocab import AlarmState
+from pumpwatch.site import Severity
+
+router = APIRouter(prefix="/api/alarms", tags=["alarms"])
+
+
+@router.get("", response_model=Page[AlarmPublic])
+def list_alarms(ctx: Ctx, _user: CurrentUser, state: AlarmState | None = None,
+                acknowledged: bool | None = None, severity: Severity | None = None,
+                room: str | None = None, asset: str | None = None, since: datetime | None = None,
+                offset: Annotated[int, Query(ge=0)] = 0,
+                limit: Annotated[int, Query(ge=1, le=500)] = 100) -> Page[AlarmPublic]:
+    """Alarms, newest first, filtered."""
+    items, total = ctx.alarms.list_alarms(AlarmFilter(state=state, acknowledged=acknowledged,
+                                                      severity=severity, room=room, asset=asset,
+                                                      since=since), offset, limit)
+    return Page(data=[AlarmPublic.model_validate(a) for a in items], count=total)
+
+
+@router.get("/{alarm_id}", response_model=AlarmPublic)
+def get_alarm(alarm_id: int, ctx: Ctx, _user: CurrentUser) -> AlarmPublic:
+    """One alarm."""
+    return AlarmPublic.model_validate(ctx.alarms.get(alarm_id))
+
+
+@router.get("/{alarm_id}/task", response_model=TaskPublic | None)
+def alarm_task(alarm_id: int, ctx: Ctx, _user: CurrentUser) -> TaskPublic | None:
+    """The task raised for an alarm."""
+    task = ctx.alarms.task_for(alarm_id)
+    return TaskPublic.model_validate(task) if task is not None else None
+
+
+@router.post("/{alarm_id}/ack", response_model=AlarmPublic)
+def acknowledge(alarm_id: int, ctx: Ctx, user: CurrentUser) -> AlarmPublic:
+    """Acknowledge an alarm (operator, supervisor, admin)."""
+    return AlarmPublic.model_validate(ctx.alarms.acknowledge(alarm_id, user))

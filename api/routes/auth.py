@@ -1,0 +1,71 @@
+"""Sign-in: OAuth2 password flow for API clients, session cookie (with CSRF token) for the web UI."""
+
+from __future__ import annotations
+
+import math
+from datetime import timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from fastapi.security import OAuth2PasswordRequestForm
+
+from api.deps import CSRF_COOKIE, SESSION_COOKIE, Ctx, CurrentUser
+from api.models import User
+from api.schemas import LoginIn, SessionOut, TokenOut, UserPublic
+from api.vocab import TokenKind
+
+router = APIRouter(prefix="/api/auth", tags=["auth"])
+BEARER_TTL = timedelta(hours=12)
+SESSION_TTL = timedelta(hours=12)
+
+
+def _limit(request: Request, ctx: Ctx) -> None:
+    client = request.client.host if request.client else "unknown"
+    wait = request.app.state.login_limiter.allow(client)
+    if wait is not None:
+        raise HTTPException(429, "too many sign-in attempts; wait and try again",
+                            headers={"Retry-After": str(math.ceil(wait))})
+
+
+def _login(ctx: Ctx, username: str, password: str) -> User:
+    return ctx.auth.authenticate(username, password)  # InvalidCredentials -> 401, AccountLocked -> 423
+
+
+@router.post("/token", response_model=TokenOut, dependencies=[Depends(_limit)])
+def token(ctx: Ctx, form: Annotated[OAuth2PasswordRequestForm, Depends()]) -> TokenOut:
+    """OAuth2 password flow: a bearer token for API clients."""
+    user = _login(ctx, form.username, form.password)
+    issued = ctx.auth.issue_token(user, TokenKind.BEARER, BEARER_TTL)
+    return TokenOut(access_token=issued.token, expires_at=issued.expires_at)
+
+
+@router.post("/login", response_model=SessionOut, dependencies=[Depends(_limit)])
+def login(ctx: Ctx, body: LoginIn, response: Response) -> SessionOut:
+    """A browser session: HttpOnly session cookie plus a CSRF token for writes."""
+    user = _login(ctx, body.username, body.password)
+    issued = ctx.auth.issue_token(user, TokenKind.SESSION, SESSION_TTL)
+    assert issued.csrf_token is not None
+    age = int(SESSION_TTL.total_seconds())
+    response.set_cookie(SESSION_COOKIE, issued.token, max_age=age, httponly=True, samesite="strict",
+                        secure=ctx.secure_cookies, path="/")
+    response.set_cookie(CSRF_COOKIE, issued.csrf_token, max_age=age, httponly=False, samesite="strict",
+                        secure=ctx.secure_cookies, path="/")
+    return SessionOut(csrf_token=issued.csrf_token, expires_at=issued.expires_at,
+                      user=UserPublic.model_validate(user))
+
+
+@router.post("/logout", status_code=204)
+def logout(ctx: Ctx, request: Request, response: Response, _user: CurrentUser) -> None:
+    """End this session or revoke this bearer token."""
+    header = request.headers.get("Authorization", "")
+    token_value = header[7:].strip() if header.lower().startswith("bearer ") else request.cookies.get(
+        SESSION_COOKIE, "")
+    ctx.auth.revoke(token_value)
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    response.delete_cookie(CSRF_COOKIE, path="/")
+
+
+@router.get("/me", response_model=UserPublic)
+def me(user: CurrentUser) -> UserPublic:
+    """Who is signed in."""
+    return UserPublic.model_validate(user)

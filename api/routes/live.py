@@ -1,0 +1,64 @@
+"""The live stream (Server-Sent Events): reading batches and alarm events as they happen.
+
+Each client has bounded queues on the live buses: a client that cannot keep up loses the oldest
+events (counted in `pumpwatch_live_dropped_total`), never slows the collector.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+
+from fastapi import APIRouter, Request
+from fastapi.responses import StreamingResponse
+
+from api.deps import Ctx, CurrentUser
+from api.routes.readings import reading_out
+
+router = APIRouter(prefix="/api", tags=["live"])
+HEARTBEAT = 15.0
+
+
+@router.get("/live", response_class=StreamingResponse)
+async def live(request: Request, ctx: Ctx, user: CurrentUser, room: str | None = None) -> StreamingResponse:
+    """`event: readings` (a list of readings) and `event: alarm` (an alarm event), as text/event-stream."""
+    readings = ctx.readings.subscribe(f"live:{user.username}", maxsize=200)
+    alarms = ctx.alarm_events.subscribe(f"live-alarms:{user.username}", maxsize=500)
+
+    async def stream() -> AsyncIterator[str]:
+        yield "retry: 3000\n\n"
+        get_readings = asyncio.ensure_future(readings.get())
+        get_alarm = asyncio.ensure_future(alarms.get())
+        try:
+            while not await request.is_disconnected():
+                done, _ = await asyncio.wait({get_readings, get_alarm}, timeout=HEARTBEAT,
+                                             return_when=asyncio.FIRST_COMPLETED)
+                if not done:
+                    yield ": keep-alive\n\n"
+                    continue
+                if get_alarm in done:
+                    event = get_alarm.result()
+                    get_alarm = asyncio.ensure_future(alarms.get())
+                    if room is None or event.room == room:
+                        yield f"event: alarm\ndata: {json.dumps(event.to_json(), ensure_ascii=False)}\n\n"
+                if get_readings in done:
+                    batch = get_readings.result()
+                    get_readings = asyncio.ensure_future(readings.get())
+                    now = ctx.clock.now()
+                    out = [reading_out(ctx, r, now).model_dump() for r in batch
+                           if (info := ctx.catalog.get(r.sensor)) is not None
+                           and (room is None or info.room == room)]
+                    if out:
+                        yield f"event: readings\ndata: {json.dumps(out, ensure_ascii=False)}\n\n"
+        finally:
+            for pending in (get_readings, get_alarm):
+                pending.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await pending
+            readings.close()
+            alarms.close()
+
+    return StreamingResponse(stream(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})

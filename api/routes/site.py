@@ -1,0 +1,58 @@
+"""The site as configured: rooms, equipment and sensors (any signed-in user)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from api.deps import Ctx, CurrentUser
+from api.errors import NotFound
+from pumpwatch.site import Pump, Room
+
+router = APIRouter(prefix="/api", tags=["site"])
+
+
+def _room(room: Room) -> dict[str, Any]:
+    return {
+        "id": room.id,
+        "name": room.name.model_dump(),
+        "sensors": [s.id for s in room.sensors],
+        "equipment": [
+            {"id": e.id, "type": getattr(e, "type", "equipment"),
+             "name": e.name.model_dump() if e.name else {"zh": e.id, "en": e.id},
+             "kind": e.kind.value if isinstance(e, Pump) else None,
+             "rated_current": e.rated_current if isinstance(e, Pump) else None,
+             "duty_group": e.duty_group if isinstance(e, Pump) else None,
+             "sensors": [s.id for s in e.sensors]}
+            for e in room.equipment],
+        "duty_groups": [{"id": g.id, "pumps": list(g.pumps)} for g in room.duty_groups],
+    }
+
+
+@router.get("/site")
+def site(ctx: Ctx, _user: CurrentUser) -> dict[str, Any]:
+    """The site, its rooms and equipment."""
+    s = ctx.site
+    return {"id": s.site.id, "name": s.site.name.model_dump(), "timezone": s.site.timezone,
+            "rooms": [_room(r) for r in s.rooms]}
+
+
+@router.get("/rooms/{room_id}")
+def room(room_id: str, ctx: Ctx, _user: CurrentUser) -> dict[str, Any]:
+    """One room."""
+    for r in ctx.site.rooms:
+        if r.id == room_id:
+            return _room(r)
+    raise NotFound("room", room_id)
+
+
+@router.get("/sensors")
+def sensors(ctx: Ctx, _user: CurrentUser, room: str | None = None) -> dict[str, Any]:
+    """Every sensor with its place, unit, range and states."""
+    data = [{"id": i.id, "room": i.room, "equipment": i.equipment, "kind": i.kind.value,
+             "unit": i.sensor.display_unit, "name": i.sensor.name.model_dump() if i.sensor.name else None,
+             "range": list(i.sensor.range) if i.sensor.range else None, "states": i.sensor.state_codes,
+             "source": i.sensor.source}
+            for i in ctx.catalog if room is None or i.room == room]
+    return {"data": data, "count": len(data)}

@@ -1,0 +1,146 @@
+"""Tasks (work orders): list, create, the lifecycle, checklist results, notes, parts and files.
+
+Role rules live in the task service (403 when broken); an action the task's state does not allow
+is a 409 problem naming the current state.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, File, Query, UploadFile
+from fastapi.responses import FileResponse
+
+from api.deps import Ctx, CurrentUser
+from api.errors import InvalidInput, NotFound
+from api.schemas import (
+    AssignIn,
+    AttachmentPublic,
+    CheckIn,
+    CompleteIn,
+    NoteIn,
+    Page,
+    PartIn,
+    ReasonIn,
+    TaskCreate,
+    TaskPublic,
+)
+from api.tasks import TaskFilter
+from api.uploads import store_upload
+from api.vocab import Priority, TaskState
+from pumpwatch.site import Text
+
+router = APIRouter(prefix="/api/tasks", tags=["tasks"])
+
+
+def _out(task: object) -> TaskPublic:
+    return TaskPublic.model_validate(task)
+
+
+@router.get("", response_model=Page[TaskPublic])
+def list_tasks(ctx: Ctx, user: CurrentUser, state: Annotated[list[TaskState] | None, Query()] = None,
+               mine: bool = False, assignee: int | None = None, priority: Priority | None = None,
+               room: str | None = None, asset: str | None = None, kind: str | None = None,
+               due_before: datetime | None = None, offset: Annotated[int, Query(ge=0)] = 0,
+               limit: Annotated[int, Query(ge=1, le=500)] = 100) -> Page[TaskPublic]:
+    """Tasks by due time then priority; `mine=true` for the signed-in user's."""
+    filters = TaskFilter(states=state, assignee=user.id if mine else assignee, priority=priority,
+                         room=room, asset=asset, kind=kind, due_before=due_before)
+    items, total = ctx.tasks.list_tasks(filters, offset, limit)
+    return Page(data=[_out(t) for t in items], count=total)
+
+
+@router.post("", response_model=TaskPublic, status_code=201)
+def create(ctx: Ctx, user: CurrentUser, body: TaskCreate) -> TaskPublic:
+    """Report a fault (anyone) or create another kind of task (supervisor)."""
+    task = ctx.tasks.create_task(user, Text(zh=body.title.zh, en=body.title.en), body.kind, body.priority,
+                                 body.asset, body.room, body.description, body.due_at)
+    return _out(task)
+
+
+@router.get("/{task_id}", response_model=TaskPublic)
+def get_task(task_id: int, ctx: Ctx, _user: CurrentUser) -> TaskPublic:
+    """One task."""
+    return _out(ctx.tasks.get(task_id))
+
+
+@router.post("/{task_id}/assign", response_model=TaskPublic)
+def assign(task_id: int, ctx: Ctx, user: CurrentUser, body: AssignIn) -> TaskPublic:
+    """Assign (supervisor); a technician may assign a raised task to themselves."""
+    return _out(ctx.tasks.assign(task_id, user, body.assignees))
+
+
+@router.post("/{task_id}/start", response_model=TaskPublic)
+def start(task_id: int, ctx: Ctx, user: CurrentUser) -> TaskPublic:
+    """Start work (an assignee)."""
+    return _out(ctx.tasks.start(task_id, user))
+
+
+@router.post("/{task_id}/complete", response_model=TaskPublic)
+def complete(task_id: int, ctx: Ctx, user: CurrentUser, body: CompleteIn) -> TaskPublic:
+    """Hand in the completion report, signed by the technician."""
+    return _out(ctx.tasks.complete(task_id, user, body.fault_cause, body.action_taken,
+                                   body.parts_replaced, body.remarks))
+
+
+@router.post("/{task_id}/verify", response_model=TaskPublic)
+def verify(task_id: int, ctx: Ctx, user: CurrentUser) -> TaskPublic:
+    """Sign off as supervisor (someone other than the technician)."""
+    return _out(ctx.tasks.verify(task_id, user))
+
+
+@router.post("/{task_id}/send-back", response_model=TaskPublic)
+def send_back(task_id: int, ctx: Ctx, user: CurrentUser, body: ReasonIn) -> TaskPublic:
+    """Return a completed task for rework (supervisor)."""
+    return _out(ctx.tasks.send_back(task_id, user, body.reason))
+
+
+@router.post("/{task_id}/cancel", response_model=TaskPublic)
+def cancel(task_id: int, ctx: Ctx, user: CurrentUser, body: ReasonIn) -> TaskPublic:
+    """Cancel an unfinished task (supervisor)."""
+    return _out(ctx.tasks.cancel(task_id, user, body.reason))
+
+
+@router.put("/{task_id}/checklist/{key}", response_model=TaskPublic)
+def check(task_id: int, key: str, ctx: Ctx, user: CurrentUser, body: CheckIn) -> TaskPublic:
+    """Record one checklist item's result."""
+    return _out(ctx.tasks.record_check(task_id, user, key, body.result, body.value, body.note))
+
+
+@router.post("/{task_id}/notes", response_model=TaskPublic)
+def note(task_id: int, ctx: Ctx, user: CurrentUser, body: NoteIn) -> TaskPublic:
+    """Add a note."""
+    return _out(ctx.tasks.add_note(task_id, user, body.text))
+
+
+@router.post("/{task_id}/parts", response_model=TaskPublic)
+def part(task_id: int, ctx: Ctx, user: CurrentUser, body: PartIn) -> TaskPublic:
+    """Record a part used."""
+    return _out(ctx.tasks.add_part(task_id, user, body.part, body.quantity, body.unit))
+
+
+@router.post("/{task_id}/attachments", response_model=AttachmentPublic, status_code=201)
+async def attach(task_id: int, ctx: Ctx, user: CurrentUser,
+                 file: Annotated[UploadFile, File(description="JPEG, PNG, WebP or PDF")]) -> AttachmentPublic:
+    """Upload a photo or document (checked by content, size bounded)."""
+    data = await file.read(ctx.max_upload_bytes + 1)
+    stored = store_upload(ctx.attachments_dir, data, ctx.max_upload_bytes)
+    name = (file.filename or "upload").replace("/", "_").replace("\\", "_")[:200] or "upload"
+    row = ctx.tasks.add_attachment(task_id, user, name, stored.content_type, stored.size, stored.sha256,
+                                   str(stored.path))
+    return AttachmentPublic.model_validate(row)
+
+
+@router.get("/{task_id}/attachments/{attachment_id}")
+def download(task_id: int, attachment_id: int, ctx: Ctx, _user: CurrentUser) -> FileResponse:
+    """A stored file, served as a download with its checked type."""
+    row = ctx.tasks.get_attachment(attachment_id)
+    if row.task_id != task_id:
+        raise NotFound("attachment", attachment_id)
+    if not row.stored_path:
+        raise InvalidInput("the file is missing")
+    return FileResponse(row.stored_path, media_type=row.content_type, filename=row.filename,
+                        content_disposition_type="attachment",
+                        headers={"X-Content-Type-Options": "nosniff",
+                                 "Content-Security-Policy": "default-src 'none'; sandbox"})

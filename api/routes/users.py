@@ -1,0 +1,62 @@
+"""Users, roles and deputies (admin only)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
+
+from api.deps import Ctx, require
+from api.models import User
+from api.schemas import DeputyCreate, Page, UserCreate, UserPublic, UserUpdate
+from api.vocab import Role
+
+router = APIRouter(prefix="/api/users", tags=["users"])
+Admin = Annotated[User, Depends(require(Role.ADMIN))]
+
+
+@router.get("", response_model=Page[UserPublic])
+def list_users(ctx: Ctx, _admin: Admin) -> Page[UserPublic]:
+    """Every user."""
+    users = ctx.auth.list_users()
+    return Page(data=[UserPublic.model_validate(u) for u in users], count=len(users))
+
+
+@router.post("", response_model=UserPublic, status_code=201)
+def create_user(ctx: Ctx, admin: Admin, body: UserCreate) -> UserPublic:
+    """Create a user."""
+    user = ctx.auth.create_user(body.username, body.password, [r.value for r in body.roles],
+                                display_name=body.display_name, actor=admin)
+    return UserPublic.model_validate(user)
+
+
+@router.patch("/{user_id}", response_model=UserPublic)
+def update_user(user_id: int, ctx: Ctx, admin: Admin, body: UserUpdate) -> UserPublic:
+    """Change roles, activity, password; unlock."""
+    user = ctx.auth.get_user(user_id)
+    if body.roles is not None:
+        user = ctx.auth.set_roles(user_id, [r.value for r in body.roles], admin)
+    if body.active is not None:
+        user = ctx.auth.set_active(user_id, body.active, admin)
+        if not body.active:
+            ctx.auth.revoke_all(user, admin)
+    if body.password is not None:
+        ctx.auth.set_password(user_id, body.password, admin)
+        user = ctx.auth.get_user(user_id)
+    if body.unlock:
+        user = ctx.auth.unlock(user_id, admin)
+    return UserPublic.model_validate(user)
+
+
+@router.post("/deputies", status_code=201)
+def add_deputy(ctx: Ctx, admin: Admin, body: DeputyCreate) -> dict[str, int]:
+    """Let a deputy act for a principal in one role for a period."""
+    row = ctx.auth.add_deputy(body.principal_id, body.deputy_id, body.role, body.valid_from,
+                              body.valid_until, admin)
+    return {"id": row.id}
+
+
+@router.post("/{user_id}/revoke-tokens")
+def revoke_tokens(user_id: int, ctx: Ctx, admin: Admin) -> dict[str, int]:
+    """Sign a user out everywhere."""
+    return {"revoked": ctx.auth.revoke_all(ctx.auth.get_user(user_id), admin)}

@@ -1,0 +1,448 @@
+"""TaskService: tasks by hand, from alarms and from plans; lifecycle and role rules; SLA escalation; lists."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import case, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from api import audit
+from api.errors import Forbidden, IllegalTransition, InvalidInput, NotFound
+from api.models import Alarm, Attachment, JsonDict, Task, TaskAssignee, User, utc_from_epoch
+from api.roles import has_role, require_any_role
+from api.task_flow import (
+    ChecklistItem,
+    CheckResult,
+    Escalation,
+    EscalationLevel,
+    SlaPolicy,
+    TaskAction,
+    next_state,
+    priority_for_severity,
+)
+from api.vocab import CLOSED_TASK_STATES, OPEN_TASK_STATES, PRIORITY_RANK, Priority, Role, TaskKind, TaskState
+from pumpwatch.clock import Clock
+from pumpwatch.site import Severity, Text
+
+_MANAGERS = (Role.SUPERVISOR, Role.ADMIN)
+MAX_PAGE = 500
+# Cleared when a finished task reopens: the next round of work gets its own report and signatures.
+_REPORT_FIELDS = ("fault_cause", "action_taken", "parts_replaced", "remarks", "technician_signed_by",
+                  "technician_signed_at", "supervisor_signed_by", "supervisor_signed_at", "started_at",
+                  "cancel_reason", "sent_back_reason")
+
+
+@dataclass(frozen=True, slots=True)
+class TaskFilter:
+    """What a task list shows; None means any."""
+
+    states: Sequence[TaskState] | None = None
+    assignee: int | None = None
+    priority: Priority | None = None
+    room: str | None = None
+    asset: str | None = None
+    kind: str | None = None
+    due_before: datetime | None = None
+
+
+def task_snapshot(task: Task) -> JsonDict:
+    """Return the task's fields for the audit trail, assignees included."""
+    return audit.snapshot(task) | {"assignees": task.assignee_ids}
+
+
+def _text_required(value: str | None, what: str) -> str:
+    if value is None or not value.strip():
+        raise InvalidInput(f"{what} is required")
+    return value.strip()
+
+
+class TaskService:
+    """Every task change goes through here: checked against role and state, audited, committed."""
+
+    def __init__(self, session_factory: sessionmaker[Session], clock: Clock,
+                 sla: SlaPolicy | None = None) -> None:
+        self._sessions = session_factory
+        self._clock = clock
+        self.sla = sla or SlaPolicy()
+
+    def now(self) -> datetime:
+        """Return the injected clock's time as an aware UTC datetime."""
+        return utc_from_epoch(self._clock.now())
+
+    # -- reading -----------------------------------------------------------------------------------
+    def get(self, task_id: int) -> Task:
+        """Return one task; NotFound otherwise."""
+        with self._sessions() as session:
+            return _get_task(session, task_id)
+
+    def list_tasks(self, filters: TaskFilter = TaskFilter(), offset: int = 0,
+                   limit: int = 50) -> tuple[list[Task], int]:
+        """Return one page of tasks (soonest due first, then most urgent) and how many match in all."""
+        if offset < 0 or not 1 <= limit <= MAX_PAGE:
+            raise InvalidInput(f"offset must be >= 0 and limit between 1 and {MAX_PAGE}")
+        conditions: list[Any] = []
+        if filters.states is not None:
+            conditions.append(Task.state.in_([TaskState(s).value for s in filters.states]))
+        if filters.assignee is not None:
+            conditions.append(Task.id.in_(select(TaskAssignee.task_id)
+                                          .where(TaskAssignee.user_id == filters.assignee)))
+        if filters.priority is not None:
+            conditions.append(Task.priority == Priority(filters.priority).value)
+        equal = ((Task.room, filters.room), (Task.asset, filters.asset), (Task.kind, filters.kind))
+        for column, value in equal:
+            if value is not None:
+                conditions.append(column == value)
+        if filters.due_before is not None:
+            conditions.append(Task.due_at < filters.due_before)
+        urgency = case({p.value: -rank for p, rank in PRIORITY_RANK.items()}, value=Task.priority)
+        query = (select(Task).where(*conditions)
+                 .order_by(Task.due_at.is_(None), Task.due_at, urgency, Task.id).offset(offset).limit(limit))
+        with self._sessions() as session:
+            total = session.scalar(select(func.count()).select_from(Task).where(*conditions)) or 0
+            return list(session.scalars(query)), total
+
+    # -- creating ----------------------------------------------------------------------------------
+    def create_task(self, user: User, title: Text, kind: TaskKind = TaskKind.FAULT,
+                    priority: Priority = Priority.NORMAL, asset: str | None = None, room: str | None = None,
+                    description: str | None = None, due_at: datetime | None = None,
+                    checklist: Sequence[ChecklistItem] = ()) -> Task:
+        """Create a task by hand: anyone may report a fault; other kinds need a supervisor or admin."""
+        kind = TaskKind(kind)
+        if kind in (TaskKind.ALARM, TaskKind.PLAN):
+            raise InvalidInput(f"{kind.value} tasks are created by the alarm service and the scheduler")
+        now = self.now()
+        with self._sessions.begin() as session:
+            actor = _actor(session, user)
+            if kind is not TaskKind.FAULT:
+                require_any_role(session, actor, _MANAGERS, now, f"creating a {kind.value} task")
+            task = self._new_task(kind, title, priority, now, asset=asset, room=room, description=description,
+                                  due_at=due_at, checklist=checklist, created_by=actor.id)
+            return self._insert(session, task, audit.actor_id(actor), now)
+
+    def create_from_plan(self, plan_key: str, title: Text, kind: TaskKind = TaskKind.PLAN,
+                         priority: Priority = Priority.NORMAL, due_at: datetime | None = None,
+                         asset: str | None = None, room: str | None = None, description: str | None = None,
+                         checklist: Sequence[ChecklistItem] = ()) -> Task:
+        """Create the task of one plan occurrence, or return the one that exists (idempotent by plan_key)."""
+        plan_key = _text_required(plan_key, "plan_key")
+        now = self.now()
+        try:
+            with self._sessions.begin() as session:
+                existing = session.scalar(select(Task).where(Task.plan_key == plan_key))
+                if existing is not None:
+                    return existing
+                task = self._new_task(TaskKind(kind), title, priority, now, asset=asset, room=room,
+                                      description=description, due_at=due_at, checklist=checklist)
+                task.plan_key = plan_key
+                return self._insert(session, task, audit.SYSTEM, now)
+        except IntegrityError:
+            # Another scheduler replica created it between our read and our insert: theirs stands.
+            with self._sessions() as session:
+                existing = session.scalar(select(Task).where(Task.plan_key == plan_key))
+                if existing is None:
+                    raise
+                return existing
+
+    def open_for_alarm(self, session: Session, alarm: Alarm, now: datetime) -> Task:
+        """Create the task of a newly raised alarm, in the caller's (the alarm service's) transaction."""
+        title = Text(zh=alarm.message_zh, en=alarm.message_en)
+        task = self._new_task(TaskKind.ALARM, title, priority_for_severity(Severity(alarm.severity)), now,
+                              asset=alarm.asset, room=alarm.room,
+                              description=f"{alarm.asset}/{alarm.alarm_type}")
+        task.alarm_id = alarm.id
+        return self._insert(session, task, audit.SYSTEM, now)
+
+    def reopen_for_alarm(self, session: Session, task: Task, severity: Severity, now: datetime) -> Task:
+        """Count a repeat of the task's alarm, in the caller's transaction.
+
+        A task still being worked keeps its state; a finished one (done, verified, cancelled) goes back to
+        raised with a fresh response limit, so the repeat fault is looked at again. The old report and
+        signatures stay in the audit trail.
+        """
+        before = task_snapshot(task)
+        task.repeat_count += 1
+        task.priority = _higher(task.priority, priority_for_severity(severity))
+        if TaskState(task.state) in CLOSED_TASK_STATES:
+            task.state = next_state(task.state, TaskAction.REOPEN).value
+            task.assignees.clear()
+            for field in _REPORT_FIELDS:
+                setattr(task, field, None)
+            task.escalation_level = EscalationLevel.NONE
+            task.due_at = self.sla.due(now, task.priority)
+        task.updated_at = now
+        session.flush()
+        audit.record_change(session, audit.SYSTEM, "task", task.id, "reopened", before, task_snapshot(task),
+                            now)
+        return task
+
+    def raise_priority(self, session: Session, task: Task, severity: Severity, now: datetime) -> bool:
+        """Raise the task's priority to match an escalated alarm, in the caller's transaction."""
+        wanted = priority_for_severity(severity)
+        if PRIORITY_RANK[wanted] <= PRIORITY_RANK[Priority(task.priority)]:
+            return False
+        before = task_snapshot(task)
+        task.priority = wanted.value
+        if TaskState(task.state) in OPEN_TASK_STATES:
+            # The tighter limit runs from now, but never extends a deadline already set.
+            due = self.sla.due(now, wanted)
+            task.due_at = due if task.due_at is None else min(task.due_at, due)
+        task.updated_at = now
+        audit.record_change(session, audit.SYSTEM, "task", task.id, "priority_raised", before,
+                            task_snapshot(task), now)
+        return True
+
+    def _new_task(self, kind: TaskKind, title: Text, priority: Priority, now: datetime, *, asset: str | None,
+                  room: str | None, description: str | None = None, due_at: datetime | None = None,
+                  checklist: Sequence[ChecklistItem] = (), created_by: int | None = None) -> Task:
+        priority = Priority(priority)
+        keys = [item.key for item in checklist]
+        if len(set(keys)) != len(keys):
+            raise InvalidInput("checklist keys must be distinct")
+        return Task(kind=kind.value, title_zh=_text_required(title.zh, "title (zh)"),
+                    title_en=_text_required(title.en, "title (en)"), description=description, asset=asset,
+                    room=room, priority=priority.value, state=TaskState.RAISED.value,
+                    due_at=due_at or self.sla.due(now, priority),
+                    checklist=[{"key": i.key, "zh": i.text.zh, "en": i.text.en, "result": None, "value": None,
+                                "note": None, "by": None, "at": None} for i in checklist],
+                    notes=[], parts_used=[], repeat_count=0, escalation_level=0, created_by=created_by,
+                    created_at=now, updated_at=now)
+
+    def _insert(self, session: Session, task: Task, actor: str, now: datetime) -> Task:
+        session.add(task)
+        session.flush()
+        audit.record(session, actor, "task", task.id, "created", None, task_snapshot(task), now)
+        return task
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+    def assign(self, task_id: int, user: User, assignee_ids: Sequence[int]) -> Task:
+        """Assign the task to technicians (supervisor or admin), replacing earlier assignees."""
+        wanted = sorted(set(assignee_ids))
+        if not wanted:
+            raise InvalidInput("assign to at least one technician")
+
+        def change(session: Session, task: Task, actor: User, now: datetime) -> None:
+            require_any_role(session, actor, _MANAGERS, now, "assigning a task")
+            task.state = next_state(task.state, TaskAction.ASSIGN).value
+            for user_id in wanted:
+                assignee = session.get(User, user_id)
+                if assignee is None or not has_role(session, assignee, Role.TECHNICIAN, now):
+                    raise InvalidInput(f"user {user_id} is not an active technician")
+            task.assignees = [TaskAssignee(user_id=user_id, assigned_at=now) for user_id in wanted]
+
+        return self._change(task_id, user, TaskAction.ASSIGN.value, change)
+
+    def start(self, task_id: int, user: User) -> Task:
+        """Start work: an assigned technician, a technician taking an unassigned task, or an admin."""
+
+        def change(session: Session, task: Task, actor: User, now: datetime) -> None:
+            require_any_role(session, actor, (Role.TECHNICIAN, Role.ADMIN), now, "starting a task")
+            task.state = next_state(task.state, TaskAction.START).value
+            if not task.assignees:
+                task.assignees = [TaskAssignee(user_id=actor.id, assigned_at=now)]  # takes it
+            else:
+                self._require_assignee(session, task, actor, now, "start the task")
+            task.started_at = task.started_at or now
+
+        return self._change(task_id, user, TaskAction.START.value, change)
+
+    def complete(self, task_id: int, user: User, fault_cause: str, action_taken: str,
+                 parts_replaced: str | None = None, remarks: str | None = None) -> Task:
+        """Hand in the completion report and sign it as the technician (an assignee or an admin)."""
+        cause = _text_required(fault_cause, "fault cause")
+        action = _text_required(action_taken, "action taken")
+
+        def change(session: Session, task: Task, actor: User, now: datetime) -> None:
+            require_any_role(session, actor, (Role.TECHNICIAN, Role.ADMIN), now, "completing a task")
+            task.state = next_state(task.state, TaskAction.COMPLETE).value
+            self._require_assignee(session, task, actor, now, "complete the task")
+            open_items = [item["key"] for item in task.checklist if item.get("result") is None]
+            if open_items:
+                raise InvalidInput(f"checklist items without a result: {', '.join(open_items)}")
+            task.fault_cause, task.action_taken = cause, action
+            task.parts_replaced = (parts_replaced or "").strip() or None
+            task.remarks = (remarks or "").strip() or None
+            task.technician_signed_by, task.technician_signed_at = actor.id, now
+
+        return self._change(task_id, user, TaskAction.COMPLETE.value, change)
+
+    def verify(self, task_id: int, user: User) -> Task:
+        """Sign the record off as supervisor; the signer must not be the technician who signed it."""
+
+        def change(session: Session, task: Task, actor: User, now: datetime) -> None:
+            require_any_role(session, actor, _MANAGERS, now, "verifying a task")
+            task.state = next_state(task.state, TaskAction.VERIFY).value
+            if actor.id == task.technician_signed_by:
+                raise Forbidden("the supervisor's signature must come from someone other than the technician")
+            task.supervisor_signed_by, task.supervisor_signed_at = actor.id, now
+
+        return self._change(task_id, user, TaskAction.VERIFY.value, change)
+
+    def send_back(self, task_id: int, user: User, reason: str) -> Task:
+        """Return a completed task for rework (supervisor or admin); the technician signs again later."""
+        why = _text_required(reason, "a reason for sending back")
+
+        def change(session: Session, task: Task, actor: User, now: datetime) -> None:
+            require_any_role(session, actor, _MANAGERS, now, "sending a task back")
+            task.state = next_state(task.state, TaskAction.SEND_BACK).value
+            task.sent_back_reason = why
+            task.technician_signed_by, task.technician_signed_at = None, None
+
+        return self._change(task_id, user, TaskAction.SEND_BACK.value, change)
+
+    def cancel(self, task_id: int, user: User, reason: str) -> Task:
+        """Cancel a task that is not finished (supervisor or admin), with a reason."""
+        why = _text_required(reason, "a reason for cancelling")
+
+        def change(session: Session, task: Task, actor: User, now: datetime) -> None:
+            require_any_role(session, actor, _MANAGERS, now, "cancelling a task")
+            task.state = next_state(task.state, TaskAction.CANCEL).value
+            task.cancel_reason = why
+
+        return self._change(task_id, user, TaskAction.CANCEL.value, change)
+
+    # -- the work record ---------------------------------------------------------------------------
+    def record_check(self, task_id: int, user: User, key: str, result: CheckResult,
+                     value: float | None = None, note: str | None = None) -> Task:
+        """Record the result of one checklist item while the task is in progress (assignee or admin)."""
+        outcome = CheckResult(result)
+
+        def change(session: Session, task: Task, actor: User, now: datetime) -> None:
+            self._require_working(session, task, actor, now, "record checklist results")
+            if not any(item["key"] == key for item in task.checklist):
+                raise InvalidInput(f"the checklist has no item {key!r}")
+            # A new list, so the JSON column sees the change.
+            task.checklist = [item | {"result": outcome.value, "value": value, "note": note, "by": actor.id,
+                                      "at": now.isoformat()} if item["key"] == key else item
+                              for item in task.checklist]
+
+        return self._change(task_id, user, "checklist", change)
+
+    def add_note(self, task_id: int, user: User, text: str) -> Task:
+        """Add a note to the task's record (any active user, any state)."""
+        body = _text_required(text, "note text")
+
+        def change(_session: Session, task: Task, actor: User, now: datetime) -> None:
+            task.notes = [*task.notes, {"text": body, "by": actor.id, "at": now.isoformat()}]
+
+        return self._change(task_id, user, "note", change)
+
+    def add_part(self, task_id: int, user: User, part: str, quantity: float, unit: str = "pcs") -> Task:
+        """Record a part used while the task is in progress (assignee or admin)."""
+        name = _text_required(part, "part name")
+        if not quantity > 0:
+            raise InvalidInput("quantity must be positive")
+
+        def change(session: Session, task: Task, actor: User, now: datetime) -> None:
+            self._require_working(session, task, actor, now, "record parts used")
+            task.parts_used = [*task.parts_used, {"part": name, "quantity": quantity, "unit": unit,
+                                                  "by": actor.id, "at": now.isoformat()}]
+
+        return self._change(task_id, user, "part", change)
+
+    def add_attachment(self, task_id: int, user: User, filename: str, content_type: str, size: int,
+                       sha256: str, stored_path: str) -> Attachment:
+        """Record a file the routes stored for the task (any active user)."""
+        now = self.now()
+        with self._sessions.begin() as session:
+            actor = _actor(session, user)
+            task = _get_task(session, task_id)
+            row = Attachment(task_id=task.id, filename=_text_required(filename, "filename"),
+                             content_type=content_type, size=size, sha256=sha256, stored_path=stored_path,
+                             uploaded_by=actor.id, uploaded_at=now)
+            session.add(row)
+            session.flush()
+            audit.record(session, audit.actor_id(actor), "attachment", row.id, "created", None,
+                         audit.snapshot(row), now)
+            return row
+
+    def get_attachment(self, attachment_id: int) -> Attachment:
+        """Return one attachment's record; NotFound otherwise."""
+        with self._sessions() as session:
+            row = session.get(Attachment, attachment_id)
+            if row is None:
+                raise NotFound("attachment", attachment_id)
+            return row
+
+    def attachments(self, task_id: int) -> list[Attachment]:
+        """Return the attachments of a task, oldest first."""
+        with self._sessions() as session:
+            return list(session.scalars(select(Attachment).where(Attachment.task_id == task_id)
+                                        .order_by(Attachment.id)))
+
+    # -- SLA ---------------------------------------------------------------------------------------
+    def escalate(self, now: datetime | None = None) -> list[Escalation]:
+        """Move late open tasks up (reminder, supervisor, director); each level once per task, audited."""
+        now = now or self.now()
+        escalations: list[Escalation] = []
+        with self._sessions.begin() as session:
+            # skip_locked: a task another replica is escalating right now is its to report.
+            query = (select(Task).where(Task.state.in_([s.value for s in OPEN_TASK_STATES]),
+                                        Task.due_at.is_not(None),
+                                        Task.escalation_level < EscalationLevel.DIRECTOR)
+                     .order_by(Task.due_at, Task.id).with_for_update(skip_locked=True))
+            for task in session.scalars(query):
+                assert task.due_at is not None
+                reached = self.sla.level_at(now, task.due_at, task.priority)
+                if reached <= task.escalation_level:
+                    continue
+                for level in range(task.escalation_level + 1, reached + 1):
+                    step = EscalationLevel(level)
+                    audit.record(session, audit.SYSTEM, "task", task.id, "escalated",
+                                 {"escalation_level": level - 1},
+                                 {"escalation_level": level, "notify": step.notify}, now)
+                    escalations.append(Escalation(
+                        task_id=task.id, level=step, priority=Priority(task.priority), due_at=task.due_at,
+                        title=Text(zh=task.title_zh, en=task.title_en), room=task.room, asset=task.asset,
+                        assignees=tuple(task.assignee_ids)))
+                task.escalation_level = reached
+                task.updated_at = now
+        return escalations
+
+    # -- plumbing ----------------------------------------------------------------------------------
+    def _change(self, task_id: int, user: User, action: str,
+                change: Callable[[Session, Task, User, datetime], None]) -> Task:
+        now = self.now()
+        with self._sessions.begin() as session:
+            actor = _actor(session, user)
+            task = _get_task(session, task_id, for_update=True)
+            before = task_snapshot(task)
+            change(session, task, actor, now)
+            task.updated_at = now
+            session.flush()
+            audit.record_change(session, audit.actor_id(actor), "task", task.id, action, before,
+                                task_snapshot(task), now)
+            return task
+
+    def _require_assignee(self, session: Session, task: Task, actor: User, now: datetime, doing: str) -> None:
+        if has_role(session, actor, Role.ADMIN, now):
+            return
+        if actor.id not in task.assignee_ids or not has_role(session, actor, Role.TECHNICIAN, now):
+            raise Forbidden(f"only a technician assigned to the task (or an admin) may {doing}")
+
+    def _require_working(self, session: Session, task: Task, actor: User, now: datetime, doing: str) -> None:
+        if task.state != TaskState.IN_PROGRESS:
+            raise IllegalTransition(task.state, doing)
+        self._require_assignee(session, task, actor, now, doing)
+
+
+def _higher(current: str, wanted: Priority) -> str:
+    return wanted.value if PRIORITY_RANK[wanted] > PRIORITY_RANK[Priority(current)] else current
+
+
+def _actor(session: Session, user: User) -> User:
+    actor = session.get(User, user.id)
+    if actor is None or not actor.active:
+        raise Forbidden("the account is unknown or inactive")
+    return actor
+
+
+def _get_task(session: Session, task_id: int, for_update: bool = False) -> Task:
+    task = session.get(Task, task_id, with_for_update=for_update)
+    if task is None:
+        raise NotFound("task", task_id)
+    return task
