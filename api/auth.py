@@ -136,20 +136,23 @@ class AuthService:
     def set_roles(self, user_id: int, roles: Iterable[str], actor: User | None) -> User:
         """Replace a user's roles (admin or system)."""
         role_values = _roles_or_invalid(roles)
-        return self._update_user(user_id, actor, "roles_changed", roles=role_values)
+        return self._update_user(user_id, actor, "roles_changed", "changing roles", roles=role_values)
 
     def set_active(self, user_id: int, active: bool, actor: User | None) -> User:
         """Activate or deactivate a user (admin or system); deactivating revokes the user's tokens."""
-        return self._update_user(user_id, actor, "activated" if active else "deactivated", active=active)
+        action = "activated" if active else "deactivated"
+        return self._update_user(user_id, actor, action, "activating users", active=active)
 
     def unlock(self, user_id: int, actor: User | None) -> User:
         """Lift a login lockout before it expires (admin or system)."""
-        return self._update_user(user_id, actor, "unlocked", failed_logins=0, locked_until=None)
+        return self._update_user(user_id, actor, "unlocked", "unlocking users", failed_logins=0,
+                                 locked_until=None)
 
-    def _update_user(self, user_id: int, actor: User | None, action: str, **values: object) -> User:
+    def _update_user(self, user_id: int, actor: User | None, action: str, doing: str,
+                     **values: object) -> User:
         now = self.now()
         with self._sessions.begin() as session:
-            self._require_admin(session, actor, now, f"{action.replace('_', ' ')} of a user")
+            self._require_admin(session, actor, now, doing)
             user = _get_user(session, user_id, for_update=True)
             before = audit.snapshot(user)
             for name, value in values.items():

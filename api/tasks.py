@@ -385,7 +385,7 @@ class TaskService:
                                         Task.due_at.is_not(None),
                                         Task.escalation_level < EscalationLevel.DIRECTOR)
                      .order_by(Task.due_at, Task.id).with_for_update(skip_locked=True))
-            for task in session.scalars(query):
+            for task in session.scalars(query).all():
                 assert task.due_at is not None
                 reached = self.sla.level_at(now, task.due_at, task.priority)
                 if reached <= task.escalation_level:
