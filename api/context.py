@@ -10,6 +10,7 @@ from prometheus_client import CollectorRegistry
 
 from api.alarms import AlarmService
 from api.auth import AuthService
+from api.reports import MonthlyReport
 from api.tasks import TaskService
 from pumpwatch.alarm_events import AlarmEvent
 from pumpwatch.bus import LiveBus
@@ -40,3 +41,4 @@ class ApiContext:
     registries: list[CollectorRegistry] = field(default_factory=list)
     health: dict[str, HealthCheck] = field(default_factory=dict)
     max_upload_bytes: int = 10 * 1024 * 1024
+    reports: MonthlyReport | None = None

@@ -22,6 +22,7 @@ from api.app import create_app
 from api.auth import AuthService
 from api.context import ApiContext
 from api.db import make_engine, session_factory, upgrade
+from api.reports import MonthlyReport
 from api.tasks import TaskService
 from pumpwatch.alarm_events import AlarmEvent
 from pumpwatch.bus import LiveBus
@@ -96,7 +97,7 @@ class ApiService:
             alarms=AlarmService(sessions, clock, tasks), clock=clock,
             attachments_dir=cfg.attachments_dir or Path(state_dir) / "attachments",
             secure_cookies=cfg.secure_cookies, registries=[*registries, registry],
-            max_upload_bytes=cfg.max_upload_mb * 1024 * 1024)
+            max_upload_bytes=cfg.max_upload_mb * 1024 * 1024, reports=MonthlyReport(sessions, tasks.sla))
         self.ctx.health["database"] = self._database_health
         self.app = create_app(self.ctx)
         self._events: asyncio.Queue[AlarmEvent] | None = None

@@ -21,6 +21,7 @@ from api.alarms import AlarmService
 from api.app import create_app
 from api.auth import AuthService
 from api.context import ApiContext
+from api.reports import MonthlyReport
 from api.tasks import TaskService
 from api.vocab import Role, TaskKind
 from collector.embedded_store import EmbeddedStore
@@ -80,7 +81,7 @@ async def api(tmp_path: Path, sessions: sessionmaker[Session], clock: FakeClock,
     await store.start()
     ctx = ApiContext(site=site, catalog=SensorCatalog(site), store=store, readings=LiveBus(),
                      alarm_events=LiveBus(), auth=auth, tasks=tasks, alarms=alarms, clock=clock,
-                     attachments_dir=tmp_path / "files")
+                     attachments_dir=tmp_path / "files", reports=MonthlyReport(sessions))
     # The deputy is a technician standing in for the absent supervisor.
     deputy = auth.create_user("dave", "correct horse battery", ["technician"], display_name="Dave")
     auth.add_deputy(people.supervisor.id, deputy.id, Role.SUPERVISOR, ctx.auth.now() - timedelta(hours=1),
@@ -124,6 +125,8 @@ CASES: list[tuple[str, Call, set[str]]] = [
      {"supervisor", "admin", "deputy"}),
     ("add a note", lambda a: ("POST", f"/api/tasks/{a.new_task()}/notes", {"text": "seen it"}), EVERYONE),
     ("list users", lambda a: ("GET", "/api/users", None), {"admin"}),
+    ("monthly report", lambda a: ("GET", "/api/reports/monthly/2026-01", None),
+     {"supervisor", "director", "admin", "deputy"}),
     ("create a user", lambda a: ("POST", "/api/users", {
         "username": f"new{a.next_serial()}", "display_name": "New", "password": "long enough password",
         "roles": ["operator"]}), {"admin"}),
