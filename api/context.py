@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,3 +43,4 @@ class ApiContext:
     health: dict[str, HealthCheck] = field(default_factory=dict)
     max_upload_bytes: int = 10 * 1024 * 1024
     reports: MonthlyReport | None = None
+    shutdown: asyncio.Event = field(default_factory=asyncio.Event)  # set when the server stops

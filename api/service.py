@@ -161,7 +161,8 @@ class ApiService:
         """Serve HTTP, apply alarm events and check SLAs until cancelled."""
         cfg = self.settings.api
         config = uvicorn.Config(self.app, host=cfg.host, port=self.port, log_level="warning",
-                                lifespan="off", access_log=False)
+                                lifespan="off", access_log=False,
+                                timeout_graceful_shutdown=3)  # live streams never end by themselves
         self.server = _Server(config)
         try:
             async with asyncio.TaskGroup() as tasks:
@@ -176,6 +177,7 @@ class ApiService:
         try:
             await asyncio.shield(serving)
         except asyncio.CancelledError:
+            self.ctx.shutdown.set()  # live streams end now
             server.should_exit = True  # finish open responses and close the sockets, then stop
             await serving
             raise

@@ -31,10 +31,13 @@ async def live(request: Request, ctx: Ctx, user: CurrentUser, room: str | None =
         yield "retry: 3000\n\n"
         get_readings = asyncio.ensure_future(readings.get())
         get_alarm = asyncio.ensure_future(alarms.get())
+        stopping = asyncio.ensure_future(ctx.shutdown.wait())
         try:
             while not await request.is_disconnected():
-                done, _ = await asyncio.wait({get_readings, get_alarm}, timeout=HEARTBEAT,
+                done, _ = await asyncio.wait({get_readings, get_alarm, stopping}, timeout=HEARTBEAT,
                                              return_when=asyncio.FIRST_COMPLETED)
+                if stopping in done:
+                    return
                 if not done:
                     yield ": keep-alive\n\n"
                     continue
@@ -53,7 +56,7 @@ async def live(request: Request, ctx: Ctx, user: CurrentUser, room: str | None =
                     if out:
                         yield f"event: readings\ndata: {json.dumps(out, ensure_ascii=False)}\n\n"
         finally:
-            for pending in (get_readings, get_alarm):
+            for pending in (get_readings, get_alarm, stopping):
                 pending.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await pending
