@@ -71,5 +71,7 @@ class Settings(BaseSettings):
     influx: InfluxSettings = InfluxSettings()
     collector: CollectorSettings = CollectorSettings()
     api: ApiSettings = ApiSettings()
+    environment: Literal["development", "production"] = Field(
+        "development", description="production: refuse to start with demo logins or insecure settings")
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = Field("text", description="json: one object per line")

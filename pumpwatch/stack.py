@@ -94,6 +94,23 @@ async def _start_api(site: Site, settings: Settings, clock: Clock, broker: Broke
                      collector: CollectorService | None, options: StackOptions,
                      stack: contextlib.AsyncExitStack) -> ApiService:
     """The API over the collector's store and buses, or over its own store and the MQTT alarm feed."""
+    if options.demo:
+        if settings.environment == "production":
+            raise RuntimeError("the demo (published logins, simulators) does not run with "
+                               "PUMPWATCH_ENVIRONMENT=production")
+        settings.api.port = port_or_free(settings.api.port)
+    api = await _build_api(site, settings, clock, broker, collector, stack)
+    if settings.environment == "production":
+        from api.production import production_problems
+
+        problems = production_problems(settings, api.ctx.auth)
+        if problems:
+            raise RuntimeError("refusing a production start:\n  - " + "\n  - ".join(problems))
+    return api
+
+
+async def _build_api(site: Site, settings: Settings, clock: Clock, broker: BrokerAddress,
+                     collector: CollectorService | None, stack: contextlib.AsyncExitStack) -> ApiService:
     from api.alarm_feed import AlarmFeed
     from api.service import ApiService
     from collector.service import make_store
@@ -101,8 +118,6 @@ async def _start_api(site: Site, settings: Settings, clock: Clock, broker: Broke
     from pumpwatch.bus import LiveBus
     from pumpwatch.catalog import SensorCatalog
 
-    if options.demo:
-        settings.api.port = port_or_free(settings.api.port)
     if collector is not None:
         parts = collector.parts
         api = ApiService(site, settings, clock, parts.store, parts.live, parts.alarm_bus,

@@ -1,0 +1,25 @@
+"""The production check names demo passwords and insecure settings, and passes a fit configuration."""
+
+from __future__ import annotations
+
+from api.auth import AuthService
+from api.production import production_problems
+from api.service import demo_password
+from pumpwatch.settings import ApiSettings, InfluxSettings, MqttSettings, Settings
+
+
+def fit_settings() -> Settings:
+    return Settings(mqtt=MqttSettings(url="mqtts://collector:s3cret@broker:8883"),
+                    influx=InfluxSettings(url="https://influx:8086", token="t0ken"),
+                    api=ApiSettings(database_url="postgresql://pw@db/pumpwatch", secure_cookies=True))
+
+
+def test_a_demo_login_with_its_published_password_is_refused(auth: AuthService) -> None:
+    auth.create_user("admin", demo_password("admin"), ["admin"])
+    assert production_problems(fit_settings(), auth) == [
+        "user 'admin' still has its published demo password"]
+
+
+def test_a_fit_configuration_passes(auth: AuthService) -> None:
+    auth.create_user("admin", "a long and private passphrase", ["admin"])
+    assert production_problems(fit_settings(), auth) == []
