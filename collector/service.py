@@ -12,6 +12,7 @@ from collector.alarm_publisher import AlarmPublisher
 from collector.buffer import DurableBuffer
 from collector.embedded_store import EmbeddedStore
 from collector.influx import InfluxStore
+from collector.live_publisher import LivePublisher
 from collector.metrics import CollectorMetrics
 from collector.modbus_poller import ModbusCollector
 from collector.mqtt_source import MqttSource
@@ -70,7 +71,7 @@ class CollectorService:
 
     def __init__(self, site: Site, settings: Settings, clock: Clock, broker: BrokerAddress | None,
                  *, metrics: CollectorMetrics | None = None, store: SeriesStore | None = None,
-                 live: LiveBus[Sequence[Reading]] | None = None) -> None:
+                 live: LiveBus[Sequence[Reading]] | None = None, publish_live: bool = False) -> None:
         cfg = settings.collector
         metrics = metrics or CollectorMetrics()
         catalog = SensorCatalog(site)
@@ -88,6 +89,10 @@ class CollectorService:
         publisher = (AlarmPublisher(broker, f"{cfg.client_id}-alarms") if broker is not None else None)
         if publisher is not None:
             engine.listeners.append(publisher)
+        self.live_publisher = (LivePublisher(broker, f"{cfg.client_id}-live", catalog)
+                               if broker is not None and publish_live else None)
+        if self.live_publisher is not None:
+            pipeline.hooks.append(self.live_publisher)
         self.parts = CollectorParts(
             catalog=catalog,
             store=store,
@@ -124,6 +129,8 @@ class CollectorService:
         p.pipeline.start()
         if p.alarm_publisher is not None:
             p.alarm_publisher.start()
+        if self.live_publisher is not None:
+            self.live_publisher.start()
         if p.mqtt is not None:
             p.mqtt.start()
         try:
@@ -136,6 +143,8 @@ class CollectorService:
                 p.mqtt.stop()  # stop intake first: unacknowledged messages stay with the broker
             if p.alarm_publisher is not None:
                 p.alarm_publisher.stop()
+            if self.live_publisher is not None:
+                self.live_publisher.stop()
             await asyncio.to_thread(p.pipeline.stop)
             await p.store.close()
             p.buffer.close()

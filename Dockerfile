@@ -1,0 +1,15 @@
+# One image for every PumpWatch role: the command picks the role (collect, serve, schedule, simulate).
+FROM python:3.11-slim
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY pumpwatch pumpwatch
+COPY collector collector
+COPY api api
+COPY inspection inspection
+COPY simulators simulators
+COPY examples examples
+RUN pip install --no-cache-dir . && useradd --system --home /var/lib/pumpwatch pumpwatch \
+    && mkdir -p /var/lib/pumpwatch && chown pumpwatch /var/lib/pumpwatch
+USER pumpwatch
+ENV PUMPWATCH_COLLECTOR__STATE_DIR=/var/lib/pumpwatch PUMPWATCH_LOG_FORMAT=json
+ENTRYPOINT ["pumpwatch"]

@@ -1,0 +1,66 @@
+"""Live readings to MQTT (`pumpwatch/live/<room>`), for API processes running apart from the collector.
+
+Live data is a view, not a record: QoS 0, one message per room per commit, and when the broker is
+away paho's bounded queue drops (the readings themselves are safe in the series store).
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+from collections import defaultdict
+from collections.abc import Sequence
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from pumpwatch.catalog import SensorCatalog
+from pumpwatch.mqtturl import BrokerAddress
+from pumpwatch.readings import Reading
+
+LIVE_TOPIC = "pumpwatch/live"
+QUEUE_LIMIT = 1000  # messages held while disconnected
+
+
+def reading_json(r: Reading) -> dict[str, object]:
+    """A reading as JSON-ready data."""
+    return {"sensor": r.sensor, "ts": r.ts, "value": r.value, "quality": int(r.quality), "state": r.state}
+
+
+class LivePublisher:
+    """A pipeline hook: each committed batch, grouped by room, published at QoS 0."""
+
+    def __init__(self, broker: BrokerAddress, client_id: str, catalog: SensorCatalog) -> None:
+        self.broker = broker
+        self.catalog = catalog
+        self.dropped = 0
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id)
+        if broker.username:
+            client.username_pw_set(broker.username, broker.password)
+        if broker.tls:
+            client.tls_set(cert_reqs=ssl.CERT_REQUIRED)
+        client.max_queued_messages_set(QUEUE_LIMIT)
+        client.reconnect_delay_set(1, 10)
+        self.client = client
+
+    def start(self) -> None:
+        """Connect in the background."""
+        self.client.connect_async(self.broker.host, self.broker.port, keepalive=30)
+        self.client.loop_start()
+
+    def stop(self) -> None:
+        """Disconnect."""
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def __call__(self, readings: Sequence[Reading]) -> None:
+        """Publish one message per room."""
+        rooms: dict[str, list[dict[str, object]]] = defaultdict(list)
+        for r in readings:
+            info = self.catalog.get(r.sensor)
+            if info is not None:
+                rooms[info.room].append(reading_json(r))
+        for room, batch in rooms.items():
+            sent = self.client.publish(f"{LIVE_TOPIC}/{room}", json.dumps(batch), qos=0)
+            if sent.rc != mqtt.MQTT_ERR_SUCCESS:
+                self.dropped += len(batch)
