@@ -2,6 +2,10 @@
 
 Policy when full: `append` refuses (raises `BufferFull`) and the caller waits; nothing already in the
 buffer is ever dropped to make room. MQTT messages are then not acknowledged, so the broker keeps them.
+
+Delivery keys: a source may commit a key with its readings (an MQTT message's packet id and digest),
+so a message the broker delivers again after a crash is recognised and not stored twice. The newest
+`DELIVERED_KEEP` keys are kept (fewer than MQTT's 65535 packet ids, so a reused id is never mistaken).
 """
 
 from __future__ import annotations
@@ -22,6 +26,10 @@ CREATE TABLE IF NOT EXISTS pending (
     quality INTEGER NOT NULL,
     state TEXT
 );
+CREATE TABLE IF NOT EXISTS delivered (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    key TEXT NOT NULL UNIQUE
+);
 CREATE TABLE IF NOT EXISTS rejected (
     seq INTEGER PRIMARY KEY,
     sensor TEXT NOT NULL,
@@ -32,6 +40,9 @@ CREATE TABLE IF NOT EXISTS rejected (
     reason TEXT NOT NULL
 );
 """
+
+
+DELIVERED_KEEP = 30_000
 
 
 class BufferFull(Exception):
@@ -53,15 +64,16 @@ class DurableBuffer:
         self._db.execute("PRAGMA synchronous=FULL")  # a commit is on disk before we acknowledge
         self._db.executescript(_SCHEMA)
         self._depth: int = self._db.execute("SELECT count(*) FROM pending").fetchone()[0]
+        self._delivered: int = self._db.execute("SELECT count(*) FROM delivered").fetchone()[0]
 
     @property
     def depth(self) -> int:
         """Readings waiting for the series store."""
         return self._depth
 
-    def append(self, readings: Sequence[Reading]) -> None:
-        """Store readings durably, all or none; `BufferFull` if they do not fit."""
-        if not readings:
+    def append(self, readings: Sequence[Reading], keys: Sequence[str] = ()) -> None:
+        """Store readings (and delivery keys) durably, all or none; `BufferFull` if they do not fit."""
+        if not readings and not keys:
             return
         with self._lock:
             if self._depth + len(readings) > self.capacity:
@@ -72,11 +84,24 @@ class DurableBuffer:
                     "INSERT INTO pending (sensor, ts, value, quality, state) VALUES (?, ?, ?, ?, ?)",
                     [(r.sensor, r.ts, r.value, int(r.quality), r.state) for r in readings],
                 )
+                if keys:
+                    self._db.executemany("INSERT OR IGNORE INTO delivered (key) VALUES (?)",
+                                         [(k,) for k in keys])
+                    self._delivered += len(keys)
+                    if self._delivered > DELIVERED_KEEP * 1.2:
+                        self._db.execute("DELETE FROM delivered WHERE id <= "
+                                         "(SELECT max(id) FROM delivered) - ?", (DELIVERED_KEEP,))
+                        self._delivered = DELIVERED_KEEP
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
             self._depth += len(readings)
+
+    def delivered(self, key: str) -> bool:
+        """Whether readings with this delivery key were committed (recently)."""
+        with self._lock:
+            return self._db.execute("SELECT 1 FROM delivered WHERE key = ?", (key,)).fetchone() is not None
 
     def peek(self, limit: int) -> tuple[list[int], list[Reading]]:
         """The oldest `limit` readings, oldest first, with their sequence numbers."""

@@ -56,6 +56,7 @@ class CollectorMetrics:
                    if not sample.name.endswith("_created"))
 
     def by_label(self, metric: MetricWrapperBase, label: str) -> dict[str, float]:
-        """Current values of a labelled gauge, by one label's value."""
+        """Current values of a labelled counter or gauge, by one label's value."""
         return {sample.labels[label]: sample.value for family in metric.collect()
-                for sample in family.samples if label in sample.labels}
+                for sample in family.samples
+                if label in sample.labels and not sample.name.endswith("_created")}

@@ -7,6 +7,7 @@ readings are on disk (or once it proved undecodable, when redelivery would not h
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import ssl
 from typing import Any
@@ -93,6 +94,15 @@ class MqttSource:
             if qos > 0:
                 client.ack(mid, qos)
 
+        key = None
+        if qos > 0:
+            digest = hashlib.blake2b(message.topic.encode() + b"\0" + message.payload, digest_size=12)
+            key = f"{mid}:{digest.hexdigest()}"
+            if message.dup and self.sink.delivered(key):
+                self.sink.reject(SOURCE, "redelivered", message.topic)  # stored already: ack, skip
+                acknowledge()
+                return
+
         try:
             decoded = self.decoder.decode(message.topic, message.payload, self.clock.now())
         except Exception:  # a decoder bug must not stop the intake; redelivery would fail the same way
@@ -103,7 +113,7 @@ class MqttSource:
         for reason, detail in decoded.rejected:
             self.sink.reject(SOURCE, reason, detail)
         if decoded.readings:
-            self.sink.accept(decoded.readings, SOURCE, on_durable=acknowledge)
+            self.sink.accept(decoded.readings, SOURCE, on_durable=acknowledge, key=key)
         else:
             acknowledge()
 

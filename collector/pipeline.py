@@ -49,7 +49,7 @@ class Pipeline:
         self.live = live
         self.hooks: list[ReadingsHook] = []
         self.committed = asyncio.Event()  # set after each commit; the writer waits on it
-        self._pending: deque[tuple[list[Reading], OnDurable | None]] = deque()
+        self._pending: deque[tuple[list[Reading], OnDurable | None, str | None]] = deque()
         self._pending_count = 0
         self._cond = threading.Condition()
         self._stopping = False
@@ -62,7 +62,7 @@ class Pipeline:
     # --- ReadingSink -------------------------------------------------------------------------
 
     def accept(self, readings: Sequence[Reading], source: str,
-               on_durable: OnDurable | None = None) -> None:
+               on_durable: OnDurable | None = None, key: str | None = None) -> None:
         """Validate, then queue for the next commit (see the module's intake policy)."""
         verdict = self.validator.judge(readings, self.clock.now())
         for reason, n in verdict.rejected.items():
@@ -82,10 +82,14 @@ class Pipeline:
                     log.warning("intake full: dropped %d readings from %s", len(kept), source)
                     return
                 self._cond.wait(0.5)
-            self._pending.append((kept, on_durable))
+            self._pending.append((kept, on_durable, key))
             self._pending_count += len(kept)
             self._cond.notify_all()
         self.metrics.readings_in.labels(source=source.split(":", 1)[0]).inc(len(kept))
+
+    def delivered(self, key: str) -> bool:
+        """Whether a message with this delivery key was committed before (a redelivery)."""
+        return self.buffer.delivered(key)
 
     def reject(self, source: str, reason: str, detail: str) -> None:
         """Count something a source could not decode."""
@@ -127,12 +131,12 @@ class Pipeline:
                     return
                 batch = list(self._pending)
                 self._pending.clear()
-            readings = [r for rs, _ in batch for r in rs]
-            self._commit(readings)
+            readings = [r for rs, _, _ in batch for r in rs]
+            self._commit(readings, [k for _, _, k in batch if k is not None])
             with self._cond:
                 self._pending_count -= len(readings)
                 self._cond.notify_all()
-            for _rs, on_durable in batch:
+            for _rs, on_durable, _key in batch:
                 if on_durable is not None:
                     try:
                         on_durable()
@@ -144,16 +148,18 @@ class Pipeline:
                 with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: no one to tell
                     loop.call_soon_threadsafe(self._dispatch, readings)
 
-    def _commit(self, readings: list[Reading]) -> None:
-        """Append durably in chunks, waiting (never dropping) while the buffer is full."""
-        for i in range(0, len(readings), COMMIT_CHUNK):
-            self._commit_chunk(readings[i : i + COMMIT_CHUNK])
+    def _commit(self, readings: list[Reading], keys: list[str]) -> None:
+        """Append durably in chunks (keys with the last), waiting (never dropping) while full."""
+        starts = range(0, max(len(readings), 1), COMMIT_CHUNK)
+        for i in starts:
+            last = i == starts[-1]
+            self._commit_chunk(readings[i : i + COMMIT_CHUNK], keys if last else [])
 
-    def _commit_chunk(self, readings: list[Reading]) -> None:
+    def _commit_chunk(self, readings: list[Reading], keys: list[str]) -> None:
         warned = False
         while True:
             try:
-                self.buffer.append(readings)
+                self.buffer.append(readings, keys)
                 return
             except BufferFull:
                 if not warned:

@@ -14,12 +14,17 @@ class ReadingSink(Protocol):
     """Takes readings from any thread. `accept` may block while the intake is full (backpressure)."""
 
     def accept(self, readings: Sequence[Reading], source: str,
-               on_durable: OnDurable | None = None) -> None:
+               on_durable: OnDurable | None = None, key: str | None = None) -> None:
         """Validate and buffer readings; `on_durable` runs (on another thread) once they are on disk.
 
         Readings that fail validation are counted and left out; `on_durable` still runs once the
-        rest are durable, so a message with one bad value is acknowledged exactly once.
+        rest are durable, so a message with one bad value is acknowledged exactly once. `key`, if
+        given, is committed with the readings (see `delivered`).
         """
+        ...
+
+    def delivered(self, key: str) -> bool:
+        """Whether readings committed with this key are already in the buffer's record."""
         ...
 
     def reject(self, source: str, reason: str, detail: str) -> None:

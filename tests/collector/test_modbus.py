@@ -28,10 +28,14 @@ class RecordingSink:
     readings: list[Reading] = field(default_factory=list)
     rejected: list[tuple[str, str]] = field(default_factory=list)
 
-    def accept(self, readings: Sequence[Reading], source: str, on_durable: OnDurable | None = None) -> None:
+    def accept(self, readings: Sequence[Reading], source: str, on_durable: OnDurable | None = None,
+               key: str | None = None) -> None:
         self.readings.extend(readings)
         if on_durable is not None:
             on_durable()
+
+    def delivered(self, key: str) -> bool:
+        return False
 
     def reject(self, source: str, reason: str, detail: str) -> None:
         self.rejected.append((reason, detail))

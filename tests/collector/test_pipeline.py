@@ -190,7 +190,7 @@ async def test_event_loop_thread_never_blocks_on_a_full_intake(
     pipeline = Pipeline(catalog, buffer, metrics, FakeClock(), intake_limit=1000)
     pipeline.start()
     with pipeline._cond:  # re-entrant: the intake thread cannot take the held batch meanwhile
-        pipeline._pending.append((readings(1000), None))
+        pipeline._pending.append((readings(1000), None, None))
         pipeline._pending_count = 1000
         pipeline._cond.notify_all()  # the intake wakes once we let go
         pipeline.accept(readings(10, start=1_767_229_000.0), "modbus:plc-dom")  # must not block
@@ -304,3 +304,32 @@ def test_backoff_doubles_with_jitter_up_to_the_cap() -> None:
     low = Backoff(first=1.0, cap=8.0, jitter=0.2, rng=lambda: 0.0)
     assert round(low.next(), 6) == 0.8
     assert round(backoff.next(), 6) == 1.2
+
+
+async def test_a_delivery_key_commits_with_its_readings_and_is_recognised_later(
+        tmp_path: Path, catalog: SensorCatalog) -> None:
+    buffer = DurableBuffer(tmp_path / "b.db")
+    pipeline = Pipeline(catalog, buffer, CollectorMetrics(), FakeClock())
+    pipeline.start()
+    acked = threading.Event()
+    assert not pipeline.delivered("17:abc")
+    pipeline.accept(readings(3), "mqtt", on_durable=acked.set, key="17:abc")
+    await asyncio.to_thread(acked.wait, 5)
+    assert pipeline.delivered("17:abc")
+    assert not pipeline.delivered("18:abc")
+    pipeline.stop()
+    buffer.close()
+    reopened = DurableBuffer(tmp_path / "b.db")  # the record survives a restart, as the broker's does
+    assert reopened.delivered("17:abc")
+    reopened.close()
+
+
+def test_only_the_newest_delivery_keys_are_kept(tmp_path: Path) -> None:
+    from collector.buffer import DELIVERED_KEEP
+
+    buffer = DurableBuffer(tmp_path / "b.db")
+    for batch in range(4):
+        buffer.append([], [f"{batch}:{i}" for i in range(DELIVERED_KEEP // 2)])
+    assert buffer.delivered(f"3:{DELIVERED_KEEP // 2 - 1}")
+    assert not buffer.delivered("0:0")  # pruned: bounded, oldest first
+    buffer.close()
