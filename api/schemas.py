@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
+from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.task_flow import CheckResult
 from api.vocab import Priority, Role, TaskKind
 
 T = TypeVar("T")
+MAX_ID = 2_147_483_647  # row ids fit a 32-bit integer on every database
+DbId = Annotated[int, Field(ge=1, le=MAX_ID)]
+PathId = Annotated[int, Path(ge=1, le=MAX_ID)]
 Name = Field(min_length=1, max_length=200)
 LongText = Field(min_length=1, max_length=4000)
 
@@ -68,8 +72,8 @@ class UserUpdate(Body):
 class DeputyCreate(Body):
     """A deputy acting for a principal in a role for a period (admin)."""
 
-    principal_id: int
-    deputy_id: int
+    principal_id: DbId
+    deputy_id: DbId
     role: Role
     valid_from: datetime
     valid_until: datetime | None = None
@@ -197,7 +201,7 @@ class TaskCreate(Body):
 class AssignIn(Body):
     """Who does the task."""
 
-    assignees: list[int] = Field(min_length=1, max_length=20)
+    assignees: list[DbId] = Field(min_length=1, max_length=20)
 
 
 class CompleteIn(Body):

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 
 from api.alarms import AlarmFilter
 from api.deps import Ctx, CurrentUser
-from api.schemas import AlarmPublic, Page, TaskPublic
+from api.schemas import AlarmPublic, Page, PathId, TaskPublic
 from api.vocab import AlarmState
 from pumpwatch.site import Severity
 
@@ -30,19 +30,19 @@ def list_alarms(ctx: Ctx, _user: CurrentUser, state: AlarmState | None = None,
 
 
 @router.get("/{alarm_id}", response_model=AlarmPublic)
-def get_alarm(alarm_id: int, ctx: Ctx, _user: CurrentUser) -> AlarmPublic:
+def get_alarm(alarm_id: PathId, ctx: Ctx, _user: CurrentUser) -> AlarmPublic:
     """One alarm."""
     return AlarmPublic.model_validate(ctx.alarms.get(alarm_id))
 
 
 @router.get("/{alarm_id}/task", response_model=TaskPublic | None)
-def alarm_task(alarm_id: int, ctx: Ctx, _user: CurrentUser) -> TaskPublic | None:
+def alarm_task(alarm_id: PathId, ctx: Ctx, _user: CurrentUser) -> TaskPublic | None:
     """The task raised for an alarm."""
     task = ctx.alarms.task_for(alarm_id)
     return TaskPublic.model_validate(task) if task is not None else None
 
 
 @router.post("/{alarm_id}/ack", response_model=AlarmPublic)
-def acknowledge(alarm_id: int, ctx: Ctx, user: CurrentUser) -> AlarmPublic:
+def acknowledge(alarm_id: PathId, ctx: Ctx, user: CurrentUser) -> AlarmPublic:
     """Acknowledge an alarm (operator, supervisor, admin)."""
     return AlarmPublic.model_validate(ctx.alarms.acknowledge(alarm_id, user))

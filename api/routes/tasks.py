@@ -22,6 +22,7 @@ from api.schemas import (
     NoteIn,
     Page,
     PartIn,
+    PathId,
     ReasonIn,
     TaskCreate,
     TaskPublic,
@@ -60,68 +61,68 @@ def create(ctx: Ctx, user: CurrentUser, body: TaskCreate) -> TaskPublic:
 
 
 @router.get("/{task_id}", response_model=TaskPublic)
-def get_task(task_id: int, ctx: Ctx, _user: CurrentUser) -> TaskPublic:
+def get_task(task_id: PathId, ctx: Ctx, _user: CurrentUser) -> TaskPublic:
     """One task."""
     return _out(ctx.tasks.get(task_id))
 
 
 @router.post("/{task_id}/assign", response_model=TaskPublic)
-def assign(task_id: int, ctx: Ctx, user: CurrentUser, body: AssignIn) -> TaskPublic:
+def assign(task_id: PathId, ctx: Ctx, user: CurrentUser, body: AssignIn) -> TaskPublic:
     """Assign (supervisor); a technician may assign a raised task to themselves."""
     return _out(ctx.tasks.assign(task_id, user, body.assignees))
 
 
 @router.post("/{task_id}/start", response_model=TaskPublic)
-def start(task_id: int, ctx: Ctx, user: CurrentUser) -> TaskPublic:
+def start(task_id: PathId, ctx: Ctx, user: CurrentUser) -> TaskPublic:
     """Start work (an assignee)."""
     return _out(ctx.tasks.start(task_id, user))
 
 
 @router.post("/{task_id}/complete", response_model=TaskPublic)
-def complete(task_id: int, ctx: Ctx, user: CurrentUser, body: CompleteIn) -> TaskPublic:
+def complete(task_id: PathId, ctx: Ctx, user: CurrentUser, body: CompleteIn) -> TaskPublic:
     """Hand in the completion report, signed by the technician."""
     return _out(ctx.tasks.complete(task_id, user, body.fault_cause, body.action_taken,
                                    body.parts_replaced, body.remarks))
 
 
 @router.post("/{task_id}/verify", response_model=TaskPublic)
-def verify(task_id: int, ctx: Ctx, user: CurrentUser) -> TaskPublic:
+def verify(task_id: PathId, ctx: Ctx, user: CurrentUser) -> TaskPublic:
     """Sign off as supervisor (someone other than the technician)."""
     return _out(ctx.tasks.verify(task_id, user))
 
 
 @router.post("/{task_id}/send-back", response_model=TaskPublic)
-def send_back(task_id: int, ctx: Ctx, user: CurrentUser, body: ReasonIn) -> TaskPublic:
+def send_back(task_id: PathId, ctx: Ctx, user: CurrentUser, body: ReasonIn) -> TaskPublic:
     """Return a completed task for rework (supervisor)."""
     return _out(ctx.tasks.send_back(task_id, user, body.reason))
 
 
 @router.post("/{task_id}/cancel", response_model=TaskPublic)
-def cancel(task_id: int, ctx: Ctx, user: CurrentUser, body: ReasonIn) -> TaskPublic:
+def cancel(task_id: PathId, ctx: Ctx, user: CurrentUser, body: ReasonIn) -> TaskPublic:
     """Cancel an unfinished task (supervisor)."""
     return _out(ctx.tasks.cancel(task_id, user, body.reason))
 
 
 @router.put("/{task_id}/checklist/{key}", response_model=TaskPublic)
-def check(task_id: int, key: str, ctx: Ctx, user: CurrentUser, body: CheckIn) -> TaskPublic:
+def check(task_id: PathId, key: str, ctx: Ctx, user: CurrentUser, body: CheckIn) -> TaskPublic:
     """Record one checklist item's result."""
     return _out(ctx.tasks.record_check(task_id, user, key, body.result, body.value, body.note))
 
 
 @router.post("/{task_id}/notes", response_model=TaskPublic)
-def note(task_id: int, ctx: Ctx, user: CurrentUser, body: NoteIn) -> TaskPublic:
+def note(task_id: PathId, ctx: Ctx, user: CurrentUser, body: NoteIn) -> TaskPublic:
     """Add a note."""
     return _out(ctx.tasks.add_note(task_id, user, body.text))
 
 
 @router.post("/{task_id}/parts", response_model=TaskPublic)
-def part(task_id: int, ctx: Ctx, user: CurrentUser, body: PartIn) -> TaskPublic:
+def part(task_id: PathId, ctx: Ctx, user: CurrentUser, body: PartIn) -> TaskPublic:
     """Record a part used."""
     return _out(ctx.tasks.add_part(task_id, user, body.part, body.quantity, body.unit))
 
 
 @router.post("/{task_id}/attachments", response_model=AttachmentPublic, status_code=201)
-async def attach(task_id: int, ctx: Ctx, user: CurrentUser,
+async def attach(task_id: PathId, ctx: Ctx, user: CurrentUser,
                  file: Annotated[UploadFile, File(description="JPEG, PNG, WebP or PDF")]) -> AttachmentPublic:
     """Upload a photo or document (checked by content, size bounded)."""
     data = await file.read(ctx.max_upload_bytes + 1)
@@ -133,7 +134,7 @@ async def attach(task_id: int, ctx: Ctx, user: CurrentUser,
 
 
 @router.get("/{task_id}/attachments/{attachment_id}")
-def download(task_id: int, attachment_id: int, ctx: Ctx, _user: CurrentUser) -> FileResponse:
+def download(task_id: PathId, attachment_id: PathId, ctx: Ctx, _user: CurrentUser) -> FileResponse:
     """A stored file, served as a download with its checked type."""
     row = ctx.tasks.get_attachment(attachment_id)
     if row.task_id != task_id:

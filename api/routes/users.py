@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends
 
 from api.deps import Ctx, require
 from api.models import User
-from api.schemas import DeputyCreate, Page, UserCreate, UserPublic, UserUpdate
+from api.schemas import DeputyCreate, Page, PathId, UserCreate, UserPublic, UserUpdate
 from api.vocab import Role
 
 router = APIRouter(prefix="/api/users", tags=["users"])
@@ -31,7 +31,7 @@ def create_user(ctx: Ctx, admin: Admin, body: UserCreate) -> UserPublic:
 
 
 @router.patch("/{user_id}", response_model=UserPublic)
-def update_user(user_id: int, ctx: Ctx, admin: Admin, body: UserUpdate) -> UserPublic:
+def update_user(user_id: PathId, ctx: Ctx, admin: Admin, body: UserUpdate) -> UserPublic:
     """Change roles, activity, password; unlock."""
     user = ctx.auth.get_user(user_id)
     if body.roles is not None:
@@ -57,6 +57,6 @@ def add_deputy(ctx: Ctx, admin: Admin, body: DeputyCreate) -> dict[str, int]:
 
 
 @router.post("/{user_id}/revoke-tokens")
-def revoke_tokens(user_id: int, ctx: Ctx, admin: Admin) -> dict[str, int]:
+def revoke_tokens(user_id: PathId, ctx: Ctx, admin: Admin) -> dict[str, int]:
     """Sign a user out everywhere."""
     return {"revoked": ctx.auth.revoke_all(ctx.auth.get_user(user_id), admin)}

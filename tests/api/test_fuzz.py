@@ -1,0 +1,98 @@
+"""Fuzz the whole OpenAPI surface (schemathesis), signed in as an admin: no 5xx, every refusal a problem.
+
+Each operation gets generated requests, valid and invalid; the app runs in-process on a SQLite state
+database seeded with an alarm and a task. The counts of cases tried are written to
+test-artifacts/fuzz.json.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, given, settings
+
+from api.alarms import AlarmService
+from api.app import create_app
+from api.auth import AuthService
+from api.context import ApiContext
+from api.db import make_engine, session_factory, upgrade
+from api.reports import MonthlyReport
+from api.tasks import TaskService
+from collector.embedded_store import EmbeddedStore
+from pumpwatch.alarm_events import AlarmAction, AlarmEvent, AlarmKey
+from pumpwatch.bus import LiveBus
+from pumpwatch.catalog import SensorCatalog
+from pumpwatch.clock import FakeClock
+from pumpwatch.site import Severity, Text
+from pumpwatch.sitefile import load_site
+from tests.api.conftest import FAST_HASHER
+
+EXAMPLE = Path(__file__).parents[2] / "examples" / "site.yaml"
+ARTIFACTS = Path(__file__).parents[2] / "test-artifacts"
+OUTCOMES: Counter[str] = Counter()
+
+
+@pytest.fixture(scope="module")
+def fuzz_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, dict[str, str]]]:
+    tmp = tmp_path_factory.mktemp("fuzz")
+    engine = make_engine(f"sqlite:///{tmp / 'state.db'}")
+    upgrade(engine)
+    sessions = session_factory(engine)
+    clock = FakeClock()
+    auth = AuthService(sessions, clock, hasher=FAST_HASHER)
+    tasks = TaskService(sessions, clock)
+    alarms = AlarmService(sessions, clock, tasks)
+    admin = auth.create_user("fuzz", "fuzzing password 1", ["admin", "supervisor", "technician", "operator"])
+    alarms.apply(AlarmEvent(AlarmAction.RAISED, AlarmKey("dom-ptank", "leak"), Severity.CRITICAL,
+                            clock.now(), "dom", Text(zh="漏水", en="leak"), 1.0, "dom-flange-leak"))
+    site = load_site(EXAMPLE)
+    store = EmbeddedStore(tmp / "series.db")
+    ctx = ApiContext(site=site, catalog=SensorCatalog(site), store=store, readings=LiveBus(),
+                     alarm_events=LiveBus(), auth=auth, tasks=tasks, alarms=alarms, clock=clock,
+                     attachments_dir=tmp / "files", reports=MonthlyReport(sessions))
+    token = auth.issue_token(admin).token
+    yield create_app(ctx), {"Authorization": f"Bearer {token}"}
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / "fuzz.json").write_text(json.dumps({"cases": sum(OUTCOMES.values()),
+                                                     "by_status": dict(OUTCOMES)}, indent=2))
+    engine.dispose()
+
+
+def test_no_request_crashes_the_api(fuzz_app: tuple[Any, dict[str, str]]) -> None:
+    app, headers = fuzz_app
+    schema = schemathesis.openapi.from_asgi("/openapi.json", app)
+    operations = [result.ok() for result in schema.get_all_operations()]
+    failures: list[str] = []
+    for operation in operations:
+        if operation.path in ("/api/live", "/api/auth/logout"):
+            continue  # a stream that never ends, and the one route that revokes the fuzzer's token
+
+        @given(case=operation.as_strategy())
+        @settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+        def fuzz(case: Any) -> None:
+            response = case.call(headers=headers)
+            OUTCOMES[str(response.status_code)] += 1
+            where = f"{case.method} {case.formatted_path}"
+            if response.status_code >= 500:
+                failures.append(f"{where}: {response.status_code} {response.text[:300]}")
+            elif response.status_code >= 400:
+                kind = _header(response.headers, "content-type")
+                body = response.json() if kind.startswith("application/") else {}
+                problem = kind.startswith("application/problem+json")
+                if not problem or body.get("status") != response.status_code:
+                    failures.append(f"{where}: {response.status_code}, no problem: {response.text[:200]}")
+
+        fuzz()
+    assert len(operations) >= 25  # the surface was found
+    assert failures == []
+
+
+def _header(headers: Any, name: str) -> str:
+    value = headers.get(name) or headers.get(name.title()) or ""
+    return str(value[0] if isinstance(value, list) and value else value)
