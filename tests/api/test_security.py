@@ -1,0 +1,122 @@
+"""Sessions, CSRF, login limits, token revocation, uploads and headers over HTTP (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy.orm import Session, sessionmaker
+
+from api.alarms import AlarmService
+from api.app import create_app
+from api.auth import AuthService
+from api.context import ApiContext
+from api.deps import CSRF_COOKIE, CSRF_HEADER, SESSION_COOKIE
+from api.reports import MonthlyReport
+from api.tasks import TaskService
+from collector.embedded_store import EmbeddedStore
+from pumpwatch.bus import LiveBus
+from pumpwatch.catalog import SensorCatalog
+from pumpwatch.clock import FakeClock
+from pumpwatch.sitefile import load_site
+from tests.api.conftest import PASSWORD, People
+
+EXAMPLE = Path(__file__).parents[2] / "examples" / "site.yaml"
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+
+
+@pytest.fixture
+async def client(tmp_path: Path, sessions: sessionmaker[Session], clock: FakeClock, auth: AuthService,
+                 tasks: TaskService, alarms: AlarmService,
+                 people: People) -> AsyncIterator[httpx.AsyncClient]:
+    site = load_site(EXAMPLE)
+    store = EmbeddedStore(tmp_path / "series.db")
+    ctx = ApiContext(site=site, catalog=SensorCatalog(site), store=store, readings=LiveBus(),
+                     alarm_events=LiveBus(), auth=auth, tasks=tasks, alarms=alarms, clock=clock,
+                     attachments_dir=tmp_path / "files", secure_cookies=True, reports=MonthlyReport(sessions),
+                     max_upload_bytes=1024)
+    transport = httpx.ASGITransport(app=create_app(ctx))
+    async with httpx.AsyncClient(transport=transport, base_url="https://api") as http:
+        yield http
+
+
+async def test_a_session_cookie_is_httponly_strict_secure_and_writes_need_the_csrf_token(
+        client: httpx.AsyncClient, people: People) -> None:
+    resp = await client.post("/api/auth/login", json={"username": people.operator.username,
+                                                      "password": PASSWORD})
+    assert resp.status_code == 200
+    cookies = resp.headers.get_list("set-cookie")
+    session = next(c for c in cookies if c.startswith(SESSION_COOKIE + "="))
+    for flag in ("HttpOnly", "Secure", "SameSite=strict"):
+        assert flag.lower() in session.lower()
+    csrf = resp.json()["csrf_token"]
+    assert (await client.get("/api/auth/me")).status_code == 200  # reads need no CSRF token
+    body = {"title": {"zh": "漏水", "en": "leak"}}
+    refused = await client.post("/api/tasks", json=body)
+    assert refused.status_code == 403
+    assert CSRF_HEADER in refused.json()["detail"]
+    assert (await client.post("/api/tasks", json=body, headers={CSRF_HEADER: "forged"})).status_code == 403
+    assert (await client.post("/api/tasks", json=body, headers={CSRF_HEADER: csrf})).status_code == 201
+    assert client.cookies.get(CSRF_COOKIE) == csrf  # readable by the page's script, unlike the session
+
+
+async def test_logout_ends_the_session_and_a_revoked_token_is_refused(client: httpx.AsyncClient,
+                                                                     people: People) -> None:
+    form = {"username": people.technician.username, "password": PASSWORD}
+    token = (await client.post("/api/auth/token", data=form)).json()["access_token"]
+    headers = {"Authorization": f"Bearer {token}"}
+    assert (await client.get("/api/auth/me", headers=headers)).status_code == 200
+    assert (await client.post("/api/auth/logout", headers=headers)).status_code == 204
+    resp = await client.get("/api/auth/me", headers=headers)
+    assert resp.status_code == 401
+    assert resp.headers["content-type"].startswith("application/problem+json")
+
+
+async def test_wrong_passwords_lock_the_account_and_many_attempts_are_rate_limited(
+        client: httpx.AsyncClient, people: People) -> None:
+    name = people.director.username
+    wrong = {"username": name, "password": "wrong"}
+    statuses = [(await client.post("/api/auth/token", data=wrong)).status_code for _ in range(5)]
+    assert statuses == [401, 401, 401, 401, 423]  # the fifth failure locks
+    locked = await client.post("/api/auth/token", data={"username": name, "password": PASSWORD})
+    assert locked.status_code == 423  # even the right password, until the lock ends
+    assert "locked_until" in locked.json()
+    for _ in range(5):
+        last = await client.post("/api/auth/token", data={"username": "nobody", "password": "x"})
+    assert last.status_code == 429
+    assert int(last.headers["Retry-After"]) > 0
+
+
+async def test_uploads_are_checked_by_content_and_size_and_served_as_downloads(
+        client: httpx.AsyncClient, people: People) -> None:
+    form = {"username": people.operator.username, "password": PASSWORD}
+    token = (await client.post("/api/auth/token", data=form)).json()["access_token"]
+    headers = {"Authorization": f"Bearer {token}"}
+    title = {"title": {"zh": "照片", "en": "photo"}}
+    task = (await client.post("/api/tasks", json=title, headers=headers)).json()
+    url = f"/api/tasks/{task['id']}/attachments"
+    fake = await client.post(url, files={"file": ("x.png", b"<script>alert(1)</script>", "image/png")},
+                             headers=headers)
+    assert fake.status_code == 422  # claims PNG, is not
+    big = await client.post(url, files={"file": ("big.png", PNG + b"\x00" * 2048, "image/png")},
+                            headers=headers)
+    assert big.status_code == 422
+    ok = await client.post(url, files={"file": ("../../etc/passwd.png", PNG, "text/html")}, headers=headers)
+    assert ok.status_code == 201
+    stored = ok.json()
+    assert stored["content_type"] == "image/png"  # from the bytes, not from the client
+    assert "/" not in stored["filename"]
+    download = await client.get(f"{url}/{stored['id']}", headers=headers)
+    assert download.status_code == 200
+    assert download.content == PNG
+    assert download.headers["x-content-type-options"] == "nosniff"
+    assert download.headers["content-disposition"].startswith("attachment")
+
+
+async def test_oversized_bodies_are_refused_before_reading(client: httpx.AsyncClient) -> None:
+    huge = {"content-length": str(50 * 1024 * 1024)}
+    resp = await client.post("/api/auth/login", content=b"x", headers=huge)
+    assert resp.status_code == 413
+    assert resp.headers["content-type"].startswith("application/problem+json")
