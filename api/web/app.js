@@ -1,0 +1,375 @@
+// PumpWatch web UI: sign-in, the header (navigation by role, live / network / sync state, language),
+// hash routes to the pages, the service worker for offline use.
+
+import {NetworkError, get, getCached, onUnauthorized, post, setCacheUser} from './api.js';
+import {boardPage, roomPage} from './board.js';
+import {errorText, pageHeader} from './common.js';
+import {announce, h, mount, toast} from './dom.js';
+import {lang, onLangChange, setLang, setTimeZone, t} from './i18n.js';
+import {live} from './live.js';
+import {alarmsPage, escalationsPage, extraPage, labelsPage, overviewPage, verifyPage} from './manage.js';
+import {onOutboxChange, setOutboxUser, startSyncing, summary} from './outbox.js';
+import {cache, kv} from './store.js';
+import {reportPage, syncPage, taskPage, tasksPage} from './tasks.js';
+
+const ALL = ['operator', 'technician', 'supervisor', 'director', 'admin'];
+const WATCHERS = ['operator', 'supervisor', 'director', 'admin'];
+const LEADERS = ['supervisor', 'director', 'admin'];
+const MANAGERS = ['supervisor', 'admin'];
+
+const NAV = [
+  {key: 'board', href: '#/board', roles: WATCHERS},
+  {key: 'overview', href: '#/overview', roles: LEADERS},
+  {key: 'tasks', href: '#/tasks', roles: ['technician', 'admin']},
+  {key: 'verify', href: '#/verify', roles: MANAGERS},
+  {key: 'escalations', href: '#/escalations', roles: LEADERS},
+  {key: 'alarms', href: '#/alarms', roles: ALL},
+  {key: 'report', href: '#/report', roles: ALL},
+  {key: 'labels', href: '#/labels', roles: ['technician', ...MANAGERS]},
+];
+
+// Pages for API routes that only some servers have: an entry shows only when its route answers.
+function month() {
+  const now = new Date();
+  return `${now.getFullYear()}-${String(now.getMonth() + 1).padStart(2, '0')}`;
+}
+const EXTRAS = [
+  {key: 'approvals', paths: () => ['/api/access-requests']},
+  {key: 'plans', paths: () => ['/api/plans']},
+  {key: 'calendar', paths: () => ['/api/calendar']},
+  {key: 'reports', paths: () => ['/api/reports', `/api/reports/monthly/${month()}`]},
+];
+
+const ROUTES = [
+  [/^\/board$/, boardPage, WATCHERS],
+  [/^\/room\/([^/]+)$/, roomPage, WATCHERS],
+  [/^\/overview$/, overviewPage, LEADERS],
+  [/^\/alarms$/, alarmsPage, ALL],
+  [/^\/tasks$/, tasksPage, ALL],
+  [/^\/task\/(\d+)$/, taskPage, ALL],
+  [/^\/report(?:\/([^/]+))?$/, reportPage, ALL],
+  [/^\/verify$/, verifyPage, MANAGERS],
+  [/^\/escalations$/, escalationsPage, LEADERS],
+  [/^\/labels$/, labelsPage, ALL],
+  [/^\/sync$/, syncPage, ALL],
+  [/^\/more\/(\w+)$/, extraPage, ALL],
+];
+
+const ctx = {
+  me: null,
+  site: {rooms: []},
+  sensors: new Map(),
+  equipment: new Map(),
+  rooms: new Map(),
+  placeOf: new Map(),
+  extras: {},
+  can(...roles) { return Boolean(this.me) && roles.some((r) => this.me.roles.includes(r)); },
+  roomOf(id) { return this.placeOf.get(id) || null; },
+};
+
+const main = document.getElementById('main');
+const top = document.getElementById('top');
+let cleanup = null;
+let routeToken = 0;
+let afterLogin = null;
+let firstRender = true;
+let outboxState = {pending: 0, conflicts: 0, failed: 0};
+
+function landing() {
+  if (ctx.can('operator', 'admin')) return '#/board';
+  if (ctx.can('supervisor')) return '#/verify';
+  if (ctx.can('director')) return '#/overview';
+  if (ctx.can('technician')) return '#/tasks';
+  return '#/alarms';
+}
+
+// --- header -------------------------------------------------------------------------------------
+
+function liveText(status) {
+  return {live: t('live.pill.live'), connecting: t('live.pill.connecting'), reconnecting: t('live.pill.reconnecting'),
+    stale: t('live.pill.stale'), down: t('live.pill.down')}[status] || '';
+}
+
+function syncPill() {
+  const {pending, conflicts, failed} = outboxState;
+  const problems = conflicts + failed;
+  if (!ctx.me || (!ctx.can('technician') && !pending && !problems)) return null;
+  const state = problems ? 'conflict' : pending ? 'pending' : 'synced';
+  const text = problems ? t('sync.pill.conflict', {n: problems}) : pending ? t('sync.pill.pending', {n: pending}) : t('sync.pill.synced');
+  return h('a', {href: '#/sync', id: 'sync-status', class: ['pill', `pill-${state}`], 'data-sync': state,
+    'data-pending': pending, 'data-conflicts': problems}, text);
+}
+
+function renderHeader() {
+  const current = location.hash.replace(/^#/, '');
+  const toggle = h('button', {type: 'button', id: 'lang-toggle', class: 'btn btn-quiet', lang: lang() === 'zh' ? 'en' : 'zh-CN',
+    'aria-label': t('lang.switchLabel')}, t('lang.other'));
+  toggle.addEventListener('click', () => setLang(lang() === 'zh' ? 'en' : 'zh'));
+  const entries = ctx.me ? [
+    ...NAV.filter((n) => ctx.can(...n.roles)),
+    ...EXTRAS.filter((e) => ctx.extras[e.key]).map((e) => ({key: e.key, href: `#/more/${e.key}`})),
+  ] : [];
+  const nav = entries.length ? h('nav', {class: 'nav', 'aria-label': t('nav.label')},
+    h('ul', {}, entries.map((n) => h('li', {}, h('a', {href: n.href, 'data-nav': n.key,
+      'aria-current': current.startsWith(n.href.slice(1)) ? 'page' : undefined}, t(`nav.${n.key}`)))))) : null;
+  const user = ctx.me ? h('span', {class: 'user'},
+    h('span', {class: 'user-name', 'data-user': ctx.me.username}, ctx.me.display_name || ctx.me.username),
+    h('span', {class: 'user-roles'}, ctx.me.roles.map((r) => t(`role.${r}`)).join(' · '))) : null;
+  const logout = ctx.me ? h('button', {type: 'button', class: 'btn btn-quiet', id: 'logout'}, t('login.logout')) : null;
+  if (logout) logout.addEventListener('click', signOut);
+  const liveEl = h('span', {id: 'live-status', class: ['pill', `pill-live-${live.status}`], 'data-live': live.status,
+    hidden: live.status === 'idle' || !ctx.me}, liveText(live.status));
+  const netEl = h('span', {id: 'net-status', class: 'pill pill-offline', hidden: navigator.onLine}, t('net.offline'));
+  mount(top,
+    h('div', {class: 'top-row'},
+      h('a', {class: 'brand', href: ctx.me ? landing() : '#/login'},
+        h('img', {src: '/static/icons/icon.svg', alt: '', width: 28, height: 28}),
+        h('span', {}, t('app.name'))),
+      h('div', {class: 'top-tools'}, netEl, liveEl, syncPill(), user, toggle, logout)),
+    nav);
+  document.title = t('app.title');
+}
+
+function updateNetBanner() {
+  const banner = document.getElementById('netbanner');
+  banner.replaceChildren(navigator.onLine ? '' : h('p', {class: 'net-banner', role: 'status'}, t('net.banner')));
+  document.body.classList.toggle('is-offline', !navigator.onLine);
+  renderHeader();
+}
+
+// --- session ------------------------------------------------------------------------------------
+
+async function loadSite() {
+  try {
+    const [site, sensors] = await Promise.all([getCached('/api/site'), getCached('/api/sensors')]);
+    ctx.site = site.data;
+    ctx.sensors = new Map(sensors.data.data.map((s) => [s.id, s]));
+  } catch (err) {
+    ctx.site = {rooms: []};
+    toast(errorText(err), 'error');
+  }
+  setTimeZone(ctx.site.timezone);
+  ctx.rooms = new Map(ctx.site.rooms.map((r) => [r.id, r]));
+  ctx.equipment = new Map();
+  ctx.placeOf = new Map();
+  for (const room of ctx.site.rooms) {
+    ctx.placeOf.set(room.id, room);
+    for (const item of room.equipment) {
+      ctx.equipment.set(item.id, item);
+      ctx.placeOf.set(item.id, room);
+    }
+  }
+}
+
+async function probeExtras() {
+  const found = {};
+  await Promise.all(EXTRAS.map(async (extra) => {
+    for (const path of extra.paths()) {
+      try {
+        const res = await fetch(path, {headers: {Accept: 'application/json'}, credentials: 'same-origin', cache: 'no-store'});
+        if (res.ok || res.status === 422) { // 404: no such route here; 401/403: not for this user
+          found[extra.key] = {path, monthly: path.includes('/monthly/')};
+          return;
+        }
+      } catch { return; } // offline: leave the entry out
+    }
+  }));
+  ctx.extras = found;
+  document.body.dataset.extras = Object.keys(found).sort().join(' ') || 'none';
+  renderHeader();
+}
+
+async function signedIn(user, {boot = false} = {}) {
+  ctx.me = user;
+  kv.set('me', user).catch(() => {});
+  setCacheUser(user.username);
+  setOutboxUser(user.username);
+  await loadSite();
+  outboxState = await summary();
+  renderHeader();
+  probeExtras();
+  startSyncing();
+  const next = new URLSearchParams(location.search).get('next');
+  if (next && /^\/labels?(\/[\w.-]+|\?room=[\w.%-]+)?$/.test(next)) {
+    location.assign(next);
+    return;
+  }
+  if (!boot || !location.hash || location.hash === '#/login' || location.hash === '#/') {
+    const target = afterLogin && afterLogin !== '/login' && afterLogin !== '/' ? `#${afterLogin}` : landing();
+    afterLogin = null;
+    if (location.hash === target) route();
+    else location.hash = target;
+  } else {
+    route();
+  }
+}
+
+async function signOut() {
+  const {pending, conflicts} = await summary();
+  if ((pending || conflicts) && !confirm(t('login.logoutPending', {n: pending + conflicts}))) return;
+  try { await post('/api/auth/logout'); } catch { /* the session may be gone already */ }
+  ctx.me = null;
+  live.stop();
+  await kv.del('me').catch(() => {});
+  await cache.clear().catch(() => {});
+  renderHeader();
+  location.hash = '#/login';
+}
+
+function loginPage(view) {
+  const user = h('input', {id: 'login-user', name: 'username', autocomplete: 'username', autocapitalize: 'none',
+    spellcheck: 'false', required: true});
+  const pass = h('input', {id: 'login-pass', name: 'password', type: 'password', autocomplete: 'current-password', required: true});
+  const error = h('p', {class: 'field-error', role: 'alert', id: 'login-error'});
+  const submit = h('button', {type: 'submit', class: 'btn btn-primary btn-wide'}, t('login.submit'));
+  const form = h('form', {class: 'panel login', novalidate: true, 'aria-labelledby': 'page-title'},
+    h('div', {class: 'field'}, h('label', {for: 'login-user'}, t('login.user')), user),
+    h('div', {class: 'field'}, h('label', {for: 'login-pass'}, t('login.pass')), pass),
+    error, submit);
+  form.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    error.textContent = '';
+    if (!user.value.trim() || !pass.value) { error.textContent = t('login.needBoth'); return; }
+    submit.disabled = true;
+    try {
+      const session = await post('/api/auth/login', {username: user.value.trim(), password: pass.value});
+      await signedIn(session.user);
+    } catch (err) {
+      submit.disabled = false;
+      const status = err.status;
+      error.textContent = status === 401 ? t('login.bad') : status === 423 ? t('login.locked')
+        : status === 429 ? t('login.tooMany') : err instanceof NetworkError ? t('login.offline') : errorText(err);
+      pass.select();
+    }
+  });
+  mount(view, h('div', {class: 'login-wrap'}, pageHeader(t('login.title')), h('p', {class: 'muted'}, t('login.intro')), form));
+  if (!firstRender || !document.activeElement || document.activeElement === document.body) user.focus();
+  return () => {};
+}
+
+// --- routing ------------------------------------------------------------------------------------
+
+async function route() {
+  const token = ++routeToken;
+  if (cleanup) {
+    try { cleanup(); } catch (err) { console.error(err); }
+    cleanup = null;
+  }
+  const path = location.hash.replace(/^#/, '') || '/';
+  const view = h('div', {class: 'view'});
+  main.replaceChildren(view);
+  if (!ctx.me) {
+    if (path !== '/login') {
+      afterLogin = path;
+      history.replaceState(null, '', `${location.pathname}${location.search}#/login`);
+    }
+    cleanup = loginPage(view);
+    renderHeader();
+    firstRender = false;
+    return;
+  }
+  if (path === '/' || path === '/login') {
+    location.replace(landing());
+    return;
+  }
+  renderHeader();
+  for (const [pattern, page, roles] of ROUTES) {
+    const match = path.match(pattern);
+    if (!match) continue;
+    if (!ctx.can(...roles)) {
+      mount(view, pageHeader(t('common.forbidden')), h('p', {}, h('a', {href: landing()}, t('common.home'))));
+      break;
+    }
+    let done;
+    try {
+      done = await page(view, ctx, ...match.slice(1));
+    } catch (err) {
+      console.error(err);
+      mount(view, pageHeader(t('common.error')), h('p', {class: 'error', role: 'alert'}, errorText(err)));
+    }
+    if (token !== routeToken) {
+      if (typeof done === 'function') done(); // the user went elsewhere meanwhile
+      return;
+    }
+    cleanup = typeof done === 'function' ? done : null;
+    break;
+  }
+  if (!view.childNodes.length) mount(view, pageHeader(t('common.notFound')), h('p', {}, h('a', {href: landing()}, t('common.home'))));
+  if (!firstRender) view.querySelector('#page-title')?.focus({preventScroll: false});
+  firstRender = false;
+}
+
+// --- start --------------------------------------------------------------------------------------
+
+function registerServiceWorker() {
+  if (!('serviceWorker' in navigator)) return;
+  let url = '/sw.js';
+  if (window.trustedTypes && window.trustedTypes.createPolicy) {
+    const policy = window.trustedTypes.createPolicy('pumpwatch', {
+      createScriptURL: (value) => {
+        if (value === '/sw.js') return value;
+        throw new TypeError(`script URL ${value} is not allowed`);
+      },
+    });
+    url = policy.createScriptURL('/sw.js');
+  }
+  navigator.serviceWorker.register(url, {scope: '/'}).then(() => {
+    document.body.dataset.sw = 'registered';
+  }).catch((err) => console.warn('service worker not registered', err));
+}
+
+async function boot() {
+  setLang(lang());
+  document.getElementById('skip').addEventListener('click', (event) => {
+    event.preventDefault();
+    (main.querySelector('#page-title') || main).focus();
+  });
+  registerServiceWorker();
+  renderHeader();
+  window.addEventListener('hashchange', route);
+  window.addEventListener('online', updateNetBanner);
+  window.addEventListener('offline', updateNetBanner);
+  updateNetBanner();
+  onLangChange(() => {
+    document.getElementById('skip').textContent = t('common.skip');
+    route();
+  });
+  document.getElementById('skip').textContent = t('common.skip');
+  live.on('status', (status) => {
+    const el = document.getElementById('live-status');
+    if (!el || el.dataset.live === status) return;
+    el.dataset.live = status;
+    el.className = `pill pill-live-${status}`;
+    el.textContent = liveText(status);
+    el.hidden = status === 'idle' || !ctx.me;
+    if (status === 'down' || status === 'stale') announce(liveText(status));
+  });
+  onOutboxChange((sum) => {
+    const before = outboxState;
+    outboxState = sum;
+    const old = document.getElementById('sync-status');
+    const fresh = syncPill();
+    if (old && fresh) old.replaceWith(fresh);
+    else renderHeader();
+    if (sum.conflicts + sum.failed > before.conflicts + before.failed) toast(t('sync.conflictToast'), 'error');
+    if (sum.synced.length && !sum.pending && before.pending) announce(t('sync.pill.synced'));
+  });
+  onUnauthorized(() => {
+    if (!ctx.me) return;
+    ctx.me = null;
+    live.stop();
+    kv.del('me').catch(() => {});
+    toast(t('login.expired'), 'error');
+    route();
+  });
+  let me = null;
+  try {
+    me = await get('/api/auth/me');
+  } catch (err) {
+    if (err instanceof NetworkError) me = await kv.get('me').catch(() => null); // offline: the last user of this device
+  }
+  if (me) await signedIn(me, {boot: true});
+  else route();
+}
+
+boot();

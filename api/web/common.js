@@ -1,0 +1,180 @@
+// Pieces several pages share: chips for severity, priority and state; sensor values and their state
+// colour; the alarm table with acknowledge in place; names of equipment and people.
+
+import {ApiError, NetworkError, post} from './api.js';
+import {announce, h, toast} from './dom.js';
+import {fmtDateTime, fmtNum, fmtRel, has, pick, t} from './i18n.js';
+
+export const ACK_ROLES = ['operator', 'supervisor', 'admin'];
+export const MANAGER_ROLES = ['supervisor', 'admin'];
+export const STATE_KINDS = new Set(['leak', 'switch_position', 'run_status', 'run_command']);
+export const ANALOG_KINDS = ['pressure', 'differential_pressure', 'level', 'flow', 'current', 'temperature', 'voltage',
+  'vibration', 'battery'];
+const DIGITS = {pressure: 3, differential_pressure: 1, level: 2, flow: 1, current: 1, temperature: 1, voltage: 0,
+  vibration: 2, battery: 0, run_hours: 1, duty_select: 0};
+export const SEVERITY_RANK = {warning: 1, minor: 2, major: 3, critical: 4};
+export const OPEN_STATES = ['raised', 'assigned', 'in_progress', 'sent_back'];
+
+export function digitsFor(kind) { return DIGITS[kind] ?? 2; }
+
+export function chip(kind, value, text, extra = {}) {
+  return h('span', {class: ['chip', `${kind}-${value}`], ...extra}, text);
+}
+export const severityChip = (sev) => chip('sev', sev, t(`sev.${sev}`));
+export const priorityChip = (p) => chip('prio', p, t(`prio.${p}`));
+export const taskStateChip = (st) => chip('task', st, t(`task.${st}`), {'data-task-state': st});
+export const stateChip = (st) => chip('st', st, t(`sensor.${st}`));
+
+/** Words from the API (alarm types, task kinds) in the current language when known. */
+export function word(prefix, value) { return has(`${prefix}.${value}`) ? t(`${prefix}.${value}`) : String(value); }
+
+/** The value of a reading as text: state name for state sensors, number with unit otherwise. */
+export function valueText(info, reading) {
+  if (!reading) return {num: '—', unit: ''};
+  if (reading.state && (STATE_KINDS.has(info?.kind) || Object.keys(info?.states || {}).length)) {
+    return {num: word('state', reading.state), unit: ''};
+  }
+  const kind = info?.kind || reading.kind;
+  return {num: fmtNum(reading.value, digitsFor(kind)), unit: info?.unit ?? reading.unit ?? ''};
+}
+
+/**
+ * ok / warning / alarm / stale for a sensor: stale first (a value that cannot be trusted), then the worst
+ * active alarm on the sensor, then what the value says by itself (wet, switch not in AUTO, out of range).
+ */
+export function sensorState(info, reading, alarmsBySensor, stale) {
+  if (!reading || stale) return 'stale';
+  const alarm = alarmsBySensor.get(info.id);
+  if (alarm) return SEVERITY_RANK[alarm.severity] >= SEVERITY_RANK.major ? 'alarm' : 'warning';
+  if (info.kind === 'leak' && reading.state === 'WET') return 'alarm';
+  if (info.kind === 'switch_position' && reading.state && reading.state !== 'AUTO') return 'warning';
+  if (reading.quality === 'out_of_range') return 'warning';
+  return 'ok';
+}
+
+/** Active alarms by sensor, the worst one kept. */
+export function worstBySensor(alarms) {
+  const map = new Map();
+  for (const a of alarms) {
+    if (!a.sensor || a.state !== 'active') continue;
+    const before = map.get(a.sensor);
+    if (!before || SEVERITY_RANK[a.severity] > SEVERITY_RANK[before.severity]) map.set(a.sensor, a);
+  }
+  return map;
+}
+
+export function equipmentName(ctx, id) {
+  if (!id) return '';
+  const item = ctx.equipment.get(id);
+  if (item) return pick(item.name);
+  const room = ctx.rooms.get(id);
+  if (room) return pick(room.name);
+  const sensor = ctx.sensors.get(id);
+  if (sensor && sensor.name) return pick(sensor.name);
+  return id;
+}
+
+export function roomName(ctx, id) {
+  const room = ctx.rooms.get(id);
+  return room ? pick(room.name) : (id || '');
+}
+
+export function sensorName(ctx, id) {
+  const info = ctx.sensors.get(id);
+  return info && info.name ? pick(info.name) : id;
+}
+
+export function personName(ctx, id) {
+  if (id === null || id === undefined) return '';
+  if (ctx.me && id === ctx.me.id) return t('people.you');
+  return t('people.user', {id});
+}
+
+export function errorText(err) {
+  if (err instanceof NetworkError) return t('err.network');
+  if (err instanceof ApiError) {
+    if (err.status === 409) return t('err.conflict', {current: word('task', err.problem.current || '?'), detail: err.message});
+    if (err.status === 403) return t('err.forbidden', {detail: err.message});
+    return t('err.http', {status: err.status, detail: err.message});
+  }
+  return String(err && err.message || err);
+}
+
+/** The alarms as a table; unacknowledged ones get an acknowledge button for those who may. */
+export function alarmTable(ctx, alarms, {caption, onChange, showRoom = true} = {}) {
+  const canAck = ctx.can(...ACK_ROLES);
+  const table = h('table', {class: 'alarms'},
+    caption ? h('caption', {}, caption) : null,
+    h('thead', {}, h('tr', {},
+      h('th', {scope: 'col'}, t('alarm.severity')),
+      h('th', {scope: 'col'}, t('alarm.message')),
+      showRoom ? h('th', {scope: 'col'}, t('alarm.room')) : null,
+      h('th', {scope: 'col'}, t('alarm.asset')),
+      h('th', {scope: 'col'}, t('alarm.since')),
+      h('th', {scope: 'col'}, t('alarm.ack')))));
+  const body = h('tbody');
+  if (!alarms.length) {
+    body.append(h('tr', {}, h('td', {colspan: showRoom ? 6 : 5, class: 'empty'}, t('alarm.none'))));
+  }
+  for (const a of alarms) body.append(alarmRow(ctx, a, canAck, showRoom, onChange));
+  table.append(body);
+  return table;
+}
+
+function alarmRow(ctx, a, canAck, showRoom, onChange) {
+  const started = new Date(a.started_at);
+  const age = h('time', {datetime: a.started_at, title: fmtDateTime(started), class: 'age', 'data-since': a.started_at},
+    fmtRel(started));
+  const ackCell = h('td', {class: 'ack'});
+  const fillAck = (alarm) => {
+    if (alarm.acknowledged_at) {
+      ackCell.replaceChildren(h('span', {class: 'acked'}, t('alarm.acked', {who: personName(ctx, alarm.acknowledged_by),
+        at: fmtDateTime(alarm.acknowledged_at, true)})));
+    } else if (canAck) {
+      const button = h('button', {type: 'button', class: 'btn btn-ack', 'data-ack': alarm.id,
+        'aria-label': t('alarm.ackLabel', {msg: pick(alarm, 'message')})}, t('alarm.ackButton'));
+      button.addEventListener('click', async () => {
+        button.disabled = true;
+        try {
+          const updated = await post(`/api/alarms/${alarm.id}/ack`);
+          Object.assign(a, updated);
+          fillAck(updated);
+          announce(t('alarm.ackDone'));
+          if (onChange) onChange(updated);
+        } catch (err) {
+          button.disabled = false;
+          toast(errorText(err), 'error');
+        }
+      });
+      ackCell.replaceChildren(button);
+    } else {
+      ackCell.replaceChildren(h('span', {class: 'unacked'}, t('alarm.unacked')));
+    }
+  };
+  fillAck(a);
+  const state = a.state === 'active' ? null : h('span', {class: 'cleared'}, ` · ${t('alarm.cleared')}`);
+  const kind = a.sensor ? ctx.sensors.get(a.sensor)?.kind : undefined;
+  const value = a.last_value !== null && a.last_value !== undefined && kind && !STATE_KINDS.has(kind)
+    ? h('span', {class: 'muted'}, ` (${fmtNum(a.last_value, digitsFor(ctx.sensors.get(a.sensor)?.kind))} ${ctx.sensors.get(a.sensor)?.unit || ''})`)
+    : null;
+  return h('tr', {class: ['alarm', `sev-row-${a.severity}`, a.acknowledged_at ? 'is-acked' : 'is-unacked'],
+    'data-alarm-id': a.id, 'data-alarm-type': a.alarm_type, 'data-asset': a.asset},
+  h('td', {}, severityChip(a.severity)),
+  h('td', {}, pick(a, 'message'), value, state,
+    a.repeat_count ? h('span', {class: 'muted'}, ` · ${t('alarm.repeat', {n: a.repeat_count})}`) : null),
+  showRoom ? h('td', {}, roomName(ctx, a.room)) : null,
+  h('td', {}, equipmentName(ctx, a.asset)),
+  h('td', {}, age),
+  ackCell);
+}
+
+/** Refresh the "5 minutes ago" texts below `root`. */
+export function refreshAges(root) {
+  for (const el of root.querySelectorAll('[data-since]')) el.textContent = fmtRel(new Date(el.dataset.since));
+}
+
+export function loading() { return h('p', {class: 'loading', role: 'status'}, t('common.loading')); }
+
+export function pageHeader(title, ...extra) {
+  return h('div', {class: 'page-head'}, h('h1', {tabindex: '-1', id: 'page-title'}, title), ...extra);
+}
