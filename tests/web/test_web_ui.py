@@ -502,7 +502,13 @@ def test_a_technician_completes_a_task_offline_and_sees_it_sync_and_conflicts(
     page.goto(f"{demo.url}/#/tasks")
     expect(page.locator(f'.task-card[data-task-id="{task_id}"]')).to_be_visible()
     expect(page.locator(f'.task-card[data-task-id="{other_id}"]')).to_be_visible()
-    page.wait_for_function("navigator.serviceWorker.controller !== null")  # the app shell is kept
+    controlled = False  # the service worker keeps the app shell (polled: the page's CSP forbids eval)
+    for _ in range(100):
+        controlled = bool(page.evaluate("navigator.serviceWorker.controller !== null"))
+        if controlled:
+            break
+        page.wait_for_timeout(100)
+    assert controlled
     page.click(f'.task-card[data-task-id="{task_id}"] a')
     page.click("[data-action=start]")
     detail = page.locator(".task-detail")
