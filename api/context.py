@@ -10,6 +10,7 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry
 
 from api.alarms import AlarmService
+from api.approvals import ApprovalService
 from api.auth import AuthService
 from api.reports import MonthlyReport
 from api.tasks import TaskService
@@ -43,4 +44,5 @@ class ApiContext:
     health: dict[str, HealthCheck] = field(default_factory=dict)
     max_upload_bytes: int = 10 * 1024 * 1024
     reports: MonthlyReport | None = None
+    approvals: ApprovalService | None = None
     shutdown: asyncio.Event = field(default_factory=asyncio.Event)  # set when the server stops

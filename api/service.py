@@ -19,6 +19,7 @@ from sqlalchemy import text
 
 from api.alarms import AlarmService
 from api.app import create_app
+from api.approvals import ApprovalService
 from api.auth import AuthService
 from api.context import ApiContext
 from api.db import make_engine, session_factory, upgrade
@@ -97,7 +98,8 @@ class ApiService:
             alarms=AlarmService(sessions, clock, tasks), clock=clock,
             attachments_dir=cfg.attachments_dir or Path(state_dir) / "attachments",
             secure_cookies=cfg.secure_cookies, registries=[*registries, registry],
-            max_upload_bytes=cfg.max_upload_mb * 1024 * 1024, reports=MonthlyReport(sessions, tasks.sla))
+            max_upload_bytes=cfg.max_upload_mb * 1024 * 1024, reports=MonthlyReport(sessions, tasks.sla),
+            approvals=ApprovalService(sessions, clock, tasks))
         self.ctx.health["database"] = self._database_health
         self.app = create_app(self.ctx)
         self._events: asyncio.Queue[AlarmEvent] | None = None
@@ -136,6 +138,10 @@ class ApiService:
             try:
                 for escalation in await asyncio.to_thread(self.ctx.tasks.escalate):
                     log.warning("task escalation: %s", escalation)
+                if self.ctx.approvals is not None:
+                    expired = await asyncio.to_thread(self.ctx.approvals.expire)
+                    if expired:
+                        log.info("access requests expired: %s", expired)
             except Exception:
                 log.exception("SLA escalation check failed")
 

@@ -1,4 +1,4 @@
-"""The `pumpwatch` command: check-site, registers, simulate, collect, up, demo."""
+"""The `pumpwatch` command: check-site, registers, simulate, collect, serve, schedule, up, demo."""
 
 from __future__ import annotations
 
@@ -48,8 +48,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings.api.port = args.port
     options = StackOptions(
         simulate=simulate,
-        collect=args.command not in ("simulate", "serve"),
+        collect=args.command not in ("simulate", "serve", "schedule"),
         serve=args.command in ("serve", "up", "demo"),
+        schedule=args.command in ("schedule", "up", "demo"),
         speed=args.speed if simulate else 1.0,
         seed=args.seed if simulate else 1,
         scenarios=tuple(args.scenario) if simulate else (),
@@ -102,6 +103,7 @@ def _parser(settings: Settings) -> argparse.ArgumentParser:
                 ("demo", "simulators and every service on embedded defaults"),
                 ("collect", "the collector alone: Modbus and MQTT into the series store"),
                 ("serve", "the API and web UI alone (alarm events from the broker)"),
+                ("schedule", "the inspection scheduler alone: plans into tasks, duty rotation"),
                 ("up", "every service (no simulators), against the configured broker and stores"))
     for name, text in commands:
         p = sub.add_parser(name, help=text)

@@ -17,6 +17,7 @@ from pydantic import Field, field_validator, model_validator
 
 from pumpwatch.alarm_config import AlarmDefaults, Comparison, RuleSpec, SensorAlarms, Severity, Threshold
 from pumpwatch.model_base import Identifier, Model, Text
+from pumpwatch.plans import PlanSettings
 
 __all__ = ["Comparison", "Identifier", "Model", "Severity", "Text", "Threshold"]
 
@@ -459,6 +460,7 @@ class Site(Model):
     modbus: tuple[ModbusDevice, ...] = ()
     mqtt: tuple[MqttMapping, ...] = ()
     rules: tuple[RuleSpec, ...] = ()
+    plans: PlanSettings = PlanSettings()
 
     def iter_sensors(self) -> Iterator[tuple[Room, EquipmentBase | None, Sensor]]:
         """Every sensor with its room and equipment (None for room-level sensors)."""

@@ -6,7 +6,8 @@ from collections import Counter
 from dataclasses import dataclass
 
 from pumpwatch.alarm_config import Condition
-from pumpwatch.site import Pump, Site, Table
+from pumpwatch.plans import RunHours, Scope
+from pumpwatch.site import Pump, PumpKind, Sensor, SensorKind, Site, Table
 
 Path = tuple[str | int, ...]
 
@@ -27,7 +28,85 @@ def check_references(site: Site) -> list[Problem]:
     problems += _modbus(site)
     problems += _mqtt(site)
     problems += _rules(site)
+    problems += _plans(site)
     return problems
+
+
+_EQUIPMENT_TYPES = ("pump", "tank", "pressure_tank", "header", "sump", "cabinet", "filter")
+
+
+def _plans(site: Site) -> list[Problem]:
+    """Plan references: rooms, pumps, duty groups, sensors and kinds the plans name must exist."""
+    out: list[Problem] = []
+    sensors = {s.id: s for _r, _e, s in site.iter_sensors()}
+    rooms = {room.id for room in site.rooms}
+    pumps = {eq.id for room in site.rooms for eq in room.equipment if isinstance(eq, Pump)}
+    groups = {g.id for room in site.rooms for g in room.duty_groups}
+    writable = {p.sensor for d in site.modbus for p in d.points if p.writable}
+    effective = {plan.id: plan for plan in site.plans.effective()}
+    for i, given in enumerate(site.plans.plans):
+        base: Path = ("plans", "plans", i)
+        plan = effective.get(given.id, given)
+        for j, room_id in enumerate(given.rooms):
+            if room_id not in rooms:
+                out.append(Problem((*base, "rooms", j), f"unknown room {room_id!r}"))
+        for j, kind in enumerate(given.pump_kinds):
+            if kind not in {k.value for k in PumpKind}:
+                out.append(Problem((*base, "pump_kinds", j), f"unknown pump kind {kind!r}"))
+        if given.assets and plan.scope not in (Scope.PUMP, Scope.DUTY_GROUP):
+            out.append(Problem((*base, "assets"), "assets name pumps or duty groups: use scope pump or "
+                                                  "duty_group (rooms: use 'rooms')"))
+        known = pumps if plan.scope is Scope.PUMP else groups
+        what = "pump" if plan.scope is Scope.PUMP else "duty group"
+        for j, asset in enumerate(given.assets):
+            if plan.scope in (Scope.PUMP, Scope.DUTY_GROUP) and asset not in known:
+                out.append(Problem((*base, "assets", j), f"unknown {what} {asset!r}"))
+        for k, item in enumerate(given.checklist):
+            path: Path = (*base, "checklist", k)
+            if item.sensor_kind is not None and item.sensor_kind not in {x.value for x in SensorKind}:
+                out.append(Problem((*path, "sensor_kind"), f"unknown sensor kind {item.sensor_kind!r}"))
+            if item.equipment_type is not None and item.equipment_type not in _EQUIPMENT_TYPES:
+                out.append(Problem((*path, "equipment_type"),
+                                   f"unknown equipment type {item.equipment_type!r} "
+                                   f"(one of {', '.join(_EQUIPMENT_TYPES)})"))
+            for m, sensor_id in enumerate(item.sensors):
+                if sensor_id not in sensors:
+                    out.append(Problem((*path, "sensors", m), f"unknown sensor {sensor_id!r}"))
+        if isinstance(given.schedule, RunHours):
+            for pump_id, sensor_id in given.schedule.sensors.items():
+                path = (*base, "schedule", "sensors", pump_id)
+                if pump_id not in pumps:
+                    out.append(Problem(path, f"unknown pump {pump_id!r}"))
+                out += _sensor_of_kind(sensors, sensor_id, SensorKind.RUN_HOURS, path)
+        both = {s.date for s in given.skip} & {r.date for r in given.reschedule}
+        for day in sorted(both):
+            out.append(Problem((*base, "reschedule"), f"{day} is both skipped and rescheduled"))
+    rotation = site.plans.rotation
+    for group_id, sensor_id in rotation.duty_select.items():
+        path = ("plans", "rotation", "duty_select", group_id)
+        if group_id not in groups:
+            out.append(Problem(path, f"unknown duty group {group_id!r}"))
+        found = _sensor_of_kind(sensors, sensor_id, SensorKind.DUTY_SELECT, path)
+        out += found
+        if not found and sensor_id not in writable:
+            out.append(Problem(path, f"sensor {sensor_id!r} has no writable Modbus point "
+                                     "(set writable: true on a coil or holding register)"))
+    for group_id, sensor_id in rotation.pressure.items():
+        path = ("plans", "rotation", "pressure", group_id)
+        if group_id not in groups:
+            out.append(Problem(path, f"unknown duty group {group_id!r}"))
+        out += _sensor_of_kind(sensors, sensor_id, SensorKind.PRESSURE, path)
+    return out
+
+
+def _sensor_of_kind(sensors: dict[str, Sensor], sensor_id: str, kind: SensorKind,
+                    path: Path) -> list[Problem]:
+    sensor = sensors.get(sensor_id)
+    if sensor is None:
+        return [Problem(path, f"unknown sensor {sensor_id!r}")]
+    if sensor.kind is not kind:
+        return [Problem(path, f"sensor {sensor_id!r} is a {sensor.kind.value} sensor, not {kind.value}")]
+    return []
 
 
 def _rules(site: Site) -> list[Problem]:

@@ -1,10 +1,11 @@
-"""Which roles run in this process: `collect` (collector), `up` (all services), `demo` (+ simulators)."""
+"""Which roles run in this process: `collect`, `serve`, `schedule`, `up` (all), `demo` (+ simulators)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import socket
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -17,6 +18,7 @@ from pumpwatch.site import Site
 if TYPE_CHECKING:
     from api.service import ApiService
     from collector.service import CollectorService
+    from inspection.scheduler import InspectionScheduler
     from simulators.simulation import Simulation
 
 
@@ -33,6 +35,7 @@ class StackOptions:
     status_every: float = 10.0
     demo: bool = False
     serve: bool = False
+    schedule: bool = False
 
 
 @contextlib.asynccontextmanager
@@ -73,11 +76,17 @@ async def run_stack(site: Site, settings: Settings, options: StackOptions) -> in
         if options.collect:
             from collector.service import CollectorService
 
-            collector = CollectorService(site, settings, clock, broker)
+            collector = CollectorService(site, settings, clock, broker, publish_live=not options.serve)
         api = None
         if options.serve:
             api = await _start_api(site, settings, clock, broker, collector, options, stack)
+        scheduler = None
+        if options.schedule:
+            scheduler = await _start_scheduler(site, settings, clock, broker, collector, api, options, stack)
         print(_banner(site, settings, broker, embedded, options, sim, collector), flush=True)
+        if scheduler is not None:
+            print(f"Inspection scheduler: {len(scheduler.plans)} plans, state in "
+                  f"{scheduler.engine.url.render_as_string(hide_password=True)}", flush=True)
         async with asyncio.TaskGroup() as tasks:
             if sim is not None:
                 tasks.create_task(sim.run(), name="simulation")
@@ -86,8 +95,59 @@ async def run_stack(site: Site, settings: Settings, options: StackOptions) -> in
             if api is not None:
                 tasks.create_task(api.run(), name="api")
                 tasks.create_task(_announce_api(api, options), name="api-banner")
+            if scheduler is not None:
+                tasks.create_task(scheduler.run(), name="scheduler")
             tasks.create_task(_print_status(sim, collector, options.status_every), name="status")
     return 0
+
+
+async def _start_scheduler(site: Site, settings: Settings, clock: Clock, broker: BrokerAddress,
+                           collector: CollectorService | None, api: ApiService | None, options: StackOptions,
+                           stack: contextlib.AsyncExitStack) -> InspectionScheduler:
+    """The scheduler on the API's database (or its own), fed and commanding through the collector if here."""
+    from api.db import make_engine, session_factory, upgrade
+    from api.tasks import TaskService
+    from collector.alarm_publisher import AlarmPublisher
+    from collector.service import make_store
+    from inspection.scheduler import InspectionScheduler, LatestReadings
+    from pumpwatch.alarm_events import AlarmEvent
+    from pumpwatch.catalog import SensorCatalog
+
+    if api is not None:
+        engine, tasks = api.engine, api.ctx.tasks
+    else:
+        url = settings.api.database_url or f"sqlite:///{settings.collector.state_dir / 'pumpwatch.db'}"
+        engine = make_engine(url)
+        stack.callback(engine.dispose)
+        await asyncio.to_thread(upgrade, engine)
+        tasks = TaskService(session_factory(engine), clock)
+    # A failed rotation is an alarm event: the API's alarm service makes the alarm and its task.
+    listeners: list[Callable[[AlarmEvent], None]] = []
+    if api is not None:
+        listeners.append(api.accept_event)
+    elif collector is not None and collector.parts.alarm_publisher is not None:
+        listeners.append(collector.parts.alarm_publisher)
+    else:
+        publisher = AlarmPublisher(broker, f"{settings.collector.client_id}-scheduler")
+        publisher.start()
+        stack.callback(publisher.stop)
+        listeners.append(publisher)
+    if collector is not None:
+        listeners.append(collector.parts.alarm_bus.publish)
+    latest: LatestReadings | None = None
+    if collector is None:  # no readings in this process: poll the series store the collector writes
+        store = make_store(settings, SensorCatalog(site))
+        await store.start()
+        stack.push_async_callback(store.close)
+        latest = store.latest
+    scheduler = InspectionScheduler(
+        site, session_factory(engine), tasks, clock, engine=engine,
+        command=collector.parts.modbus.write if collector is not None else None,
+        listeners=listeners, latest=latest, failure_tasks=False,
+        timer="apscheduler" if options.speed == 1.0 else "clock")
+    if collector is not None:
+        collector.parts.pipeline.hooks.append(scheduler.on_readings)
+    return scheduler
 
 
 async def _start_api(site: Site, settings: Settings, clock: Clock, broker: BrokerAddress,
@@ -117,6 +177,7 @@ async def _build_api(site: Site, settings: Settings, clock: Clock, broker: Broke
     from pumpwatch.alarm_events import AlarmEvent
     from pumpwatch.bus import LiveBus
     from pumpwatch.catalog import SensorCatalog
+    from pumpwatch.readings import Reading
 
     if collector is not None:
         parts = collector.parts
@@ -128,8 +189,10 @@ async def _build_api(site: Site, settings: Settings, clock: Clock, broker: Broke
     await store.start()
     stack.push_async_callback(store.close)
     alarm_bus: LiveBus[AlarmEvent] = LiveBus()
-    api = ApiService(site, settings, clock, store, LiveBus(), alarm_bus)
-    feed = AlarmFeed(broker, f"{settings.collector.client_id}-api", [api.accept_event, alarm_bus.publish])
+    readings_bus: LiveBus[Sequence[Reading]] = LiveBus()
+    api = ApiService(site, settings, clock, store, readings_bus, alarm_bus)
+    feed = AlarmFeed(broker, f"{settings.collector.client_id}-api-{socket.gethostname()}-{settings.api.port}",
+                     [api.accept_event, alarm_bus.publish], on_readings=readings_bus.publish)
     feed.start(asyncio.get_running_loop())
     stack.callback(feed.stop)
     return api

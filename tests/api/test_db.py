@@ -13,7 +13,8 @@ from sqlalchemy.exc import IntegrityError, StatementError
 from api.db import DEFAULT_URL, current_revision, database_url, make_engine, session_factory, upgrade
 from api.models import Alarm, AuditLog, Base, TaskAssignee, utc_from_epoch
 
-TABLES = {"users", "deputies", "api_tokens", "alarms", "tasks", "task_assignees", "attachments", "audit_log"}
+TABLES = {"users", "deputies", "api_tokens", "alarms", "tasks", "task_assignees", "attachments", "audit_log",
+          "access_requests", "change_requests"}
 
 
 def _tables(engine: Engine) -> set[str]:
@@ -45,11 +46,11 @@ def test_upgrade_creates_every_table_and_a_second_upgrade_changes_nothing(empty_
         assert current_revision(engine) is None
         upgrade(empty_db_url)
         assert _tables(engine) == TABLES
-        assert current_revision(engine) == "0001"
+        assert current_revision(engine) == "0003"
         upgrade(engine)  # the engine form, on an up-to-date database
         assert _tables(engine) == TABLES
         with engine.connect() as conn:
-            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["0001"]
+            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["0003"]
     finally:
         engine.dispose()
 

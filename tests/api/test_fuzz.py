@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 
 from api.alarms import AlarmService
 from api.app import create_app
+from api.approvals import ApprovalService
 from api.auth import AuthService
 from api.context import ApiContext
 from api.db import make_engine, session_factory, upgrade
@@ -55,7 +56,8 @@ def fuzz_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, di
     store = EmbeddedStore(tmp / "series.db")
     ctx = ApiContext(site=site, catalog=SensorCatalog(site), store=store, readings=LiveBus(),
                      alarm_events=LiveBus(), auth=auth, tasks=tasks, alarms=alarms, clock=clock,
-                     attachments_dir=tmp / "files", reports=MonthlyReport(sessions))
+                     attachments_dir=tmp / "files", reports=MonthlyReport(sessions),
+                     approvals=ApprovalService(sessions, clock, tasks))
     token = auth.issue_token(admin).token
     yield create_app(ctx), {"Authorization": f"Bearer {token}"}
     ARTIFACTS.mkdir(exist_ok=True)

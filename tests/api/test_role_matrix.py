@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +19,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api.alarms import AlarmService
 from api.app import create_app
+from api.approvals import ApprovalService
 from api.auth import AuthService
 from api.context import ApiContext
+from api.models import utc_from_epoch
 from api.reports import MonthlyReport
 from api.tasks import TaskService
 from api.vocab import Role, TaskKind
@@ -43,6 +45,7 @@ class Api:
     headers: dict[str, dict[str, str]]
     alarms: AlarmService
     tasks: TaskService
+    approvals: ApprovalService
     people: People
     clock: FakeClock
     serial: int = 0
@@ -59,6 +62,25 @@ class Api:
         alarm = self.alarms.apply(event)
         assert alarm is not None
         return alarm.id
+
+    def visit(self) -> dict[str, Any]:
+        """An access request body for a visit tomorrow, escorted by the technician."""
+        start = utc_from_epoch(self.clock.now()) + timedelta(days=1)
+        return {"visitor": "Li Wei", "purpose": "meter reading", "room": "dom",
+                "window_start": start.isoformat(), "window_end": (start + timedelta(hours=2)).isoformat(),
+                "escort_id": self.people.technician.id}
+
+    def new_visit(self) -> int:
+        """A fresh pending access request."""
+        body = self.visit()
+        row = self.approvals.request_access(self.people.operator, body["visitor"], body["purpose"], "dom",
+                                            datetime.fromisoformat(body["window_start"]),
+                                            datetime.fromisoformat(body["window_end"]), body["escort_id"])
+        return row.id
+
+    def new_change(self) -> int:
+        """A fresh pending change request."""
+        return self.approvals.request_change(self.people.technician, "Rewire", "Move the panel").id
 
     def new_task(self, state: str = "raised") -> int:
         """A fresh fault task, moved to `state` (raised, assigned, in_progress, done)."""
@@ -81,7 +103,8 @@ async def api(tmp_path: Path, sessions: sessionmaker[Session], clock: FakeClock,
     await store.start()
     ctx = ApiContext(site=site, catalog=SensorCatalog(site), store=store, readings=LiveBus(),
                      alarm_events=LiveBus(), auth=auth, tasks=tasks, alarms=alarms, clock=clock,
-                     attachments_dir=tmp_path / "files", reports=MonthlyReport(sessions))
+                     attachments_dir=tmp_path / "files", reports=MonthlyReport(sessions),
+                     approvals=ApprovalService(sessions, clock, tasks))
     # The deputy is a technician standing in for the absent supervisor.
     deputy = auth.create_user("dave", "correct horse battery", ["technician"], display_name="Dave")
     auth.add_deputy(people.supervisor.id, deputy.id, Role.SUPERVISOR, ctx.auth.now() - timedelta(hours=1),
@@ -92,7 +115,8 @@ async def api(tmp_path: Path, sessions: sessionmaker[Session], clock: FakeClock,
                for role, user in users.items()}
     transport = httpx.ASGITransport(app=create_app(ctx))
     async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
-        yield Api(client, headers, alarms, tasks, people, clock)
+        assert ctx.approvals is not None
+        yield Api(client, headers, alarms, tasks, ctx.approvals, people, clock)
     await store.close()
 
 
@@ -125,6 +149,15 @@ CASES: list[tuple[str, Call, set[str]]] = [
      {"supervisor", "admin", "deputy"}),
     ("add a note", lambda a: ("POST", f"/api/tasks/{a.new_task()}/notes", {"text": "seen it"}), EVERYONE),
     ("list users", lambda a: ("GET", "/api/users", None), {"admin"}),
+    ("request access", lambda a: ("POST", "/api/access-requests", a.visit()), EVERYONE),
+    ("approve access", lambda a: ("POST", f"/api/access-requests/{a.new_visit()}/approve", None),
+     {"supervisor", "director", "deputy"}),
+    ("reject access", lambda a: ("POST", f"/api/access-requests/{a.new_visit()}/reject", {"reason": "no"}),
+     {"supervisor", "director", "deputy"}),
+    ("request a change", lambda a: ("POST", "/api/change-requests", {"title": "t", "description": "d"}),
+     EVERYONE),
+    ("approve a change", lambda a: ("POST", f"/api/change-requests/{a.new_change()}/approve", None),
+     {"supervisor", "admin", "deputy"}),
     ("monthly report", lambda a: ("GET", "/api/reports/monthly/2026-01", None),
      {"supervisor", "director", "admin", "deputy"}),
     ("create a user", lambda a: ("POST", "/api/users", {

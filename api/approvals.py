@@ -1,0 +1,267 @@
+"""Approvals the regulation asks for.
+
+Access requests: a non-staff person enters a pump room only with the approval of BOTH the engineering
+supervisor and the management-office director (either order, deputies allowed, two different people),
+escorted by a named member of staff; entry and exit are logged; requests whose window passes expire.
+
+Change requests: no change to wiring or equipment without the supervisor's consent; the work task
+is created only when the change is approved.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from api import audit
+from api.approval_models import AccessRequest, ChangeRequest
+from api.errors import Conflict, Forbidden, InvalidInput, NotFound
+from api.models import User, utc_from_epoch
+from api.roles import has_role, holds_role, require_any_role
+from api.tasks import TaskService
+from api.vocab import Priority, Role, TaskKind
+from pumpwatch.clock import Clock
+from pumpwatch.site import Text
+
+MAX_WINDOW = timedelta(days=31)
+_STAFF = (Role.OPERATOR, Role.TECHNICIAN, Role.SUPERVISOR, Role.DIRECTOR, Role.ADMIN)
+_GATEKEEPERS = (Role.TECHNICIAN, Role.SUPERVISOR, Role.ADMIN)  # who logs entry and exit besides the escort
+
+
+class ApprovalService:
+    """Access and change requests, every step audited."""
+
+    def __init__(self, sessions: sessionmaker[Session], clock: Clock, tasks: TaskService) -> None:
+        self._sessions = sessions
+        self._clock = clock
+        self._tasks = tasks
+
+    def now(self) -> datetime:
+        """The injected clock as an aware UTC datetime."""
+        return utc_from_epoch(self._clock.now())
+
+    # --- access requests ---------------------------------------------------------------------------
+
+    def request_access(self, user: User, visitor: str, purpose: str, room: str, window_start: datetime,
+                       window_end: datetime, escort_id: int,
+                       organisation: str | None = None) -> AccessRequest:
+        """File a request (any staff member); the escort must be staff."""
+        if window_end <= window_start:
+            raise InvalidInput("the visit must end after it starts")
+        if window_end - window_start > MAX_WINDOW:
+            raise InvalidInput("a visit window is at most 31 days")
+        if not visitor.strip() or not purpose.strip():
+            raise InvalidInput("name the visitor and the purpose")
+        now = self.now()
+        if window_end <= now:
+            raise InvalidInput("the visit window is already over")
+        with self._sessions.begin() as session:
+            actor = _user(session, user.id)
+            require_any_role(session, actor, _STAFF, now, "requesting pump-room access")
+            escort = session.get(User, escort_id)
+            if escort is None or not any(has_role(session, escort, r, now) for r in _STAFF):
+                raise InvalidInput(f"user {escort_id} cannot escort: not an active member of staff")
+            row = AccessRequest(visitor=visitor.strip(), organisation=(organisation or "").strip() or None,
+                                purpose=purpose.strip(), room=room, window_start=window_start,
+                                window_end=window_end, escort_id=escort.id, requested_by=actor.id,
+                                state="pending", created_at=now, updated_at=now)
+            session.add(row)
+            session.flush()
+            audit.record(session, audit.actor_id(actor), "access_request", row.id, "requested", None,
+                         audit.snapshot(row), now)
+            return row
+
+    def approve_access(self, request_id: int, user: User) -> AccessRequest:
+        """Add the supervisor's or the director's approval (whichever this user may give and is missing)."""
+        def change(session: Session, row: AccessRequest, actor: User, now: datetime) -> str:
+            if row.state != "pending":
+                raise Conflict(f"the request is {row.state}, not pending")
+            if actor.id in (row.supervisor_approved_by, row.director_approved_by):
+                raise Forbidden("the two approvals must come from two different people")
+            slot = _approval_slot(session, row, actor, now)
+            if slot == "supervisor":
+                row.supervisor_approved_by, row.supervisor_approved_at = actor.id, now
+            elif slot == "director":
+                row.director_approved_by, row.director_approved_at = actor.id, now
+            elif any(has_role(session, actor, r, now) for r in (Role.SUPERVISOR, Role.DIRECTOR)):
+                raise Conflict("the approval this user can give is already there")
+            else:
+                raise Forbidden("access is approved by the engineering supervisor and the director")
+            if row.supervisor_approved_by is not None and row.director_approved_by is not None:
+                row.state = "approved"
+            return "approved"
+
+        return self._access(request_id, user, change)
+
+    def reject_access(self, request_id: int, user: User, reason: str) -> AccessRequest:
+        """Refuse a pending request (supervisor or director), with a reason."""
+        why = _required(reason, "a reason")
+
+        def change(session: Session, row: AccessRequest, actor: User, now: datetime) -> str:
+            require_any_role(session, actor, (Role.SUPERVISOR, Role.DIRECTOR), now, "rejecting access")
+            if row.state != "pending":
+                raise Conflict(f"the request is {row.state}, not pending")
+            row.state, row.decided_reason = "rejected", why
+            return "rejected"
+
+        return self._access(request_id, user, change)
+
+    def log_entry(self, request_id: int, user: User) -> AccessRequest:
+        """The visitor enters: only approved, inside the window, logged by the escort or a gatekeeper."""
+        def change(session: Session, row: AccessRequest, actor: User, now: datetime) -> str:
+            self._may_log(session, row, actor, now)
+            if row.state != "approved":
+                raise Conflict(f"entry needs an approved request; this one is {row.state}")
+            if row.entered_at is not None:
+                raise Conflict("the entry is logged already")
+            if not row.window_start <= now < row.window_end:
+                raise Conflict("outside the approved time window")
+            row.entered_at = now
+            return "entered"
+
+        return self._access(request_id, user, change)
+
+    def log_exit(self, request_id: int, user: User) -> AccessRequest:
+        """The visitor leaves; the request closes."""
+        def change(session: Session, row: AccessRequest, actor: User, now: datetime) -> str:
+            self._may_log(session, row, actor, now)
+            if row.entered_at is None or row.exited_at is not None:
+                raise Conflict("no entry to close")
+            row.exited_at, row.state = now, "closed"
+            return "exited"
+
+        return self._access(request_id, user, change)
+
+    def expire(self) -> list[int]:
+        """Close requests whose window has passed without an entry; returns their ids."""
+        now = self.now()
+        expired = []
+        with self._sessions.begin() as session:
+            rows = session.scalars(select(AccessRequest).where(
+                AccessRequest.state.in_(("pending", "approved")), AccessRequest.entered_at.is_(None),
+                AccessRequest.window_end <= now).with_for_update(skip_locked=True))
+            for row in rows:
+                before = audit.snapshot(row)
+                row.state, row.updated_at = "expired", now
+                audit.record(session, audit.SYSTEM, "access_request", row.id, "expired", before,
+                             audit.snapshot(row), now)
+                expired.append(row.id)
+        return expired
+
+    def list_access(self, state: str | None = None, room: str | None = None) -> list[AccessRequest]:
+        """Requests, newest first."""
+        query = select(AccessRequest).order_by(AccessRequest.id.desc()).limit(500)
+        if state is not None:
+            query = query.where(AccessRequest.state == state)
+        if room is not None:
+            query = query.where(AccessRequest.room == room)
+        with self._sessions() as session:
+            return list(session.scalars(query))
+
+    def _may_log(self, session: Session, row: AccessRequest, actor: User, now: datetime) -> None:
+        if actor.id != row.escort_id and not any(has_role(session, actor, r, now) for r in _GATEKEEPERS):
+            raise Forbidden("entry and exit are logged by the escort, a technician or the supervisor")
+
+    def _access(self, request_id: int, user: User,
+                change: Callable[[Session, AccessRequest, User, datetime], str]) -> AccessRequest:
+        now = self.now()
+        with self._sessions.begin() as session:
+            actor = _user(session, user.id)
+            row = session.get(AccessRequest, request_id, with_for_update=True)
+            if row is None:
+                raise NotFound("access request", request_id)
+            before = audit.snapshot(row)
+            action = change(session, row, actor, now)
+            row.updated_at = now
+            audit.record(session, audit.actor_id(actor), "access_request", row.id, action, before,
+                         audit.snapshot(row), now)
+            return row
+
+    # --- change requests ---------------------------------------------------------------------------
+
+    def request_change(self, user: User, title: str, description: str, room: str | None = None,
+                       asset: str | None = None) -> ChangeRequest:
+        """File a change to wiring or equipment (any staff member)."""
+        now = self.now()
+        with self._sessions.begin() as session:
+            actor = _user(session, user.id)
+            require_any_role(session, actor, _STAFF, now, "requesting a change")
+            row = ChangeRequest(title=_required(title, "a title"),
+                                description=_required(description, "a description"), room=room,
+                                asset=asset, requested_by=actor.id, state="pending", created_at=now,
+                                updated_at=now)
+            session.add(row)
+            session.flush()
+            audit.record(session, audit.actor_id(actor), "change_request", row.id, "requested", None,
+                         audit.snapshot(row), now)
+            return row
+
+    def decide_change(self, request_id: int, user: User, approve: bool,
+                      reason: str | None = None) -> ChangeRequest:
+        """The supervisor's decision; an approval creates the work task (kind `change`)."""
+        now = self.now()
+        with self._sessions.begin() as session:
+            actor = _user(session, user.id)
+            require_any_role(session, actor, (Role.SUPERVISOR, Role.ADMIN), now, "deciding a change request")
+            row = session.get(ChangeRequest, request_id, with_for_update=True)
+            if row is None:
+                raise NotFound("change request", request_id)
+            if row.state != "pending":
+                raise Conflict(f"the request is {row.state}, not pending")
+            if not approve and not (reason or "").strip():
+                raise InvalidInput("say why the change is refused")
+            before = audit.snapshot(row)
+            row.state = "approved" if approve else "rejected"
+            row.decided_by, row.decided_at, row.decided_reason = actor.id, now, (reason or "").strip() or None
+            row.updated_at = now
+            audit.record(session, audit.actor_id(actor), "change_request", row.id, row.state, before,
+                         audit.snapshot(row), now)
+        if approve:
+            task = self._tasks.create_task(actor, Text(zh=f"变更:{row.title}", en=f"Change: {row.title}"),
+                                           TaskKind.CHANGE, Priority.NORMAL, row.asset, row.room,
+                                           row.description)
+            with self._sessions.begin() as session:
+                stored = session.get(ChangeRequest, request_id)
+                assert stored is not None
+                stored.task_id = task.id
+                row = stored
+        return row
+
+    def list_changes(self, state: str | None = None) -> list[ChangeRequest]:
+        """Change requests, newest first."""
+        query = select(ChangeRequest).order_by(ChangeRequest.id.desc()).limit(500)
+        if state is not None:
+            query = query.where(ChangeRequest.state == state)
+        with self._sessions() as session:
+            return list(session.scalars(query))
+
+
+def _approval_slot(session: Session, row: AccessRequest, actor: User, now: datetime) -> str | None:
+    """Which missing approval this user gives: a role held in person first, then one held as deputy."""
+    open_slots = [(role, name) for role, name, taken in (
+        (Role.SUPERVISOR, "supervisor", row.supervisor_approved_by),
+        (Role.DIRECTOR, "director", row.director_approved_by)) if taken is None]
+    for role, name in open_slots:
+        if holds_role(actor, role):
+            return name
+    for role, name in open_slots:
+        if has_role(session, actor, role, now):
+            return name
+    return None
+
+
+def _user(session: Session, user_id: int) -> User:
+    user = session.get(User, user_id)
+    if user is None or not user.active:
+        raise Forbidden("an inactive or unknown user cannot act")
+    return user
+
+
+def _required(text: str | None, what: str) -> str:
+    value = (text or "").strip()
+    if not value:
+        raise InvalidInput(f"give {what}")
+    return value

@@ -1,0 +1,395 @@
+"""InspectionScheduler: every plan occurrence becomes exactly one task, on time or (after a downtime) late.
+
+The core is `catch_up(now)`: it creates the task of every occurrence that has opened since the last
+catch-up (after a restart: within `catch_up_days`, and never before that plan first applied to that
+target, as the audit trail records), keyed "<plan>:<occurrence key>", so calling it again, after a
+crash or from a second process changes nothing.
+The timer only calls it: a loop on the injected clock (tests, simulations), or APScheduler 3 with its jobs
+in the state database for a process on the wall clock. One process leads (`LeaderLock`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal, TypeVar
+
+from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from api import audit
+from api.models import AuditLog, JsonDict, Task, utc_from_epoch
+from api.task_flow import ChecklistItem
+from api.tasks import TaskService, task_snapshot
+from api.vocab import Priority, TaskKind
+from inspection.calendar import (
+    Occurrence,
+    Target,
+    occurrences,
+    plan_targets,
+    run_hours_occurrence,
+    run_hours_sensor,
+    zone_of,
+)
+from inspection.leader import LeaderLock
+from inspection.rotation import Command, DutyRotation, EventListener, RotationChoice
+from pumpwatch.clock import Clock
+from pumpwatch.plans import CALENDAR_SCHEDULES, ChecklistEntry, ItemType, Plan, RunHours
+from pumpwatch.readings import Reading
+from pumpwatch.site import Site, Text
+
+log = logging.getLogger(__name__)
+
+LatestReadings = Callable[[Sequence[str]], Awaitable[dict[str, Reading]]]
+Timer = Literal["clock", "apscheduler"]
+JOB_TABLE = "inspection_timer_jobs"  # APScheduler's job store in the state database
+POLL_WHILE_VERIFYING = 5.0  # seconds between reading polls while a rotation is being verified
+_EPSILON = 0.001  # wake a hair after an occurrence opens, never a hair before
+_KEY_CHUNK = 500
+_T = TypeVar("_T")
+
+# APScheduler's stored jobs name their scheduler: a pickled job cannot hold the object itself.
+_RUNNING: dict[str, InspectionScheduler] = {}
+
+
+async def timer_fired(name: str) -> None:
+    """APScheduler job: one tick of this process's scheduler called `name`, then book the next wake-up."""
+    scheduler = _RUNNING.get(name)
+    if scheduler is not None:
+        await scheduler.timer_tick()
+
+
+@dataclass(frozen=True, slots=True)
+class Scheduled:
+    """A task the scheduler created for an occurrence."""
+
+    occurrence: Occurrence
+    task_id: int
+    late: bool
+
+
+class InspectionScheduler:
+    """Turns the site's plans into tasks, runs duty rotation, and keeps one leader among replicas."""
+
+    def __init__(self, site: Site, sessions: sessionmaker[Session], tasks: TaskService, clock: Clock, *,
+                 command: Command | None = None, rotation: DutyRotation | None = None,
+                 listeners: Sequence[EventListener] = (), latest: LatestReadings | None = None,
+                 tick: float = 60.0, timer: Timer = "clock", offload: bool = True,
+                 name: str = "pumpwatch-inspection", engine: Engine | None = None,
+                 failure_tasks: bool = True) -> None:
+        self.site = site
+        self.clock = clock
+        self.tasks = tasks
+        self.tick_seconds = tick
+        self.timer = timer
+        self.offload = offload
+        self.name = name
+        self.latest = latest
+        self.plans = site.plans.effective()
+        self.zone = zone_of(site)
+        self.late_after = timedelta(minutes=site.plans.late_after_minutes)
+        self.catch_up_window = timedelta(days=site.plans.catch_up_days)
+        self._sessions = sessions
+        self._calendar = [(p, plan_targets(site, p)) for p in self.plans
+                          if isinstance(p.schedule, CALENDAR_SCHEDULES)]
+        self._run_hours = [(p, t, sensor) for p in self.plans if isinstance(p.schedule, RunHours)
+                           for t in plan_targets(site, p)
+                           if (sensor := run_hours_sensor(site, p, t.id)) is not None]
+        rotate = next((p.id for p in self.plans if p.action == "rotate"), "duty-rotation")
+        self.rotation = rotation or DutyRotation(site, sessions, tasks, clock, command=command,
+                                                 plan_id=rotate, failure_tasks=failure_tasks)
+        self.rotation.listeners.extend(listeners)
+        bound = engine or sessions.kw.get("bind")
+        if not isinstance(bound, Engine):
+            raise ValueError("pass `engine`: the session factory is not bound to one")
+        self.engine = bound
+        self.lock = LeaderLock(bound, name)
+        self._done_until: datetime | None = None
+        self._hours: dict[str, Reading] = {}
+        self._hours_done: set[str] = set()
+        self._rotations: dict[str, tuple[RotationChoice, Occurrence, int]] = {}
+        self._aps: Any = None
+
+    # -- the core ----------------------------------------------------------------------------------
+    def catch_up(self, now: datetime | None = None) -> list[Scheduled]:
+        """Create the task of every occurrence opened since the last catch-up (idempotent)."""
+        now = now or utc_from_epoch(self.clock.now())
+        end = now + timedelta(microseconds=1)
+        due: list[Occurrence] = []
+        if self._done_until is None:
+            floors = self._floors(now)
+            for plan, targets in self._calendar:
+                for target in targets:
+                    floor = floors[(plan.id, target.id)]
+                    due += occurrences(plan, [target], self.zone, floor, end, "opens")
+        else:
+            floor = max(self._done_until + timedelta(microseconds=1), now - self.catch_up_window)
+            for plan, targets in self._calendar:
+                due += occurrences(plan, targets, self.zone, floor, end, "opens")
+        due = [o for o in due if not o.skipped]
+        due.sort(key=lambda o: (o.opens_at, o.plan, o.target.id))
+        existing = self._existing([o.plan_key for o in due])
+        plans = {p.id: p for p in self.plans}
+        out: list[Scheduled] = []
+        for occ in due:
+            if occ.plan_key in existing:
+                continue
+            late = now - occ.opens_at > self.late_after
+            task_id = self._create(plans[occ.plan], occ, now, late)
+            out.append(Scheduled(occ, task_id, late))
+            if late:
+                log.warning("plan %s: created %s late (it opened %s)", occ.plan, occ.plan_key,
+                            occ.opens_at.isoformat())
+        self._done_until = now
+        return out
+
+    def next_wakeup(self, after: datetime) -> datetime | None:
+        """When the next occurrence opens after `after` (looking two days ahead), if one does."""
+        start = after + timedelta(microseconds=1)
+        found = [o.opens_at for plan, targets in self._calendar
+                 for o in occurrences(plan, targets, self.zone, start, start + timedelta(days=2), "opens")
+                 if not o.skipped]
+        return min(found, default=None)
+
+    def run_hours_due(self, now: datetime | None = None) -> list[Scheduled]:
+        """Create the task of every run-hour mark a pump's hours have reached (idempotent)."""
+        now = now or utc_from_epoch(self.clock.now())
+        out: list[Scheduled] = []
+        for plan, target, sensor in self._run_hours:
+            reading = self._hours.get(sensor)
+            occ = run_hours_occurrence(plan, target, reading.value, now) if reading is not None else None
+            if occ is None or occ.plan_key in self._hours_done:
+                continue
+            if occ.plan_key not in self._existing([occ.plan_key]):
+                out.append(Scheduled(occ, self._create(plan, occ, now, late=False), False))
+            self._hours_done.add(occ.plan_key)
+        return out
+
+    def on_readings(self, readings: Sequence[Reading]) -> None:
+        """Readings hook (the collector's pipeline): run hours for plans, the rest for rotation."""
+        wanted = {sensor for _p, _t, sensor in self._run_hours}
+        for reading in readings:
+            if reading.sensor in wanted:
+                known = self._hours.get(reading.sensor)
+                if known is None or reading.ts >= known.ts:
+                    self._hours[reading.sensor] = reading
+        self.rotation.on_readings(readings)
+
+    # -- one tick ----------------------------------------------------------------------------------
+    async def tick(self) -> list[Scheduled]:
+        """Lead (or not), catch up, start the newest rotation of each group, check running rotations."""
+        if self.latest is not None:
+            await self._poll_latest()
+        if not await self._call(self.lock.acquire):
+            return []
+        now = utc_from_epoch(self.clock.now())
+        created = await self._call(self.catch_up, now)
+        created += await self._call(self.run_hours_due, now)
+        rotations, self._rotations = self._rotations, {}
+        for choice, occ, task_id in rotations.values():
+            await self.rotation.start(choice, occ.plan_key, task_id)
+        self.rotation.check()
+        return created
+
+    async def run(self) -> None:
+        """Tick until cancelled: on the injected clock, or through APScheduler (wall clock only)."""
+        if self.timer == "apscheduler":
+            await self._run_apscheduler()
+            return
+        try:
+            while True:
+                await self._tick_logged()
+                await self.clock.sleep(self.sleep_seconds())
+        finally:
+            await self._call(self.close)
+
+    def sleep_seconds(self) -> float:
+        """How long the timer may sleep: until the next opening, rotation deadline or poll."""
+        now = self.clock.now()
+        wakes = [now + self.tick_seconds]
+        following = self.next_wakeup(utc_from_epoch(now))
+        if following is not None:
+            wakes.append(following.timestamp() + _EPSILON)
+        deadline = self.rotation.next_deadline()
+        if deadline is not None:
+            wakes.append(deadline + _EPSILON)
+        if self.rotation.busy and self.latest is not None:
+            wakes.append(now + POLL_WHILE_VERIFYING)
+        return max(_EPSILON, min(wakes) - now)
+
+    def close(self) -> None:
+        """Give up leadership."""
+        self.lock.release()
+
+    # -- APScheduler -------------------------------------------------------------------------------
+    async def timer_tick(self) -> None:
+        """One APScheduler-driven tick, then a one-off job for the next wake-up."""
+        await self._tick_logged()
+        if self._aps is not None:
+            wake = datetime.now(UTC) + timedelta(seconds=self.sleep_seconds())
+            self._aps.add_job(f"{__name__}:timer_fired", "date", args=[self.name], run_date=wake,
+                              id=f"{self.name}:next", replace_existing=True)
+
+    async def _run_apscheduler(self) -> None:
+        from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+        from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+        _RUNNING[self.name] = self
+        store = SQLAlchemyJobStore(engine=self.engine, tablename=JOB_TABLE)
+        defaults = {"coalesce": True, "max_instances": 1, "misfire_grace_time": None}
+        aps = AsyncIOScheduler(jobstores={"default": store}, timezone=UTC, job_defaults=defaults)
+        if logging.getLogger("apscheduler").level == logging.NOTSET:
+            logging.getLogger("apscheduler").setLevel(logging.WARNING)  # it logs every run at INFO
+        aps.start()
+        self._aps = aps
+        try:
+            # The safety net; timer_tick also books a one-off job for the exact next opening.
+            aps.add_job(f"{__name__}:timer_fired", "interval", args=[self.name], seconds=self.tick_seconds,
+                        id=f"{self.name}:tick", replace_existing=True, next_run_time=datetime.now(UTC))
+            await asyncio.Event().wait()
+        finally:
+            aps.shutdown(wait=False)
+            self._aps = None
+            _RUNNING.pop(self.name, None)
+            await self._call(self.close)
+
+    # -- plumbing ----------------------------------------------------------------------------------
+    async def _tick_logged(self) -> None:
+        try:
+            await self.tick()
+        except Exception:  # the database may be away for a while: the next tick catches up
+            log.exception("inspection scheduler tick failed")
+
+    async def _call(self, fn: Callable[..., _T], *args: Any) -> _T:
+        if self.offload:
+            return await asyncio.to_thread(fn, *args)
+        return fn(*args)
+
+    async def _poll_latest(self) -> None:
+        assert self.latest is not None
+        sensors = sorted(self.rotation.sensors() | {s for _p, _t, s in self._run_hours})
+        if not sensors:
+            return
+        try:
+            found = await self.latest(sensors)
+        except Exception:  # the series store is away: rotation waits, its deadline still runs
+            log.exception("reading the latest values for the scheduler failed")
+            return
+        fresh = []
+        for reading in found.values():
+            seen = self.rotation.latest(reading.sensor) or self._hours.get(reading.sensor)
+            if seen is None or reading.ts > seen.ts:
+                fresh.append(reading)
+        self.on_readings(fresh)
+
+    def _floors(self, now: datetime) -> dict[tuple[str, str], datetime]:
+        """Where the first catch-up of this process starts, per plan and target.
+
+        The audit trail records when each plan began to apply to each target ("plan ... scheduled_from").
+        A pair seen for the first time (a fresh install, a plan just added to the site file) starts now:
+        no invented back-log. A known one looks back for what was missed while the scheduler was down,
+        at most `catch_up_days`.
+        """
+        window = now - self.catch_up_window
+        pairs = {_pair_id(plan.id, target.id): (plan.id, target.id)
+                 for plan, targets in self._calendar for target in targets}
+        with self._sessions.begin() as session:
+            known = dict(session.execute(
+                select(AuditLog.entity_id, func.min(AuditLog.ts))
+                .where(AuditLog.entity == "plan", AuditLog.action == "scheduled_from")
+                .group_by(AuditLog.entity_id)).all())
+            for entity_id in pairs.keys() - known.keys():
+                audit.record(session, audit.SYSTEM, "plan", entity_id, "scheduled_from", None,
+                             {"plan": pairs[entity_id][0], "target": pairs[entity_id][1]}, now)
+                known[entity_id] = now
+        return {pair: max(known[entity_id], window) for entity_id, pair in pairs.items()}
+
+    def _existing(self, keys: Iterable[str]) -> set[str]:
+        wanted = list(dict.fromkeys(keys))
+        found: set[str] = set()
+        with self._sessions() as session:
+            for i in range(0, len(wanted), _KEY_CHUNK):
+                chunk = wanted[i:i + _KEY_CHUNK]
+                found.update(k for k in session.scalars(select(Task.plan_key).where(Task.plan_key.in_(chunk)))
+                             if k is not None)
+        return found
+
+    def _create(self, plan: Plan, occ: Occurrence, now: datetime, late: bool) -> int:
+        title = Text(zh=f"{plan.title.zh}：{occ.target.name.zh}", en=f"{plan.title.en}: {occ.target.name.en}")
+        lines = [f"{plan.description.zh}\n{plan.description.en}"] if plan.description else []
+        if occ.status != "scheduled" and occ.reason:
+            lines.append(f"{occ.status}: {occ.reason}")
+        due_at, asset = occ.due_at, occ.target.asset
+        choice: RotationChoice | None = None
+        if plan.action == "rotate" and occ.target.asset in self.rotation.groups:
+            choice = self.rotation.choose(occ.target.asset)
+            suffix, how = self.rotation.describe(choice)
+            title = Text(zh=f"{plan.title.zh}：{suffix.zh}", en=f"{plan.title.en}: {suffix.en}")
+            lines.append(how)
+            due_at += timedelta(hours=self.rotation.settings.confirm_hours)
+            asset = choice.duty
+        items = [ChecklistItem(e.key, _item_text(e)) for e in plan.checklist]
+        task = self.tasks.create_from_plan(occ.plan_key, title, kind=TaskKind(plan.task_kind),
+                                           priority=Priority(plan.priority), due_at=due_at, asset=asset,
+                                           room=occ.target.room, description="\n".join(lines) or None,
+                                           checklist=items)
+        self._annotate(task.id, plan, occ.target, late, now)
+        if choice is not None and occ.target.asset is not None:
+            self._rotations[occ.target.asset] = (choice, occ, task.id)  # the newest one per group wins
+        return task.id
+
+    def _annotate(self, task_id: int, plan: Plan, target: Target, late: bool, now: datetime) -> None:
+        """Mark the task late if it is, and give each checklist item its type, range and sensors."""
+        specs = {e.key: self._item_spec(e, target) for e in plan.checklist}
+        with self._sessions.begin() as session:
+            task = session.get(Task, task_id, with_for_update=True)
+            if task is None:
+                return
+            checklist = [item | specs.get(str(item["key"]), {}) for item in task.checklist]
+            if task.late == late and checklist == task.checklist:
+                return
+            before = task_snapshot(task)
+            task.late, task.checklist = late, checklist
+            audit.record_change(session, audit.SYSTEM, "task", task.id, "scheduled", before,
+                                task_snapshot(task), now)
+
+    def _item_spec(self, entry: ChecklistEntry, target: Target) -> JsonDict:
+        return {"type": entry.type.value, "unit": entry.unit,
+                "expected": list(entry.expected) if entry.expected is not None else None,
+                "compare": self._compare_sensors(entry, target)}
+
+    def _compare_sensors(self, entry: ChecklistEntry, target: Target) -> list[str]:
+        if entry.sensors:
+            return list(entry.sensors)
+        if entry.sensor_kind is None:
+            return []
+        found: list[tuple[str | None, str]] = []
+        for room, eq, sensor in self.site.iter_sensors():
+            if target.room is not None and room.id != target.room:
+                continue
+            if sensor.kind.value != entry.sensor_kind:
+                continue
+            if entry.equipment_type is not None and getattr(eq, "type", None) != entry.equipment_type:
+                continue
+            found.append((eq.id if eq is not None else None, sensor.id))
+        own = [sid for eq_id, sid in found if target.asset is not None and eq_id == target.asset]
+        return own or [sid for _eq, sid in found]
+
+
+def _pair_id(plan: str, target: str) -> str:
+    """The audit entity id of a plan applied to a target (hashed when too long for the column)."""
+    text = f"{plan}:{target}"
+    return text if len(text) <= 64 else "sha1:" + hashlib.sha1(text.encode()).hexdigest()
+
+
+def _item_text(entry: ChecklistEntry) -> Text:
+    """The item's text, with the expected range of a number item written out."""
+    if entry.type is not ItemType.NUMBER or entry.expected is None:
+        return entry.text
+    lo, hi = entry.expected
+    return Text(zh=f"{entry.text.zh}（{lo:g}–{hi:g} {entry.unit}）",
+                en=f"{entry.text.en} ({lo:g}-{hi:g} {entry.unit})")

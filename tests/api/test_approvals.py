@@ -1,0 +1,140 @@
+"""Access and change requests on SQLite and PostgreSQL: two approvals, escort, window, consent first."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from api.approvals import ApprovalService
+from api.auth import AuthService
+from api.errors import Conflict, Forbidden, InvalidInput
+from api.models import AuditLog, Task
+from api.tasks import TaskService
+from api.vocab import Role
+from pumpwatch.clock import FakeClock
+from tests.api.conftest import People, advance, clock_time
+
+
+@pytest.fixture
+def approvals(sessions: sessionmaker[Session], clock: FakeClock, tasks: TaskService) -> ApprovalService:
+    return ApprovalService(sessions, clock, tasks)
+
+
+def visit(approvals: ApprovalService, people: People, clock: FakeClock, hours: float = 4) -> int:
+    start = clock_time(clock) + timedelta(hours=1)
+    row = approvals.request_access(people.operator, "Li Wei", "meter reading", "dom", start,
+                                   start + timedelta(hours=hours), people.technician.id, "Water Board")
+    return row.id
+
+
+def test_one_approval_is_not_enough_and_either_order_works(approvals: ApprovalService, people: People,
+                                                           clock: FakeClock) -> None:
+    first = visit(approvals, people, clock)
+    assert approvals.approve_access(first, people.supervisor).state == "pending"
+    advance(clock, 3700)
+    with pytest.raises(Conflict, match="approved request"):
+        approvals.log_entry(first, people.technician)  # one approval: no entry
+    assert approvals.approve_access(first, people.director).state == "approved"
+
+    second = visit(approvals, people, clock)
+    assert approvals.approve_access(second, people.director).state == "pending"
+    assert approvals.approve_access(second, people.supervisor).state == "approved"
+
+
+def test_the_two_approvals_come_from_two_people_even_with_a_deputy(
+        approvals: ApprovalService, auth: AuthService, people: People, clock: FakeClock) -> None:
+    # The director deputises for the absent supervisor: still only one of the two approvals.
+    now = clock_time(clock)
+    auth.add_deputy(people.supervisor.id, people.director.id, Role.SUPERVISOR, now, now + timedelta(days=1),
+                    people.admin)
+    request = visit(approvals, people, clock)
+    approvals.approve_access(request, people.director)
+    with pytest.raises(Forbidden, match="two different people"):
+        approvals.approve_access(request, people.director)
+    # A technician deputising for the supervisor gives the second approval.
+    auth.add_deputy(people.supervisor.id, people.technician2.id, Role.SUPERVISOR, now,
+                    now + timedelta(days=1), people.admin)
+    assert approvals.approve_access(request, people.technician2).state == "approved"
+
+
+def test_only_supervisor_and_director_approve(approvals: ApprovalService, people: People,
+                                             clock: FakeClock) -> None:
+    request = visit(approvals, people, clock)
+    for someone in (people.operator, people.technician, people.admin):
+        with pytest.raises(Forbidden):
+            approvals.approve_access(request, someone)
+
+
+def test_entry_inside_the_window_by_the_escort_then_exit_closes(approvals: ApprovalService, people: People,
+                                                               clock: FakeClock) -> None:
+    request = visit(approvals, people, clock)
+    approvals.approve_access(request, people.supervisor)
+    approvals.approve_access(request, people.director)
+    with pytest.raises(Conflict, match="window"):
+        approvals.log_entry(request, people.technician)  # an hour early
+    advance(clock, 3700)
+    with pytest.raises(Forbidden):
+        approvals.log_entry(request, people.operator)  # not the escort, not a gatekeeper
+    entered = approvals.log_entry(request, people.technician)
+    assert entered.entered_at is not None
+    advance(clock, 1800)
+    closed = approvals.log_exit(request, people.technician)
+    assert closed.state == "closed"
+    assert closed.exited_at is not None
+
+
+def test_requests_expire_when_their_window_passes(approvals: ApprovalService, people: People,
+                                                  clock: FakeClock, sessions: sessionmaker[Session]) -> None:
+    pending = visit(approvals, people, clock, hours=1)
+    approved = visit(approvals, people, clock, hours=1)
+    approvals.approve_access(approved, people.supervisor)
+    approvals.approve_access(approved, people.director)
+    advance(clock, 3 * 3600)
+    assert sorted(approvals.expire()) == sorted([pending, approved])
+    assert approvals.expire() == []
+    with pytest.raises(Conflict):
+        approvals.log_entry(approved, people.technician)
+    with sessions() as session:
+        actions = list(session.scalars(select(AuditLog.action).where(AuditLog.entity == "access_request",
+                                                                     AuditLog.entity_id == str(approved))))
+    assert actions == ["requested", "approved", "approved", "expired"]
+
+
+def test_bad_requests_are_refused(approvals: ApprovalService, people: People, clock: FakeClock) -> None:
+    start = clock_time(clock) + timedelta(hours=1)
+    with pytest.raises(InvalidInput):
+        approvals.request_access(people.operator, "X", "p", "dom", start, start, people.technician.id)
+    with pytest.raises(InvalidInput, match="31 days"):
+        approvals.request_access(people.operator, "X", "p", "dom", start, start + timedelta(days=40),
+                                 people.technician.id)
+    with pytest.raises(InvalidInput, match="escort"):
+        approvals.request_access(people.operator, "X", "p", "dom", start, start + timedelta(hours=1), 99999)
+
+
+def test_a_change_gets_its_work_task_only_with_the_supervisors_consent(
+        approvals: ApprovalService, people: People, sessions: sessionmaker[Session]) -> None:
+    change = approvals.request_change(people.technician, "New contactor", "Replace K1 with a 32 A contactor",
+                                      room="dom", asset="dom-cabinet")
+    with sessions() as session:
+        assert session.scalar(select(Task).where(Task.kind == "change")) is None
+    with pytest.raises(Forbidden):
+        approvals.decide_change(change.id, people.technician, True)
+    with pytest.raises(Forbidden):
+        approvals.decide_change(change.id, people.director, True)
+    approved = approvals.decide_change(change.id, people.supervisor, True)
+    assert approved.state == "approved"
+    assert approved.task_id is not None
+    with sessions() as session:
+        task = session.get(Task, approved.task_id)
+        assert task is not None
+        assert task.kind == "change"
+        assert task.asset == "dom-cabinet"
+    with pytest.raises(Conflict):
+        approvals.decide_change(change.id, people.supervisor, True)
+    refused = approvals.request_change(people.technician, "Rewire", "Move the panel")
+    with pytest.raises(InvalidInput):
+        approvals.decide_change(refused.id, people.supervisor, False)
+    assert approvals.decide_change(refused.id, people.supervisor, False, "not safe").task_id is None
