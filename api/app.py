@@ -9,7 +9,20 @@ from fastapi import FastAPI, Request, Response
 from api import problems
 from api.context import ApiContext
 from api.ratelimit import RateLimiter
-from api.routes import alarms, approvals, auth, health, live, readings, reports, site, tasks, users, web
+from api.routes import (
+    alarms,
+    approvals,
+    auth,
+    health,
+    live,
+    plans,
+    readings,
+    reports,
+    site,
+    tasks,
+    users,
+    web,
+)
 
 MAX_BODY = 12 * 1024 * 1024  # bytes; a larger request is refused before it is read
 
@@ -21,7 +34,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
     app.state.ctx = ctx
     app.state.login_limiter = RateLimiter(ctx.clock)
     problems.install(app)
-    for module in (auth, site, readings, live, alarms, tasks, approvals, users, reports, health, web):
+    for module in (auth, site, readings, live, alarms, tasks, approvals, plans, users, reports, health, web):
         app.include_router(module.router)
 
     @app.middleware("http")

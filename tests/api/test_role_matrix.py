@@ -131,6 +131,8 @@ CASES: list[tuple[str, Call, set[str]]] = [
     ("history", lambda a: ("GET", "/api/sensors/dom-header-pressure/history?start=0&end=3600&step=60",
                            None), EVERYONE),
     ("list alarms", lambda a: ("GET", "/api/alarms", None), EVERYONE),
+    ("plans", lambda a: ("GET", "/api/plans", None), EVERYONE),
+    ("calendar", lambda a: ("GET", "/api/calendar?room=dom&days=14", None), EVERYONE),
     ("list tasks", lambda a: ("GET", "/api/tasks", None), EVERYONE),
     ("who am I", lambda a: ("GET", "/api/auth/me", None), EVERYONE),
     ("acknowledge alarm", lambda a: ("POST", f"/api/alarms/{a.new_alarm()}/ack", None),
@@ -187,3 +189,25 @@ async def test_health_and_metrics_are_open(api: Api) -> None:
     assert (await api.client.get("/healthz")).status_code == 200
     resp = await api.client.get("/metrics")
     assert resp.status_code == 200
+
+
+async def test_the_calendar_lists_two_weeks_of_a_room_soonest_first(api: Api) -> None:
+    headers = api.headers["operator"]
+    resp = await api.client.get("/api/calendar", params={"room": "dom", "days": 14}, headers=headers)
+    assert resp.status_code == 200
+    data = resp.json()["data"]
+    due = [datetime.fromisoformat(o["due_at"]) for o in data]
+    assert due == sorted(due)
+    assert {o["room"] for o in data} == {"dom"}
+    rotations = [o for o in data if o["plan"] == "duty-rotation"]
+    assert len(rotations) == 7  # every other day for two weeks
+    sweeps = [o for o in data if o["plan"] == "weekly-sweep"]
+    assert len(sweeps) == 2
+    missing = await api.client.get("/api/calendar", params={"room": "nowhere"}, headers=headers)
+    assert missing.status_code == 404
+    plans = (await api.client.get("/api/plans", headers=headers)).json()
+    assert {"duty-rotation", "weekly-sweep", "pipe-anti-rust"} <= {p["id"] for p in plans["data"]}
+
+
+async def test_anonymous_calendar_is_refused(api: Api) -> None:
+    assert (await api.client.get("/api/calendar")).status_code == 401

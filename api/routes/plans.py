@@ -1,0 +1,44 @@
+"""Maintenance plans as the site file defines them, and the calendar of upcoming occurrences."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+
+from api.deps import Ctx, CurrentUser
+from api.errors import NotFound
+from api.models import utc_from_epoch
+from inspection.calendar import site_occurrences
+
+router = APIRouter(prefix="/api", tags=["plans"])
+
+
+@router.get("/plans")
+def plans(ctx: Ctx, _user: CurrentUser) -> dict[str, Any]:
+    """Every plan in force, with its schedule, scope and checklist (any signed-in user)."""
+    data = [plan.model_dump(mode="json") for plan in ctx.site.plans.effective()]
+    return {"data": data, "count": len(data)}
+
+
+@router.get("/calendar")
+def calendar(ctx: Ctx, _user: CurrentUser, room: str | None = None, plan: str | None = None,
+             days: Annotated[int, Query(ge=1, le=400)] = 30) -> dict[str, Any]:
+    """Occurrences due in the next `days` days for the site or one room, soonest first."""
+    if room is not None and not any(r.id == room for r in ctx.site.rooms):
+        raise NotFound("room", room)
+    chosen = None
+    if plan is not None:
+        try:
+            chosen = [ctx.site.plans.plan(plan)]
+        except KeyError as err:
+            raise NotFound("plan", plan) from err
+    start = utc_from_epoch(ctx.clock.now())
+    found = site_occurrences(ctx.site, start, start + timedelta(days=days), plans=chosen)
+    data = [{"plan": o.plan, "plan_key": o.plan_key, "target": o.target.id,
+             "target_name": o.target.name.model_dump(), "room": o.target.room, "asset": o.target.asset,
+             "due_at": o.due_at.isoformat(), "opens_at": o.opens_at.isoformat(), "status": o.status,
+             "reason": o.reason}
+            for o in found if room is None or o.target.room == room]
+    return {"data": data, "count": len(data)}
