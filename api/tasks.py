@@ -320,7 +320,25 @@ class TaskService:
                                       "at": now.isoformat()} if item["key"] == key else item
                               for item in task.checklist]
 
-        return self._change(task_id, user, "checklist", change)
+        task = self._change(task_id, user, "checklist", change)
+        item = next(i for i in task.checklist if i["key"] == key)
+        if _needs_follow_up(item):
+            self._corrective(task, item)
+        return self.get(task.id)
+
+    def _corrective(self, task: Task, item: JsonDict) -> Task:
+        """The follow-up task of a failed checklist item (once per task and item), linked in both notes."""
+        zh, en = str(item.get("zh") or item["key"]), str(item.get("en") or item["key"])
+        reading = ""
+        if item.get("value") is not None:
+            reading = " (" + " ".join(str(p) for p in (item["value"], item.get("unit")) if p) + ")"
+        urgent = task.priority in (Priority.CRITICAL.value, Priority.HIGH.value)
+        note = item.get("note") or ""
+        origin = f"task #{task.id} ({task.title_en}), item {item['key']}: {note}".strip()
+        return self.create_from_plan(
+            f"corrective:{task.id}:{item['key']}", Text(zh=f"整改:{zh}{reading}", en=f"Fix: {en}{reading}"),
+            TaskKind.CORRECTIVE, Priority.HIGH if urgent else Priority.NORMAL, asset=task.asset,
+            room=task.room, description=origin)
 
     def add_note(self, task_id: int, user: User, text: str) -> Task:
         """Add a note to the task's record (any active user, any state)."""
@@ -428,6 +446,16 @@ class TaskService:
         if task.state != TaskState.IN_PROGRESS:
             raise IllegalTransition(task.state, doing)
         self._require_assignee(session, task, actor, now, doing)
+
+
+def _needs_follow_up(item: JsonDict) -> bool:
+    """A failed item, or a number outside its expected range."""
+    if item.get("result") == CheckResult.FAULT.value:
+        return True
+    value, low, high = item.get("value"), item.get("min"), item.get("max")
+    if value is None:
+        return False
+    return (low is not None and value < low) or (high is not None and value > high)
 
 
 def _higher(current: str, wanted: Priority) -> str:

@@ -361,6 +361,28 @@ def test_the_checklist_must_be_answered_before_completion(tasks: TaskService, pe
     done = tasks.complete(task.id, people.technician, "bearing wear", "round done, bearing task raised")
     assert [(i["key"], i["result"], i["note"]) for i in done.checklist] == [
         ("noise", "fault", "bearing rumble"), ("gauge", "na", None)]
+    # The failed item raised one corrective task, linked to the round; recording it again adds none.
+    corrective, total = tasks.list_tasks(TaskFilter(kind=TaskKind.CORRECTIVE.value))
+    assert total == 1
+    assert corrective[0].plan_key == f"corrective:{task.id}:noise"
+    assert f"task #{task.id}" in (corrective[0].description or "")
+
+
+def test_a_number_outside_its_range_raises_a_corrective_task(tasks: TaskService, people: People) -> None:
+    items = [ChecklistItem("pressure", Text(zh="压力表读数", en="Gauge reading"))]
+    task = tasks.create_task(people.supervisor, TITLE, kind=TaskKind.INSPECTION, checklist=items)
+    tasks.start(task.id, people.technician)
+    with tasks._sessions.begin() as session:  # the scheduler sets each item's expected range
+        row = session.get(Task, task.id)
+        assert row is not None
+        row.checklist = [row.checklist[0] | {"min": 0.3, "max": 0.6, "unit": "MPa"}]
+    tasks.record_check(task.id, people.technician, "pressure", CheckResult.OK, value=0.45)
+    assert tasks.list_tasks(TaskFilter(kind=TaskKind.CORRECTIVE.value))[1] == 0
+    tasks.record_check(task.id, people.technician, "pressure", CheckResult.OK, value=0.12)
+    tasks.record_check(task.id, people.technician, "pressure", CheckResult.OK, value=0.11)
+    found, total = tasks.list_tasks(TaskFilter(kind=TaskKind.CORRECTIVE.value))
+    assert total == 1  # once per round and item
+    assert found[0].title_en == "Fix: Gauge reading (0.12 MPa)"
 
 
 def test_send_back_needs_a_reason_and_the_technician_signs_again(tasks: TaskService, people: People,
