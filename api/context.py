@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry
 from api.alarms import AlarmService
 from api.approvals import ApprovalService
 from api.auth import AuthService
+from api.latest_cache import LatestCache
 from api.reports import MonthlyReport
 from api.tasks import TaskService
 from pumpwatch.alarm_events import AlarmEvent
@@ -45,4 +46,5 @@ class ApiContext:
     max_upload_bytes: int = 10 * 1024 * 1024
     reports: MonthlyReport | None = None
     approvals: ApprovalService | None = None
+    latest: LatestCache | None = None  # newest readings from the live bus; the store when None
     shutdown: asyncio.Event = field(default_factory=asyncio.Event)  # set when the server stops

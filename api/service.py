@@ -23,6 +23,7 @@ from api.approvals import ApprovalService
 from api.auth import AuthService
 from api.context import ApiContext
 from api.db import make_engine, session_factory, upgrade
+from api.latest_cache import LatestCache
 from api.reports import MonthlyReport
 from api.tasks import TaskService
 from pumpwatch.alarm_events import AlarmEvent
@@ -99,7 +100,7 @@ class ApiService:
             attachments_dir=cfg.attachments_dir or Path(state_dir) / "attachments",
             secure_cookies=cfg.secure_cookies, registries=[*registries, registry],
             max_upload_bytes=cfg.max_upload_mb * 1024 * 1024, reports=MonthlyReport(sessions, tasks.sla),
-            approvals=ApprovalService(sessions, clock, tasks))
+            approvals=ApprovalService(sessions, clock, tasks), latest=LatestCache(store))
         self.ctx.health["database"] = self._database_health
         self.app = create_app(self.ctx)
         self._events: asyncio.Queue[AlarmEvent] | None = None
@@ -175,6 +176,8 @@ class ApiService:
                 tasks.create_task(self._serve_http(self.server), name="api-http")
                 tasks.create_task(self._apply_events(), name="api-alarm-intake")
                 tasks.create_task(self._escalate(), name="api-sla")
+                if self.ctx.latest is not None:
+                    tasks.create_task(self.ctx.latest.run(self.ctx.readings), name="api-latest")
         finally:
             self.engine.dispose()
 
