@@ -326,6 +326,23 @@ class TaskService:
             self._corrective(task, item)
         return self.get(task.id)
 
+    def compare_reading(self, task_id: int, user: User, key: str, sensor_values: dict[str, float]) -> Task:
+        """Put the sensors' values next to a gauge reading and flag the item when they disagree."""
+        def change(_session: Session, task: Task, _actor: User, _now: datetime) -> None:
+            checklist = []
+            for item in task.checklist:
+                if item["key"] == key and item.get("value") is not None:
+                    gauge = float(item["value"])
+                    expected = item.get("expected") or [None, None]
+                    span = (expected[1] - expected[0]) if None not in expected else abs(gauge)
+                    tolerance = max(0.1 * span, 1e-6)
+                    item = item | {"sensor_values": sensor_values, "disagrees": any(
+                        abs(v - gauge) > tolerance for v in sensor_values.values())}
+                checklist.append(item)
+            task.checklist = checklist
+
+        return self._change(task_id, user, "gauge_compared", change)
+
     def _corrective(self, task: Task, item: JsonDict) -> Task:
         """The follow-up task of a failed checklist item (once per task and item), linked in both notes."""
         zh, en = str(item.get("zh") or item["key"]), str(item.get("en") or item["key"])

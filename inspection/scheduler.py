@@ -358,9 +358,10 @@ class InspectionScheduler:
                                 task_snapshot(task), now)
 
     def _item_spec(self, entry: ChecklistEntry, target: Target) -> JsonDict:
+        low, high = entry.expected if entry.expected is not None else (None, None)
         return {"type": entry.type.value, "unit": entry.unit,
                 "expected": list(entry.expected) if entry.expected is not None else None,
-                "compare": self._compare_sensors(entry, target)}
+                "min": low, "max": high, "compare": self._compare_sensors(entry, target)}
 
     def _compare_sensors(self, entry: ChecklistEntry, target: Target) -> list[str]:
         if entry.sensors:

@@ -6,6 +6,7 @@ is a 409 problem naming the current state.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 from typing import Annotated
 
@@ -104,9 +105,18 @@ def cancel(task_id: PathId, ctx: Ctx, user: CurrentUser, body: ReasonIn) -> Task
 
 
 @router.put("/{task_id}/checklist/{key}", response_model=TaskPublic)
-def check(task_id: PathId, key: str, ctx: Ctx, user: CurrentUser, body: CheckIn) -> TaskPublic:
-    """Record one checklist item's result."""
-    return _out(ctx.tasks.record_check(task_id, user, key, body.result, body.value, body.note))
+async def check(task_id: PathId, key: str, ctx: Ctx, user: CurrentUser, body: CheckIn) -> TaskPublic:
+    """Record one checklist item's result; a gauge reading is set beside its sensors' values."""
+    task = await asyncio.to_thread(ctx.tasks.record_check, task_id, user, key, body.result, body.value,
+                                   body.note)
+    item = next((i for i in task.checklist if i["key"] == key), None)
+    sensors = [s for s in (item or {}).get("compare") or [] if s in ctx.catalog]
+    if body.value is not None and sensors:
+        found = await (ctx.latest.latest(sensors) if ctx.latest is not None else ctx.store.latest(sensors))
+        if found:
+            values = {s: r.value for s, r in found.items()}
+            task = await asyncio.to_thread(ctx.tasks.compare_reading, task_id, user, key, values)
+    return _out(task)
 
 
 @router.post("/{task_id}/notes", response_model=TaskPublic)

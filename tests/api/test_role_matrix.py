@@ -22,8 +22,9 @@ from api.app import create_app
 from api.approvals import ApprovalService
 from api.auth import AuthService
 from api.context import ApiContext
-from api.models import utc_from_epoch
+from api.models import Task, utc_from_epoch
 from api.reports import MonthlyReport
+from api.task_flow import ChecklistItem
 from api.tasks import TaskService
 from api.vocab import Role, TaskKind
 from collector.embedded_store import EmbeddedStore
@@ -31,6 +32,7 @@ from pumpwatch.alarm_events import AlarmAction, AlarmEvent, AlarmKey
 from pumpwatch.bus import LiveBus
 from pumpwatch.catalog import SensorCatalog
 from pumpwatch.clock import FakeClock
+from pumpwatch.readings import Reading
 from pumpwatch.site import Severity, Text
 from pumpwatch.sitefile import load_site
 from tests.api.conftest import People
@@ -48,6 +50,7 @@ class Api:
     approvals: ApprovalService
     people: People
     clock: FakeClock
+    store: EmbeddedStore
     serial: int = 0
 
     def next_serial(self) -> int:
@@ -116,7 +119,7 @@ async def api(tmp_path: Path, sessions: sessionmaker[Session], clock: FakeClock,
     transport = httpx.ASGITransport(app=create_app(ctx))
     async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
         assert ctx.approvals is not None
-        yield Api(client, headers, alarms, tasks, ctx.approvals, people, clock)
+        yield Api(client, headers, alarms, tasks, ctx.approvals, people, clock, store)
     await store.close()
 
 
@@ -211,3 +214,27 @@ async def test_the_calendar_lists_two_weeks_of_a_room_soonest_first(api: Api) ->
 
 async def test_anonymous_calendar_is_refused(api: Api) -> None:
     assert (await api.client.get("/api/calendar")).status_code == 401
+
+
+async def test_a_gauge_reading_is_compared_with_its_sensor(api: Api) -> None:
+    p = api.people
+    await api.store.write([Reading("dom-header-pressure", api.clock.now(), 0.45)])
+    items = [ChecklistItem("gauge", Text(zh="压力表", en="Pressure gauge"))]
+    task = api.tasks.create_task(p.supervisor, Text(zh="巡检", en="Round"), kind=TaskKind.INSPECTION,
+                                 checklist=items)
+    api.tasks.assign(task.id, p.supervisor, [p.technician.id])
+    api.tasks.start(task.id, p.technician)
+    with api.tasks._sessions.begin() as session:  # what the scheduler gives a gauge item
+        row = session.get(Task, task.id)
+        assert row is not None
+        row.checklist = [row.checklist[0] | {"type": "number", "unit": "MPa", "expected": [0.3, 0.6],
+                                             "min": 0.3, "max": 0.6, "compare": ["dom-header-pressure"]}]
+    url = f"/api/tasks/{task.id}/checklist/gauge"
+    headers = api.headers["technician"]
+    agree = await api.client.put(url, json={"result": "ok", "value": 0.46}, headers=headers)
+    assert agree.status_code == 200, agree.text
+    item = agree.json()["checklist"][0]
+    assert item["sensor_values"] == {"dom-header-pressure": 0.45}
+    assert item["disagrees"] is False
+    off = await api.client.put(url, json={"result": "ok", "value": 0.35}, headers=headers)
+    assert off.json()["checklist"][0]["disagrees"] is True  # the gauge or the transmitter is wrong
