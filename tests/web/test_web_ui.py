@@ -474,6 +474,11 @@ def test_a_technician_works_through_a_checklist_on_a_phone(browsers: Browsers, d
     assert "压力偏高" in items["gauge"]["note"]
     assert {items[k]["result"] for k in ("noise", "leak", "log", "sign")} == {"ok"}
     assert items["log"]["note"] == "两台泵运行正常"
+    # The failed gauge item raised one corrective task, linked to the round.
+    corrective = accounts.api("supervisor").get("/api/tasks", params={"kind": "corrective"}).json()["data"]
+    linked = [t for t in corrective if f"task #{task_id}" in (t["description"] or "")]
+    assert len(linked) == 1
+    assert "0.62" in linked[0]["title_en"]
     api = accounts.api("tech")
     for key, kind in (("leak", "image/jpeg"), ("sign", "image/png")):
         found = re.search(r"\[attachment:(\d+)\]", items[key]["note"])
