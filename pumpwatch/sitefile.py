@@ -71,7 +71,13 @@ def parse_site(text: str, name: str = "<site>") -> Site:
 
 
 def _read_yaml(text: str, name: str) -> tuple[Any, dict[Path, int], list[SiteIssue]]:
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)
+    except yaml.reader.ReaderError as err:  # a character YAML does not allow, before parsing starts
+        line = text[: err.position].count("\n") + 1
+        char = f"U+{err.character:04X}" if isinstance(err.character, int) else repr(err.character)
+        raise SiteFileError([SiteIssue(name, line, "", f"YAML: character {char} is not allowed "
+                                                        "in a YAML file")]) from None
     try:
         node = loader.get_single_node()
         data = loader.construct_document(node) if node is not None else None
