@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 
 from api.alarms import AlarmFilter
 from api.deps import Ctx, CurrentUser
-from api.schemas import AlarmPublic, Page, PathId, TaskPublic
+from api.schemas import MAX_ID, AlarmPublic, Page, PathId, TaskPublic
 from api.vocab import AlarmState
 from pumpwatch.site import Severity
 
@@ -20,7 +20,7 @@ router = APIRouter(prefix="/api/alarms", tags=["alarms"])
 def list_alarms(ctx: Ctx, _user: CurrentUser, state: AlarmState | None = None,
                 acknowledged: bool | None = None, severity: Severity | None = None,
                 room: str | None = None, asset: str | None = None, since: datetime | None = None,
-                offset: Annotated[int, Query(ge=0)] = 0,
+                offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
                 limit: Annotated[int, Query(ge=1, le=500)] = 100) -> Page[AlarmPublic]:
     """Alarms, newest first, filtered."""
     items, total = ctx.alarms.list_alarms(AlarmFilter(state=state, acknowledged=acknowledged,

@@ -16,6 +16,7 @@ from fastapi.responses import FileResponse
 from api.deps import Ctx, CurrentUser
 from api.errors import InvalidInput, NotFound
 from api.schemas import (
+    MAX_ID,
     AssignIn,
     AttachmentPublic,
     CheckIn,
@@ -42,9 +43,10 @@ def _out(task: object) -> TaskPublic:
 
 @router.get("", response_model=Page[TaskPublic])
 def list_tasks(ctx: Ctx, user: CurrentUser, state: Annotated[list[TaskState] | None, Query()] = None,
-               mine: bool = False, assignee: int | None = None, priority: Priority | None = None,
+               mine: bool = False, assignee: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
+               priority: Priority | None = None,
                room: str | None = None, asset: str | None = None, kind: str | None = None,
-               due_before: datetime | None = None, offset: Annotated[int, Query(ge=0)] = 0,
+               due_before: datetime | None = None, offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
                limit: Annotated[int, Query(ge=1, le=500)] = 100) -> Page[TaskPublic]:
     """Tasks by due time then priority; `mine=true` for the signed-in user's."""
     filters = TaskFilter(states=state, assignee=user.id if mine else assignee, priority=priority,

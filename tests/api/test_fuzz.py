@@ -8,6 +8,7 @@ test-artifacts/fuzz.json.
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,6 +38,9 @@ from tests.api.conftest import FAST_HASHER
 EXAMPLE = Path(__file__).parents[2] / "examples" / "site.yaml"
 ARTIFACTS = Path(__file__).parents[2] / "test-artifacts"
 OUTCOMES: Counter[str] = Counter()
+# CI runs a fixed sample (the same cases every run); PUMPWATCH_FUZZ_EXPLORE=1 draws new ones, more of them.
+EXPLORE = bool(os.environ.get("PUMPWATCH_FUZZ_EXPLORE"))
+EXAMPLES = 150 if EXPLORE else 30
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +80,8 @@ def test_no_request_crashes_the_api(fuzz_app: tuple[Any, dict[str, str]]) -> Non
             continue  # a stream that never ends, and the one route that revokes the fuzzer's token
 
         @given(case=operation.as_strategy())
-        @settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+        @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck),
+                  database=None, derandomize=not EXPLORE)
         def fuzz(case: Any) -> None:
             response = case.call(headers=headers)
             OUTCOMES[str(response.status_code)] += 1
