@@ -1,0 +1,581 @@
+"""Ingest benchmark: MQTT JSON messages -> CollectorService -> InfluxDB, end to end, counted exactly.
+
+    python -m bench.ingest [--seconds 20] [--sensors 100] [--values-per-message 50] [--rate R]
+
+Starts a real Mosquitto and a real InfluxDB (tests.services), runs the whole collector in this
+process (InfluxDB store, system clock) and a QoS 1 publisher in a separate process. Every message
+is one JSON object with `--values-per-message` fields, each feeding its own sensor through one topic
+map (`<prefix>/{dev}` -> sensors `{dev}-s0` ...). Field sJ of message number K carries the value
+K.J (J as three digits), so each sensor's stored values are distinct and InfluxDB can be counted
+exactly after the drain: stored distinct values vs readings published (lost), points vs distinct
+values (duplicated).
+
+Then two ceilings, each measured alone: a bare paho subscriber counting the same messages at QoS 1
+on the same broker, and a bare line-protocol writer posting gzip batches of 5000 points to /write.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import faulthandler
+import gzip
+import logging
+import multiprocessing as mp
+import resource
+import shutil
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+import httpx
+import paho.mqtt.client as mqtt
+import psutil  # type: ignore[import-untyped]
+import yaml
+from paho.mqtt.enums import CallbackAPIVersion
+
+from bench.common import (
+    machine,
+    other_load_note,
+    print_table,
+    process_cpu,
+    system_busy,
+    thread_cpu,
+    thread_cpu_delta,
+    tool_version,
+    write_results,
+)
+from collector.lineprotocol import series_key
+from collector.service import CollectorService
+from pumpwatch.catalog import SensorCatalog
+from pumpwatch.clock import SystemClock
+from pumpwatch.mqtturl import BrokerAddress
+from pumpwatch.settings import CollectorSettings, InfluxSettings, MqttSettings, Settings
+from pumpwatch.site import Site
+from pumpwatch.sitefile import parse_site
+from tests.services import HOST, InfluxDB, Mosquitto
+
+TARGET_RATE = 50_000.0  # readings/s end to end, with 0 lost
+WRITE_BATCH = 5000  # points per POST of the bare InfluxDB writer
+PUBLISH_WINDOW = 1000  # QoS 1 messages a publisher keeps unacknowledged at most
+
+log = logging.getLogger("bench.ingest")
+
+
+# --- the site ----------------------------------------------------------------------------------
+
+
+def device_ids(sensors: int, values: int) -> list[str]:
+    """One publishing device per `values` sensors."""
+    if sensors % values:
+        raise SystemExit(f"--sensors ({sensors}) must be a multiple of --values-per-message ({values})")
+    return [f"d{i}" for i in range(sensors // values)]
+
+
+def bench_site(prefix: str, devices: list[str], values: int) -> Site:
+    """N MQTT flow sensors `{dev}-sJ`, fed by one JSON topic map `<prefix>/{dev}` with fields sJ."""
+    data: dict[str, Any] = {
+        "site": {"id": "bench", "name": {"zh": "基准", "en": "Bench"}},
+        "rooms": [{
+            "id": "bench-room",
+            "name": {"zh": "基准泵房", "en": "Bench room"},
+            # expected_period of an hour: the no-data alarms stay quiet while the benchmark drains
+            "sensors": [{"id": f"{dev}-s{j}", "kind": "flow", "range": [0, 1e12], "source": "mqtt",
+                         "expected_period": 3600} for dev in devices for j in range(values)],
+        }],
+        "mqtt": [{
+            "topic": f"{prefix}/{{dev}}",
+            "format": "json",
+            "values": [{"sensor": f"{{dev}}-s{j}", "field": f"s{j}"} for j in range(values)],
+        }],
+    }
+    return parse_site(yaml.safe_dump(data, allow_unicode=True), "bench-site.yaml")
+
+
+def payload(seq: int, values: int) -> bytes:
+    """Message number `seq`: {"s0": seq.000, "s1": seq.001, ...}."""
+    return ("{" + ",".join(f'"s{j}":{seq}.{j:03d}' for j in range(values)) + "}").encode()
+
+
+# --- the publisher process -----------------------------------------------------------------------
+
+
+def publisher_main(conn: Connection, port: int, prefix: str, devices: list[str], values: int,
+                   seconds: float, rate: float | None) -> None:
+    """Publish at QoS 1 for `seconds` (at `rate` readings/s, or as fast as the broker acknowledges).
+
+    Talks to the parent through `conn`: sends "ready", waits for "go", sends a result dict at the end.
+    """
+    logging.basicConfig(level=logging.WARNING)
+    acked = 0
+    first_ack = last_ack = 0.0
+    cond = threading.Condition()
+
+    def on_publish(*_args: Any) -> None:
+        nonlocal acked, first_ack, last_ack
+        with cond:
+            acked += 1
+            last_ack = time.time()
+            if acked == 1:
+                first_ack = last_ack
+            cond.notify_all()
+
+    connected = threading.Event()
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-pub-{uuid.uuid4().hex[:8]}",
+                         clean_session=True)
+    client.max_inflight_messages_set(PUBLISH_WINDOW)
+    client.max_queued_messages_set(0)
+    client.on_publish = on_publish
+    client.on_connect = lambda *_args: connected.set()
+    client.connect(HOST, port, keepalive=60)
+    client.loop_start()
+    if not connected.wait(15):
+        conn.send({"error": "publisher could not connect"})
+        return
+    topics = [f"{prefix}/{dev}" for dev in devices]
+    conn.send("ready")
+    if conn.recv() != "go":
+        return
+    cpu0 = process_cpu()
+    sent = 0
+    period = len(topics) * values / rate if rate else 0.0  # seconds per round of one message per device
+    started = time.time()
+    next_round = time.monotonic()
+    deadline = next_round + seconds
+    seq = 0
+    while time.monotonic() < deadline:
+        body = payload(seq, values)
+        for topic in topics:
+            with cond:
+                while sent - acked >= PUBLISH_WINDOW:
+                    cond.wait(1.0)
+            client.publish(topic, body, qos=1)
+            sent += 1
+        seq += 1
+        if period:
+            next_round += period
+            delay = next_round - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+    last_publish = time.time()
+    with cond:
+        cond.wait_for(lambda: acked >= sent, timeout=120)
+    cpu = process_cpu() - cpu0
+    client.disconnect()
+    client.loop_stop()
+    conn.send({"messages": sent, "acked": acked, "rounds": seq, "first_publish": started,
+               "last_publish": last_publish, "first_ack": first_ack, "last_ack": last_ack, "cpu_s": cpu})
+
+
+def spawn_publisher(port: int, prefix: str, devices: list[str], values: int, seconds: float,
+                    rate: float | None) -> tuple[mp.process.BaseProcess, Connection]:
+    """Start a publisher process and wait until it is connected."""
+    ctx = mp.get_context("spawn")
+    parent, child = ctx.Pipe()
+    proc = ctx.Process(target=publisher_main, args=(child, port, prefix, devices, values, seconds, rate),
+                       name="bench-publisher", daemon=True)
+    proc.start()
+    if not parent.poll(30):
+        raise RuntimeError("the publisher process did not report ready")
+    ready = parent.recv()
+    if ready != "ready":
+        raise RuntimeError(f"publisher: {ready}")
+    return proc, parent
+
+
+# --- InfluxDB helpers ----------------------------------------------------------------------------
+
+
+def influx_rows(url: str, database: str, query: str) -> list[list[Any]]:
+    """Rows of every series of one InfluxQL query."""
+    resp = httpx.get(f"{url}/query", params={"db": database, "q": query}, timeout=120)
+    resp.raise_for_status()
+    result = resp.json()["results"][0]
+    if "error" in result:
+        raise RuntimeError(f"InfluxDB: {result['error']}")
+    return [row for series in result.get("series", []) for row in series["values"]]
+
+
+def stored_counts(url: str, database: str) -> tuple[int, int]:
+    """(points, distinct values summed over sensors) in the `reading` measurement."""
+    points = sum(int(row[1]) for row in influx_rows(url, database, "SELECT count(value) FROM reading"))
+    distinct = sum(int(row[1]) for row in influx_rows(
+        url, database, "SELECT count(distinct(value)) FROM reading GROUP BY sensor"))
+    return points, distinct
+
+
+# --- collector run -------------------------------------------------------------------------------
+
+
+def create_session(port: int, client_id: str, topic: str) -> None:
+    """Open the collector's persistent session subscribed at QoS 1, so the broker queues from now on."""
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False)
+    subscribed = threading.Event()
+    client.on_subscribe = lambda *_args: subscribed.set()
+    client.on_connect = lambda c, *_args: c.subscribe(topic, qos=1)
+    client.connect(HOST, port)
+    client.loop_start()
+    try:
+        if not subscribed.wait(15):
+            raise RuntimeError("no SUBACK from the broker")
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+async def run_collector(args: argparse.Namespace, broker: Mosquitto, influx: InfluxDB,
+                        state_dir: Path) -> dict[str, Any]:
+    """The end-to-end run: collector in this process, publisher in another; drained and counted."""
+    values = args.values_per_message
+    devices = device_ids(args.sensors, values)
+    prefix = f"bench-{uuid.uuid4().hex[:6]}"
+    site = bench_site(prefix, devices, values)
+    database = "bench_ingest"
+    client_id = f"bench-collector-{uuid.uuid4().hex[:6]}"
+    settings = Settings(
+        influx=InfluxSettings(url=influx.url, database=database),
+        collector=CollectorSettings(state_dir=state_dir, client_id=client_id,
+                                    **({"batch_size": args.batch_size} if args.batch_size else {})),
+        mqtt=MqttSettings(url=broker.url),
+    )
+    await asyncio.to_thread(create_session, broker.port, client_id, f"{prefix}/+")
+    service = CollectorService(site, settings, SystemClock(), BrokerAddress(HOST, broker.port))
+    metrics = service.parts.metrics
+    me = psutil.Process()
+    others = {p.pid: p for p in me.children()}  # mosquitto, influxd
+    names = {pid: p.name() for pid, p in others.items()}
+    other_cpu0 = {pid: process_cpu(p) for pid, p in others.items()}
+
+    cpu0, threads0, busy0, wall0 = process_cpu(), thread_cpu(), system_busy(), time.time()
+    task = asyncio.create_task(service.run(), name="collector")
+    deadline = time.monotonic() + 15
+    while not metrics.total(metrics.mqtt_connected):
+        if time.monotonic() > deadline or task.done():
+            raise RuntimeError("the collector did not connect to the broker")
+        await asyncio.sleep(0.02)
+
+    proc, conn = await asyncio.to_thread(spawn_publisher, broker.port, prefix, devices, values,
+                                         args.seconds, args.rate)
+    conn.send("go")
+    t_go = time.time()
+    result: dict[str, Any] | None = None
+    target: int | None = None
+    written = last_written = 0.0
+    last_change = t_go
+    timeline: list[dict[str, float]] = []
+    next_sample = t_go
+    peak_depth = 0
+    stalled = False
+    publisher_cpu = 0.0
+    while True:
+        await asyncio.sleep(0.02)
+        now = time.time()
+        written = metrics.total(metrics.written)
+        if written != last_written:
+            last_written, last_change = written, now
+        depth = service.parts.buffer.depth
+        peak_depth = max(peak_depth, depth)
+        if now >= next_sample:
+            timeline.append({"t": round(now - t_go, 2), "written": written,
+                             "accepted": metrics.total(metrics.readings_in),
+                             "mqtt_messages": metrics.total(metrics.mqtt_messages),
+                             "buffer_depth": depth})
+            next_sample += 1.0
+        if result is None and conn.poll():
+            result = conn.recv()
+            if "error" in result:
+                raise RuntimeError(f"publisher: {result['error']}")
+            target = int(result["acked"]) * values
+            publisher_cpu = float(result["cpu_s"])
+        if target is not None and written >= target and depth == 0:
+            break
+        if now - last_change > args.stall_timeout and (result is not None or now - t_go > args.seconds + 30):
+            stalled = True
+            log.warning("no reading stored for %.0f s: stopping the drain", args.stall_timeout)
+            break
+    t_drained = last_change
+    cpu = process_cpu() - cpu0
+    threads = thread_cpu_delta(threads0, thread_cpu())
+    other_cpu = {f"{names[pid]} (pid {pid})": process_cpu(p) - other_cpu0[pid] for pid, p in others.items()
+                 if p.is_running()}
+    busy, wall = system_busy() - busy0, time.time() - wall0
+    foreign_pct = 100 * (busy - cpu - publisher_cpu - sum(other_cpu.values())) / wall
+    peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rss_mb = me.memory_info().rss / 2**20
+    proc.join(30)
+    status = service.status_line()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    assert result is not None
+    points, distinct = await asyncio.to_thread(stored_counts, influx.url, database)
+    published = int(result["acked"]) * values
+    first_publish = float(result["first_publish"])
+    elapsed = t_drained - first_publish
+    publish_elapsed = float(result["last_ack"]) - first_publish
+    rejected = metrics.total(metrics.rejected)
+    phases = intake_phases(timeline, published, distinct, t_drained - t_go)
+    return {
+        "sensors": args.sensors,
+        "values_per_message": values,
+        "devices": len(devices),
+        "requested_rate": args.rate,
+        "switch_interval": sys.getswitchinterval(),
+        "writer_batch_size": settings.collector.batch_size,
+        "publish_seconds": args.seconds,
+        "messages_published": int(result["acked"]),
+        "readings_published": published,
+        "readings_stored_points": points,
+        "readings_stored_distinct": distinct,
+        "lost": published - distinct,
+        "duplicated": points - distinct,
+        "rejected": rejected,
+        "publish_rate": published / publish_elapsed if publish_elapsed > 0 else 0.0,
+        "end_to_end_seconds": elapsed,
+        "drain_after_publish_seconds": t_drained - float(result["last_publish"]),
+        "sustained_rate": distinct / elapsed if elapsed > 0 else 0.0,
+        **phases,
+        "collector_cpu_s": cpu,
+        "collector_cpu_pct_of_core": 100 * cpu / elapsed if elapsed > 0 else 0.0,
+        "collector_cpu_us_per_reading": 1e6 * cpu / distinct if distinct else 0.0,
+        "collector_peak_rss_mb": peak_rss_mb,
+        "collector_rss_at_end_mb": rss_mb,
+        "peak_buffer_depth": peak_depth,
+        "publisher_cpu_s": publisher_cpu,
+        "other_processes_cpu_s": other_cpu,
+        "collector_threads_cpu_s": threads,
+        "foreign_cpu_pct_of_core": foreign_pct,
+        "stalled": stalled,
+        "status_line": status,
+        "timeline": timeline,
+    }
+
+
+def intake_phases(timeline: list[dict[str, float]], published: int, stored: int,
+                  drained_at: float) -> dict[str, float | None]:
+    """Writer progress while MQTT messages still arrived, and after: shows whether intake starves it."""
+    done = next((s for s in timeline if s["accepted"] >= published), None)
+    if done is None or done["t"] <= 0:
+        return {}
+    after = drained_at - done["t"]
+    return {
+        "intake_seconds": done["t"],
+        "intake_rate": done["accepted"] / done["t"],
+        "writer_rate_during_intake": done["written"] / done["t"],
+        "writer_rate_after_intake": (stored - done["written"]) / after if after > 0.5 else None,
+    }
+
+
+# --- ceilings ------------------------------------------------------------------------------------
+
+
+def mqtt_ceiling(args: argparse.Namespace, broker: Mosquitto) -> dict[str, Any]:
+    """A bare paho subscriber (QoS 1, auto-ack, counting only) against the same publisher."""
+    values = args.values_per_message
+    devices = device_ids(args.sensors, values)
+    prefix = f"ceiling-{uuid.uuid4().hex[:6]}"
+    received = 0
+    first = last = 0.0
+    lock = threading.Lock()
+
+    def on_message(*_args: Any) -> None:
+        nonlocal received, first, last
+        with lock:
+            received += 1
+            last = time.time()
+            if received == 1:
+                first = last
+
+    subscribed = threading.Event()
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-sub-{uuid.uuid4().hex[:6]}",
+                         clean_session=True)
+    client.on_message = on_message
+    client.on_subscribe = lambda *_args: subscribed.set()
+    client.on_connect = lambda c, *_args: c.subscribe(f"{prefix}/+", qos=1)
+    client.connect(HOST, broker.port)
+    client.loop_start()
+    if not subscribed.wait(15):
+        raise RuntimeError("ceiling subscriber: no SUBACK")
+    proc, conn = spawn_publisher(broker.port, prefix, devices, values, args.seconds, args.rate)
+    cpu0 = process_cpu()
+    conn.send("go")
+    if not conn.poll(args.seconds + 180):
+        raise RuntimeError("ceiling publisher did not finish")
+    result: dict[str, Any] = conn.recv()
+    deadline = time.monotonic() + 120
+    while received < result["acked"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    cpu = process_cpu() - cpu0
+    client.disconnect()
+    client.loop_stop()
+    proc.join(10)
+    elapsed = last - float(result["first_publish"])
+    return {
+        "messages_published": int(result["acked"]),
+        "messages_received": received,
+        "readings_received": received * values,
+        "seconds": elapsed,
+        "rate": received * values / elapsed if elapsed > 0 else 0.0,
+        "messages_per_s": received / elapsed if elapsed > 0 else 0.0,
+        "subscriber_cpu_s": cpu,
+        "publisher_cpu_s": float(result["cpu_s"]),
+    }
+
+
+def influx_ceiling(args: argparse.Namespace, influx: InfluxDB) -> dict[str, Any]:
+    """A bare writer: gzip line-protocol batches of 5000 points to /write, one request at a time."""
+    values = args.values_per_message
+    devices = device_ids(args.sensors, values)
+    site = bench_site("ceiling", devices, values)
+    catalog = SensorCatalog(site)
+    keys = [series_key(info.id, info) for info in catalog]
+    database = "bench_ceiling"
+    base_ns = time.time_ns() - 3600 * 10**9
+    with httpx.Client(base_url=influx.url, timeout=60) as client:
+        client.post("/query", params={"q": f'CREATE DATABASE "{database}"'}).raise_for_status()
+        written = 0
+        post_time = 0.0
+        batches = 0
+        started = time.perf_counter()
+        deadline = started + args.seconds
+        while time.perf_counter() < deadline:
+            lines = []
+            for i in range(written, written + WRITE_BATCH):
+                n, k = divmod(i, len(keys))
+                lines.append(f"{keys[k]} value={n}.{k:03d},quality=0i {base_ns + n * 1000}")
+            body = gzip.compress("\n".join(lines).encode(), 1)
+            t0 = time.perf_counter()
+            resp = client.post("/write", params={"db": database, "precision": "n"}, content=body,
+                               headers={"Content-Encoding": "gzip", "Content-Type": "text/plain"})
+            post_time += time.perf_counter() - t0
+            if resp.status_code != 204:
+                raise RuntimeError(f"InfluxDB /write: {resp.status_code} {resp.text[:200]}")
+            written += WRITE_BATCH
+            batches += 1
+        elapsed = time.perf_counter() - started
+    points = sum(int(row[1]) for row in influx_rows(influx.url, database, "SELECT count(value) FROM reading"))
+    return {
+        "points_written": written,
+        "points_stored": points,
+        "batches": batches,
+        "seconds": elapsed,
+        "rate": written / elapsed if elapsed > 0 else 0.0,
+        "rate_server_time_only": written / post_time if post_time > 0 else 0.0,
+    }
+
+
+# --- main ----------------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.ingest", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=20.0, help="how long to publish (default 20)")
+    parser.add_argument("--sensors", type=int, default=100, help="MQTT sensors (default 100)")
+    parser.add_argument("--values-per-message", type=int, default=50,
+                        help="JSON fields per message, one sensor each (default 50)")
+    parser.add_argument("--rate", type=float, default=None,
+                        help="readings/s to publish (default: as fast as the broker acknowledges)")
+    parser.add_argument("--stall-timeout", type=float, default=30.0,
+                        help="stop draining after this many seconds without a stored reading")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="the collector's writer batch size (default: the setting's default, 5000)")
+    parser.add_argument("--switch-interval", type=float, default=None,
+                        help="sys.setswitchinterval for the collector process, s (diagnostic; "
+                             "Python's default is 0.005)")
+    parser.add_argument("--watchdog", type=float, default=1800.0,
+                        help="abort with every thread's stack after this many seconds (default 1800)")
+    parser.add_argument("--no-ceilings", action="store_true", help="skip the bare subscriber and writer")
+    parser.add_argument("--name", default="ingest", help="results file bench/results/<name>.json")
+    args = parser.parse_args(argv)
+    if args.sensors <= 0 or args.values_per_message <= 0 or args.seconds <= 0:
+        parser.error("--sensors, --values-per-message and --seconds must be positive")
+    if args.rate is not None and args.rate <= 0:
+        parser.error("--rate must be positive")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.switch_interval is not None:
+        sys.setswitchinterval(args.switch_interval)
+    # A benchmark stops by itself: dump every thread's stack and exit if a run hangs.
+    faulthandler.dump_traceback_later(args.watchdog, exit=True)
+    state_dir = Path(tempfile.mkdtemp(prefix="pumpwatch-bench-ingest-"))
+    try:
+        with Mosquitto() as broker, InfluxDB() as influx:
+            collector = asyncio.run(run_collector(args, broker, influx, state_dir))
+            ceilings: dict[str, Any] = {}
+            if not args.no_ceilings:
+                ceilings["mqtt_subscriber"] = mqtt_ceiling(args, broker)
+                ceilings["influx_writer"] = influx_ceiling(args, influx)
+    finally:
+        shutil.rmtree(state_dir, ignore_errors=True)
+    c = collector
+    # At a fixed --rate the end-to-end figure cannot exceed the offered rate: there the collector meets
+    # the target when the offered rate is the target's and it kept up (stored all within 2 s).
+    kept_up = c["drain_after_publish_seconds"] <= 2.0
+    fast_enough = c["sustained_rate"] >= TARGET_RATE or (
+        c["requested_rate"] is not None and c["publish_rate"] >= 0.999 * TARGET_RATE and kept_up)
+    passed = fast_enough and c["lost"] == 0 and not c["stalled"]
+    report(collector, ceilings, passed)
+    path = write_results(args.name, {
+        "benchmark": "ingest",
+        "command": " ".join(["python -m bench.ingest", *sys.argv[1:]]),
+        "machine": machine(),
+        "versions": {"mosquitto": tool_version(["mosquitto", "-h"]),
+                     "influxdb": tool_version(["influxd", "version"])},
+        "target": {"readings_per_s": TARGET_RATE, "lost": 0, "met": passed},
+        "collector": collector,
+        "ceilings": ceilings,
+    })
+    print(f"\nresults: {path}")
+    return 0
+
+
+def report(c: dict[str, Any], ceilings: dict[str, Any], passed: bool) -> None:
+    rate_note = f"{c['requested_rate']:,.0f}/s" if c["requested_rate"] else "max"
+    print_table(
+        f"Ingest: {c['sensors']} sensors, {c['values_per_message']} values/message, "
+        f"{c['publish_seconds']:.0f} s publishing at {rate_note}",
+        ["row", "published", "stored", "lost", "dup", "readings/s", "CPU s", "CPU % core", "peak RSS MB"],
+        [["collector end to end", c["readings_published"], c["readings_stored_distinct"], c["lost"],
+          c["duplicated"], c["sustained_rate"], c["collector_cpu_s"], c["collector_cpu_pct_of_core"],
+          c["collector_peak_rss_mb"]],
+         *([["ceiling: bare paho subscriber QoS 1", m["messages_published"] * c["values_per_message"],
+             m["readings_received"], "", "", m["rate"], m["subscriber_cpu_s"], "", ""]]
+           if (m := ceilings.get("mqtt_subscriber")) else []),
+         *([["ceiling: bare /write, 5000/batch", w["points_written"], w["points_stored"],
+             w["points_written"] - w["points_stored"], "", w["rate"], "", "", ""]]
+           if (w := ceilings.get("influx_writer")) else []),
+         ["target", "", "", 0, "", TARGET_RATE, "", "", ""]],
+    )
+    print(f"\npublish rate {c['publish_rate']:,.0f} readings/s; end to end {c['end_to_end_seconds']:.1f} s "
+          f"(drain {c['drain_after_publish_seconds']:.1f} s after the last publish); peak buffer depth "
+          f"{c['peak_buffer_depth']:,}; {c['collector_cpu_us_per_reading']:.1f} µs CPU per reading; "
+          f"rejected {c['rejected']:.0f}")
+    if "intake_seconds" in c:
+        after = c["writer_rate_after_intake"]
+        print(f"MQTT intake took {c['intake_seconds']:.1f} s ({c['intake_rate']:,.0f} readings/s accepted); "
+              f"the writer stored {c['writer_rate_during_intake']:,.0f} readings/s meanwhile"
+              + (f" and {after:,.0f} readings/s after it" if after is not None else ""))
+    print_table("CPU seconds during the collector run", ["where", "CPU s"],
+                [*[[f"collector: {k}", v] for k, v in c["collector_threads_cpu_s"].items() if v >= 0.01],
+                 ["publisher process", c["publisher_cpu_s"]],
+                 *[[k, v] for k, v in c["other_processes_cpu_s"].items()]])
+    verdict = "MET" if passed else "NOT MET"
+    how = "kept up with the offered rate" if c["requested_rate"] else "stored / (last stored - first publish)"
+    print(f"\ntarget >= {TARGET_RATE:,.0f} readings/s end to end with 0 lost ({how}): {verdict}")
+    print(c["status_line"])
+    if note := other_load_note(c["foreign_cpu_pct_of_core"]):
+        print(note)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
