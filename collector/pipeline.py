@@ -132,7 +132,7 @@ class Pipeline:
                 batch = list(self._pending)
                 self._pending.clear()
             readings = [r for rs, _, _ in batch for r in rs]
-            self._commit(readings, [k for _, _, k in batch if k is not None])
+            self._commit(batch)
             with self._cond:
                 self._pending_count -= len(readings)
                 self._cond.notify_all()
@@ -148,21 +148,29 @@ class Pipeline:
                 with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: no one to tell
                     loop.call_soon_threadsafe(self._dispatch, readings)
 
-    def _commit(self, readings: list[Reading], keys: list[str]) -> None:
-        """Append durably in chunks (keys with the last), waiting (never dropping) while full."""
-        starts = range(0, max(len(readings), 1), COMMIT_CHUNK)
-        for i in starts:
-            last = i == starts[-1]
-            self._commit_chunk(readings[i : i + COMMIT_CHUNK], keys if last else [])
+    def _commit(self, batch: list[tuple[list[Reading], OnDurable | None, str | None]]) -> None:
+        """Append durably in chunks of whole messages, waiting (never dropping) while the buffer is full.
 
-    def _commit_chunk(self, readings: list[Reading], keys: list[str]) -> None:
+        A message's delivery key commits in the same transaction as all of its readings.
+        """
         warned = False
+        readings: list[Reading] = []
+        keys: list[str] = []
+        for i, (rs, _on_durable, key) in enumerate(batch):
+            readings += rs
+            if key is not None:
+                keys.append(key)
+            if len(readings) >= COMMIT_CHUNK or i == len(batch) - 1:
+                warned = self._commit_chunk(readings, keys, warned)
+                readings, keys = [], []
+
+    def _commit_chunk(self, readings: list[Reading], keys: list[str], warned: bool) -> bool:
         while True:
             try:
                 self.buffer.append(readings, keys)
-                return
+                return warned
             except BufferFull:
-                if not warned:
+                if not warned:  # once per intake batch, not once per chunk
                     log.warning("durable buffer full (%d readings): intake waits for the writer",
                                 self.buffer.depth)
                     warned = True
