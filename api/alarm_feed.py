@@ -10,16 +10,15 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import ssl
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 
 from collector.alarm_publisher import ALARM_TOPIC
 from collector.live_publisher import LIVE_TOPIC
 from pumpwatch.alarm_events import AlarmEvent
+from pumpwatch.mqttclient import new_client, start_client, stop_client
 from pumpwatch.mqtturl import BrokerAddress
 from pumpwatch.readings import Quality, Reading
 
@@ -38,12 +37,7 @@ class AlarmFeed:
         self.on_readings = on_readings
         self.rejected = 0
         self._loop: asyncio.AbstractEventLoop | None = None
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False)
-        if broker.username:
-            client.username_pw_set(broker.username, broker.password)
-        if broker.tls:
-            client.tls_set(cert_reqs=ssl.CERT_REQUIRED)
-        client.reconnect_delay_set(1, 10)
+        client = new_client(broker, client_id, persistent=True)
         client.on_connect = self._on_connect
         client.on_message = self._on_message
         self.client = client
@@ -51,13 +45,11 @@ class AlarmFeed:
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         """Connect in the background; events are delivered on `loop`."""
         self._loop = loop
-        self.client.connect_async(self.broker.host, self.broker.port, keepalive=30)
-        self.client.loop_start()
+        start_client(self.client, self.broker)
 
     def stop(self) -> None:
         """Disconnect."""
-        self.client.disconnect()
-        self.client.loop_stop()
+        stop_client(self.client)
 
     def _on_connect(self, client: mqtt.Client, _userdata: Any, _flags: Any, reason: Any,
                     _properties: Any) -> None:

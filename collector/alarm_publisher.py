@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 import logging
-import ssl
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 
 from pumpwatch.alarm_events import AlarmEvent
+from pumpwatch.mqttclient import new_client, start_client, stop_client
 from pumpwatch.mqtturl import BrokerAddress
 
 log = logging.getLogger(__name__)
@@ -30,24 +29,15 @@ class AlarmPublisher:
         self.broker = broker
         self.published = 0
         self.lost = 0
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id)
-        if broker.username:
-            client.username_pw_set(broker.username, broker.password)
-        if broker.tls:
-            client.tls_set(cert_reqs=ssl.CERT_REQUIRED)
-        client.max_queued_messages_set(QUEUE_LIMIT)
-        client.reconnect_delay_set(1, 10)
-        self.client = client
+        self.client = new_client(broker, client_id, queue_limit=QUEUE_LIMIT)
 
     def start(self) -> None:
         """Connect in the background."""
-        self.client.connect_async(self.broker.host, self.broker.port, keepalive=30)
-        self.client.loop_start()
+        start_client(self.client, self.broker)
 
     def stop(self) -> None:
         """Disconnect after handing queued events to the network loop."""
-        self.client.disconnect()
-        self.client.loop_stop()
+        stop_client(self.client)
 
     def __call__(self, event: AlarmEvent) -> None:
         """Engine listener: publish one event."""

@@ -7,14 +7,13 @@ away paho's bounded queue drops (the readings themselves are safe in the series 
 from __future__ import annotations
 
 import json
-import ssl
 from collections import defaultdict
 from collections.abc import Sequence
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 
 from pumpwatch.catalog import SensorCatalog
+from pumpwatch.mqttclient import new_client, start_client, stop_client
 from pumpwatch.mqtturl import BrokerAddress
 from pumpwatch.readings import Reading
 
@@ -34,24 +33,15 @@ class LivePublisher:
         self.broker = broker
         self.catalog = catalog
         self.dropped = 0
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id)
-        if broker.username:
-            client.username_pw_set(broker.username, broker.password)
-        if broker.tls:
-            client.tls_set(cert_reqs=ssl.CERT_REQUIRED)
-        client.max_queued_messages_set(QUEUE_LIMIT)
-        client.reconnect_delay_set(1, 10)
-        self.client = client
+        self.client = new_client(broker, client_id, queue_limit=QUEUE_LIMIT)
 
     def start(self) -> None:
         """Connect in the background."""
-        self.client.connect_async(self.broker.host, self.broker.port, keepalive=30)
-        self.client.loop_start()
+        start_client(self.client, self.broker)
 
     def stop(self) -> None:
         """Disconnect."""
-        self.client.disconnect()
-        self.client.loop_stop()
+        stop_client(self.client)
 
     def __call__(self, readings: Sequence[Reading]) -> None:
         """Publish one message per room."""

@@ -9,17 +9,16 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import ssl
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 
 from collector.metrics import CollectorMetrics
 from collector.mqtt_decode import MqttDecoder
 from collector.sink import ReadingSink
 from pumpwatch.catalog import SensorCatalog
 from pumpwatch.clock import Clock
+from pumpwatch.mqttclient import new_client, start_client, stop_client
 from pumpwatch.mqtturl import BrokerAddress
 from pumpwatch.site import Site
 
@@ -44,13 +43,7 @@ class MqttSource:
         self.subscriptions = sorted({prefix + m.subscription for m in site.mqtt})
         self.connected = False
         self._stopping = False
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False,
-                             manual_ack=True)
-        if broker.username:
-            client.username_pw_set(broker.username, broker.password)
-        if broker.tls:
-            client.tls_set(cert_reqs=ssl.CERT_REQUIRED)
-        client.reconnect_delay_set(1, 10)
+        client = new_client(broker, client_id, persistent=True, manual_ack=True)
         client.max_inflight_messages_set(100)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
@@ -59,14 +52,12 @@ class MqttSource:
 
     def start(self) -> None:
         """Connect in the background; paho reconnects by itself and `_on_connect` resubscribes."""
-        self.client.connect_async(self.broker.host, self.broker.port, keepalive=self.keepalive)
-        self.client.loop_start()
+        start_client(self.client, self.broker, self.keepalive)
 
     def stop(self) -> None:
         """Disconnect; messages not yet acknowledged stay queued at the broker for the next start."""
         self._stopping = True
-        self.client.disconnect()
-        self.client.loop_stop()
+        stop_client(self.client)
         self._set_connected(False)
 
     # --- paho callbacks (network thread) --------------------------------------------------------

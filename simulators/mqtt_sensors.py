@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 
+from pumpwatch.mqttclient import new_client, start_client, stop_client
 from pumpwatch.mqtturl import BrokerAddress
 from pumpwatch.site import MqttMapping, MqttValue, PayloadFormat, Sensor, Site, ValueType
 
@@ -167,23 +167,15 @@ class MqttSensors:
         self.broker = broker
         self.published = 0
         self._last: dict[str, bytes] = {}
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
-                                   protocol=mqtt.MQTTv311)
-        if broker.username:
-            self.client.username_pw_set(broker.username, broker.password)
-        if broker.tls:
-            self.client.tls_set()
-        self.client.reconnect_delay_set(1, 10)
+        self.client = new_client(broker, client_id)
 
     def start(self) -> None:
         """Connect in the background; paho reconnects by itself and resends QoS 1 messages."""
-        self.client.connect_async(self.broker.host, self.broker.port, keepalive=30)
-        self.client.loop_start()
+        start_client(self.client, self.broker)
 
     def stop(self) -> None:
         """Disconnect and stop the network thread."""
-        self.client.disconnect()
-        self.client.loop_stop()
+        stop_client(self.client)
 
     def publish(self, value_of: dict[str, float], now: float, silent: set[str],
                 only_changed: bool = False) -> int:
