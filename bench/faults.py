@@ -17,20 +17,19 @@ import argparse
 import asyncio
 import contextlib
 import os
-import re
-import signal
-import subprocess
 import sys
 import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import paho.mqtt.publish as publish
+
+from tests.processes import PumpwatchProcess
 
 PHASES = ("influxdb", "mosquitto", "postgresql", "modbus", "collector", "api")
 
@@ -85,44 +84,6 @@ class Phase:
         return self.end - self.first
 
 
-@dataclass
-class Process:
-    """A `pumpwatch` role as an OS process."""
-
-    name: str
-    args: list[str]
-    env: dict[str, str]
-    log: Path
-    proc: subprocess.Popen[bytes] | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def start(self) -> None:
-        """Start it, appending to its log."""
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen([sys.executable, "-m", "pumpwatch", *self.args], env=self.env,
-                                         stdout=out, stderr=subprocess.STDOUT)
-
-    def kill(self) -> None:
-        """SIGKILL and reap."""
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-
-    def stop(self) -> None:
-        """SIGTERM, then SIGKILL if it lingers."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-
-    def text(self) -> str:
-        """The log so far."""
-        return self.log.read_text(errors="replace")
-
-
 async def wait_for(check: Callable[[], Awaitable[bool]], within: float, what: str) -> float:
     """Seconds until `check` holds; RuntimeError naming `what` after `within`."""
     started = time.monotonic()
@@ -161,14 +122,14 @@ async def run_faults(outage: float = 5.0, rate: float = 200.0, work: Path | None
         await asyncio.to_thread(create_session, broker.port, collector_id, f"{prefix}/+/+")
         base = dict(os.environ, PUMPWATCH_INFLUX__URL=influx.url, PUMPWATCH_INFLUX__DATABASE="faults",
                     PUMPWATCH_INFLUX__TIMEOUT="2", PUMPWATCH_API__DATABASE_URL=pg.dsn)
-        collector = Process("collector", ["collect", "--site", str(work / "site.yaml"), "--mqtt", broker.url,
-                                          "--status-every", "1"],
-                            dict(base, PUMPWATCH_COLLECTOR__STATE_DIR=str(work / "collector"),
-                                 PUMPWATCH_COLLECTOR__CLIENT_ID=collector_id), work / "collector.log")
+        site = ["--site", str(work / "site.yaml"), "--mqtt", broker.url]
+        collector_env = dict(base, PUMPWATCH_COLLECTOR__STATE_DIR=str(work / "collector"),
+                             PUMPWATCH_COLLECTOR__CLIENT_ID=collector_id)
+        collector = PumpwatchProcess("collector", ["collect", *site, "--status-every", "1"], collector_env,
+                                     work / "collector.log")
         api_env = dict(base, PUMPWATCH_COLLECTOR__STATE_DIR=str(work / "api"),
                        PUMPWATCH_COLLECTOR__CLIENT_ID=f"faults-api-{uuid.uuid4().hex[:6]}")
-        api = Process("api", ["serve", "--site", str(work / "site.yaml"), "--mqtt", broker.url,
-                              "--port", "0"], api_env, work / "api.log")
+        api = PumpwatchProcess("api", ["serve", *site, "--port", "0"], api_env, work / "api.log")
         publisher = CountingPublisher(broker.port, f"{prefix}/n/seq", rate=rate)
         try:
             collector.start()
@@ -189,7 +150,7 @@ async def run_faults(outage: float = 5.0, rate: float = 200.0, work: Path | None
                 return "plc1 online" in _last_status(collector)
 
             async def api_ok() -> bool:
-                url = _url(api)
+                url = api.current_url()
                 if url is None:
                     return False
                 try:
@@ -211,7 +172,7 @@ async def run_faults(outage: float = 5.0, rate: float = 200.0, work: Path | None
                 "postgresql": (threaded(pg.stop), threaded(pg.start), api_ok),
                 "modbus": (server.stop, server.start, device_online),
                 "collector": (threaded(collector.kill), threaded(collector.start), stored_all),
-                "api": (threaded(api.kill), threaded(_restart_api(api)), api_ok),
+                "api": (threaded(api.kill), threaded(api.start), api_ok),
             }
             for name in PHASES:
                 stop, start, recovered = actions[name]
@@ -259,25 +220,13 @@ async def run_faults(outage: float = 5.0, rate: float = 200.0, work: Path | None
     }
 
 
-def _restart_api(api: Process) -> Callable[[], None]:
-    def start() -> None:
-        api.extra["starts"] = api.extra.get("starts", 1) + 1
-        api.start()
-    return start
-
-
-async def _has(process: Process, text: str) -> bool:
+async def _has(process: PumpwatchProcess, text: str) -> bool:
     return text in process.text()
 
 
-def _last_status(process: Process) -> str:
+def _last_status(process: PumpwatchProcess) -> str:
     lines = [line for line in process.text().splitlines() if line.startswith("collector:")]
     return lines[-1] if lines else ""
-
-
-def _url(api: Process) -> str | None:
-    found = re.findall(r"API and web UI: (http://\S+)", api.text())
-    return found[api.extra.get("starts", 1) - 1] if len(found) >= api.extra.get("starts", 1) else None
 
 
 def _wet(port: int, prefix: str, phase: str) -> None:
@@ -299,8 +248,8 @@ async def _counts(url: str, first: int, end: int) -> tuple[int, int]:
     return int(points), int(distinct)
 
 
-async def _alarms_and_tasks(api: Process) -> tuple[set[str], dict[str, int]]:
-    url = _url(api)
+async def _alarms_and_tasks(api: PumpwatchProcess) -> tuple[set[str], dict[str, int]]:
+    url = api.current_url()
     assert url is not None
     async with httpx.AsyncClient(base_url=url, timeout=10) as http:
         token = (await http.post("/api/auth/token", data={"username": "drill", "password": "drill-password-1"}

@@ -10,11 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
-import signal
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,6 +29,7 @@ from tests.collector.test_collector_service import (
     eventually,
     stored_counts,
 )
+from tests.processes import PumpwatchProcess
 from tests.services import InfluxDB, Mosquitto, Postgres
 
 SITE = """
@@ -52,47 +48,6 @@ mqtt:
     format: boolean
     values: [{sensor: "{sensor}"}]
 """
-
-
-class Role:
-    """One `pumpwatch` process with its own log."""
-
-    def __init__(self, name: str, args: list[str], env: dict[str, str], logs: Path) -> None:
-        self.name = name
-        self.args = args
-        self.env = env
-        self.log = logs / f"{name}.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen([sys.executable, "-m", "pumpwatch", *self.args], env=self.env,
-                                         stdout=out, stderr=subprocess.STDOUT)
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-
-    def url(self) -> str:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            found = re.search(r"API and web UI: (http://\S+)", self.log.read_text(errors="replace"))
-            if found:
-                return found.group(1)
-            assert self.proc is not None
-            assert self.proc.poll() is None, self.log.read_text()[-2000:]
-            time.sleep(0.2)
-        raise AssertionError(f"{self.name} did not start:\n{self.log.read_text()[-2000:]}")
 
 
 @pytest.fixture
@@ -118,27 +73,28 @@ async def test_killing_a_collector_and_an_api_loses_and_duplicates_nothing(
     database = f"dist_{uuid.uuid4().hex[:8]}"
     base = dict(os.environ, PUMPWATCH_INFLUX__URL=influxdb.url, PUMPWATCH_INFLUX__DATABASE=database,
                 PUMPWATCH_API__DATABASE_URL=state_db)
-    roles: list[Role] = []
+    roles: list[PumpwatchProcess] = []
     collectors = []
+    where = ["--site", str(site), "--mqtt", mosquitto.url]
     for name in ("collector-a", "collector-b"):
         client_id = f"{name}-{uuid.uuid4().hex[:6]}"
         # The shared-subscription sessions exist before the first message, as in production.
         await asyncio.to_thread(create_session, mosquitto.port, client_id, f"$share/dist/{unique_topic}/n/+")
         env = dict(base, PUMPWATCH_COLLECTOR__STATE_DIR=str(tmp_path / name),
                    PUMPWATCH_COLLECTOR__CLIENT_ID=client_id, PUMPWATCH_COLLECTOR__SHARE_GROUP="dist")
-        collectors.append(Role(name, ["collect", "--site", str(site), "--mqtt", mosquitto.url], env,
-                               tmp_path))
-    apis = [Role(name, ["serve", "--site", str(site), "--mqtt", mosquitto.url, "--port", "0"],
-                 dict(base, PUMPWATCH_COLLECTOR__STATE_DIR=str(tmp_path / name),
-                      PUMPWATCH_COLLECTOR__CLIENT_ID=f"{name}-{uuid.uuid4().hex[:6]}"), tmp_path)
+        collectors.append(PumpwatchProcess(name, ["collect", *where], env, tmp_path / f"{name}.log"))
+    apis = [PumpwatchProcess(name, ["serve", *where, "--port", "0"],
+                             dict(base, PUMPWATCH_COLLECTOR__STATE_DIR=str(tmp_path / name),
+                                  PUMPWATCH_COLLECTOR__CLIENT_ID=f"{name}-{uuid.uuid4().hex[:6]}"),
+                             tmp_path / f"{name}.log")
             for name in ("api-a", "api-b")]
     roles = [*collectors, *apis]
     publisher = CountingPublisher(mosquitto.port, f"{unique_topic}/n/seq", rate=300)
     try:
         for role in roles:
             role.start()
-        url_b = apis[1].url()
-        apis[0].url()
+        url_b = apis[1].wait_url()
+        apis[0].wait_url()
         publisher.start()
         await asyncio.sleep(3)
         collectors[0].kill()

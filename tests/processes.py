@@ -1,0 +1,69 @@
+"""A `pumpwatch` role run as its own OS process, with its own log: start, SIGKILL, stop, its URL."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+_URL = re.compile(r"API and web UI: (http://\S+)")
+
+
+@dataclass
+class PumpwatchProcess:
+    """`python -m pumpwatch <args>` with `env`, appending its output to `log`."""
+
+    name: str
+    args: list[str]
+    env: dict[str, str]
+    log: Path
+    proc: subprocess.Popen[bytes] | None = None
+    starts: int = 0
+
+    def start(self) -> None:
+        """Start (again), appending to the log."""
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen([sys.executable, "-m", "pumpwatch", *self.args], env=self.env,
+                                         stdout=out, stderr=subprocess.STDOUT)
+        self.starts += 1
+
+    def kill(self) -> None:
+        """SIGKILL and reap."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL if it lingers."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+    def text(self) -> str:
+        """The log so far."""
+        return self.log.read_text(errors="replace")
+
+    def current_url(self) -> str | None:
+        """The API URL this start printed, or None before it printed one."""
+        found = _URL.findall(self.text())
+        return found[self.starts - 1] if 0 < self.starts <= len(found) else None
+
+    def wait_url(self, within: float = 60.0) -> str:
+        """The API URL once printed; AssertionError with the log if the process dies or takes too long."""
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            url = self.current_url()
+            if url is not None:
+                return url
+            assert self.proc is not None
+            assert self.proc.poll() is None, self.text()[-2000:]
+            time.sleep(0.2)
+        raise AssertionError(f"{self.name} did not start:\n{self.text()[-2000:]}")
