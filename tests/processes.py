@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
 import signal
 import subprocess
 import sys
 import time
+import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,3 +71,25 @@ class PumpwatchProcess:
             assert self.proc.poll() is None, self.text()[-2000:]
             time.sleep(0.2)
         raise AssertionError(f"{self.name} did not start:\n{self.text()[-2000:]}")
+
+
+@contextlib.contextmanager
+def running_demo(directory: Path, mqtt_url: str, influx_url: str, *,
+                 status_every: float = 5.0) -> Iterator[tuple[str, PumpwatchProcess]]:
+    """`pumpwatch demo` on free ports with this broker and InfluxDB, yielded once its logins exist."""
+    tag = uuid.uuid4().hex[:8]
+    env = dict(os.environ, PUMPWATCH_COLLECTOR__STATE_DIR=str(directory / "state"),
+               PUMPWATCH_COLLECTOR__CLIENT_ID=f"demo-{tag}", PUMPWATCH_INFLUX__URL=influx_url,
+               PUMPWATCH_INFLUX__DATABASE=f"demo_{tag}")
+    demo = PumpwatchProcess("demo", ["demo", "--mqtt", mqtt_url, "--port", "0", "--modbus-port-base", "0",
+                                     "--status-every", str(status_every)], env, directory / "demo.log")
+    demo.start()
+    try:
+        url = demo.wait_url()
+        deadline = time.monotonic() + 30
+        while "Demo logins" not in demo.text():
+            assert time.monotonic() < deadline, f"no demo logins:\n{demo.text()[-3000:]}"
+            time.sleep(0.2)
+        yield url, demo
+    finally:
+        demo.stop()

@@ -10,12 +10,7 @@ import asyncio
 import contextlib
 import inspect
 import json
-import os
-import re
-import subprocess
-import sys
 import time
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +19,7 @@ import httpx
 import paho.mqtt.publish as publish
 import pytest
 
+from tests.processes import running_demo
 from tests.services import InfluxDB, Mosquitto
 
 CONTROL = "pumpwatch/sim/control"
@@ -31,34 +27,8 @@ CONTROL = "pumpwatch/sim/control"
 
 @contextlib.contextmanager
 def demo_process(tmp_path: Path, mosquitto: Mosquitto, influxdb: InfluxDB) -> Iterator[tuple[str, Path]]:
-    log = tmp_path / "demo.log"
-    env = dict(os.environ,
-               PUMPWATCH_COLLECTOR__STATE_DIR=str(tmp_path / "state"),
-               PUMPWATCH_COLLECTOR__CLIENT_ID=f"demo-{uuid.uuid4().hex[:8]}",
-               PUMPWATCH_INFLUX__URL=influxdb.url,
-               PUMPWATCH_INFLUX__DATABASE=f"demo_{uuid.uuid4().hex[:8]}")
-    with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "pumpwatch", "demo", "--mqtt", mosquitto.url,
-                                 "--port", "0", "--modbus-port-base", "0", "--status-every", "5"],
-                                env=env, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            text = log.read_text(errors="replace")
-            found = re.search(r"API and web UI: (http://\S+)", text)
-            if found and "Demo logins" in text:
-                break
-            assert proc.poll() is None, f"demo exited:\n{text[-3000:]}"
-            assert time.monotonic() < deadline, f"demo did not start:\n{text[-3000:]}"
-            time.sleep(0.2)
-        yield found.group(1), log
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+    with running_demo(tmp_path, mosquitto.url, influxdb.url) as (url, demo):
+        yield url, demo.log
 
 
 async def login(client: httpx.AsyncClient, username: str) -> dict[str, str]:

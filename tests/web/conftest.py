@@ -8,12 +8,6 @@ session cookie is reused by the API helpers and by later browser contexts.
 from __future__ import annotations
 
 import json
-import os
-import re
-import subprocess
-import sys
-import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +18,7 @@ import paho.mqtt.publish as publish
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
 
+from tests.processes import running_demo
 from tests.services import InfluxDB, Mosquitto
 
 CHROMIUM = "/usr/bin/chromium"
@@ -53,34 +48,9 @@ def demo(tmp_path_factory: pytest.TempPathFactory, mosquitto: Mosquitto,
          influxdb: InfluxDB) -> Iterator[Demo]:
     """`pumpwatch demo` on free ports against the session's Mosquitto and InfluxDB."""
     root = tmp_path_factory.mktemp("web-demo")
-    log = root / "demo.log"
-    env = dict(os.environ,
-               PUMPWATCH_COLLECTOR__STATE_DIR=str(root / "state"),
-               PUMPWATCH_COLLECTOR__CLIENT_ID=f"web-{uuid.uuid4().hex[:8]}",
-               PUMPWATCH_INFLUX__URL=influxdb.url,
-               PUMPWATCH_INFLUX__DATABASE=f"web_{uuid.uuid4().hex[:8]}")
-    with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "pumpwatch", "demo", "--mqtt", mosquitto.url,
-                                 "--port", "0", "--modbus-port-base", "0", "--status-every", "60"],
-                                env=env, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            text = log.read_text(errors="replace")
-            found = re.search(r"API and web UI: (http://\S+)", text)
-            if found and "Demo logins" in text:
-                break
-            assert proc.poll() is None, f"demo exited:\n{text[-3000:]}"
-            assert time.monotonic() < deadline, f"demo did not start:\n{text[-3000:]}"
-            time.sleep(0.2)
-        yield Demo(found.group(1), root / "state", log, mosquitto)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+    with running_demo(root, mosquitto.url, influxdb.url, status_every=60) as (url, process):
+        yield Demo(url, root / "state", process.log, mosquitto)
+    log = process.log
     assert "Traceback" not in log.read_text(errors="replace"), log.read_text(errors="replace")[-3000:]
 
 
