@@ -48,3 +48,9 @@ class ApiContext:
     approvals: ApprovalService | None = None
     latest: LatestCache | None = None  # newest readings from the live bus; the store when None
     shutdown: asyncio.Event = field(default_factory=asyncio.Event)  # set when the server stops
+
+    async def newest(self, sensors: Sequence[str]) -> dict[str, Reading]:
+        """The newest reading of each sensor: from the live cache when there is one, else the store."""
+        if self.latest is not None:
+            return await self.latest.latest(sensors)
+        return await self.store.latest(sensors)

@@ -33,7 +33,7 @@ async def latest(room_id: str, ctx: Ctx, _user: CurrentUser) -> Page[ReadingOut]
     if not any(r.id == room_id for r in ctx.site.rooms):
         raise NotFound("room", room_id)
     sensors = [i.id for i in ctx.catalog if i.room == room_id]
-    found = await (ctx.latest.latest(sensors) if ctx.latest is not None else ctx.store.latest(sensors))
+    found = await ctx.newest(sensors)
     now = ctx.clock.now()
     data = [reading_out(ctx, found[s], now) for s in sensors if s in found]
     return Page(data=data, count=len(data))

@@ -114,7 +114,7 @@ async def check(task_id: PathId, key: str, ctx: Ctx, user: CurrentUser, body: Ch
     item = next((i for i in task.checklist if i["key"] == key), None)
     sensors = [s for s in (item or {}).get("compare") or [] if s in ctx.catalog]
     if body.value is not None and sensors:
-        found = await (ctx.latest.latest(sensors) if ctx.latest is not None else ctx.store.latest(sensors))
+        found = await ctx.newest(sensors)
         if found:
             values = {s: r.value for s, r in found.items()}
             task = await asyncio.to_thread(ctx.tasks.compare_reading, task_id, user, key, values)
