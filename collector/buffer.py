@@ -43,6 +43,7 @@ CREATE TABLE IF NOT EXISTS rejected (
 
 
 DELIVERED_KEEP = 30_000
+_QUALITIES = tuple(sorted(Quality))  # code -> Quality (codes are 0, 1, 2, ...)
 
 
 class BufferFull(Exception):
@@ -110,7 +111,8 @@ class DurableBuffer:
                 "SELECT seq, sensor, ts, value, quality, state FROM pending ORDER BY seq LIMIT ?",
                 (limit,),
             ).fetchall()
-        return [r[0] for r in rows], [Reading(r[1], r[2], r[3], Quality(r[4]), r[5]) for r in rows]
+        qualities = _QUALITIES  # an index instead of an enum lookup per row: this runs per reading
+        return [r[0] for r in rows], [Reading(r[1], r[2], r[3], qualities[r[4]], r[5]) for r in rows]
 
     def remove_through(self, seq: int) -> int:
         """Forget every reading up to and including `seq` (the store has them); returns how many."""

@@ -18,6 +18,7 @@ from pumpwatch.readings import Reading
 from pumpwatch.site import MqttMapping, MqttValue, PayloadFormat, ValueType
 
 MAX_PAYLOAD = 256 * 1024  # bytes; larger messages are rejected as `too_large`
+TOPIC_CACHE = 10_000  # topics whose sensor ids are remembered
 MIN_STEP = 1e-6  # seconds between two readings of one sensor (timestamps stay unique)
 
 _TRUE = {"true", "on", "yes", "1", "wet", "open"}
@@ -53,6 +54,7 @@ class MqttDecoder:
         self.catalog = catalog
         self.routes = [_Route(m, _topic_pattern(m.topic)) for m in mappings]
         self._last_ts: dict[str, float] = {}
+        self._sensor_ids: dict[tuple[int, str], list[tuple[MqttValue, str]]] = {}
 
     def decode(self, topic: str, payload: bytes | bytearray, now: float) -> Decoded:
         """Readings from one message received at `now` (epoch seconds)."""
@@ -88,14 +90,25 @@ class MqttDecoder:
                 ts = _timestamp(_field(document, mapping.timestamp_field))
             except ValueRejected as err:
                 out.rejected.append(("bad_timestamp", f"{topic}: {err}; receive time used"))
-        for value in mapping.values:
-            sensor = value.sensor.format_map(names) if names else value.sensor
+        for value, sensor in self._targets(mapping, topic, names):
             try:
                 reading = self._read_value(mapping, value, sensor, document, ts)
             except ValueRejected as err:
                 out.rejected.append((err.reason, f"{topic} -> {sensor}: {err}"))
                 continue
             out.readings.append(reading)
+
+    def _targets(self, mapping: MqttMapping, topic: str,
+                 names: dict[str, str]) -> list[tuple[MqttValue, str]]:
+        """Each value of a mapping with the sensor id it feeds on this topic (worked out once per topic)."""
+        key = (id(mapping), topic)
+        targets = self._sensor_ids.get(key)
+        if targets is None:
+            targets = [(v, v.sensor.format_map(names) if names else v.sensor) for v in mapping.values]
+            if len(self._sensor_ids) >= TOPIC_CACHE:
+                self._sensor_ids.clear()  # bounded: topics nobody maps must not grow it without end
+            self._sensor_ids[key] = targets
+        return targets
 
     def _read_value(self, mapping: MqttMapping, value: MqttValue, sensor: str, document: Any,
                     ts: float) -> Reading:
