@@ -102,18 +102,25 @@ class Condition(Protocol):
 
 
 @dataclass(frozen=True)
-class Compare:
-    """The value is above (or below) a limit; once active it clears only past the hysteresis."""
+class _OneSensor:
+    """A condition on one sensor."""
 
     sensor: str
+
+    @property
+    def sensors(self) -> frozenset[str]:
+        """The one sensor read."""
+        return frozenset((self.sensor,))
+
+
+@dataclass(frozen=True)
+class Compare(_OneSensor):
+    """The value is above (or below) a limit; once active it clears only past the hysteresis."""
+
     limit: float
     above: bool
     hysteresis: float = 0.0
 
-    @property
-    def sensors(self) -> frozenset[str]:
-        """The one sensor compared."""
-        return frozenset((self.sensor,))
 
     def holds(self, view: SensorView, now: float, active: bool) -> bool | None:
         """Compare the newest value with the limit (shifted by the hysteresis while active)."""
@@ -125,17 +132,12 @@ class Compare:
 
 
 @dataclass(frozen=True)
-class StateIn:
+class StateIn(_OneSensor):
     """The state code is one of `codes` (or, negated, none of them)."""
 
-    sensor: str
     codes: frozenset[int]
     negate: bool = False
 
-    @property
-    def sensors(self) -> frozenset[str]:
-        """The one sensor tested."""
-        return frozenset((self.sensor,))
 
     def holds(self, view: SensorView, now: float, active: bool) -> bool | None:
         """Test the newest state code."""
@@ -146,18 +148,13 @@ class StateIn:
 
 
 @dataclass(frozen=True)
-class Change:
+class Change(_OneSensor):
     """The value rose (or fell) by at least `amount` over `window` seconds."""
 
-    sensor: str
     amount: float
     window: float
     rising: bool
 
-    @property
-    def sensors(self) -> frozenset[str]:
-        """The one sensor watched."""
-        return frozenset((self.sensor,))
 
     def holds(self, view: SensorView, now: float, active: bool) -> bool | None:
         """Compare the change over the window with the amount."""
@@ -168,16 +165,11 @@ class Change:
 
 
 @dataclass(frozen=True)
-class FastChange:
+class FastChange(_OneSensor):
     """The value moved by more than `per_minute` within the last minute, either way."""
 
-    sensor: str
     per_minute: float
 
-    @property
-    def sensors(self) -> frozenset[str]:
-        """The one sensor watched."""
-        return frozenset((self.sensor,))
 
     def holds(self, view: SensorView, now: float, active: bool) -> bool | None:
         """Compare the last minute's change with the limit."""
@@ -186,16 +178,11 @@ class FastChange:
 
 
 @dataclass(frozen=True)
-class Still:
+class Still(_OneSensor):
     """The value has not moved at all for `window` seconds (a stuck sensor)."""
 
-    sensor: str
     window: float
 
-    @property
-    def sensors(self) -> frozenset[str]:
-        """The one sensor watched."""
-        return frozenset((self.sensor,))
 
     def holds(self, view: SensorView, now: float, active: bool) -> bool | None:
         """True when the history over the window is flat."""
