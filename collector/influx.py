@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from collector.lineprotocol import MEASUREMENT, line, quality_of, quote_identifier, series_key
+from collector.lineprotocol import MEASUREMENT, lines, quality_of, quote_identifier, series_key
 from pumpwatch.catalog import SensorCatalog
 from pumpwatch.errors import StoreRejected, StoreUnavailable
 from pumpwatch.readings import Reading
@@ -64,7 +64,7 @@ class InfluxStore:
         if not readings:
             return
         await self._ensure_database()
-        body = "\n".join(line(self._key(r.sensor), r) for r in readings).encode()
+        body = lines(readings, self._key).encode()
         params = {"db": self.database, "precision": "n"}
         if self.retention_policy:
             params["rp"] = self.retention_policy

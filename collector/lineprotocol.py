@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+
 from pumpwatch.catalog import SensorInfo
 from pumpwatch.readings import Quality, Reading
 
@@ -26,12 +28,20 @@ def series_key(sensor: str, info: SensorInfo | None) -> str:
                                  if value)
 
 
-def line(key: str, reading: Reading) -> str:
-    """One point: value (float), quality (integer), state (string, when the sensor has states)."""
-    fields = f"value={float(reading.value)!r},quality={int(reading.quality)}i"
-    if reading.state is not None:
-        fields += f',state="{reading.state.translate(_STRING_FIELD_ESCAPES)}"'
-    return f"{key} {fields} {round(reading.ts * 1e9)}"
+def lines(readings: Iterable[Reading], key_of: Callable[[str], str]) -> str:
+    """Points, one per line: value (float), quality (integer), state (string, for state sensors).
+
+    `key_of` gives a sensor's series key (cached by the caller); this loop runs once per reading.
+    """
+    out: list[str] = []
+    append = out.append
+    for sensor, ts, value, quality, state in readings:
+        if state is None:
+            append(f"{key_of(sensor)} value={value!r},quality={quality:d}i {round(ts * 1e9)}")
+        else:
+            append(f"{key_of(sensor)} value={value!r},quality={quality:d}i,"
+                   f'state="{state.translate(_STRING_FIELD_ESCAPES)}" {round(ts * 1e9)}')
+    return "\n".join(out)
 
 
 def quote_identifier(name: str) -> str:

@@ -1,7 +1,9 @@
 """Live readings to MQTT (`pumpwatch/live/<room>`), for API processes running apart from the collector.
 
-Live data is a view, not a record: QoS 0, one message per room per commit, and when the broker is
-away paho's bounded queue drops (the readings themselves are safe in the series store).
+Live data is a view, not a record: QoS 0, one message per room per commit carrying the newest
+reading of each sensor in it (under load a commit holds several readings of a sensor; screens show
+the newest, history comes from the series store), and when the broker is away paho's bounded queue
+drops (the readings themselves are safe in the series store).
 """
 
 from __future__ import annotations
@@ -44,10 +46,11 @@ class LivePublisher:
         stop_client(self.client)
 
     def __call__(self, readings: Sequence[Reading]) -> None:
-        """Publish one message per room."""
+        """Publish one message per room with the newest reading of each sensor."""
+        newest = {r.sensor: r for r in readings}  # later readings of a sensor replace earlier ones
         rooms: dict[str, list[dict[str, object]]] = defaultdict(list)
-        for r in readings:
-            info = self.catalog.get(r.sensor)
+        for sensor, r in newest.items():
+            info = self.catalog.get(sensor)
             if info is not None:
                 rooms[info.room].append(reading_json(r))
         for room, batch in rooms.items():

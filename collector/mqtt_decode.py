@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from pumpwatch.catalog import SensorCatalog
-from pumpwatch.readings import Reading
-from pumpwatch.site import MqttMapping, MqttValue, PayloadFormat, ValueType
+from pumpwatch.catalog import SensorCatalog, SensorInfo
+from pumpwatch.readings import Quality, Reading
+from pumpwatch.site import MqttMapping, PayloadFormat, ValueType
 
 MAX_PAYLOAD = 256 * 1024  # bytes; larger messages are rejected as `too_large`
 TOPIC_CACHE = 10_000  # topics whose sensor ids are remembered
@@ -47,6 +47,18 @@ class _Route:
     pattern: re.Pattern[str]
 
 
+@dataclass(frozen=True, slots=True)
+class _Target:
+    """One value of a mapping resolved for one topic: its sensor and how to read it."""
+
+    sensor: str
+    info: SensorInfo | None
+    path: tuple[str, ...] | None  # JSON field path, split once; None reads the whole payload
+    kind: ValueType
+    scale: float
+    offset: float
+
+
 class MqttDecoder:
     """Matches topics against the site's maps and reads the mapped values."""
 
@@ -54,7 +66,7 @@ class MqttDecoder:
         self.catalog = catalog
         self.routes = [_Route(m, _topic_pattern(m.topic)) for m in mappings]
         self._last_ts: dict[str, float] = {}
-        self._sensor_ids: dict[tuple[int, str], list[tuple[MqttValue, str]]] = {}
+        self._targets_of: dict[tuple[int, str], list[_Target]] = {}
 
     def decode(self, topic: str, payload: bytes | bytearray, now: float) -> Decoded:
         """Readings from one message received at `now` (epoch seconds)."""
@@ -90,47 +102,65 @@ class MqttDecoder:
                 ts = _timestamp(_field(document, mapping.timestamp_field))
             except ValueRejected as err:
                 out.rejected.append(("bad_timestamp", f"{topic}: {err}; receive time used"))
-        for value, sensor in self._targets(mapping, topic, names):
+        readings = out.readings
+        last_ts = self._last_ts
+        for target in self._targets(mapping, topic, names):
             try:
-                reading = self._read_value(mapping, value, sensor, document, ts)
+                number, state = _read(target, document)
             except ValueRejected as err:
-                out.rejected.append((err.reason, f"{topic} -> {sensor}: {err}"))
+                out.rejected.append((err.reason, f"{topic} -> {target.sensor}: {err}"))
                 continue
-            out.readings.append(reading)
+            sensor = target.sensor
+            at = ts
+            last = last_ts.get(sensor)
+            if last is not None and at <= last:
+                if at > last - 1.0:
+                    at = last + MIN_STEP  # two messages in the same instant: keep both points
+                last_ts[sensor] = max(at, last)
+            else:
+                last_ts[sensor] = at
+            readings.append(Reading(sensor, at, number, Quality.GOOD, state))
 
-    def _targets(self, mapping: MqttMapping, topic: str,
-                 names: dict[str, str]) -> list[tuple[MqttValue, str]]:
-        """Each value of a mapping with the sensor id it feeds on this topic (worked out once per topic)."""
+    def _targets(self, mapping: MqttMapping, topic: str, names: dict[str, str]) -> list[_Target]:
+        """Each value of a mapping resolved for this topic (worked out once per topic)."""
         key = (id(mapping), topic)
-        targets = self._sensor_ids.get(key)
+        targets = self._targets_of.get(key)
         if targets is None:
-            targets = [(v, v.sensor.format_map(names) if names else v.sensor) for v in mapping.values]
-            if len(self._sensor_ids) >= TOPIC_CACHE:
-                self._sensor_ids.clear()  # bounded: topics nobody maps must not grow it without end
-            self._sensor_ids[key] = targets
+            targets = []
+            for v in mapping.values:
+                sensor = v.sensor.format_map(names) if names else v.sensor
+                path = tuple(v.field.split(".")) if v.field is not None else None
+                targets.append(_Target(sensor, self.catalog.get(sensor), path, mapping.value_type(v),
+                                       v.scale, v.offset))
+            if len(self._targets_of) >= TOPIC_CACHE:
+                self._targets_of.clear()  # bounded: topics nobody maps must not grow it without end
+            self._targets_of[key] = targets
         return targets
 
-    def _read_value(self, mapping: MqttMapping, value: MqttValue, sensor: str, document: Any,
-                    ts: float) -> Reading:
-        info = self.catalog.get(sensor)
-        if info is None:
-            raise ValueRejected("unknown_sensor", f"no sensor {sensor!r} in the site")
-        raw = _field(document, value.field) if value.field is not None else document
-        state: str | None = None
-        match mapping.value_type(value):
-            case ValueType.NUMBER:
-                number = _number(raw) * value.scale + value.offset
-            case ValueType.BOOLEAN:
-                number = 1.0 if _boolean(raw) else 0.0
-            case ValueType.ENUM:
-                number, state = _enum(raw, info.sensor.state_codes)
-        if not math.isfinite(number):
-            raise ValueRejected("not_finite", f"value {raw!r} is not finite")
-        last = self._last_ts.get(sensor)
-        if last is not None and ts <= last and ts > last - 1.0:
-            ts = last + MIN_STEP  # two messages in the same instant: keep both points
-        self._last_ts[sensor] = max(ts, last or ts)
-        return Reading(sensor, ts, number, state=state)
+
+def _read(target: _Target, document: Any) -> tuple[float, str | None]:
+    """The value of one target in a parsed message, as (number, state name)."""
+    info = target.info
+    if info is None:
+        raise ValueRejected("unknown_sensor", f"no sensor {target.sensor!r} in the site")
+    raw = document
+    if target.path is not None:
+        for key in target.path:
+            raw = raw[key] if type(raw) is dict and key in raw else _step(raw, key, target.path)
+    state: str | None = None
+    kind = target.kind
+    if kind is ValueType.NUMBER:
+        if type(raw) is float or type(raw) is int:  # the common case, without a call
+            number = raw * target.scale + target.offset
+        else:
+            number = _number(raw) * target.scale + target.offset
+    elif kind is ValueType.BOOLEAN:
+        number = 1.0 if _boolean(raw) else 0.0
+    else:
+        number, state = _enum(raw, info.sensor.state_codes)
+    if not math.isfinite(number):
+        raise ValueRejected("not_finite", f"value {raw!r} is not finite")
+    return float(number), state
 
 
 def _topic_pattern(topic: str) -> re.Pattern[str]:
@@ -149,15 +179,20 @@ def _topic_pattern(topic: str) -> re.Pattern[str]:
 
 def _field(document: Any, path: str) -> Any:
     """Follow a dotted path through objects and list indexes: `DS18B20.Temperature`, `temps.0`."""
+    keys = tuple(path.split("."))
     node = document
-    for key in path.split("."):
-        if isinstance(node, dict) and key in node:
-            node = node[key]
-        elif isinstance(node, list) and key.lstrip("-").isdigit() and -len(node) <= int(key) < len(node):
-            node = node[int(key)]
-        else:
-            raise ValueRejected("missing_field", f"no field {path!r}")
+    for key in keys:
+        node = _step(node, key, keys)
     return node
+
+
+def _step(node: Any, key: str, path: tuple[str, ...]) -> Any:
+    """One level of a field path: an object key or a list index."""
+    if isinstance(node, dict) and key in node:
+        return node[key]
+    if isinstance(node, list) and key.lstrip("-").isdigit() and -len(node) <= int(key) < len(node):
+        return node[int(key)]
+    raise ValueRejected("missing_field", f"no field {'.'.join(path)!r}")
 
 
 def _number(raw: Any) -> float:

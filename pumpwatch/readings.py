@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import IntEnum
+from typing import NamedTuple
 
 
 class Quality(IntEnum):
@@ -15,9 +15,12 @@ class Quality(IntEnum):
     STALE = 3  # the source is offline; the value is the last one known
 
 
-@dataclass(frozen=True, slots=True)
-class Reading:
-    """One value of one sensor at one instant (epoch seconds, taken at poll or receive time)."""
+class Reading(NamedTuple):
+    """One value of one sensor at one instant (epoch seconds, taken at poll or receive time).
+
+    A named tuple rather than a frozen dataclass: tens of thousands are built per second on the
+    intake path, and a tuple is built in a third of the time while staying just as immutable.
+    """
 
     sensor: str
     ts: float

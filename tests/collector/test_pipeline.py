@@ -137,6 +137,69 @@ def test_buffer_refuses_past_capacity_and_keeps_what_it_has(tmp_path: Path) -> N
     buffer.close()
 
 
+def test_buffer_removes_part_of_a_row_and_keeps_the_rest_across_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "b.db"
+    buffer = DurableBuffer(path)
+    batch = readings(2500)  # three rows: 1000, 1000, 500
+    buffer.append(batch)
+    positions, first = buffer.peek(1500)  # all of the first row, half of the second
+    assert first == batch[:1500]
+    assert buffer.remove_through(positions[-1]) == 1500
+    assert buffer.depth == 1000
+    buffer.close()
+    reopened = DurableBuffer(path)
+    assert reopened.depth == 1000
+    assert reopened.peek(5000)[1] == batch[1500:]
+    reopened.close()
+
+
+def test_buffer_sets_aside_one_reading_inside_a_row(tmp_path: Path) -> None:
+    buffer = DurableBuffer(tmp_path / "b.db")
+    batch = readings(10)
+    buffer.append(batch)
+    positions, _ = buffer.peek(10)
+    buffer.set_aside(positions[3], "store_rejected")
+    buffer.set_aside(positions[3], "store_rejected")  # twice: still one reading moved
+    assert buffer.depth == 9
+    assert buffer.rejected_count() == 1
+    rest_positions, rest = buffer.peek(10)
+    assert rest == batch[:3] + batch[4:]
+    assert buffer.remove_through(rest_positions[5]) == 6  # the set-aside one is not counted again
+    assert buffer.peek(10)[1] == batch[7:]
+    buffer.close()
+
+
+def test_buffer_keeps_state_names_qualities_and_exact_floats(tmp_path: Path) -> None:
+    buffer = DurableBuffer(tmp_path / "b.db")
+    batch = [Reading("dom-p1-switch", 1_767_225_600.123456789, 2.0, Quality.GOOD, "AUTO"),
+             Reading("dom-header-pressure", 1_767_225_600.2, 0.1 + 0.2, Quality.OUT_OF_RANGE),
+             Reading("dom-p1-switch", 1_767_225_600.3, 1.0, Quality.STALE, "手动")]
+    buffer.append(batch)
+    _, got = buffer.peek(10)
+    assert got == batch
+    assert [type(r.quality) for r in got] == [Quality] * 3
+    buffer.close()
+
+
+def test_buffer_adopts_readings_left_in_one_row_per_reading(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "b.db"
+    db = sqlite3.connect(path)
+    db.executescript(
+        "CREATE TABLE pending (seq INTEGER PRIMARY KEY AUTOINCREMENT, sensor TEXT NOT NULL, "
+        "ts REAL NOT NULL, value REAL NOT NULL, quality INTEGER NOT NULL, state TEXT);")
+    old = readings(1200)
+    db.executemany("INSERT INTO pending (sensor, ts, value, quality, state) VALUES (?, ?, ?, ?, ?)",
+                   [(r.sensor, r.ts, r.value, int(r.quality), r.state) for r in old])
+    db.commit()
+    db.close()
+    buffer = DurableBuffer(path)
+    assert buffer.depth == 1200
+    assert buffer.peek(5000)[1] == old
+    buffer.close()
+
+
 # --- pipeline -----------------------------------------------------------------------------------
 
 
