@@ -21,6 +21,8 @@ class CollectorMetrics:
                                "Readings kept but flagged with a bad quality", ["quality"], registry=r)
         self.dropped = Counter("pumpwatch_readings_dropped_total",
                                "Readings dropped, by reason (never silent)", ["reason"], registry=r)
+        self.intake_paused = Counter("pumpwatch_intake_paused_seconds_total",
+                                     "Time MQTT intake waited for the writer to catch up", registry=r)
         self.written = Counter("pumpwatch_readings_written_total",
                                "Readings written to the series store", registry=r)
         self.buffer_depth = Gauge("pumpwatch_buffer_depth",
@@ -38,6 +40,9 @@ class CollectorMetrics:
                                   ["device"], registry=r)
         self.polls = Counter("pumpwatch_modbus_polls_total", "Poll cycles, by outcome",
                              ["device", "outcome"], registry=r)
+        self.overruns = Counter("pumpwatch_modbus_overruns_total",
+                                "Poll cycles that took longer than the interval (missed slots skipped)",
+                                ["device"], registry=r)
         self.poll_duration = Histogram("pumpwatch_modbus_poll_seconds",
                                        "Time of one poll cycle of a device", ["device"], registry=r,
                                        buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1))

@@ -62,8 +62,9 @@ class DevicePoller:
     """Polls one device forever; `write` serialises commands with the polls."""
 
     def __init__(self, device: ModbusDevice, sink: ReadingSink, metrics: CollectorMetrics,
-                 clock: Clock, *, backoff: Backoff | None = None) -> None:
+                 clock: Clock, *, backoff: Backoff | None = None, phase: float = 0.0) -> None:
         self.device = device
+        self.phase = phase  # share of the interval to wait before the first poll (spreads devices)
         self.sink = sink
         self.metrics = metrics
         self.clock = clock
@@ -83,6 +84,7 @@ class DevicePoller:
         """Poll at the device's interval until cancelled; never raises for device trouble."""
         interval = self.device.poll_interval
         try:
+            await asyncio.sleep(self.phase * interval)
             while True:
                 if not await self._connected():
                     await asyncio.sleep(self.backoff.next())
@@ -93,7 +95,7 @@ class DevicePoller:
                     due += interval
                     delay = due - time.monotonic()
                     if delay < 0:  # the cycle overran: skip the missed slots, keep the phase
-                        self.metrics.polls.labels(device=self.device.id, outcome="overrun").inc()
+                        self.metrics.overruns.labels(device=self.device.id).inc()
                         due += -(delay // interval) * interval
                         delay = due - time.monotonic()
                     await asyncio.sleep(delay)
@@ -302,7 +304,9 @@ class ModbusCollector:
 
     def __init__(self, devices: Sequence[ModbusDevice], sink: ReadingSink, metrics: CollectorMetrics,
                  clock: Clock) -> None:
-        self.pollers = {d.id: DevicePoller(d, sink, metrics, clock) for d in devices}
+        # devices start spread over their interval, so their requests do not all fall on one instant
+        self.pollers = {d.id: DevicePoller(d, sink, metrics, clock, phase=i / len(devices))
+                        for i, d in enumerate(devices)}
         self._by_sensor = {p.sensor: poller for poller in self.pollers.values()
                            for p in poller.device.points}
 

@@ -8,6 +8,12 @@ Intake policy: at most `intake_limit` readings wait for their commit. A source t
 finds the intake full waits, which stops it reading from the broker: backpressure, nothing lost.
 The event-loop thread never waits: readings it offers to a full intake are dropped and counted
 (`pumpwatch_readings_dropped_total{reason="intake_full"}`).
+
+Catch-up policy: while the series store is reachable and `catch_up_depth` readings wait in the
+durable buffer, a source thread pauses (up to `CATCH_UP_WAIT` per message) until half of them are
+written. The broker holds the backlog meanwhile, so the writer gets the CPU it needs instead of the
+intake running ahead of it; when the store is down the buffer takes everything up to its capacity.
+Time paused: `pumpwatch_intake_paused_seconds_total`.
 """
 
 from __future__ import annotations
@@ -33,19 +39,22 @@ log = logging.getLogger(__name__)
 
 ReadingsHook = Callable[[Sequence[Reading]], None]
 COMMIT_CHUNK = 10_000  # readings per transaction; also the smallest buffer capacity that works
+CATCH_UP_WAIT = 5.0  # seconds a source thread pauses per message at most (stays under MQTT keepalive)
 
 
 class Pipeline:
     """Implements `ReadingSink`; start it inside the event loop that should receive the batches."""
 
     def __init__(self, catalog: SensorCatalog, buffer: DurableBuffer, metrics: CollectorMetrics,
-                 clock: Clock, *, intake_limit: int = 200_000,
+                 clock: Clock, *, intake_limit: int = 200_000, catch_up_depth: int = 0,
                  live: LiveBus[Sequence[Reading]] | None = None) -> None:
         self.validator = Validator(catalog)
         self.buffer = buffer
         self.metrics = metrics
         self.clock = clock
         self.intake_limit = intake_limit
+        self.catch_up_depth = catch_up_depth
+        self.store_up: Callable[[], bool] = lambda: True  # set by the service to the writer's health
         self.live = live
         self.hooks: list[ReadingsHook] = []
         self.committed = asyncio.Event()  # set after each commit; the writer waits on it
@@ -75,6 +84,8 @@ class Pipeline:
                 on_durable()  # nothing to keep: acknowledge now, redelivery would not help
             return
         on_loop = self._loop is not None and self._loop_thread == threading.get_ident()
+        if self.catch_up_depth and not on_loop and self.buffer.depth >= self.catch_up_depth:
+            self._wait_for_writer()
         with self._cond:
             while self._pending_count >= self.intake_limit and not self._stopping:
                 if on_loop:
@@ -86,6 +97,15 @@ class Pipeline:
             self._pending_count += len(kept)
             self._cond.notify_all()
         self.metrics.readings_in.labels(source=source.split(":", 1)[0]).inc(len(kept))
+
+    def _wait_for_writer(self) -> None:
+        """Pause this source thread while the writer catches up (see the module's catch-up policy)."""
+        started = time.monotonic()
+        resume = self.catch_up_depth // 2
+        while (self.buffer.depth > resume and self.store_up() and not self._stopping
+               and time.monotonic() - started < CATCH_UP_WAIT):
+            time.sleep(0.005)
+        self.metrics.intake_paused.inc(time.monotonic() - started)
 
     def delivered(self, key: str) -> bool:
         """Whether a message with this delivery key was committed before (a redelivery)."""

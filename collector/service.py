@@ -77,7 +77,8 @@ class CollectorService:
         catalog = SensorCatalog(site)
         live = live or LiveBus(on_drop=lambda name: metrics.live_dropped.labels(subscriber=name).inc())
         buffer = DurableBuffer(cfg.state_dir / "buffer.db", capacity=cfg.buffer_capacity)
-        pipeline = Pipeline(catalog, buffer, metrics, clock, intake_limit=cfg.intake_limit, live=live)
+        pipeline = Pipeline(catalog, buffer, metrics, clock, intake_limit=cfg.intake_limit,
+                            catch_up_depth=cfg.catch_up_depth, live=live)
         store = store or make_store(settings, catalog)
         devices = [d for d in site.modbus if cfg.shard is None or d.shard == cfg.shard]
         alarm_bus: LiveBus[AlarmEvent] = LiveBus(
@@ -110,6 +111,8 @@ class CollectorService:
             alarm_bus=alarm_bus,
             alarm_publisher=publisher,
         )
+        writer = self.parts.writer
+        pipeline.store_up = lambda: writer.healthy
 
     def status_line(self) -> str:
         """One line for a terminal: stored, buffered, rejected, device and broker state."""

@@ -35,6 +35,8 @@ class CollectorSettings(BaseModel):
     state_dir: Path = Path(".state")
     buffer_capacity: int = Field(5_000_000, ge=10_000, description="readings held while the store is down")
     intake_limit: int = Field(200_000, ge=1000)
+    catch_up_depth: int = Field(100_000, ge=0, description="readings waiting for a reachable store at "
+                                "which MQTT intake pauses until half are written (0: never pause)")
     batch_size: int = Field(5000, ge=1, le=100_000)
     client_id: str = "pumpwatch-collector"
     share_group: str | None = Field(None, description="MQTT shared-subscription group for several collectors")

@@ -220,6 +220,13 @@ async def test_a_dead_and_a_silent_device_never_delay_the_others_and_both_come_b
     assert sinks["silent"].readings == []
 
 
+def test_devices_start_spread_over_their_interval() -> None:
+    dev = _device(MIXED, "")
+    devices = [dev.model_copy(update={"id": f"plc-{i}", "port": 5020 + i}) for i in range(4)]
+    collector = ModbusCollector(devices, RecordingSink(), CollectorMetrics(), SystemClock())
+    assert [p.phase for p in collector.pollers.values()] == [0.0, 0.25, 0.5, 0.75]
+
+
 async def test_commands_are_written_with_the_points_encoding_and_serialised_with_polls() -> None:
     dev = _device(MIXED, "")
     values = dict(VALUES)
