@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from collector.alarm_conditions import Condition, SensorView
+from collector.alarm_memory import AlarmMemory
 from pumpwatch.alarm_events import SEVERITY_RANK, AlarmAction, AlarmEvent, AlarmKey
 from pumpwatch.bus import LiveBus
 from pumpwatch.clock import Clock
@@ -67,7 +68,7 @@ class AlarmEngine:
 
     def __init__(self, rules: Sequence[AlarmRule], clock: Clock, *, transport: Clock | None = None,
                  history: dict[str, float] | None = None, tick: float = 1.0,
-                 bus: LiveBus[AlarmEvent] | None = None) -> None:
+                 bus: LiveBus[AlarmEvent] | None = None, memory: AlarmMemory | None = None) -> None:
         self.rules = list(rules)
         self.clock = clock
         self.view = SensorView(history or {}, transport or clock)
@@ -81,6 +82,10 @@ class AlarmEngine:
             for sensor in rule.sensors:
                 self._by_sensor.setdefault(sensor, []).append(rule)
         self.evaluations = 0
+        self.memory = memory
+        self._orphans: list[AlarmEvent] = []  # remembered alarms no rule raises any more
+        if memory is not None:
+            self._restore(memory)
 
     def on_readings(self, readings: Sequence[Reading]) -> None:
         """Pipeline hook: update the view, evaluate the rules that read the changed sensors."""
@@ -96,6 +101,10 @@ class AlarmEngine:
     def evaluate_all(self) -> None:
         """Evaluate every rule now (the timer's job)."""
         now = self.clock.now()
+        while self._orphans:
+            last = self._orphans.pop()
+            self._emit(AlarmEvent(AlarmAction.CLEARED, last.key, last.severity, now, last.room,
+                                  last.message, None, last.sensor))
         for rule in self.rules:
             self._evaluate(rule, now)
 
@@ -183,10 +192,27 @@ class AlarmEngine:
             self._emit(AlarmEvent(AlarmAction.PEAK, rule.key, state.severity, now, rule.room,
                                   rule.message, state.peak, rule.sensor))
 
+    def _restore(self, memory: AlarmMemory) -> None:
+        """Take up the alarms raised before a restart: each clears once its condition is over."""
+        for key, last in memory.raised.items():
+            state = self._states.get(key)
+            if state is None:
+                self._orphans.append(last)
+            else:
+                state.severity = last.severity
+                state.peak = state.peak_told = last.value
+        if memory.raised:
+            log.info("took up %d raised alarms from %s", len(memory.raised), memory.path)
+
     def _emit(self, event: AlarmEvent) -> None:
         log.log(logging.WARNING if event.action is not AlarmAction.CLEARED else logging.INFO,
                 "alarm %s %s (%s): %s", event.key, event.action.value, event.severity.value,
                 event.message.en, extra={"alarm": str(event.key), "action": event.action.value})
+        if self.memory is not None:
+            try:
+                self.memory.remember(event)
+            except OSError:  # a full disk must not stop alarms; the next change writes it again
+                log.exception("could not write the alarm memory")
         if self.bus is not None:
             self.bus.publish(event)
         for listener in self.listeners:

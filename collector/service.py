@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from collector.alarm_engine import AlarmEngine
+from collector.alarm_memory import AlarmMemory
 from collector.alarm_publisher import AlarmPublisher
 from collector.buffer import DurableBuffer
 from collector.embedded_store import EmbeddedStore
@@ -85,7 +86,7 @@ class CollectorService:
             on_drop=lambda name: metrics.live_dropped.labels(subscriber=name).inc())
         rulebook = Rulebook(site)
         engine = AlarmEngine(rulebook.rules, clock, transport=SystemClock(), history=rulebook.history,
-                             bus=alarm_bus)
+                             bus=alarm_bus, memory=AlarmMemory(cfg.state_dir / "alarms.json"))
         pipeline.hooks.append(engine.on_readings)
         publisher = (AlarmPublisher(broker, f"{cfg.client_id}-alarms") if broker is not None else None)
         if publisher is not None:

@@ -8,6 +8,7 @@ import pytest
 
 from collector.alarm_conditions import AllOf, AnyOf, Compare, Silent, StateIn, Still
 from collector.alarm_engine import AlarmEngine, AlarmRule, Level
+from collector.alarm_memory import AlarmMemory
 from collector.rulebook import Rulebook
 from pumpwatch.alarm_events import AlarmAction, AlarmEvent, AlarmKey
 from pumpwatch.clock import FakeClock
@@ -241,3 +242,47 @@ def test_the_example_site_gets_the_rules_the_regulation_asks_for() -> None:
     assert len(keys) == len(book.rules)  # one rule per (asset, alarm type)
     switch = next(r for r in book.rules if str(r.key) == "fire-p1/switch_not_auto")
     assert switch.levels[0].severity is Severity.CRITICAL  # fire pumps: critical by pump-kind default
+
+
+# --- alarms across a restart ----------------------------------------------------------------------
+
+
+async def test_a_restarted_engine_clears_an_alarm_that_ended_while_it_was_down(tmp_path: Path) -> None:
+    path = tmp_path / "alarms.json"
+    clock = FakeClock()
+    before = AlarmEngine([temperature_rule()], clock, history={"t": 700}, memory=AlarmMemory(path))
+    before.on_readings([Reading("t", clock.now(), 140)])
+    await clock.advance(30)
+    before.evaluate_all()
+    assert before.active() == {KEY: Severity.CRITICAL}
+
+    after = AlarmEngine([temperature_rule()], clock, history={"t": 700}, memory=AlarmMemory(path))
+    events: list[AlarmEvent] = []
+    after.listeners.append(events.append)
+    assert after.active() == {KEY: Severity.CRITICAL}
+    after.on_readings([Reading("t", clock.now(), 141)])  # still hot: no second raise
+    after.evaluate_all()
+    assert [(e.action, e.value) for e in events] == [(AlarmAction.PEAK, 141)]  # a new worst value
+    after.on_readings([Reading("t", clock.now(), 90)])  # over: the clear is announced
+    assert [(e.action, e.severity) for e in events[1:]] == [(AlarmAction.CLEARED, Severity.CRITICAL)]
+    assert AlarmMemory(path).raised == {}
+
+
+async def test_a_remembered_alarm_without_its_rule_is_cleared_and_a_broken_file_is_set_aside(
+        tmp_path: Path) -> None:
+    path = tmp_path / "alarms.json"
+    clock = FakeClock()
+    old = AlarmEngine([temperature_rule()], clock, history={"t": 700}, memory=AlarmMemory(path))
+    old.on_readings([Reading("t", clock.now(), 140)])
+    await clock.advance(30)
+    old.evaluate_all()
+    other = AlarmEngine([], clock, memory=AlarmMemory(path))  # the rule left the site file
+    events: list[AlarmEvent] = []
+    other.listeners.append(events.append)
+    other.evaluate_all()
+    assert [(e.action, e.key, e.room) for e in events] == [(AlarmAction.CLEARED, KEY, "dom")]
+    assert AlarmMemory(path).raised == {}
+
+    path.write_text('[{"action": "raised", "asset": ', encoding="utf-8")
+    assert AlarmMemory(path).raised == {}
+    assert path.with_suffix(".broken").exists()
