@@ -55,10 +55,15 @@ class AlarmService:
         return utc_from_epoch(self._clock.now())
 
     def apply(self, event: AlarmEvent) -> Alarm | None:
-        """Apply one event; returns the alarm it touched (None: a clear for an alarm that is not open).
+        """Apply one event; returns the alarm it touched (None: a clear for an alarm that is not open)."""
+        return self.apply_change(event)[0]
+
+    def apply_change(self, event: AlarmEvent) -> tuple[Alarm | None, str | None]:
+        """Apply one event; returns the alarm and what this call did to it (its audit action).
 
         Another process may apply the same event at the same moment: the partial unique index lets only
-        one active row per key exist, and the loser of that race rolls back and re-reads the winner's row.
+        one active row per key exist, and the loser of that race rolls back and re-reads the winner's row
+        (so only one of them reports `raised`; the other reports `updated`).
         """
         for attempt in range(1, _APPLY_ATTEMPTS + 1):
             try:
@@ -74,7 +79,7 @@ class AlarmService:
                                     Alarm.state == AlarmState.ACTIVE.value)
         return session.scalar(query.with_for_update())
 
-    def _apply(self, session: Session, event: AlarmEvent) -> Alarm | None:
+    def _apply(self, session: Session, event: AlarmEvent) -> tuple[Alarm | None, str | None]:
         now = self.now()
         at = utc_from_epoch(event.ts)
         alarm = self._active(session, event.key)
@@ -82,7 +87,8 @@ class AlarmService:
             if alarm is not None:
                 self._update(session, alarm, "cleared", now, state=AlarmState.CLEARED.value, ended_at=at,
                              last_value=event.value if event.value is not None else alarm.last_value)
-            return alarm
+                return alarm, "cleared"
+            return None, None
         if alarm is None:
             # Any news of an alarm we do not hold open (a missed RAISED after a restart) opens it.
             return self._raise(session, event, at, now)
@@ -90,7 +96,7 @@ class AlarmService:
         if event.action is AlarmAction.PEAK:
             self._update(session, alarm, "peak", now, peak_value=event.value,
                          last_value=event.value if event.value is not None else alarm.last_value)
-            return alarm
+            return alarm, "peak"
         # RAISED again (a duplicate, or a replay), ESCALATED or DEESCALATED: the severity is the news.
         action = {AlarmAction.RAISED: "updated", AlarmAction.ESCALATED: "escalated",
                   AlarmAction.DEESCALATED: "deescalated"}[event.action]
@@ -101,9 +107,9 @@ class AlarmService:
         task = session.scalar(select(Task).where(Task.alarm_id == alarm.id).with_for_update())
         if task is not None:
             self._tasks.raise_priority(session, task, Severity(severity), now)
-        return alarm
+        return alarm, action
 
-    def _raise(self, session: Session, event: AlarmEvent, at: datetime, now: datetime) -> Alarm:
+    def _raise(self, session: Session, event: AlarmEvent, at: datetime, now: datetime) -> tuple[Alarm, str]:
         severity = Severity(event.severity).value
         recent = session.scalar(
             select(Alarm).where(Alarm.asset == event.key.asset, Alarm.alarm_type == event.key.alarm_type,
@@ -120,7 +126,7 @@ class AlarmService:
                          message_zh=event.message.zh, message_en=event.message.en,
                          repeat_count=recent.repeat_count + 1, acknowledged_by=None, acknowledged_at=None)
             self._tasks.reopen_for_alarm(session, task, Severity(severity), now)
-            return recent
+            return recent, "reopened"
         alarm = Alarm(asset=event.key.asset, alarm_type=event.key.alarm_type, room=event.room,
                       sensor=event.sensor, severity=severity, peak_severity=severity,
                       state=AlarmState.ACTIVE.value, started_at=at, peak_value=event.value,
@@ -130,7 +136,7 @@ class AlarmService:
         session.flush()  # IntegrityError here: another process raised it first; apply() retries
         audit.record(session, audit.SYSTEM, "alarm", alarm.id, "raised", None, audit.snapshot(alarm), now)
         self._tasks.open_for_alarm(session, alarm, now)
-        return alarm
+        return alarm, "raised"
 
     def _update(self, session: Session, alarm: Alarm, action: str, now: datetime, actor: str = audit.SYSTEM,
                 **values: Any) -> None:

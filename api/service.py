@@ -24,6 +24,7 @@ from api.auth import AuthService
 from api.context import ApiContext
 from api.db import make_engine, session_factory, upgrade
 from api.latest_cache import LatestCache
+from api.notify import Notifier
 from api.reports import MonthlyReport
 from api.tasks import TaskService
 from pumpwatch.alarm_events import AlarmEvent
@@ -102,6 +103,7 @@ class ApiService:
             max_upload_bytes=cfg.max_upload_mb * 1024 * 1024, reports=MonthlyReport(sessions, tasks.sla),
             approvals=ApprovalService(sessions, clock, tasks), latest=LatestCache(store))
         self.ctx.health["database"] = self._database_health
+        self.notifier = Notifier(settings.notify, registry, site.site.timezone, site.site.name.zh)
         self.app = create_app(self.ctx)
         self._events: asyncio.Queue[AlarmEvent] | None = None
         self.port = cfg.port
@@ -126,8 +128,9 @@ class ApiService:
         while True:
             event = await self._events.get()
             try:
-                await asyncio.to_thread(self.ctx.alarms.apply, event)
+                alarm, change = await asyncio.to_thread(self.ctx.alarms.apply_change, event)
                 self.metrics.events_applied.inc()
+                self.notifier.alarm_changed(change, alarm)
             except Exception:  # the database may be briefly away: retry the event, keep order
                 log.exception("applying alarm event %s failed; retrying", event.key)
                 await asyncio.sleep(1.0)
@@ -139,6 +142,7 @@ class ApiService:
             try:
                 for escalation in await asyncio.to_thread(self.ctx.tasks.escalate):
                     log.warning("task escalation: %s", escalation)
+                    self.notifier.escalated(escalation)
                 if self.ctx.approvals is not None:
                     expired = await asyncio.to_thread(self.ctx.approvals.expire)
                     if expired:
@@ -176,6 +180,7 @@ class ApiService:
                 tasks.create_task(self._serve_http(self.server), name="api-http")
                 tasks.create_task(self._apply_events(), name="api-alarm-intake")
                 tasks.create_task(self._escalate(), name="api-sla")
+                tasks.create_task(self.notifier.run(), name="api-notify")
                 if self.ctx.latest is not None:
                     tasks.create_task(self.ctx.latest.run(self.ctx.readings), name="api-latest")
         finally:

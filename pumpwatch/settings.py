@@ -54,6 +54,17 @@ class ApiSettings(BaseModel):
     max_upload_mb: int = Field(10, ge=1, le=100)
 
 
+class NotifySettings(BaseModel):
+    """Where the API tells people about serious alarms and late tasks: a chat-group robot or a webhook."""
+
+    webhook_url: SecretStr | None = Field(None, description="WeCom / DingTalk group robot URL, or any "
+                                          "HTTPS endpoint taking JSON; unset: no notifications")
+    style: Literal["robot", "json"] = Field("robot", description="robot: {msgtype: text} as WeCom and "
+                                            "DingTalk robots take it; json: the structured notice")
+    min_severity: Literal["critical", "major", "minor", "warning"] = "major"
+    queue_limit: int = Field(1000, ge=1, description="notices waiting at most; the oldest is dropped")
+
+
 class SimulatorSettings(BaseModel):
     """How the simulators run."""
 
@@ -72,6 +83,7 @@ class Settings(BaseSettings):
     simulator: SimulatorSettings = SimulatorSettings()
     influx: InfluxSettings = InfluxSettings()
     collector: CollectorSettings = CollectorSettings()
+    notify: NotifySettings = NotifySettings()
     api: ApiSettings = ApiSettings()
     environment: Literal["development", "production"] = Field(
         "development", description="production: refuse to start with demo logins or insecure settings")
