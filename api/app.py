@@ -15,6 +15,7 @@ from api.routes import (
     auth,
     health,
     live,
+    people,
     plans,
     readings,
     reports,
@@ -34,7 +35,8 @@ def create_app(ctx: ApiContext) -> FastAPI:
     app.state.ctx = ctx
     app.state.login_limiter = RateLimiter(ctx.clock)
     problems.install(app)
-    for module in (auth, site, readings, live, alarms, tasks, approvals, plans, users, reports, health, web):
+    for module in (auth, site, readings, live, alarms, tasks, approvals, plans, users, people, reports,
+                   health, web):
         app.include_router(module.router)
 
     @app.middleware("http")

@@ -51,6 +51,15 @@ class UserPublic(BaseModel):
     locked_until: datetime | None = None
 
 
+class PersonPublic(BaseModel):
+    """A colleague as every signed-in user may see them."""
+
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    display_name: str
+    roles: list[str]
+
+
 class UserCreate(Body):
     """A new user (admin)."""
 

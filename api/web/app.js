@@ -59,6 +59,7 @@ const ctx = {
   me: null,
   site: {rooms: []},
   sensors: new Map(),
+  people: new Map(),
   equipment: new Map(),
   rooms: new Map(),
   placeOf: new Map(),
@@ -148,6 +149,10 @@ async function loadSite() {
     ctx.site = {rooms: []};
     toast(errorText(err), 'error');
   }
+  try {
+    const people = await getCached('/api/people');
+    ctx.people = new Map(people.data.data.map((p) => [p.id, p]));
+  } catch { ctx.people = new Map(); } // names fall back to "user #id"
   setTimeZone(ctx.site.timezone);
   ctx.rooms = new Map(ctx.site.rooms.map((r) => [r.id, r]));
   ctx.equipment = new Map();

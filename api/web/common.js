@@ -87,7 +87,8 @@ export function sensorName(ctx, id) {
 export function personName(ctx, id) {
   if (id === null || id === undefined) return '';
   if (ctx.me && id === ctx.me.id) return t('people.you');
-  return t('people.user', {id});
+  const person = ctx.people && ctx.people.get(id);
+  return person ? person.display_name : t('people.user', {id});
 }
 
 export function errorText(err) {

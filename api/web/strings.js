@@ -262,6 +262,10 @@ export const STRINGS = {
   'notes.saved': ['记录已保存', 'Note saved'],
   'notes.count': ['{n} 条记录', '{n} notes'],
 
+  'assign.title': ['分派技术员', 'Assign technicians'],
+  'assign.save': ['分派', 'Assign'],
+  'assign.none': ['请至少选择一名技术员。', 'Choose at least one technician.'],
+  'assign.done': ['任务 #{id} 已分派给 {who}', 'Task #{id} assigned to {who}'],
   'review.verify': ['审核通过', 'Verify'],
   'review.sendBack': ['退回返工', 'Send back'],
   'review.reason': ['退回原因（退回时必填）', 'Reason (required to send back)'],

@@ -275,6 +275,41 @@ export function reviewActions(ctx, task, onDone) {
     error, h('div', {class: 'actions'}, verify, back));
 }
 
+const ASSIGNABLE = ['raised', 'assigned', 'in_progress', 'sent_back'];
+
+/** Choose the technicians of a task, for a supervisor (or admin) looking at an open one. */
+export function assignPanel(ctx, task, onDone) {
+  if (!ctx.can(...MANAGER_ROLES) || !ASSIGNABLE.includes(task.state)) return null;
+  const technicians = [...ctx.people.values()].filter((p) => p.roles.includes('technician'));
+  if (!technicians.length) return null;
+  const chosen = new Set(task.assignee_ids || []);
+  const boxes = technicians.map((p) => h('span', {class: 'check'},
+    h('input', {type: 'checkbox', id: `assign-${task.id}-${p.id}`, value: String(p.id), checked: chosen.has(p.id)}),
+    h('label', {for: `assign-${task.id}-${p.id}`}, p.display_name)));
+  const error = h('p', {class: 'field-error', role: 'alert'});
+  const save = h('button', {type: 'button', class: 'btn btn-primary', 'data-action': 'assign'}, t('assign.save'));
+  const section = h('section', {class: 'panel assign', 'aria-labelledby': `assign-h-${task.id}`},
+    h('h2', {id: `assign-h-${task.id}`}, t('assign.title')),
+    h('div', {class: 'check-row', role: 'group', 'aria-labelledby': `assign-h-${task.id}`}, boxes),
+    error, h('div', {class: 'actions'}, save));
+  section.addEventListener('change', () => { error.textContent = ''; });
+  save.addEventListener('click', async () => {
+    const ids = [...section.querySelectorAll('input[type=checkbox]:checked')].map((box) => Number(box.value));
+    if (!ids.length) { error.textContent = t('assign.none'); return; }
+    error.textContent = '';
+    save.disabled = true;
+    try {
+      const updated = await post(`/api/tasks/${task.id}/assign`, {assignees: ids});
+      toast(t('assign.done', {id: task.id, who: ids.map((id) => personName(ctx, id)).join(', ')}));
+      onDone(updated);
+    } catch (err) {
+      save.disabled = false;
+      error.textContent = errorText(err);
+    }
+  });
+  return section;
+}
+
 function conflictBox(ctx, task, op, rerender) {
   const action = t(`op.${op.kind}`);
   const text = op.status === 'conflict'
@@ -423,6 +458,7 @@ export async function taskPage(main, ctx, id) {
             () => checkItem(ctx, task, item, working)))) : null,
         reportBlock(ctx, task),
         reviewActions(ctx, task, (updated) => { server = updated; render(); }),
+        assignPanel(ctx, task, (updated) => { server = updated; render(); }),
         working ? keep('complete', 'form', () => completeForm(ctx, () => current)) : null,
         h('section', {class: 'panel', 'aria-labelledby': 'notes-h'}, h('h2', {id: 'notes-h'}, t('notes.title')),
           notesList(ctx, task), keep('note', 'form', () => noteForm(task.id)))));

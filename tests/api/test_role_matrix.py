@@ -154,6 +154,7 @@ CASES: list[tuple[str, Call, set[str]]] = [
      {"supervisor", "admin", "deputy"}),
     ("add a note", lambda a: ("POST", f"/api/tasks/{a.new_task()}/notes", {"text": "seen it"}), EVERYONE),
     ("list users", lambda a: ("GET", "/api/users", None), {"admin"}),
+    ("list people", lambda a: ("GET", "/api/people?role=technician", None), EVERYONE),
     ("request access", lambda a: ("POST", "/api/access-requests", a.visit()), EVERYONE),
     ("approve access", lambda a: ("POST", f"/api/access-requests/{a.new_visit()}/approve", None),
      {"supervisor", "director", "deputy"}),
@@ -238,3 +239,17 @@ async def test_a_gauge_reading_is_compared_with_its_sensor(api: Api) -> None:
     assert item["disagrees"] is False
     off = await api.client.put(url, json={"result": "ok", "value": 0.35}, headers=headers)
     assert off.json()["checklist"][0]["disagrees"] is True  # the gauge or the transmitter is wrong
+
+
+async def test_people_lists_active_colleagues_by_role_without_logins(api: Api) -> None:
+    resp = await api.client.get("/api/people", params={"role": "technician"},
+                                headers=api.headers["supervisor"])
+    assert resp.status_code == 200
+    body = resp.json()
+    ids = {p["id"] for p in body["data"]}
+    assert {api.people.technician.id, api.people.technician2.id} <= ids
+    assert api.people.supervisor.id not in ids
+    assert all(set(p) == {"id", "display_name", "roles"} for p in body["data"])  # no usernames
+    assert body["count"] == len(body["data"])
+    bad = await api.client.get("/api/people", params={"role": "plumber"}, headers=api.headers["operator"])
+    assert bad.status_code == 422

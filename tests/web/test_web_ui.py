@@ -651,6 +651,29 @@ def test_the_supervisor_verifies_one_task_and_sends_another_back(
     screenshot(page, "alarms-desktop")
 
 
+def test_the_supervisor_assigns_a_reported_fault_to_technicians_by_name(
+        browsers: Browsers, accounts: Accounts, screenshot: Shot) -> None:
+    task_id = fault_task(accounts, "dom-p2", "dom", "二号泵振动 pump 2 vibrates")
+    page = browsers.page("supervisor", path=f"/#/task/{task_id}")
+    panel = page.locator("section.assign")
+    expect(panel).to_be_visible()
+    panel.locator('[data-action="assign"]').click()
+    expect(panel.locator(".field-error")).to_have_text("请至少选择一名技术员。")
+    panel.get_by_label("维修技工 Technician", exact=True).check()
+    panel.get_by_label("维修技工二 Technician 2", exact=True).check()
+    screenshot(page, "assign-desktop")
+    panel.locator('[data-action="assign"]').click()
+    expect(page.locator('.task-detail[data-state="assigned"]')).to_be_visible()
+    expect(page.locator("dl.facts")).to_contain_text("维修技工 Technician, 维修技工二 Technician 2")
+    task = accounts.api("supervisor").get(f"/api/tasks/{task_id}").json()
+    assert sorted(task["assignee_ids"]) == sorted([accounts.user_id("tech"), accounts.user_id("tech2")])
+    assert unlabelled_controls(page) == []
+
+    tech = browsers.page("tech", path=f"/#/task/{task_id}")
+    expect(tech.locator(".task-detail")).to_be_visible()
+    expect(tech.locator("section.assign")).to_have_count(0)  # technicians do not assign
+
+
 def test_the_director_overview_counts_alarms_and_tasks(browsers: Browsers, accounts: Accounts,
                                                        screenshot: Shot) -> None:
     page = browsers.page("director", path="/#/overview")
