@@ -18,7 +18,7 @@ def new_client(broker: BrokerAddress, client_id: str, *, persistent: bool = Fals
     if broker.username:
         client.username_pw_set(broker.username, broker.password)
     if broker.tls:
-        client.tls_set(cert_reqs=ssl.CERT_REQUIRED)
+        client.tls_set(ca_certs=broker.ca_file, cert_reqs=ssl.CERT_REQUIRED)  # host name checked too
     if queue_limit is not None:
         client.max_queued_messages_set(queue_limit)
     client.reconnect_delay_set(1, 10)

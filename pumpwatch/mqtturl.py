@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 
@@ -15,9 +16,10 @@ class BrokerAddress:
     username: str | None = None
     password: str | None = None
     tls: bool = False
+    ca_file: str | None = None  # the CA of the broker's certificate; None: the system's CAs
 
     @classmethod
-    def parse(cls, url: str) -> BrokerAddress:
+    def parse(cls, url: str, ca_file: str | Path | None = None) -> BrokerAddress:
         """Parse mqtt:// or mqtts:// URLs; ValueError with a readable message otherwise."""
         parts = urlsplit(url)
         if parts.scheme not in ("mqtt", "mqtts", "tcp"):
@@ -35,6 +37,7 @@ class BrokerAddress:
             username=unquote(parts.username) if parts.username else None,
             password=unquote(parts.password) if parts.password else None,
             tls=tls,
+            ca_file=str(ca_file) if ca_file is not None else None,
         )
 
     def __str__(self) -> str:

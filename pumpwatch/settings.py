@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, FilePath, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -13,6 +13,8 @@ class MqttSettings(BaseModel):
     """The broker: none means an in-process broker on `embedded_port`."""
 
     url: str | None = Field(None, description="mqtt://user:password@host:1883 or mqtts://...")
+    ca_file: FilePath | None = Field(None, description="PEM file of the CA that signed the broker's "
+                                     "certificate (mqtts://); default: the system's CAs")
     embedded_port: int = Field(1883, ge=0, le=65535)
 
 

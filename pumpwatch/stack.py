@@ -42,7 +42,7 @@ class StackOptions:
 async def broker_for(settings: Settings, demo: bool) -> AsyncIterator[tuple[BrokerAddress, bool]]:
     """The configured broker, or an in-process one (a free port if the default is busy in a demo)."""
     if settings.mqtt.url:
-        yield BrokerAddress.parse(settings.mqtt.url), False
+        yield BrokerAddress.parse(settings.mqtt.url, settings.mqtt.ca_file), False
         return
     port = settings.mqtt.embedded_port
     embedded = EmbeddedBroker(port=port_or_free(port) if demo else port)

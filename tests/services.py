@@ -303,24 +303,31 @@ class Mosquitto(_ChildService):
 
     name = "mosquitto"
 
-    def __init__(self, start_timeout: float = 30.0, stop_timeout: float = 20.0) -> None:
+    def __init__(self, start_timeout: float = 30.0, stop_timeout: float = 20.0,
+                 tls: tuple[Path, Path] | None = None) -> None:
         super().__init__(start_timeout, stop_timeout)
         self._binary: Path | None = None
+        self.tls = tls  # (certificate, key) PEM files: the listener speaks TLS only
 
     @property
     def url(self) -> str:
-        """The broker as an `mqtt://host:port` URL."""
-        return f"mqtt://{HOST}:{self.port}"
+        """The broker as an `mqtt://host:port` (or `mqtts://`) URL."""
+        return f"{'mqtts' if self.tls else 'mqtt'}://{HOST}:{self.port}"
 
     def _locate_binaries(self) -> None:
         self._binary = find_binary("mosquitto", "mosquitto")
 
     def _prepare(self) -> None:
+        if self.tls:  # copies in the broker's own directory, which its user can read
+            for source in self.tls:
+                shutil.copyfile(source, self.directory / source.name)
+            self.tls = (self.directory / self.tls[0].name, self.directory / self.tls[1].name)
         if os.geteuid() == 0:
             # As root mosquitto drops to the `mosquitto` user, which must write the persistence file.
             with contextlib.suppress(KeyError):
                 entry = pwd.getpwnam("mosquitto")
-                os.chown(self.directory, entry.pw_uid, entry.pw_gid)
+                for path in (self.directory, *(self.tls or ())):
+                    os.chown(path, entry.pw_uid, entry.pw_gid)
 
     def _config(self, port: int) -> str:
         directory = self.directory
@@ -328,6 +335,7 @@ class Mosquitto(_ChildService):
         return "\n".join(
             [
                 f"listener {port} {HOST}",
+                *([f"certfile {self.tls[0]}", f"keyfile {self.tls[1]}"] if self.tls else []),
                 "allow_anonymous true",
                 "persistence true",
                 f"persistence_location {directory}/",  # mosquitto wants the trailing slash
