@@ -247,15 +247,19 @@ def test_the_example_site_gets_the_rules_the_regulation_asks_for() -> None:
 # --- alarms across a restart ----------------------------------------------------------------------
 
 
-async def test_a_restarted_engine_clears_an_alarm_that_ended_while_it_was_down(tmp_path: Path) -> None:
-    path = tmp_path / "alarms.json"
-    clock = FakeClock()
+async def raise_critical_remembered(path: Path, clock: FakeClock) -> None:
+    """An engine remembering its alarms in `path` raises the critical temperature alarm, then stops."""
     before = AlarmEngine([temperature_rule()], clock, history={"t": 700}, memory=AlarmMemory(path))
     before.on_readings([Reading("t", clock.now(), 140)])
     await clock.advance(30)
     before.evaluate_all()
     assert before.active() == {KEY: Severity.CRITICAL}
 
+
+async def test_a_restarted_engine_clears_an_alarm_that_ended_while_it_was_down(tmp_path: Path) -> None:
+    path = tmp_path / "alarms.json"
+    clock = FakeClock()
+    await raise_critical_remembered(path, clock)
     after = AlarmEngine([temperature_rule()], clock, history={"t": 700}, memory=AlarmMemory(path))
     events: list[AlarmEvent] = []
     after.listeners.append(events.append)
@@ -272,10 +276,7 @@ async def test_a_remembered_alarm_without_its_rule_is_cleared_and_a_broken_file_
         tmp_path: Path) -> None:
     path = tmp_path / "alarms.json"
     clock = FakeClock()
-    old = AlarmEngine([temperature_rule()], clock, history={"t": 700}, memory=AlarmMemory(path))
-    old.on_readings([Reading("t", clock.now(), 140)])
-    await clock.advance(30)
-    old.evaluate_all()
+    await raise_critical_remembered(path, clock)
     other = AlarmEngine([], clock, memory=AlarmMemory(path))  # the rule left the site file
     events: list[AlarmEvent] = []
     other.listeners.append(events.append)
