@@ -86,12 +86,15 @@ class DevicePoller:
         try:
             await asyncio.sleep(self.phase * interval)
             while True:
-                if not await self._connected():
+                connected = await self._connected()
+                _stop_if_cancelled()
+                if not connected:
                     await asyncio.sleep(self.backoff.next())
                     continue
                 due = time.monotonic()
                 while self._client is not None:
                     await self.poll_once()
+                    _stop_if_cancelled()
                     due += interval
                     delay = due - time.monotonic()
                     if delay < 0:  # the cycle overran: skip the missed slots, keep the phase
@@ -250,7 +253,8 @@ class DevicePoller:
         client = AsyncModbusTcpClient(self.device.host, port=self.device.port,
                                       timeout=self.device.timeout, retries=0, reconnect_delay=0)
         try:
-            ok = await asyncio.wait_for(client.connect(), self.device.timeout * 2 + 1)
+            async with asyncio.timeout(self.device.timeout * 2 + 1):
+                ok = await client.connect()
         except (TimeoutError, OSError, ModbusException) as err:
             ok = False
             self._set_error(f"connect: {type(err).__name__}: {err}")
@@ -294,7 +298,8 @@ class DevicePoller:
     async def _call(self, request: Callable[[], Awaitable[Any]]) -> Any:
         """Send one request; every way it can fail becomes SourceUnavailable."""
         try:
-            return await asyncio.wait_for(request(), self.device.timeout * 2)
+            async with asyncio.timeout(self.device.timeout * 2):
+                return await request()
         except (TimeoutError, ModbusException, OSError) as err:
             raise SourceUnavailable(f"{type(err).__name__}: {err}".strip(": ")) from err
 
@@ -328,6 +333,18 @@ class ModbusCollector:
     def health(self) -> dict[str, DeviceHealth]:
         """Each device's health by id."""
         return {device_id: poller.health for device_id, poller in self.pollers.items()}
+
+
+def _stop_if_cancelled() -> None:
+    """Honour a cancellation that a library swallowed.
+
+    pymodbus awaits through `asyncio.wait_for`, which on Python 3.11 can return a result and drop the
+    CancelledError when the cancel arrives just as the response does; the request to cancel is still
+    counted on the task, so the poller ends here instead of polling on and blocking shutdown.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 def _exception_text(resp: Any) -> str:

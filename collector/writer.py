@@ -69,7 +69,8 @@ class BufferWriter:
             if written == 0:
                 self.wake.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.wake.wait(), self.idle_wait)
+                    async with asyncio.timeout(self.idle_wait):
+                        await self.wake.wait()
 
     async def drain_once(self) -> int:
         """Write one batch; returns readings written (0 when the buffer is empty or the store is down)."""

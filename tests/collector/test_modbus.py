@@ -247,3 +247,19 @@ async def test_commands_are_written_with_the_points_encoding_and_serialised_with
                 await collector.write("cmd", 70000.0)
     assert ("coil", 0.0) in commands
     assert [v for s, v in commands if s == "cmd"] == [1.0, 2.0, 3.0, 4.0, 5.0]
+
+
+async def test_pollers_stop_promptly_whenever_they_are_cancelled() -> None:
+    dev = _device(MIXED, "").model_copy(update={"poll_interval": 0.02})
+    async with served(dev, dict(VALUES)) as a, served(dev, dict(VALUES)) as b:
+        devices = [dev.model_copy(update={"id": f"plc-{i}", "port": s.port})
+                   for i, s in enumerate((a, b, a, b))]
+        for attempt in range(20):  # cancels land at every point of a cycle: mid-request, mid-sleep
+            sink = RecordingSink()
+            collector = ModbusCollector(devices, sink, CollectorMetrics(), SystemClock())
+            task = asyncio.create_task(collector.run())
+            await until(lambda sink=sink: bool(sink.readings))  # polling
+            await asyncio.sleep(0.003 * attempt)
+            task.cancel()
+            done, _ = await asyncio.wait({task}, timeout=5)
+            assert task in done, f"attempt {attempt}: the pollers did not stop"
