@@ -101,7 +101,7 @@ class CollectorService:
             buffer=buffer,
             pipeline=pipeline,
             writer=BufferWriter(buffer, store, metrics, batch_size=cfg.batch_size,
-                                wake=pipeline.committed),
+                                wake=pipeline.committed, linger=cfg.write_linger),
             modbus=ModbusCollector(devices, pipeline, metrics, clock),
             mqtt=(MqttSource(site, broker, pipeline, metrics, clock, client_id=cfg.client_id,
                              share_group=cfg.share_group, catalog=catalog)

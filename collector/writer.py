@@ -51,22 +51,30 @@ class BufferWriter:
 
     def __init__(self, buffer: DurableBuffer, store: SeriesStore, metrics: CollectorMetrics,
                  *, batch_size: int = 5000, wake: asyncio.Event | None = None,
-                 idle_wait: float = 0.5, backoff: Backoff | None = None) -> None:
+                 idle_wait: float = 0.5, linger: float = 0.0, backoff: Backoff | None = None) -> None:
         self.buffer = buffer
         self.store = store
         self.metrics = metrics
         self.batch_size = batch_size
         self.wake = wake or asyncio.Event()
         self.idle_wait = idle_wait
+        self.linger = linger  # after a short batch, let more gather: fewer, fuller writes
         self.backoff = backoff or Backoff()
         self.healthy = True
         self.last_error: str | None = None
 
     async def run(self) -> None:
-        """Drain forever: write, remove, repeat; wait for new readings when empty."""
+        """Drain forever: write, remove, repeat; wait for new readings when empty.
+
+        A batch shorter than `batch_size` means the writer has caught up; it then waits `linger`
+        before the next write, so a trickle of small commits (devices polled one after another)
+        becomes a few full writes a second instead of one small write per commit.
+        """
         while True:
             written = await self.drain_once()
-            if written == 0:
+            if 0 < written < self.batch_size and self.linger > 0:
+                await asyncio.sleep(self.linger)
+            elif written == 0:
                 self.wake.clear()
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(self.idle_wait):

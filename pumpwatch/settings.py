@@ -40,6 +40,8 @@ class CollectorSettings(BaseModel):
     catch_up_depth: int = Field(100_000, ge=0, description="readings waiting for a reachable store at "
                                 "which MQTT intake pauses until half are written (0: never pause)")
     batch_size: int = Field(5000, ge=1, le=100_000)
+    write_linger: float = Field(0.25, ge=0, le=5, description="seconds the writer waits after a short batch "
+                                "so small commits are written together")
     client_id: str = "pumpwatch-collector"
     share_group: str | None = Field(None, description="MQTT shared-subscription group for several collectors")
     shard: int | None = Field(None, ge=0, description="poll only Modbus devices of this shard")

@@ -362,6 +362,24 @@ async def test_writer_retries_until_the_store_is_back(tmp_path: Path) -> None:
     buffer.close()
 
 
+async def test_a_trickle_of_small_commits_is_written_in_a_few_fuller_writes(tmp_path: Path) -> None:
+    buffer = DurableBuffer(tmp_path / "b.db")
+    store = RecordingStore()
+    wake = asyncio.Event()
+    writer = BufferWriter(buffer, store, CollectorMetrics(), batch_size=5000, wake=wake, linger=0.3)
+    running = asyncio.create_task(writer.run())
+    for i in range(20):  # 20 devices polled one after another, 5 readings each, 20 ms apart
+        buffer.append(readings(5, start=1_767_225_600.0 + i * 10))
+        wake.set()
+        await asyncio.sleep(0.02)
+    while buffer.depth:
+        await asyncio.sleep(0.05)
+    running.cancel()
+    assert await store.count() == 100
+    assert store.calls <= 4  # one write per 0.3 s at most, not one per commit
+    buffer.close()
+
+
 async def test_writer_sets_aside_only_the_readings_the_store_refuses(tmp_path: Path) -> None:
     buffer = DurableBuffer(tmp_path / "b.db")
     good = readings(100)
