@@ -245,7 +245,8 @@ async def run_collector(args: argparse.Namespace, broker: Mosquitto, influx: Inf
         mqtt=MqttSettings(url=broker.url),
     )
     await asyncio.to_thread(create_session, broker.port, client_id, f"{prefix}/+")
-    service = CollectorService(site, settings, SystemClock(), BrokerAddress(HOST, broker.port))
+    service = CollectorService(site, settings, SystemClock(), BrokerAddress(HOST, broker.port),
+                               publish_live=True)  # as `pumpwatch collect` runs it
     metrics = service.parts.metrics
     me = psutil.Process()
     others = {p.pid: p for p in me.children()}  # mosquitto, influxd

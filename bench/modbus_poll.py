@@ -285,7 +285,7 @@ async def run_mode(mode: str, args: argparse.Namespace, ports: list[int], server
     t0 = latest + 1.5 * args.interval
     await asyncio.sleep(t0 - time.perf_counter())
 
-    reads0 = await asyncio.to_thread(_served, conn)
+    reads0 = await asyncio.to_thread(requests_served, conn)
     cpu0, threads0, server_cpu0, busy0 = process_cpu(), thread_cpu(), process_cpu(server), system_busy()
     polls0, written0 = _poll_outcomes(metrics), metrics.total(metrics.written)
     await asyncio.sleep(t0 + args.seconds - time.perf_counter())
@@ -295,7 +295,7 @@ async def run_mode(mode: str, args: argparse.Namespace, ports: list[int], server
     server_cpu = process_cpu(server) - server_cpu0
     foreign = system_busy() - busy0 - cpu - server_cpu
     polls = _poll_outcomes(metrics) - polls0
-    reads = await asyncio.to_thread(_served, conn) - reads0
+    reads = await asyncio.to_thread(requests_served, conn) - reads0
     await asyncio.sleep(min(args.interval, 5.0))  # let the cycles that started in the window finish
     written = metrics.total(metrics.written) - written0
     task.cancel()
@@ -339,7 +339,7 @@ async def run_mode(mode: str, args: argparse.Namespace, ports: list[int], server
     }
 
 
-def _served(conn: Connection) -> int:
+def requests_served(conn: Connection) -> int:
     """Requests the simulated devices have served so far."""
     conn.send("reads")
     if not conn.poll(30):
