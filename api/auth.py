@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from api import audit, roles
 from api.errors import AccountLocked, Conflict, Forbidden, InvalidCredentials, InvalidInput, NotFound
 from api.models import ApiToken, Deputy, User, utc_from_epoch
+from api.token_cache import TokenCache, VerifiedToken
 from api.vocab import Role, TokenKind
 from pumpwatch.clock import Clock
 
@@ -53,11 +54,13 @@ class AuthService:
     """Accounts and credentials; every change is audited, secrets never leave as anything but hashes."""
 
     def __init__(self, session_factory: sessionmaker[Session], clock: Clock,
-                 hasher: PasswordHasher | None = None, lockout: LockoutPolicy = LockoutPolicy()) -> None:
+                 hasher: PasswordHasher | None = None, lockout: LockoutPolicy = LockoutPolicy(),
+                 tokens: TokenCache | None = None) -> None:
         self._sessions = session_factory
         self._clock = clock
         self._hasher = hasher or PasswordHasher()
         self.lockout = lockout
+        self.tokens = tokens or TokenCache()
         # Verified against for unknown users, so a login takes as long whether or not the name exists.
         self._dummy_hash = self._hasher.hash(secrets.token_hex(16))
 
@@ -132,6 +135,7 @@ class AuthService:
             revoked = _revoke_all(session, user.id, now)
             audit.record(session, audit.actor_id(actor), "user", user.id, "password_changed", None,
                          {"tokens_revoked": revoked}, now)
+        self.tokens.clear()  # after the commit, so no lookup can cache the state before it
 
     def set_roles(self, user_id: int, roles: Iterable[str], actor: User | None) -> User:
         """Replace a user's roles (admin or system)."""
@@ -151,17 +155,20 @@ class AuthService:
     def _update_user(self, user_id: int, actor: User | None, action: str, doing: str,
                      **values: object) -> User:
         now = self.now()
-        with self._sessions.begin() as session:
-            self._require_admin(session, actor, now, doing)
-            user = _get_user(session, user_id, for_update=True)
-            before = audit.snapshot(user)
-            for name, value in values.items():
-                setattr(user, name, value)
-            if not user.active:
-                _revoke_all(session, user.id, now)
-            audit.record_change(session, audit.actor_id(actor), "user", user.id, action, before,
-                                audit.snapshot(user), now)
-            return user
+        try:
+            with self._sessions.begin() as session:
+                self._require_admin(session, actor, now, doing)
+                user = _get_user(session, user_id, for_update=True)
+                before = audit.snapshot(user)
+                for name, value in values.items():
+                    setattr(user, name, value)
+                if not user.active:
+                    _revoke_all(session, user.id, now)
+                audit.record_change(session, audit.actor_id(actor), "user", user.id, action, before,
+                                    audit.snapshot(user), now)
+                return user
+        finally:
+            self.tokens.clear()  # cached owners carry roles and the active flag
 
     def _require_admin(self, session: Session, actor: User | None, now: datetime, doing: str) -> None:
         if actor is not None:
@@ -230,31 +237,46 @@ class AuthService:
             return IssuedToken(token_id=row.id, token=token, kind=kind, expires_at=row.expires_at,
                                csrf_token=csrf)
 
-    def _live_token(self, session: Session, token: str, now: datetime) -> tuple[ApiToken, User] | None:
-        found = session.execute(select(ApiToken, User).join(User, User.id == ApiToken.user_id)
-                                .where(ApiToken.token_hash == token_hash(token))).first()
+    def _verified(self, token: str) -> VerifiedToken | None:
+        """The live token (not expired, not revoked, owner active): from the cache, else the database."""
+        digest = token_hash(token)
+        now = self._clock.now()
+        now_utc = utc_from_epoch(now)
+        cached = self.tokens.get(digest, now, now_utc)
+        if cached is not None:
+            return cached
+        generation = self.tokens.generation
+        with self._sessions() as session:
+            found = session.execute(select(ApiToken, User).join(User, User.id == ApiToken.user_id)
+                                    .where(ApiToken.token_hash == digest)).first()
         if found is None:
             return None
         row, user = found
-        if row.revoked_at is not None or row.expires_at <= now or not user.active:
+        if row.revoked_at is not None or row.expires_at <= now_utc or not user.active:
             return None
-        return row, user
+        entry = VerifiedToken(user, row.kind, row.csrf_hash, row.expires_at, now)
+        self.tokens.put(digest, entry, generation)
+        return entry
+
+    def cached_user(self, token: str, kind: TokenKind) -> User | None:
+        """The owner of a token of `kind` verified within the cache lifetime; never asks the database."""
+        now = self._clock.now()
+        cached = self.tokens.get(token_hash(token), now, utc_from_epoch(now))
+        return cached.user if cached is not None and cached.kind == kind.value else None
 
     def resolve_token(self, token: str, kind: TokenKind | None = None) -> User | None:
         """Return the owner of a live token (not expired, not revoked, owner active), else None."""
-        with self._sessions() as session:
-            live = self._live_token(session, token, self.now())
-            if live is None or (kind is not None and live[0].kind != kind.value):
-                return None
-            return live[1]
+        live = self._verified(token)
+        if live is None or (kind is not None and live.kind != kind.value):
+            return None
+        return live.user
 
     def check_csrf(self, session_token: str, csrf_token: str) -> bool:
         """Whether `csrf_token` belongs to the live session `session_token` (constant-time compare)."""
-        with self._sessions() as session:
-            live = self._live_token(session, session_token, self.now())
-            if live is None or live[0].csrf_hash is None:
-                return False
-            return hmac.compare_digest(live[0].csrf_hash, token_hash(csrf_token))
+        live = self._verified(session_token)
+        if live is None or live.csrf_hash is None:
+            return False
+        return hmac.compare_digest(live.csrf_hash, token_hash(csrf_token))
 
     def revoke(self, token: str) -> bool:
         """Revoke one token (logout); False if it was unknown or already revoked."""
@@ -267,7 +289,8 @@ class AuthService:
             row.revoked_at = now
             audit.record(session, str(row.user_id), "api_token", row.id, "revoked", None,
                          {"revoked_at": now}, now)
-            return True
+        self.tokens.clear()
+        return True
 
     def revoke_all(self, user: User, actor: User | None = None) -> int:
         """Revoke every live token of `user` (by themself, an admin or the system); returns how many."""
@@ -279,7 +302,8 @@ class AuthService:
             if count:
                 audit.record(session, audit.actor_id(actor or user), "user", user.id, "tokens_revoked", None,
                              {"count": count}, now)
-            return count
+        self.tokens.clear()
+        return count
 
     # -- deputies and roles ------------------------------------------------------------------------
     def add_deputy(self, principal_id: int, deputy_id: int, role: Role, valid_from: datetime,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +27,20 @@ def database_url(url: str | None = None) -> str:
     return url
 
 
+def json_loads(text: str | bytes) -> Any:
+    """JSON from the database; the empty lists most task columns hold skip the decoder."""
+    if text in (b"[]", "[]"):
+        return []
+    return _decode_json(text.decode() if isinstance(text, bytes) else text)
+
+
+_decode_json = json.JSONDecoder().decode
+
+
 def make_engine(url: str | None = None, **kwargs: Any) -> Engine:
     """An engine for `url` (default: SQLite in .state/); SQLite gets foreign keys, WAL, immediate writes."""
     sa_url = make_url(database_url(url))
+    kwargs.setdefault("json_deserializer", json_loads)
     if sa_url.get_backend_name() != "sqlite":
         kwargs.setdefault("pool_pre_ping", True)
         return create_engine(sa_url, **kwargs)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Annotated
 
@@ -27,22 +28,29 @@ def get_context(request: Request) -> ApiContext:
 Ctx = Annotated[ApiContext, Depends(get_context)]
 
 
-def current_user(request: Request, ctx: Ctx) -> User:
-    """The user behind the bearer token, or behind the session cookie (with CSRF check on writes)."""
+async def current_user(request: Request, ctx: Ctx) -> User:
+    """The user behind the bearer token, or behind the session cookie (with CSRF check on writes).
+
+    A token verified in the last few seconds is answered from memory on the event loop; otherwise
+    the database is asked from a worker thread.
+    """
     header = request.headers.get("Authorization", "")
     if header.lower().startswith("bearer "):
-        user = ctx.auth.resolve_token(header[7:].strip(), TokenKind.BEARER)
+        token = header[7:].strip()
+        user = (ctx.auth.cached_user(token, TokenKind.BEARER)
+                or await asyncio.to_thread(ctx.auth.resolve_token, token, TokenKind.BEARER))
         if user is None:
             raise _unauthorized("the token is unknown, expired or revoked")
         return user
     session = request.cookies.get(SESSION_COOKIE)
     if session:
-        user = ctx.auth.resolve_token(session, TokenKind.SESSION)
+        user = (ctx.auth.cached_user(session, TokenKind.SESSION)
+                or await asyncio.to_thread(ctx.auth.resolve_token, session, TokenKind.SESSION))
         if user is None:
             raise _unauthorized("the session has ended; sign in again")
         if request.method not in _SAFE:
             csrf = request.headers.get(CSRF_HEADER, "")
-            if not csrf or not ctx.auth.check_csrf(session, csrf):
+            if not csrf or not await asyncio.to_thread(ctx.auth.check_csrf, session, csrf):
                 raise HTTPException(403, f"a write with a session cookie needs the {CSRF_HEADER} header")
         return user
     raise _unauthorized("sign in first")

@@ -83,7 +83,10 @@ class ApiService:
         cfg = settings.api
         state_dir = settings.collector.state_dir
         url = cfg.database_url or f"sqlite:///{state_dir / 'pumpwatch.db'}"
-        self.engine = make_engine(url)
+        # Up to 20 connections kept open and 20 more at peaks: anyio runs up to 40 sync routes at once, and
+        # with SQLAlchemy's default (5 kept, 10 more) a busy API opened and closed a connection per request.
+        pool = {} if url.startswith("sqlite") else {"pool_size": 20, "max_overflow": 20}
+        self.engine = make_engine(url, **pool)
         upgrade(self.engine)
         sessions = session_factory(self.engine)
         tasks = TaskService(sessions, clock)

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, func, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -25,29 +24,19 @@ from api.task_flow import (
     next_state,
     priority_for_severity,
 )
+from api.task_list import TaskFilter as TaskFilter  # re-exported: callers filter lists through the service
+from api.task_list import count_tasks, task_conditions, task_order, task_rows
 from api.vocab import CLOSED_TASK_STATES, OPEN_TASK_STATES, PRIORITY_RANK, Priority, Role, TaskKind, TaskState
 from pumpwatch.clock import Clock
 from pumpwatch.site import Severity, Text
 
 _MANAGERS = (Role.SUPERVISOR, Role.ADMIN)
 MAX_PAGE = 500
+ALL_TASKS = TaskFilter()
 # Cleared when a finished task reopens: the next round of work gets its own report and signatures.
 _REPORT_FIELDS = ("fault_cause", "action_taken", "parts_replaced", "remarks", "technician_signed_by",
                   "technician_signed_at", "supervisor_signed_by", "supervisor_signed_at", "started_at",
                   "cancel_reason", "sent_back_reason")
-
-
-@dataclass(frozen=True, slots=True)
-class TaskFilter:
-    """What a task list shows; None means any."""
-
-    states: Sequence[TaskState] | None = None
-    assignee: int | None = None
-    priority: Priority | None = None
-    room: str | None = None
-    asset: str | None = None
-    kind: str | None = None
-    due_before: datetime | None = None
 
 
 def task_snapshot(task: Task) -> JsonDict:
@@ -80,31 +69,21 @@ class TaskService:
         with self._sessions() as session:
             return _get_task(session, task_id)
 
-    def list_tasks(self, filters: TaskFilter = TaskFilter(), offset: int = 0,
+    def list_tasks(self, filters: TaskFilter = ALL_TASKS, offset: int = 0,
                    limit: int = 50) -> tuple[list[Task], int]:
         """Return one page of tasks (soonest due first, then most urgent) and how many match in all."""
-        if offset < 0 or not 1 <= limit <= MAX_PAGE:
-            raise InvalidInput(f"offset must be >= 0 and limit between 1 and {MAX_PAGE}")
-        conditions: list[Any] = []
-        if filters.states is not None:
-            conditions.append(Task.state.in_([TaskState(s).value for s in filters.states]))
-        if filters.assignee is not None:
-            conditions.append(Task.id.in_(select(TaskAssignee.task_id)
-                                          .where(TaskAssignee.user_id == filters.assignee)))
-        if filters.priority is not None:
-            conditions.append(Task.priority == Priority(filters.priority).value)
-        equal = ((Task.room, filters.room), (Task.asset, filters.asset), (Task.kind, filters.kind))
-        for column, value in equal:
-            if value is not None:
-                conditions.append(column == value)
-        if filters.due_before is not None:
-            conditions.append(Task.due_at < filters.due_before)
-        urgency = case({p.value: -rank for p, rank in PRIORITY_RANK.items()}, value=Task.priority)
-        query = (select(Task).where(*conditions)
-                 .order_by(Task.due_at.is_(None), Task.due_at, urgency, Task.id).offset(offset).limit(limit))
+        _check_page(offset, limit)
+        conditions = task_conditions(filters)
+        query = select(Task).where(*conditions).order_by(*task_order()).offset(offset).limit(limit)
         with self._sessions() as session:
-            total = session.scalar(select(func.count()).select_from(Task).where(*conditions)) or 0
-            return list(session.scalars(query)), total
+            return list(session.scalars(query)), count_tasks(session, conditions)
+
+    def list_rows(self, filters: TaskFilter = ALL_TASKS, offset: int = 0,
+                  limit: int = 50) -> tuple[list[dict[str, Any]], int]:
+        """The same page as `list_tasks`, as plain rows (columns and `assignee_ids`) for the list route."""
+        _check_page(offset, limit)
+        with self._sessions() as session:
+            return task_rows(session, filters, offset, limit)
 
     # -- creating ----------------------------------------------------------------------------------
     def create_task(self, user: User, title: Text, kind: TaskKind = TaskKind.FAULT,
@@ -477,6 +456,11 @@ def _needs_follow_up(item: JsonDict) -> bool:
 
 def _higher(current: str, wanted: Priority) -> str:
     return wanted.value if PRIORITY_RANK[wanted] > PRIORITY_RANK[Priority(current)] else current
+
+
+def _check_page(offset: int, limit: int) -> None:
+    if offset < 0 or not 1 <= limit <= MAX_PAGE:
+        raise InvalidInput(f"offset must be >= 0 and limit between 1 and {MAX_PAGE}")
 
 
 def _actor(session: Session, user: User) -> User:

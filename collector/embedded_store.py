@@ -1,12 +1,15 @@
 """The embedded series store: SQLite in the state directory, for a site without an InfluxDB server.
 
 Points are keyed by (sensor, ts), so writing a reading twice keeps one point; a `latest` table
-keeps the newest point of each sensor so the live board never scans history.
+keeps the newest point of each sensor so the live board never scans history, and a `minutes` table
+keeps sum, min, max and count per sensor and minute, recomputed from the points of every minute a
+write touches, so history at steps of whole minutes reads one row per minute instead of every point.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import sqlite3
 import threading
 from collections.abc import Sequence
@@ -26,6 +29,28 @@ CREATE TABLE IF NOT EXISTS points (
 CREATE TABLE IF NOT EXISTS latest (
     sensor TEXT PRIMARY KEY, ts REAL NOT NULL, value REAL NOT NULL, quality INTEGER NOT NULL, state TEXT);
 """
+# Minute m holds the points with m * 60 <= ts < (m + 1) * 60.
+_MINUTES = """
+CREATE TABLE minutes (
+    sensor TEXT NOT NULL, minute INTEGER NOT NULL, total REAL NOT NULL, low REAL NOT NULL,
+    high REAL NOT NULL, n INTEGER NOT NULL, PRIMARY KEY (sensor, minute)) WITHOUT ROWID;
+INSERT INTO minutes SELECT sensor, m - (m * 60 > ts) + (ts >= m * 60 + 60) AS minute, sum(value),
+    min(value), max(value), count(*)
+    FROM (SELECT sensor, ts, value, CAST(ts / 60 AS INTEGER) AS m FROM points) GROUP BY sensor, minute;
+"""
+_REMINUTE = ("INSERT OR REPLACE INTO minutes SELECT sensor, ?, sum(value), min(value), max(value), count(*) "
+             "FROM points WHERE sensor = ? AND ts >= ? AND ts < ? GROUP BY sensor")
+_HISTORY_POINTS = ("SELECT CAST(ts / ? AS INTEGER) AS bucket, avg(value), min(value), max(value), count(*) "
+                   "FROM points WHERE sensor = ? AND ts >= ? AND ts < ? GROUP BY bucket ORDER BY bucket")
+# Whole minutes from `minutes`, the partial minutes at either end from `points`.
+_HISTORY_MINUTES = (
+    "SELECT bucket, sum(total) / sum(n), min(low), max(high), sum(n) FROM ("
+    "SELECT minute / ? AS bucket, total, low, high, n FROM minutes WHERE sensor = ? AND minute >= ? "
+    "AND minute < ? UNION ALL "
+    "SELECT CAST(ts / ? AS INTEGER), value, value, value, 1 FROM points WHERE sensor = ? AND ts >= ? "
+    "AND ts < ? UNION ALL "
+    "SELECT CAST(ts / ? AS INTEGER), value, value, value, 1 FROM points WHERE sensor = ? AND ts >= ? "
+    "AND ts < ?) GROUP BY bucket ORDER BY bucket")
 
 
 class EmbeddedStore:
@@ -64,11 +89,16 @@ class EmbeddedStore:
         """Mean, min, max and count per `step` seconds, buckets aligned to the epoch like InfluxDB's."""
         if step <= 0 or end <= start:
             return []
-        rows = await asyncio.to_thread(
-            self._select,
-            "SELECT CAST(ts / ? AS INTEGER) AS bucket, avg(value), min(value), max(value), count(*) "
-            "FROM points WHERE sensor = ? AND ts >= ? AND ts < ? GROUP BY bucket ORDER BY bucket",
-            (step, sensor, start, end))
+        first = minute_of(start)
+        first += first * 60 < start
+        last = minute_of(end)  # the whole minutes inside [start, end) are first .. last - 1
+        args: tuple[object, ...]
+        if step % 60 == 0 and start >= 0 and first < last:
+            sql, args = _HISTORY_MINUTES, (int(step // 60), sensor, first, last, step, sensor, start,
+                                           first * 60, step, sensor, last * 60, end)
+        else:
+            sql, args = _HISTORY_POINTS, (step, sensor, start, end)
+        rows = await asyncio.to_thread(self._select, sql, args)
         return [HistoryPoint(int(bucket) * step, float(mean), float(low), float(high), int(n))
                 for bucket, mean, low, high, n in rows]
 
@@ -93,6 +123,8 @@ class EmbeddedStore:
                 db.execute("PRAGMA journal_mode=WAL")
                 db.execute("PRAGMA synchronous=FULL")
                 db.executescript(_SCHEMA)
+                if not db.execute("SELECT 1 FROM sqlite_master WHERE name = 'minutes'").fetchone():
+                    db.executescript(f"BEGIN; {_MINUTES} COMMIT;")  # a file from before the table
             except (OSError, sqlite3.Error) as err:
                 raise StoreUnavailable(f"embedded store {self.path}: {err}") from err
             self._db = db
@@ -104,6 +136,7 @@ class EmbeddedStore:
 
     def _write(self, readings: list[Reading]) -> None:
         rows = [(r.sensor, r.ts, r.value, int(r.quality), r.state) for r in readings]
+        minutes = {(r.sensor, minute_of(r.ts)) for r in readings}
         newest: dict[str, tuple[str, float, float, int, str | None]] = {}
         for row in rows:
             if row[0] not in newest or row[1] >= newest[row[0]][1]:
@@ -113,6 +146,7 @@ class EmbeddedStore:
             try:
                 db.execute("BEGIN")
                 db.executemany("INSERT OR REPLACE INTO points VALUES (?, ?, ?, ?, ?)", rows)
+                db.executemany(_REMINUTE, [(m, sensor, m * 60, m * 60 + 60) for sensor, m in minutes])
                 db.executemany(
                     "INSERT INTO latest VALUES (?, ?, ?, ?, ?) ON CONFLICT (sensor) DO UPDATE SET "
                     "ts = excluded.ts, value = excluded.value, quality = excluded.quality, "
@@ -129,6 +163,12 @@ class EmbeddedStore:
                 return self._connection().execute(sql, args).fetchall()
             except sqlite3.Error as err:
                 raise StoreUnavailable(f"embedded store query: {err}") from err
+
+
+def minute_of(ts: float) -> int:
+    """The minute m with m * 60 <= ts < (m + 1) * 60, exact even where ts / 60 rounds across a minute."""
+    m = math.floor(ts / 60)
+    return m - (m * 60 > ts) + (ts >= m * 60 + 60)
 
 
 def _reading(row: tuple[Any, ...]) -> Reading:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 
 from api.deps import Ctx, CurrentUser
 from api.errors import InvalidInput, NotFound
@@ -12,6 +12,7 @@ from api.schemas import HistoryPointOut, Page, ReadingOut
 from pumpwatch.readings import Quality, Reading
 
 router = APIRouter(prefix="/api", tags=["readings"])
+ReadingPage = Page[ReadingOut]
 MAX_POINTS = 5000  # per history request: ask for a larger step beyond that
 
 
@@ -27,8 +28,8 @@ def reading_out(ctx: Ctx, reading: Reading, now: float) -> ReadingOut:
                       stale=stale)
 
 
-@router.get("/rooms/{room_id}/latest", response_model=Page[ReadingOut])
-async def latest(room_id: str, ctx: Ctx, _user: CurrentUser) -> Page[ReadingOut]:
+@router.get("/rooms/{room_id}/latest", response_model=ReadingPage)
+async def latest(room_id: str, ctx: Ctx, _user: CurrentUser) -> Response:
     """The newest reading of every sensor of a room."""
     if not any(r.id == room_id for r in ctx.site.rooms):
         raise NotFound("room", room_id)
@@ -36,7 +37,8 @@ async def latest(room_id: str, ctx: Ctx, _user: CurrentUser) -> Page[ReadingOut]
     found = await ctx.newest(sensors)
     now = ctx.clock.now()
     data = [reading_out(ctx, found[s], now) for s in sensors if s in found]
-    return Page(data=data, count=len(data))
+    # Serialised once here; FastAPI would otherwise validate the returned page a second time.
+    return Response(ReadingPage(data=data, count=len(data)).model_dump_json(), media_type="application/json")
 
 
 @router.get("/sensors/{sensor_id}/history", response_model=Page[HistoryPointOut])

@@ -7,13 +7,14 @@ from datetime import timedelta
 
 import pytest
 from argon2 import PasswordHasher
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from api import audit
 from api.auth import AuthService, LockoutPolicy, token_hash
 from api.errors import AccountLocked, Conflict, Forbidden, InvalidCredentials, InvalidInput, NotFound
 from api.models import ApiToken, AuditLog, User
+from api.token_cache import TokenCache, VerifiedToken
 from api.vocab import Role, TokenKind
 from pumpwatch.clock import FakeClock
 from tests.api.conftest import FAST_HASHER, PASSWORD, People, advance, clock_time
@@ -229,6 +230,73 @@ def test_deactivating_a_user_or_changing_the_password_kills_their_tokens(auth: A
         auth.issue_token(people.technician)
     with pytest.raises(Forbidden):
         auth.set_password(people.operator.id, "another password", actor=people.technician)
+
+
+def test_a_token_used_a_moment_ago_stops_working_at_once_when_revoked_here(
+        auth: AuthService, clock: FakeClock, people: People, sessions: sessionmaker[Session]) -> None:
+    def in_use() -> list[str]:  # each token resolved once, so the next answers may come from memory
+        tokens = {name: auth.issue_token(user) for name, user in
+                  (("tom", people.technician), ("olivia", people.operator), ("sam", people.supervisor))}
+        for issued in tokens.values():
+            assert auth.resolve_token(issued.token) is not None
+        return [issued.token for issued in tokens.values()]
+
+    tom, olivia, sam = in_use()
+    assert auth.cached_user(tom, TokenKind.BEARER) is not None
+    with sessions.begin() as session:  # behind the service's back: what the cache saves is this lookup
+        session.execute(update(ApiToken).where(ApiToken.token_hash.in_([token_hash(tom), token_hash(sam)]))
+                        .values(revoked_at=clock_time(clock)))
+    assert auth.resolve_token(tom) is not None
+    assert auth.revoke(olivia)  # through the service: every answer kept in this process is dropped
+    assert auth.resolve_token(tom) is None
+    assert auth.resolve_token(olivia) is None
+    assert auth.resolve_token(sam) is None
+
+    for revoke in (lambda: auth.revoke_all(people.technician),
+                   lambda: auth.set_password(people.technician.id, "a brand new password", people.technician),
+                   lambda: auth.set_active(people.technician.id, False, actor=people.admin)):
+        auth.set_active(people.technician.id, True, actor=people.admin)
+        tom, *_others = in_use()
+        revoke()
+        assert auth.resolve_token(tom) is None
+        assert auth.cached_user(tom, TokenKind.BEARER) is None
+
+
+def test_a_role_change_is_seen_by_the_next_request(auth: AuthService, people: People) -> None:
+    issued = auth.issue_token(people.technician)
+    assert (auth.resolve_token(issued.token) or people.admin).roles == ["technician"]
+    auth.set_roles(people.technician.id, ["technician", "supervisor"], actor=people.admin)
+    resolved = auth.resolve_token(issued.token)
+    assert resolved is not None
+    assert resolved.roles == ["supervisor", "technician"]
+
+
+def test_a_revocation_through_another_api_process_holds_here_within_the_cache_lifetime(
+        sessions: sessionmaker[Session], clock: FakeClock, people: People) -> None:
+    here = AuthService(sessions, clock, hasher=FAST_HASHER, tokens=TokenCache(ttl=5.0))
+    replica = AuthService(sessions, clock, hasher=FAST_HASHER)
+    uncached = AuthService(sessions, clock, hasher=FAST_HASHER, tokens=TokenCache(ttl=0))
+    issued = here.issue_token(people.operator)
+    assert here.resolve_token(issued.token) is not None
+    advance(clock, 2)
+    assert replica.revoke(issued.token)
+    assert uncached.resolve_token(issued.token) is None
+    assert here.resolve_token(issued.token) is not None  # verified 2 s ago, by a process that did not revoke
+    advance(clock, 3)
+    assert here.resolve_token(issued.token) is None
+    assert here.cached_user(issued.token, TokenKind.BEARER) is None
+
+
+def test_a_lookup_that_raced_a_revocation_is_not_kept(people: People) -> None:
+    cache = TokenCache(ttl=5.0)
+    entry = VerifiedToken(people.operator, TokenKind.BEARER.value, None,
+                          clock_time(FakeClock()) + timedelta(hours=1), FakeClock().now())
+    generation = cache.generation  # taken before the database was read ...
+    cache.clear()  # ... and a revocation committed meanwhile
+    cache.put("digest", entry, generation)
+    assert cache.get("digest", FakeClock().now(), clock_time(FakeClock())) is None
+    cache.put("digest", entry, cache.generation)
+    assert cache.get("digest", FakeClock().now(), clock_time(FakeClock())) == entry
 
 
 def test_has_role_counts_own_roles(auth: AuthService, people: People) -> None:

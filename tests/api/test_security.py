@@ -120,3 +120,17 @@ async def test_oversized_bodies_are_refused_before_reading(client: httpx.AsyncCl
     resp = await client.post("/api/auth/login", content=b"x", headers=huge)
     assert resp.status_code == 413
     assert resp.headers["content-type"].startswith("application/problem+json")
+
+
+async def test_every_answer_carries_the_security_headers(client: httpx.AsyncClient, people: People) -> None:
+    form = {"username": people.operator.username, "password": PASSWORD}
+    token = (await client.post("/api/auth/token", data=form)).json()["access_token"]
+    answers = [await client.get("/api/tasks", headers={"Authorization": f"Bearer {token}"}),
+               await client.get("/api/tasks"),  # 401
+               await client.post("/api/auth/login", content=b"x", headers={"content-length": "99999999999"}),
+               await client.get("/healthz")]
+    assert [a.status_code for a in answers] == [200, 401, 413, answers[3].status_code]
+    for answer in answers:
+        assert answer.headers["x-content-type-options"] == "nosniff"
+        assert answer.headers["x-frame-options"] == "DENY"
+        assert answer.headers["referrer-policy"] == "same-origin"

@@ -15,6 +15,7 @@ from api import audit
 from api.auth import AuthService
 from api.errors import Forbidden, IllegalTransition, InvalidInput, NotFound
 from api.models import AuditLog, Task, TaskAssignee
+from api.schemas import TaskPublic
 from api.task_flow import ChecklistItem, CheckResult, EscalationLevel, TaskAction
 from api.tasks import TaskFilter, TaskService
 from api.vocab import Priority, Role, TaskKind, TaskState
@@ -464,11 +465,15 @@ def test_list_filters_orders_and_pages(tasks: TaskService, people: People, clock
 
     def ids(filters: TaskFilter | None = None, offset: int = 0, limit: int = 50) -> tuple[list[int], int]:
         items, total = tasks.list_tasks(filters or TaskFilter(), offset, limit)
+        rows, rows_total = tasks.list_rows(filters or TaskFilter(), offset, limit)  # as the route reads it
+        assert rows_total == total
+        assert [TaskPublic.model_validate(r) for r in rows] == [TaskPublic.model_validate(t) for t in items]
         return [t.id for t in items], total
 
     assert ids() == ([soon.id, critical.id, low.id, late.id], 4)
     assert ids(offset=1, limit=2) == ([critical.id, low.id], 4)
     assert ids(offset=4) == ([], 4)
+    assert ids(TaskFilter(asset="no-such-asset")) == ([], 0)
     assert ids(TaskFilter(states=[S.ASSIGNED])) == ([critical.id, late.id], 2)
     assert ids(TaskFilter(states=[S.RAISED, S.CANCELLED])) == ([soon.id, low.id], 2)
     assert ids(TaskFilter(assignee=people.technician.id)) == ([critical.id, late.id], 2)
@@ -485,6 +490,8 @@ def test_list_filters_orders_and_pages(tasks: TaskService, people: People, clock
         tasks.list_tasks(limit=0)
     with pytest.raises(InvalidInput):
         tasks.list_tasks(offset=-1)
+    with pytest.raises(InvalidInput):
+        tasks.list_rows(limit=501)
 
 
 def test_escalation_levels_happen_once_each(tasks: TaskService, people: People, clock: FakeClock,

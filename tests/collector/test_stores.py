@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -83,6 +85,36 @@ async def test_history_downsamples_to_mean_min_max_count_per_step_aligned_to_the
     assert await store.history("no-such-sensor", T0, T0 + 600, 60) == []
 
 
+def _expected_history(points: dict[float, float], start: float, end: float,
+                      step: float) -> list[tuple[float, float, float, float, int]]:
+    """(ts, mean, min, max, count) per step, worked out point by point."""
+    buckets: dict[int, list[float]] = {}
+    for ts, value in points.items():
+        if start <= ts < end:
+            buckets.setdefault(int(ts // step), []).append(value)
+    return [(b * step, sum(v) / len(v), min(v), max(v), len(v)) for b, v in sorted(buckets.items())]
+
+
+async def test_history_at_whole_minute_steps_matches_the_points_after_rewrites_and_late_points(
+        store: SeriesStore) -> None:
+    sensor = "dom-header-pressure"
+    points = {T0 + s * 7.5: float((s * 37) % 101) for s in range(1200)}  # 2.5 h, uneven values
+    await store.write([Reading(sensor, ts, v) for ts, v in points.items()])
+    late = {T0 + 1800 + s * 7.5 + 3.25: -float(s) for s in range(40)}  # late points inside stored minutes
+    rewritten = {ts: 500.0 + v for ts, v in list(points.items())[300:340]}  # same instants, new values
+    points |= late | rewritten
+    await store.write([Reading(sensor, ts, v) for ts, v in (late | rewritten).items()])
+    await store.write([Reading(sensor, ts, v) for ts, v in rewritten.items()])  # a retried batch
+    for start, end, step in [(T0, T0 + 9000, 3600.0), (T0 + 17.3, T0 + 8999.9, 600.0),
+                             (T0 + 59.999, T0 + 3000.5, 60.0), (T0 + 1790, T0 + 1830, 60.0)]:
+        history = await store.history(sensor, start, end, step)
+        expected = _expected_history(points, start, end, step)
+        assert [(p.ts, p.count) for p in history] == [(e[0], e[4]) for e in expected]
+        for point, (_ts, mean, low, high, _n) in zip(history, expected, strict=True):
+            assert (point.min, point.max) == (low, high)
+            assert point.mean == pytest.approx(mean)
+
+
 async def test_hostile_sensor_names_round_trip_exactly(tmp_path: Path, store: SeriesStore) -> None:
     await store.write([Reading(name, T0 + i, float(i), state=name) for i, name in enumerate(HOSTILE)])
     latest = await store.latest(HOSTILE)
@@ -142,3 +174,20 @@ async def test_embedded_store_keeps_points_across_a_restart(tmp_path: Path) -> N
     assert await again.count("x") == 2
     assert (await again.latest())["x"].value == 2.0
     await again.close()
+
+
+async def test_embedded_store_file_from_before_minute_summaries_answers_history_from_its_points(
+        tmp_path: Path) -> None:
+    path = tmp_path / "series.db"
+    with contextlib.closing(sqlite3.connect(path)) as old:  # the schema before the `minutes` table
+        old.executescript("CREATE TABLE points (sensor TEXT NOT NULL, ts REAL NOT NULL, value REAL NOT NULL, "
+                          "quality INTEGER NOT NULL, state TEXT, PRIMARY KEY (sensor, ts)) WITHOUT ROWID;")
+        old.executemany("INSERT INTO points VALUES ('x', ?, ?, 0, NULL)",
+                        [(T0 - 30 + s, float(s % 13)) for s in range(400)])
+        old.commit()
+    store = EmbeddedStore(path)
+    await store.start()
+    [first, *_rest] = await store.history("x", T0, T0 + 600, 300)
+    assert (first.ts, first.count, first.min, first.max) == (T0, 300, 0.0, 12.0)
+    assert first.mean == pytest.approx(sum(float((s + 30) % 13) for s in range(300)) / 300)
+    await store.close()
