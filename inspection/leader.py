@@ -79,3 +79,16 @@ class LeaderLock:
             self._conn.invalidate()  # never hand a connection of unknown lock state back to the pool
             self._conn.close()
             self._conn = None
+
+
+def lock_held(engine: Engine, name: str = "pumpwatch-inspection") -> bool:
+    """Whether some session holds the leader lock `name` (always true on SQLite, where it is trivial)."""
+    if engine.dialect.name != "postgresql":
+        return True
+    key = lock_key(name) & 0xFFFF_FFFF_FFFF_FFFF  # pg_locks shows a bigint key as two unsigned halves
+    with engine.connect() as conn:
+        return bool(conn.execute(text(
+            "SELECT EXISTS (SELECT 1 FROM pg_locks l JOIN pg_database d ON d.oid = l.database"
+            " WHERE d.datname = current_database() AND l.locktype = 'advisory' AND l.granted"
+            " AND l.objsubid = 1 AND l.classid::bigint = :high AND l.objid::bigint = :low)"),
+            {"high": key >> 32, "low": key & 0xFFFF_FFFF}).scalar())
