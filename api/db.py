@@ -12,6 +12,8 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from pumpwatch.settings import Settings
+
 DEFAULT_URL = "sqlite:///.state/pumpwatch.db"
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 _SQLITE_BUSY_MS = 30_000
@@ -25,6 +27,11 @@ def database_url(url: str | None = None) -> str:
         if url.startswith(prefix):
             return "postgresql+psycopg://" + url.removeprefix(prefix)
     return url
+
+
+def state_url(settings: Settings) -> str:
+    """The state database: the configured URL, or SQLite in the state directory."""
+    return settings.api.database_url or f"sqlite:///{settings.collector.state_dir / 'pumpwatch.db'}"
 
 
 def json_loads(text: str | bytes) -> Any:

@@ -22,7 +22,7 @@ from api.app import create_app
 from api.approvals import ApprovalService
 from api.auth import AuthService
 from api.context import ApiContext
-from api.db import make_engine, session_factory, upgrade
+from api.db import make_engine, session_factory, state_url, upgrade
 from api.latest_cache import LatestCache
 from api.notify import Notifier
 from api.reports import MonthlyReport
@@ -82,7 +82,7 @@ class ApiService:
         self.settings = settings
         cfg = settings.api
         state_dir = settings.collector.state_dir
-        url = cfg.database_url or f"sqlite:///{state_dir / 'pumpwatch.db'}"
+        url = state_url(settings)
         # Up to 20 connections kept open and 20 more at peaks: anyio runs up to 40 sync routes at once, and
         # with SQLAlchemy's default (5 kept, 10 more) a busy API opened and closed a connection per request.
         pool = {} if url.startswith("sqlite") else {"pool_size": 20, "max_overflow": 20}

@@ -1,4 +1,4 @@
-"""The `pumpwatch` command: check-site, registers, simulate, collect, serve, schedule, up, demo."""
+"""The `pumpwatch` command: check-site, registers, simulate, collect, serve, schedule, up, demo, add-user."""
 
 from __future__ import annotations
 
@@ -28,6 +28,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(str(args.log_level), settings.log_format)
     if args.command == "check-site":
         return _check_site(args.file)
+    if args.command == "add-user":
+        from api.accounts import run
+
+        return run(settings, args.username, args.role, args.display_name)
     if args.command == "registers":
         site = _load_or_report(args.site)
         if site is None:
@@ -97,6 +101,13 @@ def _parser(settings: Settings) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     check = sub.add_parser("check-site", help="validate a site file")
     check.add_argument("file", type=Path)
+    account = sub.add_parser("add-user", help="create a login in the state database "
+                             "(password from standard input, or asked twice)")
+    account.add_argument("username")
+    account.add_argument("--role", action="append", required=True,
+                         choices=("operator", "technician", "supervisor", "director", "admin"),
+                         help="a role of the user (repeatable)")
+    account.add_argument("--display-name", default=None, help="the name colleagues see")
     registers = sub.add_parser("registers", help="print the Modbus register map of a site")
     registers.add_argument("--site", type=Path, default=settings.site)
     commands = (("simulate", "run the pump-room simulators alone"),

@@ -105,7 +105,7 @@ async def _start_scheduler(site: Site, settings: Settings, clock: Clock, broker:
                            collector: CollectorService | None, api: ApiService | None, options: StackOptions,
                            stack: contextlib.AsyncExitStack) -> InspectionScheduler:
     """The scheduler on the API's database (or its own), fed and commanding through the collector if here."""
-    from api.db import make_engine, session_factory, upgrade
+    from api.db import make_engine, session_factory, state_url, upgrade
     from api.tasks import TaskService
     from collector.alarm_publisher import AlarmPublisher
     from collector.service import make_store
@@ -116,8 +116,7 @@ async def _start_scheduler(site: Site, settings: Settings, clock: Clock, broker:
     if api is not None:
         engine, tasks = api.engine, api.ctx.tasks
     else:
-        url = settings.api.database_url or f"sqlite:///{settings.collector.state_dir / 'pumpwatch.db'}"
-        engine = make_engine(url)
+        engine = make_engine(state_url(settings))
         stack.callback(engine.dispose)
         await asyncio.to_thread(upgrade, engine)
         tasks = TaskService(session_factory(engine), clock)
