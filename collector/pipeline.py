@@ -12,10 +12,12 @@ The event-loop thread never waits: readings it offers to a full intake are dropp
 (`pumpwatch_readings_dropped_total{reason="intake_full"}`).
 
 Catch-up policy: while the series store is reachable and `catch_up_depth` readings wait in the
-durable buffer, a source thread pauses (up to `CATCH_UP_WAIT` per message) until half of them are
-written. The broker holds the backlog meanwhile, so the writer gets the CPU it needs instead of the
-intake running ahead of it; when the store is down the buffer takes everything up to its capacity.
-Time paused: `pumpwatch_intake_paused_seconds_total`.
+durable buffer, the intake holds the MQTT acknowledgements of what it commits (the readings are on
+disk) until half of them are written. The broker sends no more than its in-flight window of
+unacknowledged messages meanwhile and keeps the rest, so the writer gets the CPU it needs instead of
+the intake running ahead of it; paho's network thread never blocks, so keepalives are answered. When
+the store is down the buffer takes everything up to its capacity. Time held:
+`pumpwatch_intake_paused_seconds_total`.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ log = logging.getLogger(__name__)
 ReadingsHook = Callable[[Sequence[Reading]], None]
 COMMIT_CHUNK = 10_000  # readings per transaction; also the smallest buffer capacity that works
 DISPATCH_EVERY = 0.02  # seconds between two hand-overs to the live bus and the hooks, at least
-CATCH_UP_WAIT = 5.0  # seconds a source thread pauses per message at most (stays under MQTT keepalive)
+HOLD_CHECK = 0.02  # seconds between two looks at the buffer while acknowledgements are held
 
 
 class Pipeline:
@@ -71,6 +73,8 @@ class Pipeline:
         self._undispatched: list[Reading] = []
         self._dispatch_at: asyncio.TimerHandle | None = None
         self._dispatched_at = 0.0
+        self._held: list[OnDurable] = []  # acknowledgements held back for the writer (intake thread only)
+        self._holding_since: float | None = None
         metrics.buffer_capacity.set(buffer.capacity)
         metrics.buffer_depth.set(buffer.depth)
 
@@ -90,8 +94,6 @@ class Pipeline:
                 on_durable()  # nothing to keep: acknowledge now, redelivery would not help
             return
         on_loop = self._loop is not None and self._loop_thread == threading.get_ident()
-        if self.catch_up_depth and not on_loop and self.buffer.depth >= self.catch_up_depth:
-            self._wait_for_writer()
         with self._cond:
             while self._pending_count >= self.intake_limit and not self._stopping:
                 if on_loop:
@@ -103,15 +105,6 @@ class Pipeline:
             self._pending_count += len(kept)
             self._cond.notify_all()
         self.metrics.readings_in.labels(source=source.split(":", 1)[0]).inc(len(kept))
-
-    def _wait_for_writer(self) -> None:
-        """Pause this source thread while the writer catches up (see the module's catch-up policy)."""
-        started = time.monotonic()
-        resume = self.catch_up_depth // 2
-        while (self.buffer.depth > resume and self.store_up() and not self._stopping
-               and time.monotonic() - started < CATCH_UP_WAIT):
-            time.sleep(0.005)
-        self.metrics.intake_paused.inc(time.monotonic() - started)
 
     def delivered(self, key: str) -> bool:
         """Whether a message with this delivery key was committed before (a redelivery)."""
@@ -151,28 +144,54 @@ class Pipeline:
     def _intake(self) -> None:
         while True:
             with self._cond:
-                while not self._pending and not self._stopping:
+                while not self._pending and not self._stopping and not self._held:
                     self._cond.wait()
+                if not self._pending and not self._stopping:
+                    self._cond.wait(HOLD_CHECK)  # acknowledgements held: look at the buffer again soon
                 if not self._pending and self._stopping:
+                    self._release(everything=True)
                     return
                 batch = list(self._pending)
                 self._pending.clear()
-            readings = [r for rs, _, _ in batch for r in rs]
-            self._commit(batch)
-            with self._cond:
-                self._pending_count -= len(readings)
-                self._cond.notify_all()
-            for _rs, on_durable, _key in batch:
-                if on_durable is not None:
-                    try:
-                        on_durable()
-                    except Exception:  # a source's ack failing must not stop the intake
-                        log.exception("acknowledgement callback failed")
-            self.metrics.buffer_depth.set(self.buffer.depth)
-            loop = self._loop
-            if loop is not None and not loop.is_closed():
-                with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: no one to tell
-                    loop.call_soon_threadsafe(self._dispatch, readings)
+            if batch:
+                self._commit_and_tell(batch)
+            self._release()
+
+    def _commit_and_tell(self, batch: list[tuple[list[Reading], OnDurable | None, str | None]]) -> None:
+        readings = [r for rs, _, _ in batch for r in rs]
+        self._commit(batch)
+        with self._cond:
+            self._pending_count -= len(readings)
+            self._cond.notify_all()
+        self._held += [on_durable for _rs, on_durable, _key in batch if on_durable is not None]
+        self.metrics.buffer_depth.set(self.buffer.depth)
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: no one to tell
+                loop.call_soon_threadsafe(self._dispatch, readings)
+
+    def _release(self, everything: bool = False) -> None:
+        """Run the held acknowledgements, unless the writer needs the intake to wait."""
+        if not self._held or (self._catching_up() and not everything):
+            return
+        held, self._held = self._held, []
+        for on_durable in held:
+            try:
+                on_durable()
+            except Exception:  # a source's ack failing must not stop the intake
+                log.exception("acknowledgement callback failed")
+
+    def _catching_up(self) -> bool:
+        """Whether acknowledgements wait (see the module's catch-up policy); starts and ends the hold."""
+        depth = self.buffer.depth
+        now = time.monotonic()
+        if self._holding_since is None:
+            if self.catch_up_depth and depth >= self.catch_up_depth and self.store_up():
+                self._holding_since = now
+        elif depth <= self.catch_up_depth // 2 or not self.store_up() or self._stopping:
+            self.metrics.intake_paused.inc(now - self._holding_since)
+            self._holding_since = None
+        return self._holding_since is not None
 
     def _commit(self, batch: list[tuple[list[Reading], OnDurable | None, str | None]]) -> None:
         """Append durably in chunks of whole messages, waiting (never dropping) while the buffer is full.

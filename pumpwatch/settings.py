@@ -38,7 +38,7 @@ class CollectorSettings(BaseModel):
     buffer_capacity: int = Field(5_000_000, ge=10_000, description="readings held while the store is down")
     intake_limit: int = Field(200_000, ge=1000)
     catch_up_depth: int = Field(100_000, ge=0, description="readings waiting for a reachable store at "
-                                "which MQTT intake pauses until half are written (0: never pause)")
+                                "which MQTT acknowledgements wait until half are written (0: never)")
     batch_size: int = Field(5000, ge=1, le=100_000)
     write_linger: float = Field(0.25, ge=0, le=5, description="seconds the writer waits after a short batch "
                                 "so small commits are written together")

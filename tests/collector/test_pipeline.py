@@ -293,7 +293,7 @@ async def test_event_loop_thread_never_blocks_on_a_full_intake(
     buffer.close()
 
 
-def test_source_thread_pauses_for_a_writer_behind_a_reachable_store(
+async def test_acknowledgements_wait_for_a_writer_behind_a_reachable_store(
         tmp_path: Path, catalog: SensorCatalog) -> None:
     buffer = DurableBuffer(tmp_path / "b.db")
     buffer.append(readings(20_000))
@@ -301,30 +301,31 @@ def test_source_thread_pauses_for_a_writer_behind_a_reachable_store(
     pipeline = Pipeline(catalog, buffer, metrics, FakeClock(), catch_up_depth=10_000)
     store_up = True
     pipeline.store_up = lambda: store_up
-    taken = threading.Event()
+    acked = threading.Event()
+    pipeline.start()
+    try:
+        await asyncio.to_thread(pipeline.accept, readings(5, start=1_767_300_000.0), "mqtt", acked.set)
+        deadline = asyncio.get_running_loop().time() + 5
+        while buffer.depth < 20_005 and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.01)
+        assert buffer.depth == 20_005  # on disk, never refused: only the acknowledgement waits
+        assert not await asyncio.to_thread(acked.wait, 0.3)
+        positions, _ = buffer.peek(12_000)
+        buffer.remove_through(positions[-1])  # 8,005 left: still above half of 10,000
+        assert not await asyncio.to_thread(acked.wait, 0.3)
+        positions, _ = buffer.peek(4000)
+        buffer.remove_through(positions[-1])  # 4,005 left: the writer has caught up
+        assert await asyncio.to_thread(acked.wait, 5)
+        assert metrics.intake_paused._value.get() > 0.5
 
-    def offer() -> None:
-        pipeline.accept(readings(5, start=1_767_300_000.0), "mqtt")
-        taken.set()
-
-    threading.Thread(target=offer, daemon=True).start()
-    assert not taken.wait(0.5)  # 20,000 waiting: the source pauses
-    positions, _ = buffer.peek(12_000)
-    buffer.remove_through(positions[-1])  # 8,000 left: still above half of 10,000
-    assert not taken.wait(0.3)
-    positions, _ = buffer.peek(4000)
-    buffer.remove_through(positions[-1])  # 4,000 left: resumes
-    assert taken.wait(5)
-    assert metrics.readings_in.labels(source="mqtt")._value.get() == 5
-    assert metrics.intake_paused._value.get() > 0
-
-    store_up = False  # the store is down: the buffer takes everything, no pause
-    buffer.append(readings(20_000, start=1_767_400_000.0))
-    taken.clear()
-    threading.Thread(target=offer, daemon=True).start()
-    assert taken.wait(5)
-    assert pipeline.intake_depth == 10
-    buffer.close()
+        store_up = False  # the store is down: the buffer takes everything, acknowledged at once
+        buffer.append(readings(20_000, start=1_767_400_000.0))
+        acked.clear()
+        await asyncio.to_thread(pipeline.accept, readings(5, start=1_767_500_000.0), "mqtt", acked.set)
+        assert await asyncio.to_thread(acked.wait, 5)
+    finally:
+        pipeline.stop()
+        buffer.close()
 
 
 async def test_source_thread_waits_while_the_buffer_is_full_and_loses_nothing(
