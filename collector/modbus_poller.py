@@ -304,13 +304,18 @@ class DevicePoller:
             raise SourceUnavailable(f"{type(err).__name__}: {err}".strip(": ")) from err
 
 
+PHASE_SLOTS = 5  # groups of devices polled at different moments of the interval
+
+
 class ModbusCollector:
     """All device pollers of this collector (its shard), and command routing to them."""
 
     def __init__(self, devices: Sequence[ModbusDevice], sink: ReadingSink, metrics: CollectorMetrics,
                  clock: Clock) -> None:
-        # devices start spread over their interval, so their requests do not all fall on one instant
-        self.pollers = {d.id: DevicePoller(d, sink, metrics, clock, phase=i / len(devices))
+        # Devices start in PHASE_SLOTS groups spread over their interval: requests do not all fall on
+        # one instant, while each group still shares the event loop's wake-ups and one commit.
+        slots = min(len(devices), PHASE_SLOTS)
+        self.pollers = {d.id: DevicePoller(d, sink, metrics, clock, phase=(i % slots) / slots)
                         for i, d in enumerate(devices)}
         self._by_sensor = {p.sensor: poller for poller in self.pollers.values()
                            for p in poller.device.points}

@@ -225,6 +225,9 @@ def test_devices_start_spread_over_their_interval() -> None:
     devices = [dev.model_copy(update={"id": f"plc-{i}", "port": 5020 + i}) for i in range(4)]
     collector = ModbusCollector(devices, RecordingSink(), CollectorMetrics(), SystemClock())
     assert [p.phase for p in collector.pollers.values()] == [0.0, 0.25, 0.5, 0.75]
+    many = [dev.model_copy(update={"id": f"plc-{i}", "port": 5020 + i}) for i in range(12)]
+    grouped = ModbusCollector(many, RecordingSink(), CollectorMetrics(), SystemClock())
+    assert [p.phase for p in grouped.pollers.values()] == [0.0, 0.2, 0.4, 0.6, 0.8] * 2 + [0.0, 0.2]
 
 
 async def test_commands_are_written_with_the_points_encoding_and_serialised_with_polls() -> None:
