@@ -2,9 +2,7 @@
 
 Sources call `accept` from any thread. An intake thread commits what arrived since its last commit
 in one transaction (group commit), then runs the sources' `on_durable` callbacks (MQTT acks) and
-hands the batch to the event loop for the live bus and the alarm hooks. The event loop passes
-committed readings on at most every `DISPATCH_EVERY` seconds (at once after a quiet spell), merged:
-the rules then evaluate once per sensor per dispatch, however many small commits came meanwhile.
+hands the batch to the event loop for the live bus and the alarm hooks.
 
 Intake policy: at most `intake_limit` readings wait for their commit. A source thread (MQTT) that
 finds the intake full waits, which stops it reading from the broker: backpressure, nothing lost.
@@ -43,7 +41,6 @@ log = logging.getLogger(__name__)
 
 ReadingsHook = Callable[[Sequence[Reading]], None]
 COMMIT_CHUNK = 10_000  # readings per transaction; also the smallest buffer capacity that works
-DISPATCH_EVERY = 0.02  # seconds between two hand-overs to the live bus and the hooks, at least
 HOLD_CHECK = 0.02  # seconds between two looks at the buffer while acknowledgements are held
 
 
@@ -70,9 +67,6 @@ class Pipeline:
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread = 0
-        self._undispatched: list[Reading] = []
-        self._dispatch_at: asyncio.TimerHandle | None = None
-        self._dispatched_at = 0.0
         self._held: list[OnDurable] = []  # acknowledgements held back for the writer (intake thread only)
         self._holding_since: float | None = None
         metrics.buffer_capacity.set(buffer.capacity)
@@ -222,22 +216,7 @@ class Pipeline:
                 time.sleep(0.1)
 
     def _dispatch(self, readings: list[Reading]) -> None:
-        """On the event loop: wake the writer now; pass readings on now or with the next hand-over."""
         self.committed.set()
-        self._undispatched += readings
-        if self._dispatch_at is not None:
-            return  # a hand-over is already due
-        loop = asyncio.get_running_loop()
-        wait = self._dispatched_at + DISPATCH_EVERY - loop.time()
-        if wait <= 0:
-            self._hand_over()
-        else:
-            self._dispatch_at = loop.call_later(wait, self._hand_over)
-
-    def _hand_over(self) -> None:
-        self._dispatch_at = None
-        self._dispatched_at = asyncio.get_running_loop().time()
-        readings, self._undispatched = self._undispatched, []
         if self.live is not None:
             self.live.publish(readings)
         for hook in self.hooks:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import math
 import threading
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -234,30 +233,6 @@ async def test_accept_acknowledges_only_after_commit_and_dispatches(
     finally:
         pipeline.stop()
         buffer.close()
-
-
-async def test_many_small_commits_reach_the_hooks_merged_and_in_order(
-        tmp_path: Path, catalog: SensorCatalog) -> None:
-    buffer = DurableBuffer(tmp_path / "b.db")
-    pipeline = Pipeline(catalog, buffer, CollectorMetrics(), FakeClock())
-    calls: list[list[float]] = []
-    pipeline.hooks.append(lambda batch: calls.append([r.ts for r in batch]))
-    pipeline.start()
-    sent = readings(60)
-
-    def trickle() -> None:  # one reading at a time, each its own commit
-        for r in sent:
-            pipeline.accept([r], "mqtt")
-            time.sleep(0.005)
-
-    await asyncio.to_thread(trickle)
-    deadline = asyncio.get_running_loop().time() + 5
-    while sum(map(len, calls)) < len(sent) and asyncio.get_running_loop().time() < deadline:
-        await asyncio.sleep(0.01)
-    pipeline.stop()
-    buffer.close()
-    assert [ts for batch in calls for ts in batch] == [r.ts for r in sent]
-    assert len(calls) <= len(sent) // 3  # 60 commits over about 0.3 s: a hand-over per 20 ms at most
 
 
 async def test_a_message_with_nothing_acceptable_is_acknowledged_at_once(
