@@ -11,10 +11,11 @@ The event-loop thread never waits: readings it offers to a full intake are dropp
 
 Catch-up policy: while the series store is reachable and `catch_up_depth` readings wait in the
 durable buffer, the intake holds the MQTT acknowledgements of what it commits (the readings are on
-disk) until half of them are written. The broker sends no more than its in-flight window of
-unacknowledged messages meanwhile and keeps the rest, so the writer gets the CPU it needs instead of
-the intake running ahead of it; paho's network thread never blocks, so keepalives are answered. When
-the store is down the buffer takes everything up to its capacity. Time held:
+disk) until half of them are written. A broker that honours its in-flight window sends no more
+meanwhile and keeps the rest, so the writer gets the CPU instead of the intake running ahead of it
+(Mosquitto 2.0.11 sends its whole queue again once acknowledgements arrive, so there the buffer
+still takes a large backlog, up to its capacity); paho's network thread never blocks, so keepalives
+are answered. When the store is down the buffer takes everything up to its capacity. Time held:
 `pumpwatch_intake_paused_seconds_total`.
 """
 
