@@ -11,8 +11,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 
-from collector.alarm_conditions import Condition, SensorView
+from collector.alarm_conditions import Condition, SensorView, Silent
 from collector.alarm_memory import AlarmMemory
 from pumpwatch.alarm_events import SEVERITY_RANK, AlarmAction, AlarmEvent, AlarmKey
 from pumpwatch.bus import LiveBus
@@ -49,6 +50,11 @@ class AlarmRule:
     def sensors(self) -> frozenset[str]:
         """Every sensor any level reads."""
         return frozenset().union(*(lvl.condition.sensors for lvl in self.levels))
+
+    @cached_property
+    def silence_only(self) -> bool:
+        """Every level is a no-data condition: new readings can only end it, never start it."""
+        return all(isinstance(lvl.condition, Silent) for lvl in self.levels)
 
 
 @dataclass
@@ -88,15 +94,24 @@ class AlarmEngine:
             self._restore(memory)
 
     def on_readings(self, readings: Sequence[Reading]) -> None:
-        """Pipeline hook: update the view, evaluate the rules that read the changed sensors."""
+        """Pipeline hook: update the view, evaluate the rules that read the changed sensors.
+
+        A no-data rule that is quiet and not counting down is skipped: fresh data can only keep it
+        quiet (the timer still evaluates it every tick).
+        """
         changed = self.view.update(readings)
         now = self.clock.now()
         seen: set[AlarmKey] = set()
+        states = self._states
         for sensor in changed:
             for rule in self._by_sensor.get(sensor, ()):
-                if rule.key not in seen:
-                    seen.add(rule.key)
-                    self._evaluate(rule, now)
+                if rule.key in seen:
+                    continue
+                seen.add(rule.key)
+                state = states[rule.key]
+                if rule.silence_only and state.severity is None and not state.since:
+                    continue
+                self._evaluate(rule, now)
 
     def evaluate_all(self) -> None:
         """Evaluate every rule now (the timer's job)."""

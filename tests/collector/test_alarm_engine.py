@@ -287,3 +287,15 @@ async def test_a_remembered_alarm_without_its_rule_is_cleared_and_a_broken_file_
     path.write_text('[{"action": "raised", "asset": ', encoding="utf-8")
     assert AlarmMemory(path).raised == {}
     assert path.with_suffix(".broken").exists()
+
+
+async def test_fresh_data_skips_a_quiet_no_data_rule_but_still_clears_a_raised_one() -> None:
+    key = AlarmKey("dom-p1", "no_data")
+    rig = Rig(AlarmRule(key, "dom", MSG, (Level(Severity.MAJOR, Silent(frozenset({"t"}), 30)),)))
+    for _ in range(10):
+        rig.feed("t", 20)
+    assert rig.engine.evaluations == 0  # quiet and fed: nothing to decide
+    await rig.wait(31)  # the timer sees the silence
+    assert rig.actions() == [("raised", "major")]
+    rig.feed("t", 20)  # data again: a raised no-data alarm is evaluated and clears
+    assert rig.actions() == [("raised", "major"), ("cleared", "major")]
