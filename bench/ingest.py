@@ -213,6 +213,13 @@ def stored_counts(url: str, database: str) -> tuple[int, int]:
 # --- collector run -------------------------------------------------------------------------------
 
 
+def delivery(published: int, points: int, distinct: int) -> dict[str, int]:
+    """Published against stored: points in the store, distinct values, lost and duplicated."""
+    return {"readings_published": published, "readings_stored_points": points,
+            "readings_stored_distinct": distinct, "lost": published - distinct,
+            "duplicated": points - distinct}
+
+
 def create_session(port: int, client_id: str, topic: str) -> None:
     """Open the collector's persistent session subscribed at QoS 1, so the broker queues from now on."""
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False)
@@ -331,11 +338,7 @@ async def run_collector(args: argparse.Namespace, broker: Mosquitto, influx: Inf
         "writer_batch_size": settings.collector.batch_size,
         "publish_seconds": args.seconds,
         "messages_published": int(result["acked"]),
-        "readings_published": published,
-        "readings_stored_points": points,
-        "readings_stored_distinct": distinct,
-        "lost": published - distinct,
-        "duplicated": points - distinct,
+        **delivery(published, points, distinct),
         "rejected": rejected,
         "publish_rate": published / publish_elapsed if publish_elapsed > 0 else 0.0,
         "end_to_end_seconds": elapsed,

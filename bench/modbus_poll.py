@@ -339,6 +339,16 @@ async def run_mode(mode: str, args: argparse.Namespace, ports: list[int], server
     }
 
 
+def stop_servers(proc: mp.process.BaseProcess, conn: Connection) -> None:
+    """Ask the simulated devices' process to stop; terminate it if it does not within 10 s."""
+    with contextlib.suppress(OSError, EOFError):
+        conn.send("stop")
+        conn.poll(10)
+    proc.join(10)
+    if proc.is_alive():
+        proc.terminate()
+
+
 def requests_served(conn: Connection) -> int:
     """Requests the simulated devices have served so far."""
     conn.send("reads")
@@ -394,12 +404,7 @@ def main(argv: list[str] | None = None) -> int:
         for mode in modes:
             results.append(asyncio.run(run_mode(mode, args, ports, server, conn, state_dir)))
     finally:
-        with contextlib.suppress(OSError, EOFError):
-            conn.send("stop")
-            conn.poll(10)
-        proc.join(10)
-        if proc.is_alive():
-            proc.terminate()
+        stop_servers(proc, conn)
         shutil.rmtree(state_dir, ignore_errors=True)
     met = {r["mode"]: (r["cpu_pct_of_core"] < TARGET_CPU_PCT
                        and r["cycles_min"] >= r["cycles_expected_per_device"] - 1) for r in results}

@@ -206,12 +206,7 @@ def modbus_phases(args: argparse.Namespace, influx: InfluxDB, home: Path, work: 
         pumpwatch = pumpwatch_modbus(args, devices, influx, work / "modbus-state", servers)
         nodered = nodered_modbus(args, devices, influx, home, work, servers)
     finally:
-        with contextlib.suppress(OSError, EOFError):
-            servers.send("stop")
-            servers.poll(10)
-        proc.join(10)
-        if proc.is_alive():
-            proc.terminate()
+        modbus_poll.stop_servers(proc, servers)
     return {"pumpwatch": pumpwatch, "nodered": nodered}
 
 
@@ -299,11 +294,7 @@ def nodered_ingest(args: argparse.Namespace, broker: Mosquitto, influx: InfluxDB
         "flow": f"mqtt in (QoS 1, JSON) -> function -> join ({JOIN_MESSAGES} messages or 1 s) -> "
                 "function (flatten) -> influxdb batch",
         "messages_published": int(result["acked"]),
-        "readings_published": published,
-        "readings_stored_points": points,
-        "readings_stored_distinct": distinct,
-        "lost": published - distinct,
-        "duplicated": points - distinct,
+        **ingest.delivery(published, points, distinct),
         "publish_rate": published / (float(result["last_ack"]) - float(result["first_publish"])),
         "end_to_end_seconds": elapsed,
         "drain_after_publish_seconds": last_change - float(result["last_publish"]),
