@@ -106,6 +106,24 @@ def payload(seq: int, values: int) -> bytes:
 # --- the publisher process -----------------------------------------------------------------------
 
 
+class Arrivals:
+    """Counts callbacks (acknowledgements, messages) with the times of the first and the last."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.first = self.last = 0.0
+        self.cond = threading.Condition()
+
+    def tick(self, *_args: Any) -> None:
+        """A paho callback: one more arrival."""
+        with self.cond:
+            self.count += 1
+            self.last = time.time()
+            if self.count == 1:
+                self.first = self.last
+            self.cond.notify_all()
+
+
 def publisher_main(conn: Connection, port: int, prefix: str, devices: list[str], values: int,
                    seconds: float, rate: float | None) -> None:
     """Publish at QoS 1 for `seconds` (at `rate` readings/s, or as fast as the broker acknowledges).
@@ -113,25 +131,14 @@ def publisher_main(conn: Connection, port: int, prefix: str, devices: list[str],
     Talks to the parent through `conn`: sends "ready", waits for "go", sends a result dict at the end.
     """
     logging.basicConfig(level=logging.WARNING)
-    acked = 0
-    first_ack = last_ack = 0.0
-    cond = threading.Condition()
-
-    def on_publish(*_args: Any) -> None:
-        nonlocal acked, first_ack, last_ack
-        with cond:
-            acked += 1
-            last_ack = time.time()
-            if acked == 1:
-                first_ack = last_ack
-            cond.notify_all()
+    acks = Arrivals()
 
     connected = threading.Event()
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-pub-{uuid.uuid4().hex[:8]}",
                          clean_session=True)
     client.max_inflight_messages_set(PUBLISH_WINDOW)
     client.max_queued_messages_set(0)
-    client.on_publish = on_publish
+    client.on_publish = acks.tick
     client.on_connect = lambda *_args: connected.set()
     client.connect(HOST, port, keepalive=60)
     client.loop_start()
@@ -152,9 +159,9 @@ def publisher_main(conn: Connection, port: int, prefix: str, devices: list[str],
     while time.monotonic() < deadline:
         body = payload(seq, values)
         for topic in topics:
-            with cond:
-                while sent - acked >= PUBLISH_WINDOW:
-                    cond.wait(1.0)
+            with acks.cond:
+                while sent - acks.count >= PUBLISH_WINDOW:
+                    acks.cond.wait(1.0)
             client.publish(topic, body, qos=1)
             sent += 1
         seq += 1
@@ -164,13 +171,13 @@ def publisher_main(conn: Connection, port: int, prefix: str, devices: list[str],
             if delay > 0:
                 time.sleep(delay)
     last_publish = time.time()
-    with cond:
-        cond.wait_for(lambda: acked >= sent, timeout=120)
+    with acks.cond:
+        acks.cond.wait_for(lambda: acks.count >= sent, timeout=120)
     cpu = process_cpu() - cpu0
     client.disconnect()
     client.loop_stop()
-    conn.send({"messages": sent, "acked": acked, "rounds": seq, "first_publish": started,
-               "last_publish": last_publish, "first_ack": first_ack, "last_ack": last_ack, "cpu_s": cpu})
+    conn.send({"messages": sent, "acked": acks.count, "rounds": seq, "first_publish": started,
+               "last_publish": last_publish, "first_ack": acks.first, "last_ack": acks.last, "cpu_s": cpu})
 
 
 def spawn_publisher(port: int, prefix: str, devices: list[str], values: int, seconds: float,
@@ -384,22 +391,12 @@ def mqtt_ceiling(args: argparse.Namespace, broker: Mosquitto) -> dict[str, Any]:
     values = args.values_per_message
     devices = device_ids(args.sensors, values)
     prefix = f"ceiling-{uuid.uuid4().hex[:6]}"
-    received = 0
-    first = last = 0.0
-    lock = threading.Lock()
-
-    def on_message(*_args: Any) -> None:
-        nonlocal received, first, last
-        with lock:
-            received += 1
-            last = time.time()
-            if received == 1:
-                first = last
+    messages = Arrivals()
 
     subscribed = threading.Event()
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-sub-{uuid.uuid4().hex[:6]}",
                          clean_session=True)
-    client.on_message = on_message
+    client.on_message = messages.tick
     client.on_subscribe = lambda *_args: subscribed.set()
     client.on_connect = lambda c, *_args: c.subscribe(f"{prefix}/+", qos=1)
     client.connect(HOST, broker.port)
@@ -413,13 +410,13 @@ def mqtt_ceiling(args: argparse.Namespace, broker: Mosquitto) -> dict[str, Any]:
         raise RuntimeError("ceiling publisher did not finish")
     result: dict[str, Any] = conn.recv()
     deadline = time.monotonic() + 120
-    while received < result["acked"] and time.monotonic() < deadline:
+    while messages.count < result["acked"] and time.monotonic() < deadline:
         time.sleep(0.05)
     cpu = process_cpu() - cpu0
     client.disconnect()
     client.loop_stop()
     proc.join(10)
-    elapsed = last - float(result["first_publish"])
+    received, elapsed = messages.count, messages.last - float(result["first_publish"])
     return {
         "messages_published": int(result["acked"]),
         "messages_received": received,
