@@ -4,6 +4,7 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY pumpwatch pumpwatch
 COPY collector collector
+COPY maintenance maintenance
 COPY api api
 COPY inspection inspection
 COPY simulators simulators

@@ -9,12 +9,12 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
-from api.alarms import AlarmService
-from api.approvals import ApprovalService
-from api.auth import AuthService
 from api.latest_cache import LatestCache
-from api.reports import MonthlyReport
-from api.tasks import TaskService
+from maintenance.alarms import AlarmService
+from maintenance.approvals import ApprovalService
+from maintenance.auth import AuthService
+from maintenance.reports import MonthlyReport
+from maintenance.tasks import TaskService
 from pumpwatch.alarm_events import AlarmEvent
 from pumpwatch.bus import LiveBus
 from pumpwatch.catalog import SensorCatalog

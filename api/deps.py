@@ -9,9 +9,9 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request
 
 from api.context import ApiContext
-from api.errors import Forbidden
-from api.models import User
-from api.vocab import Role, TokenKind
+from maintenance.errors import Forbidden
+from maintenance.models import User
+from maintenance.vocab import Role, TokenKind
 
 SESSION_COOKIE = "pumpwatch_session"
 CSRF_COOKIE = "pumpwatch_csrf"

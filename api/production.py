@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from api.auth import AuthService
 from api.service import DEMO_USERS, demo_password
+from maintenance.auth import AuthService
 from pumpwatch.mqtturl import BrokerAddress
 from pumpwatch.settings import Settings
 

@@ -8,8 +8,8 @@ from typing import Annotated, Any, Generic, TypeVar
 from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.task_flow import CheckResult
-from api.vocab import Priority, Role, TaskKind
+from maintenance.task_flow import CheckResult
+from maintenance.vocab import Priority, Role, TaskKind
 
 T = TypeVar("T")
 MAX_ID = 2_147_483_647  # row ids fit a 32-bit integer on every database

@@ -17,16 +17,16 @@ import uvicorn
 from prometheus_client import CollectorRegistry, Counter
 from sqlalchemy import text
 
-from api.alarms import AlarmService
 from api.app import create_app
-from api.approvals import ApprovalService
-from api.auth import AuthService
 from api.context import ApiContext
-from api.db import make_engine, session_factory, state_url, upgrade
 from api.latest_cache import LatestCache
-from api.notify import Notifier
-from api.reports import MonthlyReport
-from api.tasks import TaskService
+from maintenance.alarms import AlarmService
+from maintenance.approvals import ApprovalService
+from maintenance.auth import AuthService
+from maintenance.db import make_engine, session_factory, state_url, upgrade
+from maintenance.notify import Notifier
+from maintenance.reports import MonthlyReport
+from maintenance.tasks import TaskService
 from pumpwatch.alarm_events import AlarmEvent
 from pumpwatch.bus import LiveBus
 from pumpwatch.catalog import SensorCatalog

@@ -94,8 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--devices", type=int, default=20, help="background devices (default 20)")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from api.auth import AuthService
-    from api.db import make_engine, session_factory, upgrade
+    from maintenance.auth import AuthService
+    from maintenance.db import make_engine, session_factory, upgrade
     from pumpwatch.clock import SystemClock
     from tests.services import InfluxDB, Mosquitto
 

@@ -205,9 +205,9 @@ async def measured(meter: CpuMeter, phase: Callable[[], Awaitable[dict[str, list
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     """Each store in turn; returns the figures."""
-    from api.auth import AuthService
-    from api.db import make_engine, session_factory, upgrade
-    from api.tasks import TaskService
+    from maintenance.auth import AuthService
+    from maintenance.db import make_engine, session_factory, upgrade
+    from maintenance.tasks import TaskService
     from pumpwatch.clock import SystemClock
     from pumpwatch.site import Text
     from tests.services import InfluxDB, Mosquitto, Postgres
@@ -252,8 +252,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
 async def fill_store(name: str, work: Path, influx_url: str, days: int, now: float) -> tuple[int, float]:
     """Fill the embedded store in `work` or the `apibench` database; points and seconds taken."""
-    from collector.embedded_store import EmbeddedStore
-    from collector.influx import InfluxStore
+    from collector.stores.embedded import EmbeddedStore
+    from collector.stores.influx import InfluxStore
 
     store: Any = (InfluxStore(influx_url, "apibench", timeout=60) if name == "influxdb"
                   else EmbeddedStore(work / "series.db"))

@@ -96,8 +96,8 @@ async def wait_for(check: Callable[[], Awaitable[bool]], within: float, what: st
 
 async def run_faults(outage: float = 5.0, rate: float = 200.0, work: Path | None = None) -> dict[str, Any]:
     """Run every phase; returns the per-phase figures and the totals."""
-    from api.auth import AuthService
-    from api.db import make_engine, session_factory, upgrade
+    from maintenance.auth import AuthService
+    from maintenance.db import make_engine, session_factory, upgrade
     from pumpwatch.clock import SystemClock
     from pumpwatch.sitefile import parse_site
     from simulators.modbus_server import DeviceImage, DeviceServer

@@ -51,8 +51,8 @@ from bench.common import (
     tool_version,
     write_results,
 )
-from collector.lineprotocol import series_key
 from collector.service import CollectorService
+from collector.stores.lineprotocol import series_key
 from pumpwatch.catalog import SensorCatalog
 from pumpwatch.clock import SystemClock
 from pumpwatch.mqtturl import BrokerAddress

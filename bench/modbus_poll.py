@@ -6,7 +6,7 @@ The simulated devices (simulators.modbus_server.DeviceServer, one TCP server eac
 uint16 holding registers per device) run in a separate process, so the CPU measured here is the
 collector's alone. Two modes, each run in turn:
 
-- `sink`: collector.modbus_poller.ModbusCollector feeding a sink that only counts readings.
+- `sink`: collector.sources.modbus.ModbusCollector feeding a sink that only counts readings.
 - `service`: the whole CollectorService (pipeline, durable buffer, writer, embedded store).
 
 Per mode: readings/s, poll cycles completed per device vs expected, poll-cycle duration p50/p99/max,
@@ -48,9 +48,9 @@ from bench.common import (
     write_results,
 )
 from collector.metrics import CollectorMetrics
-from collector.modbus_poller import DevicePoller, ModbusCollector
+from collector.pipeline.sink import OnDurable, ReadingSink
 from collector.service import CollectorService
-from collector.sink import OnDurable, ReadingSink
+from collector.sources.modbus import DevicePoller, ModbusCollector
 from pumpwatch.clock import SystemClock
 from pumpwatch.readings import Reading
 from pumpwatch.settings import CollectorSettings, Settings

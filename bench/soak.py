@@ -142,8 +142,8 @@ async def wait_for_text(role: PumpwatchProcess, text: str, within: float = 60.0)
 
 async def run_soak(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     """Start everything, sample for the whole run, drain and count; the raw figures."""
-    from api.auth import AuthService
-    from api.db import make_engine, session_factory, upgrade
+    from maintenance.auth import AuthService
+    from maintenance.db import make_engine, session_factory, upgrade
     from pumpwatch.clock import SystemClock
     from tests.services import InfluxDB, Mosquitto, Postgres, free_ports
 

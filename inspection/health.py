@@ -9,8 +9,8 @@ import sys
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from api.db import make_engine
 from inspection.leader import lock_held
+from maintenance.db import make_engine
 from pumpwatch.settings import Settings
 
 

@@ -18,10 +18,10 @@ from enum import StrEnum
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.models import Alarm, Task
-from api.tasks import TaskService
-from api.vocab import OPEN_TASK_STATES, AlarmState, Priority, TaskKind, TaskState
 from inspection.duty_points import group_points
+from maintenance.models import Alarm, Task
+from maintenance.tasks import TaskService
+from maintenance.vocab import OPEN_TASK_STATES, AlarmState, Priority, TaskKind, TaskState
 from pumpwatch.alarm_events import AlarmAction, AlarmEvent, AlarmKey
 from pumpwatch.clock import Clock
 from pumpwatch.plans import RotationSettings

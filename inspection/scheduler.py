@@ -21,12 +21,10 @@ from typing import Any, Literal, TypeVar
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from api import audit
-from api.models import AuditLog, JsonDict, Task, utc_from_epoch
-from api.task_flow import ChecklistItem
-from api.tasks import TaskService, task_snapshot
-from api.vocab import Priority, TaskKind
-from inspection.calendar import (
+from inspection.leader import LeaderLock
+from inspection.rotation import Command, DutyRotation, EventListener, RotationChoice
+from maintenance import audit
+from maintenance.calendar import (
     Occurrence,
     Target,
     occurrences,
@@ -35,8 +33,10 @@ from inspection.calendar import (
     run_hours_sensor,
     zone_of,
 )
-from inspection.leader import LeaderLock
-from inspection.rotation import Command, DutyRotation, EventListener, RotationChoice
+from maintenance.models import AuditLog, JsonDict, Task, utc_from_epoch
+from maintenance.task_flow import ChecklistItem
+from maintenance.tasks import TaskService, task_snapshot
+from maintenance.vocab import Priority, TaskKind
 from pumpwatch.clock import Clock
 from pumpwatch.plans import CALENDAR_SCHEDULES, ChecklistEntry, ItemType, Plan, RunHours
 from pumpwatch.readings import Reading

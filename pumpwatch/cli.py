@@ -29,7 +29,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "check-site":
         return _check_site(args.file)
     if args.command == "add-user":
-        from api.accounts import run
+        from maintenance.accounts import run
 
         return run(settings, args.username, args.role, args.display_name)
     if args.command == "registers":

@@ -105,11 +105,11 @@ async def _start_scheduler(site: Site, settings: Settings, clock: Clock, broker:
                            collector: CollectorService | None, api: ApiService | None, options: StackOptions,
                            stack: contextlib.AsyncExitStack) -> InspectionScheduler:
     """The scheduler on the API's database (or its own), fed and commanding through the collector if here."""
-    from api.db import make_engine, session_factory, state_url, upgrade
-    from api.tasks import TaskService
-    from collector.alarm_publisher import AlarmPublisher
+    from collector.publishers.alarms import AlarmPublisher
     from collector.service import make_store
     from inspection.scheduler import InspectionScheduler, LatestReadings
+    from maintenance.db import make_engine, session_factory, state_url, upgrade
+    from maintenance.tasks import TaskService
     from pumpwatch.alarm_events import AlarmEvent
     from pumpwatch.catalog import SensorCatalog
 
@@ -170,9 +170,9 @@ async def _start_api(site: Site, settings: Settings, clock: Clock, broker: Broke
 
 async def _build_api(site: Site, settings: Settings, clock: Clock, broker: BrokerAddress,
                      collector: CollectorService | None, stack: contextlib.AsyncExitStack) -> ApiService:
-    from api.alarm_feed import AlarmFeed
     from api.service import ApiService
     from collector.service import make_store
+    from maintenance.feed import AlarmFeed
     from pumpwatch.alarm_events import AlarmEvent
     from pumpwatch.bus import LiveBus
     from pumpwatch.catalog import SensorCatalog

@@ -18,11 +18,11 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
-from api.auth import AuthService
-from api.db import make_engine, session_factory, upgrade
 from api.production import production_problems
 from api.routes.health import router as health_router
 from collector.service import CollectorService
+from maintenance.auth import AuthService
+from maintenance.db import make_engine, session_factory, upgrade
 from pumpwatch.cli import _parser
 from pumpwatch.clock import SystemClock
 from pumpwatch.mqtturl import BrokerAddress

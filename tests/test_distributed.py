@@ -20,8 +20,8 @@ import paho.mqtt.publish as publish
 import psycopg
 import pytest
 
-from api.auth import AuthService
-from api.db import make_engine, session_factory, upgrade
+from maintenance.auth import AuthService
+from maintenance.db import make_engine, session_factory, upgrade
 from pumpwatch.clock import SystemClock
 from tests.collector.test_collector_service import (
     CountingPublisher,

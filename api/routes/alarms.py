@@ -7,10 +7,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from api.alarms import AlarmFilter
 from api.deps import Ctx, CurrentUser
 from api.schemas import MAX_ID, AlarmPublic, Page, PathId, TaskPublic
-from api.vocab import AlarmState
+from maintenance.alarms import AlarmFilter
+from maintenance.vocab import AlarmState
 from pumpwatch.site import Severity
 
 router = APIRouter(prefix="/api/alarms", tags=["alarms"])

@@ -7,9 +7,9 @@ from datetime import datetime
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.approvals import ApprovalService
 from api.deps import Ctx, CurrentUser
 from api.schemas import Body, DbId, Page, PathId, ReasonIn
+from maintenance.approvals import ApprovalService
 
 router = APIRouter(prefix="/api", tags=["approvals"])
 

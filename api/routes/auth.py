@@ -10,9 +10,9 @@ from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from fastapi.security import OAuth2PasswordRequestForm
 
 from api.deps import CSRF_COOKIE, SESSION_COOKIE, Ctx, CurrentUser
-from api.models import User
 from api.schemas import LoginIn, SessionOut, TokenOut, UserPublic
-from api.vocab import TokenKind
+from maintenance.models import User
+from maintenance.vocab import TokenKind
 
 router = APIRouter(prefix="/api/auth", tags=["auth"])
 BEARER_TTL = timedelta(hours=12)

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 
 from api.deps import Ctx, CurrentUser
 from api.schemas import Page, PersonPublic
-from api.vocab import Role
+from maintenance.vocab import Role
 
 router = APIRouter(prefix="/api/people", tags=["users"])
 

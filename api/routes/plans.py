@@ -8,9 +8,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 
 from api.deps import Ctx, CurrentUser
-from api.errors import NotFound
-from api.models import utc_from_epoch
-from inspection.calendar import site_occurrences
+from maintenance.calendar import site_occurrences
+from maintenance.errors import NotFound
+from maintenance.models import utc_from_epoch
 
 router = APIRouter(prefix="/api", tags=["plans"])
 

@@ -7,8 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response
 
 from api.deps import Ctx, CurrentUser
-from api.errors import InvalidInput, NotFound
 from api.schemas import HistoryPointOut, Page, ReadingOut
+from maintenance.errors import InvalidInput, NotFound
 from pumpwatch.readings import Quality, Reading
 
 router = APIRouter(prefix="/api", tags=["readings"])

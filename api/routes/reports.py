@@ -10,10 +10,10 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 
 from api.deps import Ctx, require
-from api.errors import InvalidInput
-from api.models import User, utc_from_epoch
-from api.reports import Month, to_csv, to_html
-from api.vocab import Role
+from maintenance.errors import InvalidInput
+from maintenance.models import User, utc_from_epoch
+from maintenance.reports import Month, to_csv, to_html
+from maintenance.vocab import Role
 
 router = APIRouter(prefix="/api/reports", tags=["reports"])
 Reader = Annotated[User, Depends(require(Role.SUPERVISOR, Role.DIRECTOR, Role.ADMIN))]

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter
 
 from api.deps import Ctx, CurrentUser
-from api.errors import NotFound
+from maintenance.errors import NotFound
 from pumpwatch.site import Pump, Room
 
 router = APIRouter(prefix="/api", tags=["site"])

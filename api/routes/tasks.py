@@ -14,7 +14,6 @@ from fastapi import APIRouter, File, Query, Response, UploadFile
 from fastapi.responses import FileResponse
 
 from api.deps import Ctx, CurrentUser
-from api.errors import InvalidInput, NotFound
 from api.schemas import (
     MAX_ID,
     AssignIn,
@@ -29,9 +28,10 @@ from api.schemas import (
     TaskCreate,
     TaskPublic,
 )
-from api.tasks import TaskFilter
-from api.uploads import store_upload
-from api.vocab import Priority, TaskState
+from maintenance.errors import InvalidInput, NotFound
+from maintenance.tasks import TaskFilter
+from maintenance.uploads import store_upload
+from maintenance.vocab import Priority, TaskState
 from pumpwatch.site import Text
 
 router = APIRouter(prefix="/api/tasks", tags=["tasks"])

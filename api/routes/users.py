@@ -7,9 +7,9 @@ from typing import Annotated
 from fastapi import APIRouter, Depends
 
 from api.deps import Ctx, require
-from api.models import User
 from api.schemas import DeputyCreate, Page, PathId, UserCreate, UserPublic, UserUpdate
-from api.vocab import Role
+from maintenance.models import User
+from maintenance.vocab import Role
 
 router = APIRouter(prefix="/api/users", tags=["users"])
 Admin = Annotated[User, Depends(require(Role.ADMIN))]

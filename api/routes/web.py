@@ -19,8 +19,8 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 
 from api.deps import SESSION_COOKIE, Ctx
-from api.errors import NotFound
-from api.vocab import TokenKind
+from maintenance.errors import NotFound
+from maintenance.vocab import TokenKind
 from pumpwatch.site import EquipmentBase, Room
 
 router = APIRouter(include_in_schema=False)

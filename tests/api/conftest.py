@@ -18,11 +18,11 @@ from argon2 import PasswordHasher
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.alarms import AlarmService
-from api.auth import AuthService
-from api.db import make_engine, session_factory, upgrade
-from api.models import User, utc_from_epoch
-from api.tasks import TaskService
+from maintenance.alarms import AlarmService
+from maintenance.auth import AuthService
+from maintenance.db import make_engine, session_factory, upgrade
+from maintenance.models import User, utc_from_epoch
+from maintenance.tasks import TaskService
 from pumpwatch.clock import FakeClock
 from tests.services import Postgres
 

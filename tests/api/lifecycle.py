@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from api.task_flow import TaskAction
-from api.vocab import TaskState
+from maintenance.task_flow import TaskAction
+from maintenance.vocab import TaskState
 
 S, A = TaskState, TaskAction
 

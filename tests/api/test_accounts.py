@@ -7,8 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from api.auth import AuthService
-from api.db import make_engine, session_factory
+from maintenance.auth import AuthService
+from maintenance.db import make_engine, session_factory
 from pumpwatch.clock import SystemClock
 
 ROOT = Path(__file__).parents[2]

@@ -9,12 +9,12 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from api import audit
-from api.alarms import AlarmFilter, AlarmService
-from api.errors import Forbidden, NotFound
-from api.models import Alarm, Task
-from api.tasks import TaskService
-from api.vocab import AlarmState, Priority, TaskState
+from maintenance import audit
+from maintenance.alarms import AlarmFilter, AlarmService
+from maintenance.errors import Forbidden, NotFound
+from maintenance.models import Alarm, Task
+from maintenance.tasks import TaskService
+from maintenance.vocab import AlarmState, Priority, TaskState
 from pumpwatch.alarm_events import AlarmAction, AlarmEvent, AlarmKey
 from pumpwatch.clock import FakeClock
 from pumpwatch.site import Severity, Text

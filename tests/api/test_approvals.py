@@ -8,12 +8,12 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.approvals import ApprovalService
-from api.auth import AuthService
-from api.errors import Conflict, Forbidden, InvalidInput
-from api.models import AuditLog, Task
-from api.tasks import TaskService
-from api.vocab import Role
+from maintenance.approvals import ApprovalService
+from maintenance.auth import AuthService
+from maintenance.errors import Conflict, Forbidden, InvalidInput
+from maintenance.models import AuditLog, Task
+from maintenance.tasks import TaskService
+from maintenance.vocab import Role
 from pumpwatch.clock import FakeClock
 from tests.api.conftest import People, advance, clock_time
 

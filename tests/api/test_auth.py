@@ -10,12 +10,12 @@ from argon2 import PasswordHasher
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from api import audit
-from api.auth import AuthService, LockoutPolicy, token_hash
-from api.errors import AccountLocked, Conflict, Forbidden, InvalidCredentials, InvalidInput, NotFound
-from api.models import ApiToken, AuditLog, User
-from api.token_cache import TokenCache, VerifiedToken
-from api.vocab import Role, TokenKind
+from maintenance import audit
+from maintenance.auth import AuthService, LockoutPolicy, token_hash
+from maintenance.errors import AccountLocked, Conflict, Forbidden, InvalidCredentials, InvalidInput, NotFound
+from maintenance.models import ApiToken, AuditLog, User
+from maintenance.token_cache import TokenCache, VerifiedToken
+from maintenance.vocab import Role, TokenKind
 from pumpwatch.clock import FakeClock
 from tests.api.conftest import FAST_HASHER, PASSWORD, People, advance, clock_time
 

@@ -10,8 +10,8 @@ from alembic.migration import MigrationContext
 from sqlalchemy import Engine, inspect, select, text
 from sqlalchemy.exc import IntegrityError, StatementError
 
-from api.db import DEFAULT_URL, current_revision, database_url, make_engine, session_factory, upgrade
-from api.models import Alarm, AuditLog, Base, TaskAssignee, utc_from_epoch
+from maintenance.db import DEFAULT_URL, current_revision, database_url, make_engine, session_factory, upgrade
+from maintenance.models import Alarm, AuditLog, Base, TaskAssignee, utc_from_epoch
 
 TABLES = {"users", "deputies", "api_tokens", "alarms", "tasks", "task_assignees", "attachments", "audit_log",
           "access_requests", "change_requests"}

@@ -18,15 +18,15 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 
-from api.alarms import AlarmService
 from api.app import create_app
-from api.approvals import ApprovalService
-from api.auth import AuthService
 from api.context import ApiContext
-from api.db import make_engine, session_factory, upgrade
-from api.reports import MonthlyReport
-from api.tasks import TaskService
-from collector.embedded_store import EmbeddedStore
+from collector.stores.embedded import EmbeddedStore
+from maintenance.alarms import AlarmService
+from maintenance.approvals import ApprovalService
+from maintenance.auth import AuthService
+from maintenance.db import make_engine, session_factory, upgrade
+from maintenance.reports import MonthlyReport
+from maintenance.tasks import TaskService
 from pumpwatch.alarm_events import AlarmAction, AlarmEvent, AlarmKey
 from pumpwatch.bus import LiveBus
 from pumpwatch.catalog import SensorCatalog

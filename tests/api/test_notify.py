@@ -14,9 +14,9 @@ import pytest
 from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 
-from api.alarms import AlarmService
-from api.notify import Notice, Notifier
-from api.tasks import TaskService
+from maintenance.alarms import AlarmService
+from maintenance.notify import Notice, Notifier
+from maintenance.tasks import TaskService
 from pumpwatch.alarm_events import AlarmAction, AlarmEvent, AlarmKey
 from pumpwatch.clock import FakeClock
 from pumpwatch.settings import NotifySettings
@@ -136,7 +136,7 @@ def test_task_escalations_are_told_in_the_json_style(
 
 async def test_a_refusing_robot_is_retried_and_then_counted_failed(robot: Robot,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("api.notify.FIRST_PAUSE", 0.01)
+    monkeypatch.setattr("maintenance.notify.FIRST_PAUSE", 0.01)
     n = notifier(robot.url)
     robot.replies = [(500, {}), (200, {"errcode": 93000, "errmsg": "invalid webhook url"})]  # then ok
     notice = _notice(n)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from api.auth import AuthService
 from api.production import production_problems
 from api.service import demo_password
+from maintenance.auth import AuthService
 from pumpwatch.settings import ApiSettings, InfluxSettings, MqttSettings, Settings
 
 

@@ -8,11 +8,11 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.alarms import AlarmService
-from api.models import utc_from_epoch
-from api.reports import Month, MonthlyReport, to_csv, to_html
-from api.tasks import TaskService
-from api.vocab import Priority
+from maintenance.alarms import AlarmService
+from maintenance.models import utc_from_epoch
+from maintenance.reports import Month, MonthlyReport, to_csv, to_html
+from maintenance.tasks import TaskService
+from maintenance.vocab import Priority
 from pumpwatch.alarm_events import AlarmAction, AlarmEvent, AlarmKey
 from pumpwatch.clock import FakeClock
 from pumpwatch.site import Severity, Text

@@ -17,17 +17,17 @@ import httpx
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.alarms import AlarmService
 from api.app import create_app
-from api.approvals import ApprovalService
-from api.auth import AuthService
 from api.context import ApiContext
-from api.models import Task, utc_from_epoch
-from api.reports import MonthlyReport
-from api.task_flow import ChecklistItem
-from api.tasks import TaskService
-from api.vocab import Role, TaskKind
-from collector.embedded_store import EmbeddedStore
+from collector.stores.embedded import EmbeddedStore
+from maintenance.alarms import AlarmService
+from maintenance.approvals import ApprovalService
+from maintenance.auth import AuthService
+from maintenance.models import Task, utc_from_epoch
+from maintenance.reports import MonthlyReport
+from maintenance.task_flow import ChecklistItem
+from maintenance.tasks import TaskService
+from maintenance.vocab import Role, TaskKind
 from pumpwatch.alarm_events import AlarmAction, AlarmEvent, AlarmKey
 from pumpwatch.bus import LiveBus
 from pumpwatch.catalog import SensorCatalog

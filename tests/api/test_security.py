@@ -9,14 +9,14 @@ import httpx
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.alarms import AlarmService
 from api.app import create_app
-from api.auth import AuthService
 from api.context import ApiContext
 from api.deps import CSRF_COOKIE, CSRF_HEADER, SESSION_COOKIE
-from api.reports import MonthlyReport
-from api.tasks import TaskService
-from collector.embedded_store import EmbeddedStore
+from collector.stores.embedded import EmbeddedStore
+from maintenance.alarms import AlarmService
+from maintenance.auth import AuthService
+from maintenance.reports import MonthlyReport
+from maintenance.tasks import TaskService
 from pumpwatch.bus import LiveBus
 from pumpwatch.catalog import SensorCatalog
 from pumpwatch.clock import FakeClock

@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from api.errors import IllegalTransition
-from api.task_flow import EscalationLevel, SlaPolicy, TaskAction, next_state, priority_for_severity
-from api.vocab import Priority, Role, TaskState
+from maintenance.errors import IllegalTransition
+from maintenance.task_flow import EscalationLevel, SlaPolicy, TaskAction, next_state, priority_for_severity
+from maintenance.vocab import Priority, Role, TaskState
 from pumpwatch.site import Severity
 from tests.api.lifecycle import LEGAL, A, S
 

@@ -11,14 +11,14 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from api import audit
-from api.auth import AuthService
-from api.errors import Forbidden, IllegalTransition, InvalidInput, NotFound
-from api.models import AuditLog, Task, TaskAssignee
 from api.schemas import TaskPublic
-from api.task_flow import ChecklistItem, CheckResult, EscalationLevel, TaskAction
-from api.tasks import TaskFilter, TaskService
-from api.vocab import Priority, Role, TaskKind, TaskState
+from maintenance import audit
+from maintenance.auth import AuthService
+from maintenance.errors import Forbidden, IllegalTransition, InvalidInput, NotFound
+from maintenance.models import AuditLog, Task, TaskAssignee
+from maintenance.task_flow import ChecklistItem, CheckResult, EscalationLevel, TaskAction
+from maintenance.tasks import TaskFilter, TaskService
+from maintenance.vocab import Priority, Role, TaskKind, TaskState
 from pumpwatch.clock import FakeClock
 from pumpwatch.site import Text
 from tests.api.conftest import PASSWORD, People, advance, clock_time

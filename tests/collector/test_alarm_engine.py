@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from collector.alarm_conditions import AllOf, AnyOf, Compare, Silent, StateIn, Still
-from collector.alarm_engine import AlarmEngine, AlarmRule, Level
-from collector.alarm_memory import AlarmMemory
-from collector.rulebook import Rulebook
+from collector.rules.conditions import AllOf, AnyOf, Compare, Silent, StateIn, Still
+from collector.rules.engine import AlarmEngine, AlarmRule, Level
+from collector.rules.memory import AlarmMemory
+from collector.rules.rulebook import Rulebook
 from pumpwatch.alarm_events import AlarmAction, AlarmEvent, AlarmKey
 from pumpwatch.clock import FakeClock
 from pumpwatch.readings import Quality, Reading

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from collector.alarm_engine import AlarmEngine
-from collector.rulebook import Rulebook
+from collector.rules.engine import AlarmEngine
+from collector.rules.rulebook import Rulebook
 from pumpwatch.alarm_events import AlarmAction, AlarmEvent
 from pumpwatch.clock import FakeClock
 from pumpwatch.readings import Reading

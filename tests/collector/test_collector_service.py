@@ -420,10 +420,10 @@ def _rejected(metrics: Any) -> dict[tuple[str, str], float]:
 
 async def test_a_message_redelivered_after_a_lost_ack_is_stored_once(
         tmp_path: Path, mosquitto: Mosquitto, unique_topic: str) -> None:
-    from collector.buffer import DurableBuffer
     from collector.metrics import CollectorMetrics
-    from collector.mqtt_source import MqttSource
-    from collector.pipeline import Pipeline
+    from collector.pipeline.buffer import DurableBuffer
+    from collector.pipeline.intake import Pipeline
+    from collector.sources.mqtt import MqttSource
     from pumpwatch.catalog import SensorCatalog
 
     site = parse_site(COUNTING_SITE % unique_topic, "counting.yaml")

@@ -12,9 +12,9 @@ import pytest
 import yaml
 
 from collector.metrics import CollectorMetrics
-from collector.modbus_plan import MAX_REGISTERS, plan_reads
-from collector.modbus_poller import DevicePoller, DeviceState, ModbusCollector
-from collector.sink import OnDurable
+from collector.pipeline.sink import OnDurable
+from collector.sources.modbus import DevicePoller, DeviceState, ModbusCollector
+from collector.sources.modbus_plan import MAX_REGISTERS, plan_reads
 from pumpwatch.clock import SystemClock
 from pumpwatch.readings import Quality, Reading
 from pumpwatch.site import ModbusDevice

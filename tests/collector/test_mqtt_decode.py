@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from collector.mqtt_decode import MAX_PAYLOAD, MqttDecoder
+from collector.sources.mqtt_decode import MAX_PAYLOAD, MqttDecoder
 from pumpwatch.catalog import SensorCatalog
 from pumpwatch.readings import Reading
 from pumpwatch.sitefile import parse_site

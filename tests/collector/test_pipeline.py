@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from collector.buffer import BufferFull, DurableBuffer
 from collector.metrics import CollectorMetrics
-from collector.pipeline import Pipeline
-from collector.validate import Validator
-from collector.writer import Backoff, BufferWriter
+from collector.pipeline.buffer import BufferFull, DurableBuffer
+from collector.pipeline.intake import Pipeline
+from collector.pipeline.validate import Validator
+from collector.pipeline.writer import Backoff, BufferWriter
 from pumpwatch.bus import LiveBus
 from pumpwatch.catalog import SensorCatalog
 from pumpwatch.clock import FakeClock
@@ -441,7 +441,7 @@ async def test_a_delivery_key_commits_with_its_readings_and_is_recognised_later(
 
 
 def test_only_the_newest_delivery_keys_are_kept(tmp_path: Path) -> None:
-    from collector.buffer import DELIVERED_KEEP
+    from collector.pipeline.buffer import DELIVERED_KEEP
 
     buffer = DurableBuffer(tmp_path / "b.db")
     for batch in range(4):

@@ -12,8 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from collector.embedded_store import EmbeddedStore
-from collector.influx import InfluxStore
+from collector.stores.embedded import EmbeddedStore
+from collector.stores.influx import InfluxStore
 from pumpwatch.catalog import SensorCatalog
 from pumpwatch.errors import StoreRejected, StoreUnavailable
 from pumpwatch.readings import Quality, Reading

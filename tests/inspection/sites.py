@@ -11,7 +11,7 @@ import yaml
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.models import Task
+from maintenance.models import Task
 from pumpwatch.clock import FakeClock
 from pumpwatch.site import Site
 from pumpwatch.sitefile import parse_site

@@ -7,7 +7,7 @@ from collections import Counter
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
-from inspection.calendar import (
+from maintenance.calendar import (
     Target,
     nominal_days,
     occurrences,

@@ -7,12 +7,12 @@ from typing import Any
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.alarms import AlarmService
-from api.task_flow import CheckResult
-from api.tasks import TaskService
-from api.vocab import TaskKind
 from inspection.rotation import ALARM_TYPE, Outcome
 from inspection.scheduler import InspectionScheduler
+from maintenance.alarms import AlarmService
+from maintenance.task_flow import CheckResult
+from maintenance.tasks import TaskService
+from maintenance.vocab import TaskKind
 from pumpwatch.alarm_events import AlarmAction, AlarmEvent, AlarmKey
 from pumpwatch.clock import FakeClock
 from pumpwatch.readings import Reading

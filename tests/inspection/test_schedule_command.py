@@ -12,7 +12,7 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.models import Task
+from maintenance.models import Task
 from tests.inspection.sites import SHANGHAI, plan_tasks
 from tests.services import Mosquitto
 

@@ -13,11 +13,11 @@ import pytest
 from sqlalchemy import inspect, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.db import make_engine, session_factory
-from api.models import AuditLog, Task, utc_from_epoch
-from api.tasks import TaskService
-from inspection.calendar import site_occurrences
 from inspection.scheduler import JOB_TABLE, InspectionScheduler
+from maintenance.calendar import site_occurrences
+from maintenance.db import make_engine, session_factory
+from maintenance.models import AuditLog, Task, utc_from_epoch
+from maintenance.tasks import TaskService
 from pumpwatch.clock import FakeClock, SystemClock
 from pumpwatch.readings import Reading
 from pumpwatch.sitefile import load_site

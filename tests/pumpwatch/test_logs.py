@@ -12,12 +12,12 @@ from pumpwatch.logs import JsonFormatter, configure_logging
 
 
 def test_json_lines_carry_level_logger_message_and_extra_fields() -> None:
-    record = logging.LogRecord("collector.modbus_poller", logging.WARNING, __file__, 1,
+    record = logging.LogRecord("collector.sources.modbus", logging.WARNING, __file__, 1,
                                "device %s offline", ("plc-dom",), None)
     record.device = "plc-dom"
     entry = json.loads(JsonFormatter().format(record))
     assert entry["level"] == "warning"
-    assert entry["logger"] == "collector.modbus_poller"
+    assert entry["logger"] == "collector.sources.modbus"
     assert entry["message"] == "device plc-dom offline"
     assert entry["device"] == "plc-dom"
     assert entry["ts"].endswith("+00:00")

@@ -22,11 +22,11 @@ import pytest
 import segno
 from playwright.sync_api import FilePayload, Locator, Page, Route, expect
 
-from api.db import make_engine, session_factory
-from api.models import Task
-from api.task_flow import ChecklistItem
-from api.tasks import TaskService
-from api.vocab import Priority, TaskKind
+from maintenance.db import make_engine, session_factory
+from maintenance.models import Task
+from maintenance.task_flow import ChecklistItem
+from maintenance.tasks import TaskService
+from maintenance.vocab import Priority, TaskKind
 from pumpwatch.clock import SystemClock
 from pumpwatch.site import Text
 from tests.web.conftest import Accounts, Browsers, Demo

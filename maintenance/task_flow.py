@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import IntEnum, StrEnum
 
-from api.errors import IllegalTransition
-from api.vocab import Priority, Role, TaskState
+from maintenance.errors import IllegalTransition
+from maintenance.vocab import Priority, Role, TaskState
 from pumpwatch.site import Severity, Text
 
 

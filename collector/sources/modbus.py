@@ -21,9 +21,9 @@ from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
 
 from collector.metrics import CollectorMetrics
-from collector.modbus_plan import PlannedPoint, ReadBlock, plan_reads
-from collector.sink import ReadingSink
-from collector.writer import Backoff
+from collector.pipeline.sink import ReadingSink
+from collector.pipeline.writer import Backoff
+from collector.sources.modbus_plan import PlannedPoint, ReadBlock, plan_reads
 from pumpwatch.clock import Clock
 from pumpwatch.errors import SourceUnavailable
 from pumpwatch.readings import Quality, Reading

@@ -13,8 +13,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from collector.alarm_conditions import Condition, SensorView, Silent
-from collector.alarm_memory import AlarmMemory
+from collector.rules.conditions import Condition, SensorView, Silent
+from collector.rules.memory import AlarmMemory
 from pumpwatch.alarm_events import SEVERITY_RANK, AlarmAction, AlarmEvent, AlarmKey
 from pumpwatch.bus import LiveBus
 from pumpwatch.clock import Clock

@@ -23,7 +23,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
-from api.vocab import AlarmState, Priority, TaskState, TokenKind, sql_in
+from maintenance.vocab import AlarmState, Priority, TaskState, TokenKind, sql_in
 
 JsonDict = dict[str, Any]
 

@@ -1,12 +1,12 @@
-"""Alembic environment: migrate the connection `api.db.upgrade` passes in, or the configured URL."""
+"""Alembic environment: migrate the connection `maintenance.db.upgrade` passes in, or the configured URL."""
 
 from __future__ import annotations
 
 from alembic import context
 from sqlalchemy import Connection
 
-from api.db import make_engine
-from api.models import Base
+from maintenance.db import make_engine
+from maintenance.models import Base
 
 target_metadata = Base.metadata
 
@@ -34,5 +34,5 @@ def run_migrations_online() -> None:
 
 
 if context.is_offline_mode():
-    raise SystemExit("offline (SQL script) migrations are not supported; run api.db.upgrade")
+    raise SystemExit("offline (SQL script) migrations are not supported; run maintenance.db.upgrade")
 run_migrations_online()

@@ -10,11 +10,11 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from api import audit
-from api.errors import Forbidden, IllegalTransition, InvalidInput, NotFound
-from api.models import Alarm, Attachment, JsonDict, Task, TaskAssignee, User, utc_from_epoch
-from api.roles import has_role, require_any_role
-from api.task_flow import (
+from maintenance import audit
+from maintenance.errors import Forbidden, IllegalTransition, InvalidInput, NotFound
+from maintenance.models import Alarm, Attachment, JsonDict, Task, TaskAssignee, User, utc_from_epoch
+from maintenance.roles import has_role, require_any_role
+from maintenance.task_flow import (
     ChecklistItem,
     CheckResult,
     Escalation,
@@ -24,9 +24,19 @@ from api.task_flow import (
     next_state,
     priority_for_severity,
 )
-from api.task_list import TaskFilter as TaskFilter  # re-exported: callers filter lists through the service
-from api.task_list import count_tasks, task_conditions, task_order, task_rows
-from api.vocab import CLOSED_TASK_STATES, OPEN_TASK_STATES, PRIORITY_RANK, Priority, Role, TaskKind, TaskState
+from maintenance.task_list import (
+    TaskFilter as TaskFilter,  # re-exported: callers filter lists through the service
+)
+from maintenance.task_list import count_tasks, task_conditions, task_order, task_rows
+from maintenance.vocab import (
+    CLOSED_TASK_STATES,
+    OPEN_TASK_STATES,
+    PRIORITY_RANK,
+    Priority,
+    Role,
+    TaskKind,
+    TaskState,
+)
 from pumpwatch.clock import Clock
 from pumpwatch.site import Severity, Text
 

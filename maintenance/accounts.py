@@ -12,9 +12,9 @@ import sys
 from collections.abc import Sequence
 from typing import TextIO
 
-from api.auth import AuthService
-from api.db import make_engine, session_factory, state_url, upgrade
-from api.errors import Conflict, InvalidInput
+from maintenance.auth import AuthService
+from maintenance.db import make_engine, session_factory, state_url, upgrade
+from maintenance.errors import Conflict, InvalidInput
 from pumpwatch.clock import SystemClock
 from pumpwatch.settings import Settings
 

@@ -20,9 +20,9 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.models import Task
-from api.task_flow import SlaPolicy
-from api.vocab import TaskState
+from maintenance.models import Task
+from maintenance.task_flow import SlaPolicy
+from maintenance.vocab import TaskState
 
 DONE = {TaskState.DONE.value, TaskState.VERIFIED.value}
 

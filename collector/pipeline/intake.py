@@ -29,10 +29,10 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 
-from collector.buffer import BufferFull, DurableBuffer
 from collector.metrics import CollectorMetrics
-from collector.sink import OnDurable
-from collector.validate import Validator
+from collector.pipeline.buffer import BufferFull, DurableBuffer
+from collector.pipeline.sink import OnDurable
+from collector.pipeline.validate import Validator
 from pumpwatch.bus import LiveBus
 from pumpwatch.catalog import SensorCatalog
 from pumpwatch.clock import Clock

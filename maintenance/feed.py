@@ -15,8 +15,8 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
-from collector.alarm_publisher import ALARM_TOPIC
-from collector.live_publisher import LIVE_TOPIC
+from collector.publishers.alarms import ALARM_TOPIC
+from collector.publishers.live import LIVE_TOPIC
 from pumpwatch.alarm_events import AlarmEvent
 from pumpwatch.mqttclient import new_client, start_client, stop_client
 from pumpwatch.mqtturl import BrokerAddress

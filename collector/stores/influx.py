@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from collector.lineprotocol import MEASUREMENT, lines, quality_of, quote_identifier, series_key
+from collector.stores.lineprotocol import MEASUREMENT, lines, quality_of, quote_identifier, series_key
 from pumpwatch.catalog import SensorCatalog
 from pumpwatch.errors import StoreRejected, StoreUnavailable
 from pumpwatch.readings import Reading

@@ -15,11 +15,11 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from api import audit, roles
-from api.errors import AccountLocked, Conflict, Forbidden, InvalidCredentials, InvalidInput, NotFound
-from api.models import ApiToken, Deputy, User, utc_from_epoch
-from api.token_cache import TokenCache, VerifiedToken
-from api.vocab import Role, TokenKind
+from maintenance import audit, roles
+from maintenance.errors import AccountLocked, Conflict, Forbidden, InvalidCredentials, InvalidInput, NotFound
+from maintenance.models import ApiToken, Deputy, User, utc_from_epoch
+from maintenance.token_cache import TokenCache, VerifiedToken
+from maintenance.vocab import Role, TokenKind
 from pumpwatch.clock import Clock
 
 MIN_PASSWORD_LENGTH = 8

@@ -8,9 +8,9 @@ from datetime import datetime
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from api.errors import Forbidden, InvalidInput
-from api.models import Deputy, User
-from api.vocab import Role
+from maintenance.errors import Forbidden, InvalidInput
+from maintenance.models import Deputy, User
+from maintenance.vocab import Role
 
 # Deputies stand in for approvers and workers; nobody can be made an administrator by deputising.
 DEPUTISABLE_ROLES = frozenset({Role.OPERATOR, Role.TECHNICIAN, Role.SUPERVISOR, Role.DIRECTOR})

@@ -10,12 +10,12 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from api import audit
-from api.errors import InvalidInput, NotFound
-from api.models import Alarm, Task, User, utc_from_epoch
-from api.roles import require_any_role
-from api.tasks import MAX_PAGE, TaskService
-from api.vocab import AlarmState, Role
+from maintenance import audit
+from maintenance.errors import InvalidInput, NotFound
+from maintenance.models import Alarm, Task, User, utc_from_epoch
+from maintenance.roles import require_any_role
+from maintenance.tasks import MAX_PAGE, TaskService
+from maintenance.vocab import AlarmState, Role
 from pumpwatch.alarm_events import SEVERITY_RANK, AlarmAction, AlarmEvent, AlarmKey
 from pumpwatch.clock import Clock
 from pumpwatch.site import Severity

@@ -15,8 +15,8 @@ import random
 import time
 from collections.abc import Callable
 
-from collector.buffer import DurableBuffer
 from collector.metrics import CollectorMetrics
+from collector.pipeline.buffer import DurableBuffer
 from pumpwatch.errors import StoreRejected, StoreUnavailable
 from pumpwatch.readings import Reading
 from pumpwatch.series import SeriesStore

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import inspect, select
 from sqlalchemy.orm import Session
 
-from api.models import AuditLog, Base, JsonDict, User
+from maintenance.models import AuditLog, Base, JsonDict, User
 
 SYSTEM = "system"
 # Never copied into the trail: a hash is still a secret worth guessing against.

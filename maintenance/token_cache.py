@@ -12,7 +12,7 @@ import threading
 from dataclasses import dataclass
 from datetime import datetime
 
-from api.models import User
+from maintenance.models import User
 
 TOKEN_CACHE_SECONDS = 5.0
 MAX_TOKENS = 10_000  # entries; beyond that the oldest are dropped (each entry is a few hundred bytes)

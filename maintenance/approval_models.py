@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import CheckConstraint, ForeignKey, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from api.models import Base
+from maintenance.models import Base
 
 
 class AccessRequest(Base):

@@ -14,8 +14,8 @@ from typing import Any
 import paho.mqtt.client as mqtt
 
 from collector.metrics import CollectorMetrics
-from collector.mqtt_decode import MqttDecoder
-from collector.sink import ReadingSink
+from collector.pipeline.sink import ReadingSink
+from collector.sources.mqtt_decode import MqttDecoder
 from pumpwatch.catalog import SensorCatalog
 from pumpwatch.clock import Clock
 from pumpwatch.mqttclient import new_client, start_client, stop_client

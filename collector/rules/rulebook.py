@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterator
 
-from collector.alarm_conditions import (
+from collector.rules.conditions import (
     AllOf,
     AnyOf,
     Change,
@@ -20,7 +20,7 @@ from collector.alarm_conditions import (
     StateIn,
     Still,
 )
-from collector.alarm_engine import AlarmRule, Level
+from collector.rules.engine import AlarmRule, Level
 from pumpwatch.alarm_config import Condition as ConditionSpec
 from pumpwatch.alarm_config import PumpRules
 from pumpwatch.alarm_events import SEVERITY_RANK, AlarmKey

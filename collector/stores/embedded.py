@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from collector.lineprotocol import quality_of
+from collector.stores.lineprotocol import quality_of
 from pumpwatch.catalog import SensorCatalog
 from pumpwatch.errors import StoreUnavailable
 from pumpwatch.readings import Reading

@@ -16,13 +16,13 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from api import audit
-from api.approval_models import AccessRequest, ChangeRequest
-from api.errors import Conflict, Forbidden, InvalidInput, NotFound
-from api.models import User, utc_from_epoch
-from api.roles import has_role, holds_role, require_any_role
-from api.tasks import TaskService
-from api.vocab import Priority, Role, TaskKind
+from maintenance import audit
+from maintenance.approval_models import AccessRequest, ChangeRequest
+from maintenance.errors import Conflict, Forbidden, InvalidInput, NotFound
+from maintenance.models import User, utc_from_epoch
+from maintenance.roles import has_role, holds_role, require_any_role
+from maintenance.tasks import TaskService
+from maintenance.vocab import Priority, Role, TaskKind
 from pumpwatch.clock import Clock
 from pumpwatch.site import Text
 

@@ -23,8 +23,8 @@ from zoneinfo import ZoneInfo
 import httpx
 from prometheus_client import CollectorRegistry, Counter
 
-from api.models import Alarm
-from api.task_flow import Escalation, EscalationLevel
+from maintenance.models import Alarm
+from maintenance.task_flow import Escalation, EscalationLevel
 from pumpwatch.alarm_events import SEVERITY_RANK
 from pumpwatch.settings import NotifySettings
 from pumpwatch.site import Severity

@@ -14,8 +14,8 @@ from typing import Any
 from sqlalchemy import ColumnElement, case, func, select
 from sqlalchemy.orm import Session
 
-from api.models import Task, TaskAssignee
-from api.vocab import PRIORITY_RANK, Priority, TaskState
+from maintenance.models import Task, TaskAssignee
+from maintenance.vocab import PRIORITY_RANK, Priority, TaskState
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,1 @@
+"""The pipeline: validation, the durable buffer, the intake and the writer."""

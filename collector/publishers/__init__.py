@@ -1,0 +1,1 @@
+"""Alarm events and live readings to the broker for other processes."""

@@ -1,0 +1,1 @@
+"""Alarm rules: conditions, the engine, its memory and the site's rulebook."""

@@ -1,0 +1,7 @@
+"""Maintenance state: tasks, alarms, approvals, people, audit, reports, calendar and notifications.
+
+Importable by the API and the scheduler without HTTP. Every table registers on the shared metadata
+when the package loads, so migrations compare against all of them.
+"""
+
+from maintenance import approval_models as approval_models
