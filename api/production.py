@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from api.service import DEMO_USERS, demo_password
+from maintenance.accounts import DEMO_USERS, demo_password
 from maintenance.auth import AuthService
 from pumpwatch.mqtturl import BrokerAddress
 from pumpwatch.settings import Settings

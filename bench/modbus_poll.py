@@ -270,7 +270,9 @@ async def run_mode(mode: str, args: argparse.Namespace, ports: list[int], server
     else:
         settings = Settings(collector=CollectorSettings(state_dir=state_dir / mode))
         service = CollectorService(bench_site(devices), settings, SystemClock(), None, metrics=metrics)
-        collector = service.parts.modbus
+        modbus = service.parts.modbus
+        assert modbus is not None, "the bench site has Modbus devices"
+        collector = modbus
         runner = service.run()
     timer = CycleTimer(collector.pollers, args.interval)
     task = asyncio.ensure_future(runner)

@@ -1,25 +1,32 @@
-"""The collector as one service: sources -> pipeline -> durable buffer -> writer -> series store."""
+"""The collector as one service: sources -> pipeline -> durable buffer -> writer -> series store.
+
+What other roles of the same process may use is a method here (add a readings hook, add an alarm
+listener, send a command, the store and the buses); `parts` is for tests and benchmarks to look inside.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry
 
 from collector.metrics import CollectorMetrics
 from collector.pipeline.buffer import DurableBuffer
-from collector.pipeline.intake import Pipeline
+from collector.pipeline.intake import Pipeline, ReadingsHook
 from collector.pipeline.writer import BufferWriter
 from collector.publishers.alarms import AlarmPublisher
 from collector.publishers.live import LivePublisher
 from collector.rules.engine import AlarmEngine
 from collector.rules.memory import AlarmMemory
 from collector.rules.rulebook import Rulebook
+from collector.sources import build_sources
+from collector.sources.base import CommandTarget, Source, SourceContext
 from collector.sources.modbus import ModbusCollector
 from collector.sources.mqtt import MqttSource
-from collector.stores.embedded import EmbeddedStore
-from collector.stores.influx import InfluxStore
+from collector.stores.factory import make_store
 from pumpwatch.alarm_events import AlarmEvent
 from pumpwatch.bus import LiveBus
 from pumpwatch.catalog import SensorCatalog
@@ -32,39 +39,34 @@ from pumpwatch.site import Site
 
 log = logging.getLogger(__name__)
 
-
-def make_store(settings: Settings, catalog: SensorCatalog) -> SeriesStore:
-    """InfluxDB when a URL is set, else the embedded store in the state directory."""
-    influx = settings.influx
-    if influx.url:
-        return InfluxStore(
-            influx.url, influx.database, catalog,
-            retention_policy=influx.retention_policy,
-            username=influx.username,
-            password=influx.password.get_secret_value() if influx.password else None,
-            token=influx.token.get_secret_value() if influx.token else None,
-            create_database=influx.create_database,
-            timeout=influx.timeout,
-        )
-    return EmbeddedStore(settings.collector.state_dir / "series.db", catalog)
+AlarmListener = Callable[[AlarmEvent], None]
 
 
 @dataclass
 class CollectorParts:
-    """The assembled collector, exposed so the API and tests can look inside."""
+    """The assembled collector, exposed so tests and benchmarks can look inside."""
 
     catalog: SensorCatalog
     store: SeriesStore
     buffer: DurableBuffer
     pipeline: Pipeline
     writer: BufferWriter
-    modbus: ModbusCollector
-    mqtt: MqttSource | None
+    sources: list[Source]
     metrics: CollectorMetrics
     live: LiveBus[Sequence[Reading]]
     alarms: AlarmEngine
     alarm_bus: LiveBus[AlarmEvent]
     alarm_publisher: AlarmPublisher | None
+
+    @property
+    def modbus(self) -> ModbusCollector | None:
+        """The Modbus source, when the site (or this shard) has devices."""
+        return next((s for s in self.sources if isinstance(s, ModbusCollector)), None)
+
+    @property
+    def mqtt(self) -> MqttSource | None:
+        """The MQTT source, when the site has topic maps and there is a broker."""
+        return next((s for s in self.sources if isinstance(s, MqttSource)), None)
 
 
 class CollectorService:
@@ -81,7 +83,6 @@ class CollectorService:
         pipeline = Pipeline(catalog, buffer, metrics, clock, intake_limit=cfg.intake_limit,
                             catch_up_depth=cfg.catch_up_depth, live=live)
         store = store or make_store(settings, catalog)
-        devices = [d for d in site.modbus if cfg.shard is None or d.shard == cfg.shard]
         alarm_bus: LiveBus[AlarmEvent] = LiveBus(
             on_drop=lambda name: metrics.live_dropped.labels(subscriber=name).inc())
         rulebook = Rulebook(site)
@@ -95,6 +96,8 @@ class CollectorService:
                                if broker is not None and publish_live else None)
         if self.live_publisher is not None:
             pipeline.hooks.append(self.live_publisher)
+        sources = build_sources(SourceContext(site=site, settings=settings, sink=pipeline, metrics=metrics,
+                                              clock=clock, catalog=catalog, broker=broker))
         self.parts = CollectorParts(
             catalog=catalog,
             store=store,
@@ -102,10 +105,7 @@ class CollectorService:
             pipeline=pipeline,
             writer=BufferWriter(buffer, store, metrics, batch_size=cfg.batch_size,
                                 wake=pipeline.committed, linger=cfg.write_linger),
-            modbus=ModbusCollector(devices, pipeline, metrics, clock),
-            mqtt=(MqttSource(site, broker, pipeline, metrics, clock, client_id=cfg.client_id,
-                             share_group=cfg.share_group, catalog=catalog)
-                  if broker is not None and site.mqtt else None),
+            sources=sources,
             metrics=metrics,
             live=live,
             alarms=engine,
@@ -114,6 +114,59 @@ class CollectorService:
         )
         writer = self.parts.writer
         pipeline.store_up = lambda: writer.healthy
+
+    # --- what the other roles of this process use ----------------------------------------------
+
+    @property
+    def store(self) -> SeriesStore:
+        """The series store this collector writes (others in the process read it)."""
+        return self.parts.store
+
+    @property
+    def live(self) -> LiveBus[Sequence[Reading]]:
+        """Committed readings, as they are committed."""
+        return self.parts.live
+
+    @property
+    def alarm_events(self) -> LiveBus[AlarmEvent]:
+        """Alarm events of this process, for live screens."""
+        return self.parts.alarm_bus
+
+    @property
+    def registry(self) -> CollectorRegistry:
+        """The collector's metrics, for `/metrics`."""
+        return self.parts.metrics.registry
+
+    def add_readings_hook(self, hook: ReadingsHook) -> None:
+        """Call `hook` on the event loop with every committed batch of readings."""
+        self.parts.pipeline.hooks.append(hook)
+
+    def add_alarm_listener(self, listener: AlarmListener) -> None:
+        """Call `listener` on the event loop with every alarm event the rules announce."""
+        self.parts.alarms.listeners.append(listener)
+
+    def announce(self, event: AlarmEvent) -> None:
+        """An alarm event raised elsewhere in this process (the scheduler's rotation check).
+
+        It goes where the rules' own events go: to the broker when this collector publishes there,
+        and to this process's alarm bus.
+        """
+        if self.parts.alarm_publisher is not None:
+            self.parts.alarm_publisher(event)
+        self.parts.alarm_bus.publish(event)
+
+    @property
+    def publishes_alarms(self) -> bool:
+        """Whether alarm events go out on the broker."""
+        return self.parts.alarm_publisher is not None
+
+    async def send_command(self, sensor: str, value: float) -> None:
+        """Write a command point through the source that owns it; ValueError when none does."""
+        for source in self.parts.sources:
+            if isinstance(source, CommandTarget) and source.can_write(sensor):
+                await source.write(sensor, value)
+                return
+        raise ValueError(f"no source of this collector can write {sensor!r}")
 
     def status_line(self) -> str:
         """One line for a terminal: stored, buffered, rejected, device and broker state."""
@@ -127,7 +180,11 @@ class CollectorService:
                 f"{m.total(m.flagged):.0f} flagged | Modbus: {devices or 'none'} | MQTT {broker}")
 
     async def run(self) -> None:
-        """Start everything, run until cancelled, then stop in order without losing readings."""
+        """Start everything, run until cancelled, then stop in order without losing readings.
+
+        The sources stop first (cancelled with the task group: intake ends, unacknowledged messages
+        stay with the broker), then the pipeline commits what it holds, then the store closes.
+        """
         p = self.parts
         await p.store.start()
         p.pipeline.start()
@@ -135,16 +192,13 @@ class CollectorService:
             p.alarm_publisher.start()
         if self.live_publisher is not None:
             self.live_publisher.start()
-        if p.mqtt is not None:
-            p.mqtt.start()
         try:
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(p.writer.run(), name="collector-writer")
-                tasks.create_task(p.modbus.run(), name="collector-modbus")
                 tasks.create_task(p.alarms.run(), name="collector-alarm-timer")
+                for source in p.sources:
+                    tasks.create_task(source.run(), name=f"collector-{source.name}")
         finally:
-            if p.mqtt is not None:
-                p.mqtt.stop()  # stop intake first: unacknowledged messages stay with the broker
             if p.alarm_publisher is not None:
                 p.alarm_publisher.stop()
             if self.live_publisher is not None:

@@ -1,4 +1,4 @@
-"""`pumpwatch add-user`: the first administrator of a production deployment, and anyone after.
+"""Accounts made outside the web UI: `pumpwatch add-user`, and the demo's published logins.
 
 A production start refuses the published demo logins, so the first account is made from the command
 line against the state database (`PUMPWATCH_API__DATABASE_URL`). The password is read from standard
@@ -17,6 +17,30 @@ from maintenance.db import make_engine, session_factory, state_url, upgrade
 from maintenance.errors import Conflict, InvalidInput
 from pumpwatch.clock import SystemClock
 from pumpwatch.settings import Settings
+
+DEMO_USERS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("admin", "管理员 Admin", ("admin",)),
+    ("operator", "值班员 Operator", ("operator",)),
+    ("tech", "维修技工 Technician", ("technician",)),
+    ("tech2", "维修技工二 Technician 2", ("technician",)),
+    ("supervisor", "工程主管 Supervisor", ("supervisor",)),
+    ("director", "管理处主任 Director", ("director",)),
+)
+
+
+def demo_password(username: str) -> str:
+    """The demo login's password (demo only: a production start refuses these)."""
+    return f"{username}-demo-2026"
+
+
+def ensure_demo_users(auth: AuthService) -> list[tuple[str, str, tuple[str, ...]]]:
+    """Create the demo logins that are missing; returns (username, password, roles)."""
+    out = []
+    for username, name, roles in DEMO_USERS:
+        if auth.get_by_username(username) is None:
+            auth.create_user(username, demo_password(username), roles, display_name=name)
+        out.append((username, demo_password(username), roles))
+    return out
 
 
 def read_password(stdin: TextIO = sys.stdin) -> str:

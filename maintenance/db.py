@@ -34,6 +34,18 @@ def state_url(settings: Settings) -> str:
     return settings.api.database_url or f"sqlite:///{settings.collector.state_dir / 'pumpwatch.db'}"
 
 
+def state_engine(settings: Settings) -> Engine:
+    """The engine of a long-running process on the configured state database.
+
+    PostgreSQL keeps up to 20 connections open and 20 more at peaks: anyio runs up to 40 sync routes
+    at once, and with SQLAlchemy's default (5 kept, 10 more) a busy API opened and closed a
+    connection per request.
+    """
+    url = state_url(settings)
+    pool: dict[str, Any] = {} if url.startswith("sqlite") else {"pool_size": 20, "max_overflow": 20}
+    return make_engine(url, **pool)
+
+
 def json_loads(text: str | bytes) -> Any:
     """JSON from the database; the empty lists most task columns hold skip the decoder."""
     if text in (b"[]", "[]"):

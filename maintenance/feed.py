@@ -1,26 +1,32 @@
-"""Alarm events and live readings from the broker, for an API process apart from the collector.
+"""Alarm events and live readings from the broker, for a process apart from the collector.
 
-A persistent QoS 1 session, so alarm events published while the API was down arrive when it returns.
-Each event goes to every handler on the event loop (the alarm service applies it idempotently);
-live readings (QoS 0) go to the live bus.
+A persistent QoS 1 session, so alarm events published while the process was down arrive when it
+returns. Each event goes to every handler on the event loop (the alarm service applies it
+idempotently); live readings (QoS 0) go to `on_readings`. Payloads follow `pumpwatch.wire`; a
+malformed one is counted in `rejected` and logged, never applied.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import paho.mqtt.client as mqtt
 
-from collector.publishers.alarms import ALARM_TOPIC
-from collector.publishers.live import LIVE_TOPIC
 from pumpwatch.alarm_events import AlarmEvent
 from pumpwatch.mqttclient import new_client, start_client, stop_client
 from pumpwatch.mqtturl import BrokerAddress
-from pumpwatch.readings import Quality, Reading
+from pumpwatch.readings import Reading
+from pumpwatch.wire import (
+    ALARM_TOPIC,
+    LIVE_TOPIC,
+    WireError,
+    decode_alarm_event,
+    decode_live_readings,
+    is_live_topic,
+)
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +34,7 @@ Handler = Callable[[AlarmEvent], None]
 
 
 class AlarmFeed:
-    """Subscribes to `pumpwatch/alarms/#` and hands each event to the handlers."""
+    """Subscribes to `pumpwatch/alarms/#` (and `pumpwatch/live/#`) and hands what arrives on."""
 
     def __init__(self, broker: BrokerAddress, client_id: str, handlers: Sequence[Handler],
                  on_readings: Callable[[list[Reading]], None] | None = None) -> None:
@@ -59,12 +65,12 @@ class AlarmFeed:
                 client.subscribe(f"{LIVE_TOPIC}/#", qos=0)
 
     def _on_message(self, _client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
-        if message.topic.startswith(LIVE_TOPIC + "/"):
+        if is_live_topic(message.topic):
             self._live(message.payload)
             return
         try:
-            event = AlarmEvent.from_json(json.loads(message.payload))
-        except (ValueError, KeyError, TypeError) as err:
+            event = decode_alarm_event(message.payload)
+        except WireError as err:
             self.rejected += 1
             log.warning("ignored a malformed alarm event on %s: %s", message.topic, err)
             return
@@ -73,10 +79,8 @@ class AlarmFeed:
 
     def _live(self, payload: bytes | bytearray) -> None:
         try:
-            batch = [Reading(str(r["sensor"]), float(r["ts"]), float(r["value"]), Quality(int(r["quality"])),
-                             None if r.get("state") is None else str(r["state"]))
-                     for r in json.loads(payload)]
-        except (ValueError, KeyError, TypeError) as err:
+            batch = decode_live_readings(payload)
+        except WireError as err:
             self.rejected += 1
             log.warning("ignored malformed live readings: %s", err)
             return

@@ -41,7 +41,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     site = _load_or_report(args.site)
     if site is None:
         return EXIT_USAGE
-    from pumpwatch.stack import StackOptions, run_stack
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from pumpwatch.stack import StackOptions, migrate_state, run_stack
     from simulators.scenarios import ScenarioError
 
     if args.mqtt:
@@ -63,12 +65,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         demo=args.command == "demo",
     )
     try:
+        if options.serve or options.schedule:
+            migrate_state(settings)
         return asyncio.run(_until_signal(run_stack(site, settings, options)))
     except ScenarioError as err:
         print(f"pumpwatch: {err}", file=sys.stderr)
         return EXIT_USAGE
     except (OSError, RuntimeError) as err:
         print(f"pumpwatch: cannot start: {err}", file=sys.stderr)
+        return EXIT_FAILURE
+    except SQLAlchemyError as err:
+        print(f"pumpwatch: cannot start: state database: {err}", file=sys.stderr)
         return EXIT_FAILURE
     except ExceptionGroup as group:  # a service failed inside the task group
         environment, other = group.split((OSError, RuntimeError))

@@ -3,9 +3,20 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, FilePath, SecretStr
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    FilePath,
+    ModelWrapValidatorHandler,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -58,15 +69,146 @@ class ApiSettings(BaseModel):
     max_upload_mb: int = Field(10, ge=1, le=100)
 
 
-class NotifySettings(BaseModel):
-    """Where the API tells people about serious alarms and late tasks: a chat-group robot or a webhook."""
+SeverityName = Literal["critical", "major", "minor", "warning"]
+_SECRET_FIELDS = {"url", "webhook_url", "password"}
 
-    webhook_url: SecretStr | None = Field(None, description="WeCom / DingTalk group robot URL, or any "
-                                          "HTTPS endpoint taking JSON; unset: no notifications")
-    style: Literal["robot", "json"] = Field("robot", description="robot: {msgtype: text} as WeCom and "
-                                            "DingTalk robots take it; json: the structured notice")
-    min_severity: Literal["critical", "major", "minor", "warning"] = "major"
-    queue_limit: int = Field(1000, ge=1, description="notices waiting at most; the oldest is dropped")
+
+class _ChannelSettings(BaseModel):
+    """What every notification channel has: a name (the counter's `channel` label) and a threshold."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$",
+                             description="label of this channel in the metrics; default: its type, "
+                             "numbered from the second channel of a type on (robot, robot-2, ...)")
+    min_severity: SeverityName | None = Field(None, description="alarms told from this severity up; "
+                                              "default: notify.min_severity")
+
+
+def _http_url(url: SecretStr) -> SecretStr:
+    if not url.get_secret_value().startswith(("https://", "http://")):
+        raise ValueError("must be an http:// or https:// URL")
+    return url
+
+
+class RobotChannelSettings(_ChannelSettings):
+    """A WeCom / DingTalk group robot: `{"msgtype": "text", ...}`; HTTP 200 with errcode != 0 is a refusal."""
+
+    type: Literal["robot"] = "robot"
+    url: SecretStr = Field(description="the robot's webhook URL (it carries the robot's key)")
+
+    _check_url = field_validator("url")(_http_url)
+
+
+class JsonWebhookSettings(_ChannelSettings):
+    """Any HTTP endpoint taking the structured notice as JSON; any 2xx answer accepts it."""
+
+    type: Literal["json"] = "json"
+    url: SecretStr = Field(description="the endpoint's URL (may carry a key)")
+
+    _check_url = field_validator("url")(_http_url)
+
+
+class EmailChannelSettings(_ChannelSettings):
+    """A mail server taking the notices for a list of recipients (SMTP, STARTTLS or implicit TLS)."""
+
+    type: Literal["email"] = "email"
+    host: str = Field(min_length=1)
+    port: int | None = Field(None, ge=1, le=65535, description="default: 465 with tls, 587 with "
+                             "starttls, else 25")
+    starttls: bool = Field(False, description="upgrade the connection with STARTTLS before sending")
+    tls: bool = Field(False, description="implicit TLS from the first byte (SMTPS, usually port 465)")
+    ca_file: FilePath | None = Field(None, description="PEM file of the CA that signed the server's "
+                                     "certificate; default: the system's CAs")
+    username: str | None = None
+    password: SecretStr | None = None
+    sender: str = Field(pattern=r"^[^@\s]+@[^@\s]+$", description="From: address")
+    recipients: list[Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+$")]] = Field(min_length=1)
+    timeout: float = Field(30.0, gt=0, description="seconds the server may take to answer, each step")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> EmailChannelSettings:
+        if self.starttls and self.tls:
+            raise ValueError("starttls and tls exclude each other: choose one")
+        if (self.username is None) != (self.password is None):
+            raise ValueError("username and password go together: give both or neither")
+        return self
+
+    @property
+    def server_port(self) -> int:
+        """The port to connect to."""
+        if self.port is not None:
+            return self.port
+        return 465 if self.tls else 587 if self.starttls else 25
+
+
+AnyChannelSettings = RobotChannelSettings | JsonWebhookSettings | EmailChannelSettings
+ChannelSettings = Annotated[AnyChannelSettings, Field(discriminator="type")]
+
+
+class NotifySettings(BaseModel):
+    """Where the API tells people about serious alarms and late tasks: robots, webhooks, mail.
+
+    `channels` is a list (from the environment as JSON); `webhook_url` + `style` is the shorthand of one
+    robot or JSON-webhook channel, told before the listed ones.
+    """
+
+    channels: list[ChannelSettings] = Field(default_factory=list, description="robots, webhooks, mail "
+                                            'servers, e.g. [{"type": "robot", "url": "https://..."}]')
+    webhook_url: SecretStr | None = Field(None, description="shorthand for one channel: WeCom / DingTalk "
+                                          "group robot URL, or any HTTPS endpoint taking JSON")
+    style: Literal["robot", "json"] = Field("robot", description="of webhook_url: robot: {msgtype: text} as "
+                                            "WeCom and DingTalk robots take it; json: the structured notice")
+    min_severity: SeverityName = Field("major", description="alarms told from this severity up "
+                                       "(a channel's own min_severity overrides it)")
+    queue_limit: int = Field(1000, ge=1, description="notices waiting at most, per channel; the oldest "
+                             "is dropped")
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _hide_secrets_in_errors(cls, data: Any, handler: ModelWrapValidatorHandler[NotifySettings]
+                                ) -> NotifySettings:
+        """Validation errors name the field and the problem but never echo a URL, a password or a channel."""
+        try:
+            return handler(data)
+        except ValidationError as err:
+            details: list[InitErrorDetails] = []
+            for error in err.errors():
+                hide = isinstance(error["input"], dict | list) or bool(
+                    _SECRET_FIELDS.intersection(str(part) for part in error["loc"]))
+                detail = InitErrorDetails(type=error["type"], loc=error["loc"],
+                                          input="(hidden)" if hide else error["input"])
+                if "ctx" in error:
+                    detail["ctx"] = error["ctx"]
+                details.append(detail)
+            raise ValidationError.from_exception_data(err.title, details) from None
+
+    @model_validator(mode="after")
+    def _names_unique(self) -> NotifySettings:
+        names = [str(channel.name) for channel in self.configured_channels()]
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            raise ValueError(f"two notification channels are named {', '.join(map(repr, twice))}: "
+                             "give each its own `name`")
+        return self
+
+    def configured_channels(self) -> list[AnyChannelSettings]:
+        """The channels in use, each with its name: the `webhook_url` shorthand first, then `channels`."""
+        listed: list[AnyChannelSettings] = []
+        if self.webhook_url is not None:
+            listed.append(RobotChannelSettings(url=self.webhook_url) if self.style == "robot"
+                          else JsonWebhookSettings(url=self.webhook_url))
+        listed.extend(self.channels)
+        seen: dict[str, int] = {}
+        named: list[AnyChannelSettings] = []
+        for channel in listed:
+            seen[channel.type] = seen.get(channel.type, 0) + 1
+            if channel.name is None:
+                number = seen[channel.type]
+                channel = channel.model_copy(
+                    update={"name": channel.type if number == 1 else f"{channel.type}-{number}"})
+            named.append(channel)
+        return named
 
 
 class SimulatorSettings(BaseModel):

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from api.service import ApiService
     from collector.service import CollectorService
     from inspection.scheduler import InspectionScheduler
+    from maintenance.service import MaintenanceService
     from simulators.simulation import Simulation
 
 
@@ -56,8 +57,15 @@ async def broker_for(settings: Settings, demo: bool) -> AsyncIterator[tuple[Brok
         await embedded.stop()
 
 
+def migrate_state(settings: Settings) -> None:
+    """Bring the state database to the current schema (before any role's event loop starts)."""
+    from maintenance.db import state_url, upgrade
+
+    upgrade(state_url(settings))
+
+
 async def run_stack(site: Site, settings: Settings, options: StackOptions) -> int:
-    """Run the chosen roles together until cancelled."""
+    """Run the chosen roles together until cancelled (the state database already migrated)."""
     from simulators.run import start_simulation
 
     clock: Clock = ScaledClock(options.speed)
@@ -77,12 +85,13 @@ async def run_stack(site: Site, settings: Settings, options: StackOptions) -> in
             from collector.service import CollectorService
 
             collector = CollectorService(site, settings, clock, broker, publish_live=not options.serve)
-        api = None
+        state = api = None
         if options.serve:
-            api = await _start_api(site, settings, clock, broker, collector, options, stack)
+            state, api = await _start_api(site, settings, clock, broker, collector, options, stack)
         scheduler = None
         if options.schedule:
-            scheduler = await _start_scheduler(site, settings, clock, broker, collector, api, options, stack)
+            scheduler = await _start_scheduler(site, settings, clock, broker, collector, state, options,
+                                               stack)
         print(_banner(site, settings, broker, embedded, options, sim, collector), flush=True)
         if scheduler is not None:
             print(f"Inspection scheduler: {len(scheduler.plans)} plans, state in "
@@ -92,9 +101,10 @@ async def run_stack(site: Site, settings: Settings, options: StackOptions) -> in
                 tasks.create_task(sim.run(), name="simulation")
             if collector is not None:
                 tasks.create_task(collector.run(), name="collector")
-            if api is not None:
+            if state is not None and api is not None:
+                tasks.create_task(state.run(), name="maintenance")
                 tasks.create_task(api.run(), name="api")
-                tasks.create_task(_announce_api(api, options), name="api-banner")
+                tasks.create_task(_announce_api(api, state, options), name="api-banner")
             if scheduler is not None:
                 tasks.create_task(scheduler.run(), name="scheduler")
             tasks.create_task(_print_status(sim, collector, options.status_every), name="status")
@@ -102,37 +112,38 @@ async def run_stack(site: Site, settings: Settings, options: StackOptions) -> in
 
 
 async def _start_scheduler(site: Site, settings: Settings, clock: Clock, broker: BrokerAddress,
-                           collector: CollectorService | None, api: ApiService | None, options: StackOptions,
-                           stack: contextlib.AsyncExitStack) -> InspectionScheduler:
+                           collector: CollectorService | None, state: MaintenanceService | None,
+                           options: StackOptions, stack: contextlib.AsyncExitStack) -> InspectionScheduler:
     """The scheduler on the API's database (or its own), fed and commanding through the collector if here."""
     from collector.publishers.alarms import AlarmPublisher
-    from collector.service import make_store
+    from collector.stores.factory import make_store
     from inspection.scheduler import InspectionScheduler, LatestReadings
-    from maintenance.db import make_engine, session_factory, state_url, upgrade
+    from maintenance.db import session_factory, state_engine
     from maintenance.tasks import TaskService
     from pumpwatch.alarm_events import AlarmEvent
     from pumpwatch.catalog import SensorCatalog
 
-    if api is not None:
-        engine, tasks = api.engine, api.ctx.tasks
+    if state is not None:
+        engine, tasks = state.engine, state.tasks
     else:
-        engine = make_engine(state_url(settings))
+        engine = state_engine(settings)
         stack.callback(engine.dispose)
-        await asyncio.to_thread(upgrade, engine)
         tasks = TaskService(session_factory(engine), clock)
-    # A failed rotation is an alarm event: the API's alarm service makes the alarm and its task.
+    # A failed rotation is an alarm event: the maintenance state makes the alarm and its task.
     listeners: list[Callable[[AlarmEvent], None]] = []
-    if api is not None:
-        listeners.append(api.accept_event)
-    elif collector is not None and collector.parts.alarm_publisher is not None:
-        listeners.append(collector.parts.alarm_publisher)
+    if state is not None:
+        listeners.append(state.accept_event)
+        if collector is not None:
+            listeners.append(collector.alarm_events.publish)
+    elif collector is not None and collector.publishes_alarms:
+        listeners.append(collector.announce)
     else:
         publisher = AlarmPublisher(broker, f"{settings.collector.client_id}-scheduler")
         publisher.start()
         stack.callback(publisher.stop)
         listeners.append(publisher)
-    if collector is not None:
-        listeners.append(collector.parts.alarm_bus.publish)
+        if collector is not None:
+            listeners.append(collector.alarm_events.publish)
     latest: LatestReadings | None = None
     if collector is None:  # no readings in this process: poll the series store the collector writes
         store = make_store(settings, SensorCatalog(site))
@@ -141,37 +152,44 @@ async def _start_scheduler(site: Site, settings: Settings, clock: Clock, broker:
         latest = store.latest
     scheduler = InspectionScheduler(
         site, session_factory(engine), tasks, clock, engine=engine,
-        command=collector.parts.modbus.write if collector is not None else None,
+        command=collector.send_command if collector is not None else None,
         listeners=listeners, latest=latest, failure_tasks=False,
         timer="apscheduler" if options.speed == 1.0 else "clock")
     if collector is not None:
-        collector.parts.pipeline.hooks.append(scheduler.on_readings)
+        collector.add_readings_hook(scheduler.on_readings)
     return scheduler
 
 
 async def _start_api(site: Site, settings: Settings, clock: Clock, broker: BrokerAddress,
                      collector: CollectorService | None, options: StackOptions,
-                     stack: contextlib.AsyncExitStack) -> ApiService:
-    """The API over the collector's store and buses, or over its own store and the MQTT alarm feed."""
+                     stack: contextlib.AsyncExitStack) -> tuple[MaintenanceService, ApiService]:
+    """The maintenance state and the API over the collector's store and buses, or over their own."""
+    from maintenance.db import state_engine
+    from maintenance.service import MaintenanceService
+
     if options.demo:
         if settings.environment == "production":
             raise RuntimeError("the demo (published logins, simulators) does not run with "
                                "PUMPWATCH_ENVIRONMENT=production")
         settings.api.port = port_or_free(settings.api.port)
-    api = await _build_api(site, settings, clock, broker, collector, stack)
+    engine = state_engine(settings)
+    stack.callback(engine.dispose)
+    state = MaintenanceService(site, settings, clock, engine)
     if settings.environment == "production":
         from api.production import production_problems
 
-        problems = production_problems(settings, api.ctx.auth)
+        problems = production_problems(settings, state.auth)
         if problems:
             raise RuntimeError("refusing a production start:\n  - " + "\n  - ".join(problems))
-    return api
+    api = await _build_api(site, settings, broker, collector, state, stack)
+    return state, api
 
 
-async def _build_api(site: Site, settings: Settings, clock: Clock, broker: BrokerAddress,
-                     collector: CollectorService | None, stack: contextlib.AsyncExitStack) -> ApiService:
+async def _build_api(site: Site, settings: Settings, broker: BrokerAddress,
+                     collector: CollectorService | None, state: MaintenanceService,
+                     stack: contextlib.AsyncExitStack) -> ApiService:
     from api.service import ApiService
-    from collector.service import make_store
+    from collector.stores.factory import make_store
     from maintenance.feed import AlarmFeed
     from pumpwatch.alarm_events import AlarmEvent
     from pumpwatch.bus import LiveBus
@@ -179,31 +197,31 @@ async def _build_api(site: Site, settings: Settings, clock: Clock, broker: Broke
     from pumpwatch.readings import Reading
 
     if collector is not None:
-        parts = collector.parts
-        api = ApiService(site, settings, clock, parts.store, parts.live, parts.alarm_bus,
-                         [parts.metrics.registry])
-        parts.alarms.listeners.append(api.accept_event)
-        return api
+        collector.add_alarm_listener(state.accept_event)
+        return ApiService(settings, state, collector.store, collector.live, collector.alarm_events,
+                          [collector.registry])
     store = make_store(settings, SensorCatalog(site))
     await store.start()
     stack.push_async_callback(store.close)
     alarm_bus: LiveBus[AlarmEvent] = LiveBus()
     readings_bus: LiveBus[Sequence[Reading]] = LiveBus()
-    api = ApiService(site, settings, clock, store, readings_bus, alarm_bus)
+    api = ApiService(settings, state, store, readings_bus, alarm_bus)
     feed = AlarmFeed(broker, f"{settings.collector.client_id}-api-{socket.gethostname()}-{settings.api.port}",
-                     [api.accept_event, alarm_bus.publish], on_readings=readings_bus.publish)
+                     [state.accept_event, alarm_bus.publish], on_readings=readings_bus.publish)
     feed.start(asyncio.get_running_loop())
     stack.callback(feed.stop)
     return api
 
 
-async def _announce_api(api: ApiService, options: StackOptions) -> None:
+async def _announce_api(api: ApiService, state: MaintenanceService, options: StackOptions) -> None:
     """Print the URL (and the demo logins) once the server listens."""
     while api.server is None or not api.server.started:  # noqa: ASYNC110 (uvicorn offers no event)
         await asyncio.sleep(0.05)
     lines = [f"API and web UI: {api.url}  (OpenAPI: {api.url}/docs)"]
     if options.demo:
-        logins = api.ensure_demo_users()
+        from maintenance.accounts import ensure_demo_users
+
+        logins = ensure_demo_users(state.auth)
         lines.append("Demo logins (username / password / roles):")
         lines += [f"  {user:<10} {password:<22} {', '.join(roles)}" for user, password, roles in logins]
     print("\n".join(lines), flush=True)

@@ -6,8 +6,9 @@ from pumpwatch.broker import port_or_free
 from pumpwatch.clock import Clock
 from pumpwatch.mqtturl import BrokerAddress
 from pumpwatch.site import Site
+from pumpwatch.wire import SIM_CONTROL_TOPIC
 from simulators.scenarios import SCENARIOS, ScenarioError, parse_scenario
-from simulators.simulation import CONTROL_TOPIC, Simulation
+from simulators.simulation import Simulation
 
 __all__ = ["ScenarioError", "banner_lines", "start_simulation", "status_lines"]
 
@@ -45,7 +46,7 @@ def banner_lines(sim: Simulation, broker: BrokerAddress) -> list[str]:
                      f"(simulated PLC, {len(device.points)} points; `pumpwatch registers` prints the map)")
     lines += [
         "Fault scenarios: " + ", ".join(sorted(SCENARIOS)),
-        f"  switch one on:  mosquitto_pub -h {broker.host} -p {broker.port} -t {CONTROL_TOPIC} "
+        f"  switch one on:  mosquitto_pub -h {broker.host} -p {broker.port} -t {SIM_CONTROL_TOPIC} "
         "-m '{\"scenario\": \"pipe_burst\", \"on\": true}'",
     ]
     return lines

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Coroutine
 from typing import Any
@@ -13,6 +12,7 @@ import paho.mqtt.client as mqtt
 from pumpwatch.clock import Clock
 from pumpwatch.mqtturl import BrokerAddress
 from pumpwatch.site import Site
+from pumpwatch.wire import SIM_CONTROL_TOPIC, WireError, decode_sim_control
 from simulators.modbus_server import DeviceImage, DeviceServer
 from simulators.model import SiteModel
 from simulators.mqtt_sensors import MqttSensors
@@ -20,8 +20,6 @@ from simulators.scenarios import SCENARIOS, ScenarioError, parse_scenario, resol
 from simulators.signals import SensorSignals
 
 log = logging.getLogger(__name__)
-
-CONTROL_TOPIC = "pumpwatch/sim/control"
 
 
 class Simulation:
@@ -130,7 +128,7 @@ class Simulation:
         client = sensors.client
 
         def on_connect(c: mqtt.Client, _u: Any, _f: Any, rc: Any, _p: Any = None) -> None:
-            c.subscribe(CONTROL_TOPIC, qos=1)
+            c.subscribe(SIM_CONTROL_TOPIC, qos=1)
 
         def on_message(_c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
             loop = self._loop
@@ -148,11 +146,10 @@ class Simulation:
 
     async def _control(self, payload: bytes | bytearray) -> None:
         try:
-            command = json.loads(payload)
-            name = str(command["scenario"])
-            if command.get("on", True):
-                await self.enable(name, command.get("target"))
+            command = decode_sim_control(payload)
+            if command.on:
+                await self.enable(command.scenario, command.target)
             else:
-                await self.disable(name, command.get("target"))
-        except (ValueError, KeyError, TypeError, ScenarioError) as err:
+                await self.disable(command.scenario, command.target)
+        except (WireError, ScenarioError) as err:
             log.warning("ignored control message %r: %s", payload[:200], err)

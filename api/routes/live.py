@@ -16,6 +16,7 @@ from fastapi.responses import StreamingResponse
 
 from api.deps import Ctx, CurrentUser
 from api.routes.readings import reading_out
+from pumpwatch.wire import alarm_event_json
 
 router = APIRouter(prefix="/api", tags=["live"])
 HEARTBEAT = 15.0
@@ -45,7 +46,8 @@ async def live(request: Request, ctx: Ctx, user: CurrentUser, room: str | None =
                     event = get_alarm.result()
                     get_alarm = asyncio.ensure_future(alarms.get())
                     if room is None or event.room == room:
-                        yield f"event: alarm\ndata: {json.dumps(event.to_json(), ensure_ascii=False)}\n\n"
+                        data = json.dumps(alarm_event_json(event), ensure_ascii=False)
+                        yield f"event: alarm\ndata: {data}\n\n"
                 if get_readings in done:
                     batch = get_readings.result()
                     get_readings = asyncio.ensure_future(readings.get())

@@ -11,39 +11,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import time
-from collections.abc import Callable
 
 from collector.metrics import CollectorMetrics
 from collector.pipeline.buffer import DurableBuffer
+from pumpwatch.backoff import Backoff
 from pumpwatch.errors import StoreRejected, StoreUnavailable
 from pumpwatch.readings import Reading
 from pumpwatch.series import SeriesStore
 
 log = logging.getLogger(__name__)
-
-
-class Backoff:
-    """Jittered exponential delays: first, first*2, ... up to `cap`, each +/- `jitter` share."""
-
-    def __init__(self, first: float = 0.5, cap: float = 30.0, jitter: float = 0.2,
-                 rng: Callable[[], float] = random.random) -> None:
-        self.first = first
-        self.cap = cap
-        self.jitter = jitter
-        self._rng = rng
-        self._next = first
-
-    def next(self) -> float:
-        """The delay to wait now; each call doubles the following one up to the cap."""
-        base = self._next
-        self._next = min(self.cap, self._next * 2)
-        return base * (1 + self.jitter * (2 * self._rng() - 1))
-
-    def reset(self) -> None:
-        """Start again from the first delay (after a success)."""
-        self._next = self.first
 
 
 class BufferWriter:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 
 import paho.mqtt.client as mqtt
@@ -10,16 +9,11 @@ import paho.mqtt.client as mqtt
 from pumpwatch.alarm_events import AlarmEvent
 from pumpwatch.mqttclient import new_client, start_client, stop_client
 from pumpwatch.mqtturl import BrokerAddress
+from pumpwatch.wire import alarm_topic, encode_alarm_event
 
 log = logging.getLogger(__name__)
 
-ALARM_TOPIC = "pumpwatch/alarms"
 QUEUE_LIMIT = 10_000  # events held while the broker is away; beyond that publish() reports a loss
-
-
-def alarm_topic(event: AlarmEvent) -> str:
-    """The topic an event goes to."""
-    return f"{ALARM_TOPIC}/{event.room}/{event.key.asset}/{event.key.alarm_type}"
 
 
 class AlarmPublisher:
@@ -41,8 +35,7 @@ class AlarmPublisher:
 
     def __call__(self, event: AlarmEvent) -> None:
         """Engine listener: publish one event."""
-        payload = json.dumps(event.to_json(), ensure_ascii=False)
-        info = self.client.publish(alarm_topic(event), payload, qos=1)
+        info = self.client.publish(alarm_topic(event), encode_alarm_event(event), qos=1)
         if info.rc == mqtt.MQTT_ERR_QUEUE_SIZE:
             self.lost += 1
             log.error("alarm event not published, %d queued already: %s", QUEUE_LIMIT, event.key)

@@ -8,7 +8,6 @@ drops (the readings themselves are safe in the series store).
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from collections.abc import Sequence
 
@@ -18,14 +17,9 @@ from pumpwatch.catalog import SensorCatalog
 from pumpwatch.mqttclient import new_client, start_client, stop_client
 from pumpwatch.mqtturl import BrokerAddress
 from pumpwatch.readings import Reading
+from pumpwatch.wire import encode_live_readings, live_topic
 
-LIVE_TOPIC = "pumpwatch/live"
 QUEUE_LIMIT = 1000  # messages held while disconnected
-
-
-def reading_json(r: Reading) -> dict[str, object]:
-    """A reading as JSON-ready data."""
-    return {"sensor": r.sensor, "ts": r.ts, "value": r.value, "quality": int(r.quality), "state": r.state}
 
 
 class LivePublisher:
@@ -48,12 +42,12 @@ class LivePublisher:
     def __call__(self, readings: Sequence[Reading]) -> None:
         """Publish one message per room with the newest reading of each sensor."""
         newest = {r.sensor: r for r in readings}  # later readings of a sensor replace earlier ones
-        rooms: dict[str, list[dict[str, object]]] = defaultdict(list)
+        rooms: dict[str, list[Reading]] = defaultdict(list)
         for sensor, r in newest.items():
             info = self.catalog.get(sensor)
             if info is not None:
-                rooms[info.room].append(reading_json(r))
+                rooms[info.room].append(r)
         for room, batch in rooms.items():
-            sent = self.client.publish(f"{LIVE_TOPIC}/{room}", json.dumps(batch), qos=0)
+            sent = self.client.publish(live_topic(room), encode_live_readings(batch), qos=0)
             if sent.rc != mqtt.MQTT_ERR_SUCCESS:
                 self.dropped += len(batch)

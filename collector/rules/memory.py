@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 
 from pumpwatch.alarm_events import AlarmAction, AlarmEvent, AlarmKey
+from pumpwatch.wire import alarm_event_from_json, alarm_event_json
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ class AlarmMemory:
         except FileNotFoundError:
             return {}
         try:
-            events = [AlarmEvent.from_json(item) for item in json.loads(text)]
+            events = [alarm_event_from_json(item) for item in json.loads(text)]
         except (ValueError, KeyError, TypeError) as err:
             aside = self.path.with_suffix(".broken")
             os.replace(self.path, aside)
@@ -57,7 +58,7 @@ class AlarmMemory:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         temporary = self.path.with_suffix(".tmp")
         with open(temporary, "w", encoding="utf-8") as out:
-            json.dump([event.to_json() for event in self.raised.values()], out, ensure_ascii=False)
+            json.dump([alarm_event_json(event) for event in self.raised.values()], out, ensure_ascii=False)
             out.flush()
             os.fsync(out.fileno())
         os.replace(temporary, self.path)

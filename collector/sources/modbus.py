@@ -22,8 +22,9 @@ from pymodbus.exceptions import ModbusException
 
 from collector.metrics import CollectorMetrics
 from collector.pipeline.sink import ReadingSink
-from collector.pipeline.writer import Backoff
+from collector.sources.base import SourceContext
 from collector.sources.modbus_plan import PlannedPoint, ReadBlock, plan_reads
+from pumpwatch.backoff import Backoff
 from pumpwatch.clock import Clock
 from pumpwatch.errors import SourceUnavailable
 from pumpwatch.readings import Quality, Reading
@@ -308,7 +309,9 @@ PHASE_SLOTS = 5  # groups of devices polled at different moments of the interval
 
 
 class ModbusCollector:
-    """All device pollers of this collector (its shard), and command routing to them."""
+    """The Modbus source: all device pollers of this collector (its shard), and command routing to them."""
+
+    name = "modbus"
 
     def __init__(self, devices: Sequence[ModbusDevice], sink: ReadingSink, metrics: CollectorMetrics,
                  clock: Clock) -> None:
@@ -327,6 +330,10 @@ class ModbusCollector:
         async with asyncio.TaskGroup() as tasks:
             for device_id, poller in self.pollers.items():
                 tasks.create_task(poller.run(), name=f"modbus-{device_id}")
+
+    def can_write(self, sensor: str) -> bool:
+        """Whether a device of this collector has a point for `sensor`."""
+        return sensor in self._by_sensor
 
     async def write(self, sensor: str, value: float) -> None:
         """Command a writable point by its sensor id."""
@@ -358,3 +365,12 @@ def _exception_text(resp: Any) -> str:
              4: "device failure", 5: "acknowledge", 6: "device busy", 10: "gateway path unavailable",
              11: "gateway target failed to respond"}
     return f"exception {code} ({names.get(code, 'unknown')})" if code is not None else str(resp)
+
+
+def sources_from_site(context: SourceContext) -> list[ModbusCollector]:
+    """The Modbus source for the site's devices (those of `COLLECTOR__SHARD` when one is set)."""
+    shard = context.settings.collector.shard
+    devices = [d for d in context.site.modbus if shard is None or d.shard == shard]
+    if not devices:
+        return []
+    return [ModbusCollector(devices, context.sink, context.metrics, context.clock)]

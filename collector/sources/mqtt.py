@@ -7,6 +7,7 @@ readings are on disk (or once it proved undecodable, when redelivery would not h
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 from typing import Any
@@ -15,6 +16,7 @@ import paho.mqtt.client as mqtt
 
 from collector.metrics import CollectorMetrics
 from collector.pipeline.sink import ReadingSink
+from collector.sources.base import SourceContext
 from collector.sources.mqtt_decode import MqttDecoder
 from pumpwatch.catalog import SensorCatalog
 from pumpwatch.clock import Clock
@@ -29,6 +31,8 @@ SOURCE = "mqtt"
 
 class MqttSource:
     """Subscribes to every topic map of the site and feeds the sink from paho's network thread."""
+
+    name = SOURCE
 
     def __init__(self, site: Site, broker: BrokerAddress, sink: ReadingSink, metrics: CollectorMetrics,
                  clock: Clock, *, client_id: str = "pumpwatch-collector", share_group: str | None = None,
@@ -49,6 +53,14 @@ class MqttSource:
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         self.client = client
+
+    async def run(self) -> None:
+        """Take messages until cancelled; then disconnect (unacknowledged messages stay at the broker)."""
+        self.start()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            self.stop()
 
     def start(self) -> None:
         """Connect in the background; paho reconnects by itself and `_on_connect` resubscribes."""
@@ -111,3 +123,12 @@ class MqttSource:
     def _set_connected(self, connected: bool) -> None:
         self.connected = connected
         self.metrics.mqtt_connected.set(1 if connected else 0)
+
+
+def sources_from_site(context: SourceContext) -> list[MqttSource]:
+    """The MQTT source for the site's topic maps, when there are some and a broker."""
+    if context.broker is None or not context.site.mqtt:
+        return []
+    cfg = context.settings.collector
+    return [MqttSource(context.site, context.broker, context.sink, context.metrics, context.clock,
+                       client_id=cfg.client_id, share_group=cfg.share_group, catalog=context.catalog)]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from api.production import production_problems
-from api.service import demo_password
+from maintenance.accounts import demo_password
 from maintenance.auth import AuthService
 from pumpwatch.settings import ApiSettings, InfluxSettings, MqttSettings, Settings
 

@@ -14,7 +14,8 @@ from collector.metrics import CollectorMetrics
 from collector.pipeline.buffer import BufferFull, DurableBuffer
 from collector.pipeline.intake import Pipeline
 from collector.pipeline.validate import Validator
-from collector.pipeline.writer import Backoff, BufferWriter
+from collector.pipeline.writer import BufferWriter
+from pumpwatch.backoff import Backoff
 from pumpwatch.bus import LiveBus
 from pumpwatch.catalog import SensorCatalog
 from pumpwatch.clock import FakeClock

@@ -21,8 +21,9 @@ from pumpwatch.mqtturl import BrokerAddress
 from pumpwatch.registers import PointCodec
 from pumpwatch.site import ModbusDevice, ModbusPoint, Site
 from pumpwatch.sitefile import load_site
+from pumpwatch.wire import SIM_CONTROL_TOPIC
 from simulators.mqtt_sensors import plan_devices
-from simulators.simulation import CONTROL_TOPIC, Simulation
+from simulators.simulation import Simulation
 from tests.services import Mosquitto
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "site.yaml"
@@ -138,11 +139,11 @@ async def test_simulation_publishes_wireless_sensors_and_serves_its_plcs(
         deadline = time.monotonic() + DEADLINE
         while "cabinet_overheat" not in sim.active:  # resent until the simulator has subscribed
             assert time.monotonic() < deadline, "control message never took effect"
-            sub.publish(CONTROL_TOPIC, command, qos=1)
+            sub.publish(SIM_CONTROL_TOPIC, command, qos=1)
             await asyncio.sleep(0.2)
         assert sim.active["cabinet_overheat"] == ["dom"]
         assert sim.model.rooms["dom"].cabinet_fan_failed
-        sub.publish(CONTROL_TOPIC, json.dumps({"scenario": "cabinet_overheat", "on": False}), qos=1)
+        sub.publish(SIM_CONTROL_TOPIC, json.dumps({"scenario": "cabinet_overheat", "on": False}), qos=1)
         deadline = time.monotonic() + DEADLINE
         while "cabinet_overheat" in sim.active:
             assert time.monotonic() < deadline, "control message never took effect"

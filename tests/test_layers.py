@@ -1,0 +1,59 @@
+"""The import contracts in pyproject.toml hold for the tree, and would catch an import against the direction."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("pumpwatch", "collector", "maintenance", "api", "inspection", "simulators")
+LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
+
+
+def _lint(tree: Path, contract: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, PYTHONPATH=str(tree))  # the copy's packages win over the installed ones
+    only = ["--contract", contract] if contract else []
+    return subprocess.run([str(LINT_IMPORTS), "--no-cache", *only, str(tree / "pyproject.toml")], cwd=tree,
+                          env=env, capture_output=True, text=True, timeout=120, check=False)
+
+
+def _copy(tmp_path: Path) -> Path:
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    shutil.copy(ROOT / "pyproject.toml", tree)
+    for package in PACKAGES:
+        shutil.copytree(ROOT / package, tree / package, ignore=shutil.ignore_patterns("__pycache__", "web"))
+    return tree
+
+
+def test_the_tree_keeps_every_import_contract(tmp_path: Path) -> None:
+    result = _lint(_copy(tmp_path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "0 broken" in result.stdout
+
+
+@pytest.mark.parametrize(("module", "bad_import", "contract"), [
+    ("collector/metrics.py", "import maintenance.tasks", "collector-knows-no-state"),
+    ("maintenance/tasks.py", "import api.app", "maintenance-side"),
+    ("maintenance/alarms.py", "import collector.service", "collector-apart"),
+    ("pumpwatch/site.py", "import collector.pipeline.buffer", "collector-side"),
+    ("inspection/rotation.py", "import collector.sources.modbus", "no-roles-in-http"),
+    ("api/routes/plans.py", "import inspection.scheduler", "maintenance-side"),
+    ("simulators/model.py", "import collector.metrics", "collector-side"),
+])
+def test_an_import_against_the_direction_breaks_a_contract(tmp_path: Path, module: str, bad_import: str,
+                                                           contract: str) -> None:
+    tree = _copy(tmp_path)
+    path = tree / module
+    path.write_text(path.read_text(encoding="utf-8") + f"\n{bad_import}  # against the direction\n",
+                    encoding="utf-8")
+    assert _lint(tree).returncode != 0
+    result = _lint(tree, contract)
+    assert result.returncode != 0, f"contract {contract} kept:\n{result.stdout}"
+    assert "1 broken" in result.stdout
+    assert bad_import.split()[-1] in result.stdout
