@@ -1,4 +1,4 @@
-"""The import contracts in pyproject.toml hold for the tree, and would catch an import against the direction."""
+"""The import contracts in pyproject.toml hold for the tree and catch an import against the direction."""
 
 from __future__ import annotations
 

@@ -99,7 +99,8 @@ class Outbox:
                 return
             break
         self._count("failed")
-        log.error("notification to %s not delivered after %d attempts: %s", name, attempt, notice.headline)
+        log.error("notification to %s given up after attempt %d of %d: %s", name, attempt, ATTEMPTS,
+                  notice.headline)
 
     def _count(self, outcome: str) -> None:
         self._told.labels(channel=self.channel.name, outcome=outcome).inc()

@@ -31,8 +31,9 @@ class _Webhook:
             # a client per notice: notices are rare, and nothing is left open between them
             async with httpx.AsyncClient(timeout=self._timeout) as client:
                 resp = await client.post(url, json=body)
-        except httpx.HTTPError as err:
-            raise DeliveryFailed(f"{type(err).__name__}: {str(err).replace(url, '<url>')}") from None
+        except (httpx.HTTPError, httpx.InvalidURL) as err:
+            raise DeliveryFailed(f"{type(err).__name__}: {str(err).replace(url, '<url>')}",
+                                 retry=not isinstance(err, httpx.InvalidURL)) from None
         if not resp.is_success:
             raise DeliveryFailed(f"HTTP {resp.status_code}: {resp.text[:200]}",
                                  retry=resp.status_code >= 500 or resp.status_code in RETRIED_STATUS)

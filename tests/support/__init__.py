@@ -1,0 +1,1 @@
+"""Helpers the test packages share: real servers on loopback, fixtures."""
