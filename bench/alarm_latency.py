@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     from maintenance.auth import AuthService
     from maintenance.db import make_engine, session_factory, upgrade
     from pumpwatch.clock import SystemClock
-    from tests.services import InfluxDB, Mosquitto
+    from tests.support.services import InfluxDB, Mosquitto
 
     work = Path(tempfile.mkdtemp(prefix="pumpwatch-alarm-bench-"))
     prefix = f"bench{uuid.uuid4().hex[:6]}"

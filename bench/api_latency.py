@@ -47,7 +47,7 @@ from bench.common import (
     write_results,
 )
 from bench.http_client import Browser
-from tests.processes import PumpwatchProcess
+from tests.support.processes import PumpwatchProcess
 
 SENSOR = "dom-header-pressure"
 TARGET_P99_MS = 50.0
@@ -210,7 +210,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     from maintenance.tasks import TaskService
     from pumpwatch.clock import SystemClock
     from pumpwatch.site import Text
-    from tests.services import InfluxDB, Mosquitto, Postgres
+    from tests.support.services import InfluxDB, Mosquitto, Postgres
 
     results: dict[str, Any] = {}
     with Mosquitto() as broker, InfluxDB() as influx, Postgres() as pg:

@@ -24,15 +24,16 @@ import tracemalloc
 import uuid
 from pathlib import Path
 
-from bench.ingest import create_session, device_ids, spawn_publisher
+from bench.ingest import device_ids, spawn_publisher
 from bench.soak import soak_site
 from collector.service import CollectorService
 from pumpwatch.clock import SystemClock
 from pumpwatch.mqtturl import BrokerAddress
 from pumpwatch.settings import CollectorSettings, InfluxSettings, MqttSettings, Settings
 from pumpwatch.sitefile import parse_site
-from tests.processes import PumpwatchProcess
-from tests.services import HOST, InfluxDB, Mosquitto, free_ports
+from tests.support.mqtt import create_session
+from tests.support.processes import PumpwatchProcess
+from tests.support.services import HOST, InfluxDB, Mosquitto, free_ports
 
 VALUES = 50
 SENSORS = 100

@@ -29,7 +29,7 @@ from typing import Any
 import httpx
 import paho.mqtt.publish as publish
 
-from tests.processes import PumpwatchProcess
+from tests.support.processes import PumpwatchProcess
 
 PHASES = ("influxdb", "mosquitto", "postgresql", "modbus", "collector", "api")
 
@@ -101,8 +101,8 @@ async def run_faults(outage: float = 5.0, rate: float = 200.0, work: Path | None
     from pumpwatch.clock import SystemClock
     from pumpwatch.sitefile import parse_site
     from simulators.modbus_server import DeviceImage, DeviceServer
-    from tests.collector.test_collector_service import CountingPublisher, create_session
-    from tests.services import InfluxDB, Mosquitto, Postgres
+    from tests.support.mqtt import CountingPublisher, create_session
+    from tests.support.services import InfluxDB, Mosquitto, Postgres
 
     work = work or Path(tempfile.mkdtemp(prefix="pumpwatch-faults-"))
     prefix = f"faults{uuid.uuid4().hex[:6]}"

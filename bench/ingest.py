@@ -2,7 +2,7 @@
 
     python -m bench.ingest [--seconds 20] [--sensors 100] [--values-per-message 50] [--rate R]
 
-Starts a real Mosquitto and a real InfluxDB (tests.services), runs the whole collector in this
+Starts a real Mosquitto and a real InfluxDB (tests.support.services), runs the whole collector in this
 process (InfluxDB store, system clock) and a QoS 1 publisher in a separate process. Every message
 is one JSON object with `--values-per-message` fields, each feeding its own sensor through one topic
 map (`<prefix>/{dev}` -> sensors `{dev}-s0` ...). Field sJ of message number K carries the value
@@ -59,7 +59,8 @@ from pumpwatch.mqtturl import BrokerAddress
 from pumpwatch.settings import CollectorSettings, InfluxSettings, MqttSettings, Settings
 from pumpwatch.site import Site
 from pumpwatch.sitefile import parse_site
-from tests.services import HOST, InfluxDB, Mosquitto
+from tests.support.mqtt import create_session
+from tests.support.services import HOST, InfluxDB, Mosquitto
 
 TARGET_RATE = 50_000.0  # readings/s end to end, with 0 lost
 WRITE_BATCH = 5000  # points per POST of the bare InfluxDB writer
@@ -225,22 +226,6 @@ def delivery(published: int, points: int, distinct: int) -> dict[str, int]:
     return {"readings_published": published, "readings_stored_points": points,
             "readings_stored_distinct": distinct, "lost": published - distinct,
             "duplicated": points - distinct}
-
-
-def create_session(port: int, client_id: str, topic: str) -> None:
-    """Open the collector's persistent session subscribed at QoS 1, so the broker queues from now on."""
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False)
-    subscribed = threading.Event()
-    client.on_subscribe = lambda *_args: subscribed.set()
-    client.on_connect = lambda c, *_args: c.subscribe(topic, qos=1)
-    client.connect(HOST, port)
-    client.loop_start()
-    try:
-        if not subscribed.wait(15):
-            raise RuntimeError("no SUBACK from the broker")
-    finally:
-        client.disconnect()
-        client.loop_stop()
 
 
 async def run_collector(args: argparse.Namespace, broker: Mosquitto, influx: InfluxDB,

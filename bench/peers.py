@@ -2,7 +2,7 @@
 
     python -m bench.peers [--seconds 20] [--rate 20000|max] [--devices 50] [--modbus-seconds 20]
 
-One Mosquitto and one InfluxDB (tests.services) serve every phase; each phase writes its own
+One Mosquitto and one InfluxDB (tests.support.services) serve every phase; each phase writes its own
 database, and only one phase runs at a time:
 
 1. Modbus: `--devices` simulated devices x `--registers` holding registers every `--interval`
@@ -56,7 +56,7 @@ from collector.service import CollectorService
 from pumpwatch.clock import SystemClock
 from pumpwatch.settings import CollectorSettings, InfluxSettings, Settings
 from pumpwatch.site import ModbusDevice
-from tests.services import HOST, InfluxDB, Mosquitto
+from tests.support.services import HOST, InfluxDB, Mosquitto
 
 DEFAULT_RATE = 20_000.0  # readings/s offered to every ingest phase: within what Node-RED can take here
 POLL = 0.5  # s between InfluxDB counts while Node-RED takes messages (a fifth of it once publishing ended)

@@ -2,7 +2,7 @@
 
     python -m bench.soak [--minutes 10] [--rate 5000] [--warmup 60] [--interval 5] [--clients 3] [--name N]
 
-On real Mosquitto, InfluxDB and PostgreSQL (tests.services), `pumpwatch simulate` (the demo site's two
+On real Mosquitto, InfluxDB and PostgreSQL (tests.support.services), `pumpwatch simulate` (the demo site's two
 pump rooms: Modbus PLCs and wireless sensors), `pumpwatch collect`, `pumpwatch serve` and
 `pumpwatch schedule` each run as their own process. The site is examples/site.yaml on free Modbus
 ports plus a room `soak` of MQTT flow sensors; a publisher process (bench.ingest's) sends `--rate`
@@ -36,9 +36,10 @@ import psutil  # type: ignore[import-untyped]
 import yaml
 
 from bench.common import machine, print_table, system_busy, write_results
-from bench.ingest import create_session, device_ids, influx_rows, spawn_publisher
+from bench.ingest import device_ids, influx_rows, spawn_publisher
 from bench.memory import ProcessSample, as_rows, sample, summarise
-from tests.processes import PumpwatchProcess
+from tests.support.mqtt import create_session
+from tests.support.processes import PumpwatchProcess
 
 EXAMPLE_SITE = Path(__file__).resolve().parents[1] / "examples" / "site.yaml"
 DATABASE = "soak"
@@ -145,7 +146,7 @@ async def run_soak(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     from maintenance.auth import AuthService
     from maintenance.db import make_engine, session_factory, upgrade
     from pumpwatch.clock import SystemClock
-    from tests.services import InfluxDB, Mosquitto, Postgres, free_ports
+    from tests.support.services import InfluxDB, Mosquitto, Postgres, free_ports
 
     values = args.values_per_message
     devices = device_ids(args.sensors, values)

@@ -1,4 +1,8 @@
-"""Shared fixtures: real servers on free loopback ports, unique MQTT topics."""
+"""Shared fixtures: real servers on free loopback ports, unique MQTT topics.
+
+Plugins: the maintenance state's fixtures (tests/support/state.py), the leaked-task check
+(tests/support/leaks.py) and pytest's `pytester`, with which tests/test_leaked_tasks.py runs pytest.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.services import InfluxDB, Mosquitto, Postgres
+from tests.support.services import InfluxDB, Mosquitto, Postgres
+
+pytest_plugins = ["pytester", "tests.support.state", "tests.support.leaks"]
 
 
 # Session-scoped and lazy: a server starts the first time a test asks for it, and a missing binary

@@ -19,8 +19,11 @@ import httpx
 import paho.mqtt.publish as publish
 import pytest
 
-from tests.processes import running_demo
-from tests.services import InfluxDB, Mosquitto
+from tests.support.processes import running_demo
+from tests.support.services import InfluxDB, Mosquitto
+
+# `pumpwatch demo` as its own process, a fault followed through the HTTP API.
+pytestmark = pytest.mark.e2e
 
 CONTROL = "pumpwatch/sim/control"
 

@@ -23,14 +23,14 @@ import pytest
 from maintenance.auth import AuthService
 from maintenance.db import make_engine, session_factory, upgrade
 from pumpwatch.clock import SystemClock
-from tests.collector.test_collector_service import (
-    CountingPublisher,
-    create_session,
-    eventually,
-    stored_counts,
-)
-from tests.processes import PumpwatchProcess
-from tests.services import InfluxDB, Mosquitto, Postgres
+from tests.support.influx import stored_counts
+from tests.support.mqtt import CountingPublisher, create_session
+from tests.support.processes import PumpwatchProcess
+from tests.support.services import InfluxDB, Mosquitto, Postgres
+from tests.support.waiting import eventually
+
+# Every role its own `pumpwatch` process, a collector and an API SIGKILLed mid-run.
+pytestmark = pytest.mark.e2e
 
 SITE = """
 site: {id: dist, name: {zh: 分布式, en: Distributed}}

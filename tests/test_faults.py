@@ -9,6 +9,9 @@ import pytest
 
 from bench.faults import PHASES, run_faults
 
+# A fault drill: every server and role stopped or SIGKILLed in turn under load (about 50 s).
+pytestmark = pytest.mark.e2e
+
 ARTIFACTS = Path(__file__).parents[1] / "test-artifacts"
 
 

@@ -7,7 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.services import Mosquitto
+import pytest
+
+from tests.support.services import Mosquitto
+
+# `pumpwatch demo` and `pumpwatch up` as their own processes, refusing to run in production.
+pytestmark = pytest.mark.e2e
 
 
 def run(args: list[str], tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:

@@ -17,8 +17,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from tests import services
-from tests.services import HOST, InfluxDB, Mosquitto, Postgres, ServiceError
+from tests.support import services
+from tests.support.services import HOST, InfluxDB, Mosquitto, Postgres, ServiceError
 
 TIMEOUT = 10.0  # seconds; every wait in this file is bounded by it
 

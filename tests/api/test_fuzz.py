@@ -33,7 +33,7 @@ from pumpwatch.catalog import SensorCatalog
 from pumpwatch.clock import FakeClock
 from pumpwatch.site import Severity, Text
 from pumpwatch.sitefile import load_site
-from tests.api.conftest import FAST_HASHER
+from tests.support.state import FAST_HASHER
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "site.yaml"
 ARTIFACTS = Path(__file__).parents[2] / "test-artifacts"
@@ -70,6 +70,7 @@ def fuzz_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, di
     engine.dispose()
 
 
+@pytest.mark.e2e  # About 1200 generated requests over every route (about 10 s).
 def test_no_request_crashes_the_api(fuzz_app: tuple[Any, dict[str, str]]) -> None:
     app, headers = fuzz_app
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)

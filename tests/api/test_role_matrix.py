@@ -35,7 +35,7 @@ from pumpwatch.clock import FakeClock
 from pumpwatch.readings import Reading
 from pumpwatch.site import Severity, Text
 from pumpwatch.sitefile import load_site
-from tests.api.conftest import People
+from tests.support.state import People
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "site.yaml"
 ROLES = ("operator", "technician", "supervisor", "director", "admin", "deputy")

@@ -21,7 +21,7 @@ from pumpwatch.bus import LiveBus
 from pumpwatch.catalog import SensorCatalog
 from pumpwatch.clock import FakeClock
 from pumpwatch.sitefile import load_site
-from tests.api.conftest import PASSWORD, People
+from tests.support.state import PASSWORD, People
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "site.yaml"
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64

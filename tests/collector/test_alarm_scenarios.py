@@ -51,6 +51,7 @@ class Room:
         return {str(e.key) for e in self.events if e.action is AlarmAction.RAISED}
 
 
+@pytest.mark.e2e  # A long simulated span: six hours of the model, read every second (about 9 s).
 async def test_a_normal_day_raises_no_alarm(site: Site) -> None:
     room = Room(site)
     await room.run(6 * 3600)  # six hours across the morning demand peak

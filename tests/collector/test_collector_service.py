@@ -8,14 +8,12 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
@@ -28,7 +26,10 @@ from pumpwatch.settings import CollectorSettings, InfluxSettings, MqttSettings, 
 from pumpwatch.site import Site
 from pumpwatch.sitefile import load_site, parse_site
 from simulators.simulation import Simulation
-from tests.services import InfluxDB, Mosquitto
+from tests.support.influx import influx_query, stored_counts
+from tests.support.mqtt import CountingPublisher, create_session, publish_one
+from tests.support.services import InfluxDB, Mosquitto
+from tests.support.waiting import eventually
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "site.yaml"
 
@@ -57,39 +58,6 @@ def settings_for(tmp_path: Path, influx_url: str, database: str, broker: str) ->
     )
 
 
-async def influx_query(url: str, database: str, query: str) -> list[list[Any]]:
-    async with httpx.AsyncClient(timeout=10) as client:
-        resp = await client.get(f"{url}/query", params={"db": database, "q": query, "epoch": "ns"})
-        resp.raise_for_status()
-        result = resp.json()["results"][0]
-        rows: list[list[Any]] = []
-        for series in result.get("series", []):
-            rows.extend(series["values"])
-        return rows
-
-
-async def stored_counts(url: str, database: str, sensor: str) -> tuple[int, int]:
-    """(points, distinct values) stored for one sensor."""
-    rows = await influx_query(url, database,
-                              f"SELECT count(value), count(distinct(value)) FROM reading "
-                              f"WHERE sensor = '{sensor}'")
-    if not rows:
-        return 0, 0
-    return int(rows[0][1]), int(rows[0][2])
-
-
-async def eventually(check: Callable[[], Any], within: float, interval: float = 0.25) -> Any:
-    """Poll an async check until it returns something truthy, or fail with its last result."""
-    deadline = time.monotonic() + within
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = await check()
-        if last:
-            return last
-        await asyncio.sleep(interval)
-    raise AssertionError(f"not reached within {within} s; last result: {last!r}")
-
-
 @contextlib.asynccontextmanager
 async def running(service: CollectorService) -> AsyncIterator[CollectorService]:
     task = asyncio.create_task(service.run())
@@ -105,50 +73,6 @@ async def running(service: CollectorService) -> AsyncIterator[CollectorService]:
 async def _connected(service: CollectorService) -> bool:
     mqtt_source = service.parts.mqtt
     return mqtt_source is None or bool(service.parts.metrics.total(service.parts.metrics.mqtt_connected))
-
-
-class CountingPublisher:
-    """Publishes 0, 1, 2, ... at QoS 1 from its own thread at a steady rate; counts broker acks."""
-
-    def __init__(self, port: int, topic: str, rate: float) -> None:
-        self.topic = topic
-        self.rate = rate
-        self.sent = 0
-        self.acked = 0
-        self._stop = threading.Event()
-        self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"pub-{uuid.uuid4().hex[:8]}",
-                                   clean_session=False)
-        self._client.max_queued_messages_set(0)  # queue everything while the broker is away
-        self._client.on_publish = self._on_publish
-        self._client.reconnect_delay_set(1, 2)
-        self._client.connect("127.0.0.1", port)
-        self._client.loop_start()
-        self._thread = threading.Thread(target=self._publish, daemon=True)
-
-    def _on_publish(self, *_args: Any) -> None:
-        self.acked += 1
-
-    def _publish(self) -> None:
-        period = 1.0 / self.rate
-        next_at = time.monotonic()
-        while not self._stop.is_set():
-            self._client.publish(self.topic, str(self.sent), qos=1)
-            self.sent += 1
-            next_at += period
-            delay = next_at - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
-
-    def close(self) -> None:
-        self._client.disconnect()
-        self._client.loop_stop()
 
 
 @pytest.fixture(scope="module")
@@ -193,6 +117,7 @@ async def test_every_demo_sensor_arrives_in_influxdb_with_the_simulated_value(
         assert stored == pytest.approx(expected, abs=tolerance), sensor.id
 
 
+@pytest.mark.e2e  # A 30 s InfluxDB outage under load (about 35 s).
 async def test_influxdb_down_for_30_s_under_load_loses_and_duplicates_nothing(
         tmp_path: Path, influxdb: InfluxDB, mosquitto: Mosquitto, unique_topic: str) -> None:
     database = f"outage_{uuid.uuid4().hex[:8]}"
@@ -223,6 +148,7 @@ async def test_influxdb_down_for_30_s_under_load_loses_and_duplicates_nothing(
     assert service.parts.buffer.depth == 0
 
 
+@pytest.mark.e2e  # An outage drill: the broker restarted under load (about 6 s).
 async def test_broker_restart_under_load_loses_nothing_at_qos1(
         tmp_path: Path, influxdb: InfluxDB, mosquitto: Mosquitto, unique_topic: str) -> None:
     database = f"broker_{uuid.uuid4().hex[:8]}"
@@ -246,6 +172,7 @@ async def test_broker_restart_under_load_loses_nothing_at_qos1(
     assert counts == (published, published)  # every value stored once
 
 
+@pytest.mark.e2e  # A SIGKILL drill on `pumpwatch collect` as its own process (about 9 s).
 async def test_collector_killed_with_sigkill_loses_nothing_it_acknowledged(
         tmp_path: Path, influxdb: InfluxDB, mosquitto: Mosquitto, unique_topic: str) -> None:
     database = f"kill_{uuid.uuid4().hex[:8]}"
@@ -294,21 +221,6 @@ async def test_collector_killed_with_sigkill_loses_nothing_it_acknowledged(
         if collector.poll() is None:
             collector.kill()
             collector.wait(5)
-
-
-def create_session(port: int, client_id: str, topic: str) -> None:
-    """Open a persistent session subscribed at QoS 1 and leave: the broker queues for it from now."""
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False)
-    subscribed = threading.Event()
-    client.on_subscribe = lambda *_args: subscribed.set()
-    client.on_connect = lambda c, *_args: c.subscribe(topic, qos=1)
-    client.connect("127.0.0.1", port)
-    client.loop_start()
-    try:
-        assert subscribed.wait(10), "no SUBACK from the broker"
-    finally:
-        client.disconnect()
-        client.loop_stop()
 
 
 async def _all_acked(publisher: CountingPublisher) -> bool:
@@ -456,9 +368,3 @@ async def test_a_message_redelivered_after_a_lost_ack_is_stored_once(
 
 async def _true(value: bool) -> bool:
     return value
-
-
-def publish_one(port: int, topic: str, payload: str) -> None:
-    import paho.mqtt.publish as publish
-
-    publish.single(topic, payload, qos=1, hostname="127.0.0.1", port=port)

@@ -19,7 +19,7 @@ from pumpwatch.errors import StoreRejected, StoreUnavailable
 from pumpwatch.readings import Quality, Reading
 from pumpwatch.series import SeriesStore
 from pumpwatch.sitefile import load_site
-from tests.services import InfluxDB
+from tests.support.services import InfluxDB
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "site.yaml"
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z

@@ -17,8 +17,8 @@ from pumpwatch.alarm_events import AlarmAction, AlarmEvent, AlarmKey
 from pumpwatch.clock import FakeClock
 from pumpwatch.readings import Reading
 from pumpwatch.site import Severity, Site, Text
-from tests.api.conftest import People
-from tests.inspection.sites import SHANGHAI, local_epoch, plan_tasks, site_with
+from tests.support.sites import SHANGHAI, local_epoch, plan_tasks, site_with
+from tests.support.state import People
 
 ROTATION_DAY = local_epoch(SHANGHAI, 2026, 1, 1, 8)
 TWO_DAYS = 2 * 86_400.0

@@ -10,11 +10,15 @@ import uuid
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from maintenance.models import Task
-from tests.inspection.sites import SHANGHAI, plan_tasks
-from tests.services import Mosquitto
+from tests.support.services import Mosquitto
+from tests.support.sites import SHANGHAI, plan_tasks
+
+# `pumpwatch schedule` as its own process, waiting for the wall clock (about 8 s a backend).
+pytestmark = pytest.mark.e2e
 
 MINIMAL = Path(__file__).parents[2] / "examples" / "minimal.yaml"
 

@@ -21,7 +21,7 @@ from maintenance.tasks import TaskService
 from pumpwatch.clock import FakeClock, SystemClock
 from pumpwatch.readings import Reading
 from pumpwatch.sitefile import load_site
-from tests.inspection.sites import BERLIN, SHANGHAI, advance_days, local_epoch, plan_tasks, site_with
+from tests.support.sites import BERLIN, SHANGHAI, advance_days, local_epoch, plan_tasks, site_with
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "site.yaml"
 NEW_YEAR = local_epoch(SHANGHAI, 2026, 1, 1)
@@ -45,6 +45,7 @@ def _by_plan(rows: list[Task]) -> Counter[tuple[str, str]]:
     return out
 
 
+@pytest.mark.e2e  # A long simulated span: a year of the calendar, day by day (5-10 s a backend).
 async def test_a_simulated_year_creates_each_occurrence_once_and_on_time(
         sessions: sessionmaker[Session]) -> None:
     clock = FakeClock(NEW_YEAR)
@@ -326,6 +327,7 @@ async def test_only_the_leader_schedules_and_a_successor_takes_over(db_url: str)
             engine.dispose()
 
 
+@pytest.mark.e2e  # Waits for the wall clock (3 s a backend).
 async def test_the_apscheduler_timer_on_the_wall_clock_creates_the_task_when_it_opens(
         sessions: sessionmaker[Session]) -> None:
     soon = datetime.now(SHANGHAI) + timedelta(seconds=3)

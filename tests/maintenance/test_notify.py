@@ -25,8 +25,8 @@ from pumpwatch.backoff import Backoff
 from pumpwatch.clock import FakeClock
 from pumpwatch.settings import EmailChannelSettings, JsonWebhookSettings, NotifySettings, RobotChannelSettings
 from pumpwatch.site import Severity, Text
-from tests.api.conftest import advance
 from tests.support.smtp import HOST, SmtpServer
+from tests.support.state import advance
 
 MESSAGE = Text(zh="一号生活泵干转", en="Domestic pump 1 running dry")
 

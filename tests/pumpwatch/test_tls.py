@@ -14,7 +14,7 @@ import pytest
 from pumpwatch.mqttclient import new_client, start_client, stop_client
 from pumpwatch.mqtturl import BrokerAddress
 from pumpwatch.settings import Settings
-from tests.services import HOST, Mosquitto
+from tests.support.services import HOST, Mosquitto
 
 
 def _openssl(*args: str, cwd: Path) -> None:
@@ -89,6 +89,7 @@ def test_clients_trust_the_broker_through_the_configured_ca(tls_broker: Mosquitt
     assert _round_trip(broker, "tls-test/ok") == b"0.42 MPa"
 
 
+@pytest.mark.e2e  # Waits out two refused connections (6 s).
 def test_a_broker_certificate_from_another_ca_is_refused(tls_broker: Mosquitto, certificates: Path) -> None:
     stranger = BrokerAddress.parse(tls_broker.url, certificates / "other.pem")
     assert _round_trip(stranger, "tls-test/other-ca", within=3) is None

@@ -24,7 +24,7 @@ from pumpwatch.sitefile import load_site
 from pumpwatch.wire import SIM_CONTROL_TOPIC
 from simulators.mqtt_sensors import plan_devices
 from simulators.simulation import Simulation
-from tests.services import Mosquitto
+from tests.support.services import Mosquitto
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "site.yaml"
 DEADLINE = 15.0  # seconds to wait for a message or a reaction over the network

@@ -29,7 +29,10 @@ from maintenance.tasks import TaskService
 from maintenance.vocab import Priority, TaskKind
 from pumpwatch.clock import SystemClock
 from pumpwatch.site import Text
-from tests.web.conftest import Accounts, Browsers, Demo
+from tests.web.harness import Accounts, Browsers, Demo
+
+# The browser against `pumpwatch demo` as its own process (about 55 s for the module).
+pytestmark = pytest.mark.e2e
 
 Shot = Callable[[Page, str], Path]
 

@@ -18,7 +18,7 @@ from maintenance.vocab import AlarmState, Priority, TaskState
 from pumpwatch.alarm_events import AlarmAction, AlarmEvent, AlarmKey
 from pumpwatch.clock import FakeClock
 from pumpwatch.site import Severity, Text
-from tests.api.conftest import People, advance, clock_time
+from tests.support.state import People, advance, clock_time
 
 KEY = AlarmKey("pump-d1", "dry_run")
 MESSAGE = Text(zh="一号生活泵干转", en="Domestic pump 1 running dry")

@@ -17,7 +17,7 @@ from maintenance.models import ApiToken, AuditLog, User
 from maintenance.token_cache import TokenCache, VerifiedToken
 from maintenance.vocab import Role, TokenKind
 from pumpwatch.clock import FakeClock
-from tests.api.conftest import FAST_HASHER, PASSWORD, People, advance, clock_time
+from tests.support.state import FAST_HASHER, PASSWORD, People, advance, clock_time
 
 
 def _audit_actions(sessions: sessionmaker[Session], entity: str, entity_id: object) -> list[str]:

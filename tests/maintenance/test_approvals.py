@@ -15,7 +15,7 @@ from maintenance.models import AuditLog, Task
 from maintenance.tasks import TaskService
 from maintenance.vocab import Role
 from pumpwatch.clock import FakeClock
-from tests.api.conftest import People, advance, clock_time
+from tests.support.state import People, advance, clock_time
 
 
 @pytest.fixture

@@ -7,9 +7,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from maintenance.auth import AuthService
 from maintenance.db import make_engine, session_factory
 from pumpwatch.clock import SystemClock
+
+# `pumpwatch add-user` run as its own process four times a backend (3-6 s a backend).
+pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).parents[2]
 

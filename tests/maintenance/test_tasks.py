@@ -21,8 +21,8 @@ from maintenance.tasks import TaskFilter, TaskService
 from maintenance.vocab import Priority, Role, TaskKind, TaskState
 from pumpwatch.clock import FakeClock
 from pumpwatch.site import Text
-from tests.api.conftest import PASSWORD, People, advance, clock_time
-from tests.api.lifecycle import LEGAL, A, S
+from tests.maintenance.lifecycle import LEGAL, A, S
+from tests.support.state import PASSWORD, People, advance, clock_time
 
 TITLE = Text(zh="一号生活泵法兰漏水", en="Domestic pump 1 flange leaks")
 CHECKLIST = [ChecklistItem("noise", Text(zh="水泵有无异常响声", en="Abnormal pump noise")),

@@ -19,7 +19,7 @@ from maintenance.calendar import (
 from pumpwatch.plans import Blackout, EveryDays, Monthly, Plan, Reschedule, RunHours, Scope, Skip
 from pumpwatch.site import Text
 from pumpwatch.sitefile import load_site
-from tests.inspection.sites import BERLIN, SHANGHAI, site_with
+from tests.support.sites import BERLIN, SHANGHAI, site_with
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "site.yaml"
 YEAR_START = datetime(2026, 1, 1, tzinfo=SHANGHAI)

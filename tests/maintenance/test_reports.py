@@ -16,7 +16,7 @@ from maintenance.vocab import Priority
 from pumpwatch.alarm_events import AlarmAction, AlarmEvent, AlarmKey
 from pumpwatch.clock import FakeClock
 from pumpwatch.site import Severity, Text
-from tests.api.conftest import People, advance
+from tests.support.state import People, advance
 
 JANUARY = Month(2026, 1, ZoneInfo("Asia/Shanghai"))
 

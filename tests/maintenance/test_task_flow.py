@@ -11,7 +11,7 @@ from maintenance.errors import IllegalTransition
 from maintenance.task_flow import EscalationLevel, SlaPolicy, TaskAction, next_state, priority_for_severity
 from maintenance.vocab import Priority, Role, TaskState
 from pumpwatch.site import Severity
-from tests.api.lifecycle import LEGAL, A, S
+from tests.maintenance.lifecycle import LEGAL, A, S
 
 ALL_MOVES = list(itertools.product(TaskState, TaskAction))
 T0 = datetime(2026, 1, 1, tzinfo=UTC)

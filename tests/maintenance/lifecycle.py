@@ -1,4 +1,4 @@
-"""The task lifecycle as the workflow rules state it, written independently of api/task_flow.py."""
+"""The task lifecycle as the workflow rules state it, written independently of maintenance/task_flow.py."""
 
 from __future__ import annotations
 
