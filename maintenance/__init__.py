@@ -5,3 +5,6 @@ when the package loads, so migrations compare against all of them.
 """
 
 from maintenance import approval_models as approval_models
+from maintenance import exception_models as exception_models
+from maintenance import handover_models as handover_models
+from maintenance import report_models as report_models
