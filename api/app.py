@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, HTTPException, Request
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -12,7 +12,10 @@ from api.ratelimit import RateLimiter
 from api.routes import (
     alarms,
     approvals,
+    audit,
     auth,
+    exceptions,
+    handovers,
     health,
     live,
     people,
@@ -25,13 +28,31 @@ from api.routes import (
     web,
 )
 
-MAX_BODY = 12 * 1024 * 1024  # bytes; a larger request is refused before it is read
+MAX_BODY = 12 * 1024 * 1024  # bytes of a multipart upload (the file plus its form fields)
+MAX_JSON_BODY = 1024 * 1024  # bytes of any other body: JSON and forms are small
 _SECURITY_HEADERS = (("X-Content-Type-Options", "nosniff"), ("X-Frame-Options", "DENY"),
                      ("Referrer-Policy", "same-origin"))
 
 
+class BodyTooLarge(HTTPException):
+    """A request body passed its limit while it was being read (413)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"bodies of this kind are limited to {limit} bytes")
+
+
+def body_limit(headers: Headers) -> int:
+    """How many bytes a request's body may have: uploads (multipart) more, everything else little."""
+    kind = headers.get("content-type", "")
+    return MAX_BODY if kind.startswith("multipart/form-data") else MAX_JSON_BODY
+
+
 class Guard:
-    """Refuses oversized bodies up front and adds the security headers every response carries.
+    """Bounds request bodies and adds the security headers every response carries.
+
+    A body is bounded while it is read, whether its length is declared or it comes chunked: a
+    declared length over the limit is refused before anything is read, and a body that grows past
+    the limit stops being read at that point (413), before any authentication or parsing work.
 
     Plain ASGI rather than `@app.middleware`: that wrapper runs each request in an extra task and
     re-streams the response, a cost every request of a busy dashboard paid.
@@ -53,13 +74,26 @@ class Guard:
                     headers.setdefault(name, value)
             await send(message)
 
-        length = Headers(scope=scope).get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
-            response = problems.problem(413, "Request too large", f"bodies are limited to {MAX_BODY} bytes",
-                                        "too-large", Request(scope))
+        headers = Headers(scope=scope)
+        limit = body_limit(headers)
+        length = headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > limit):
+            response = problems.problem(413, "Request too large", f"bodies of this kind are limited to "
+                                        f"{limit} bytes", "too-large", Request(scope))
             await response(scope, receive, send_with_headers)
             return
-        await self.app(scope, receive, send_with_headers)
+        received = 0
+
+        async def bounded_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:  # FastAPI re-raises an HTTPException met while reading the body
+                    raise BodyTooLarge(limit)
+            return message
+
+        await self.app(scope, bounded_receive, send_with_headers)
 
 
 def create_app(ctx: ApiContext) -> FastAPI:
@@ -70,7 +104,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
     app.state.login_limiter = RateLimiter(ctx.clock)
     problems.install(app)
     for module in (auth, site, readings, live, alarms, tasks, approvals, plans, users, people, reports,
-                   health, web):
+                   exceptions, handovers, audit, health, web):
         app.include_router(module.router)
     app.add_middleware(Guard)
     return app
