@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -10,7 +12,6 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from maintenance.errors import (
-    AccountLocked,
     Conflict,
     Forbidden,
     IllegalTransition,
@@ -18,6 +19,7 @@ from maintenance.errors import (
     InvalidInput,
     NotFound,
     ServiceError,
+    SignInThrottled,
 )
 
 PROBLEM = "application/problem+json"
@@ -27,7 +29,7 @@ _STATUS: list[tuple[type[ServiceError], int, str]] = [
     (IllegalTransition, 409, "illegal-transition"),
     (Conflict, 409, "conflict"),
     (InvalidInput, 422, "invalid-input"),
-    (AccountLocked, 423, "account-locked"),
+    (SignInThrottled, 429, "sign-in-throttled"),
     (InvalidCredentials, 401, "invalid-credentials"),
 ]
 
@@ -49,9 +51,12 @@ async def _service_error(request: Request, exc: Exception) -> JSONResponse:
             extra: dict[str, Any] = {}
             if isinstance(exc, IllegalTransition):
                 extra = {"current": exc.current, "attempted": exc.attempted}
-            if isinstance(exc, AccountLocked):
-                extra = {"locked_until": exc.until.isoformat()}
-            return problem(status, kind.replace("-", " ").capitalize(), str(exc), kind, request, **extra)
+            headers = None
+            if isinstance(exc, SignInThrottled):
+                wait = max(1, math.ceil((exc.until - datetime.now(UTC)).total_seconds()))
+                headers = {"Retry-After": str(wait)}
+            return problem(status, kind.replace("-", " ").capitalize(), str(exc), kind, request,
+                           headers=headers, **extra)
     return problem(400, "Bad request", str(exc), "bad-request", request)
 
 

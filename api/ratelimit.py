@@ -1,7 +1,7 @@
 """Login rate limit: at most N attempts per client address in a sliding window.
 
 Bounded: at most `max_clients` addresses are tracked; past that the least recently seen is forgotten
-(the account lockout still protects each account).
+(the per-account throttle in the auth service still slows each name from each address).
 """
 
 from __future__ import annotations

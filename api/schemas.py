@@ -6,8 +6,9 @@ from datetime import datetime
 from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Path
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
+from maintenance.handover import ItemState
 from maintenance.task_flow import CheckResult
 from maintenance.vocab import Priority, Role, TaskKind
 
@@ -159,7 +160,11 @@ class AlarmPublic(BaseModel):
 
 
 class TaskPublic(BaseModel):
-    """A task (work order) with its record."""
+    """A task (work order) with the record of its current cycle of work.
+
+    `due_at` is the resolution deadline (the work done, the technician signed); `response_due_at` is when
+    someone must have taken the task on (assigned, or started), `responded_at` when someone did.
+    """
 
     model_config = ConfigDict(from_attributes=True)
     id: int
@@ -193,6 +198,63 @@ class TaskPublic(BaseModel):
     created_by: int | None
     created_at: datetime
     updated_at: datetime
+    started_at: datetime | None = None
+    cycle: int = 1
+    responded_at: datetime | None = None
+    response_due_at: datetime | None = None
+    resolution_due_at: datetime | None = None
+    response_escalation: int = 0
+    resolution_escalation: int = 0
+
+
+class TaskCyclePublic(BaseModel):
+    """One cycle of work on a task: who opened, took on, started, checked, signed, and how it ended."""
+
+    model_config = ConfigDict(from_attributes=True)
+    number: int
+    current: bool = False
+    reason: str
+    opened_at: datetime
+    opened_by: int | None
+    response_due_at: datetime | None
+    resolution_due_at: datetime | None
+    responded_at: datetime | None
+    responded_by: int | None
+    response_escalation: int
+    resolution_escalation: int
+    started_at: datetime | None
+    started_by: int | None
+    checklist: list[dict[str, Any]]
+    parts_used: list[dict[str, Any]]
+    notes: list[dict[str, Any]]
+    workers: list[int]
+    fault_cause: str | None
+    action_taken: str | None
+    parts_replaced: str | None
+    remarks: str | None
+    technician_signed_by: int | None
+    technician_signed_at: datetime | None
+    supervisor_signed_by: int | None
+    supervisor_signed_at: datetime | None
+    sent_back_at: datetime | None
+    sent_back_by: int | None
+    sent_back_reason: str | None
+    cancelled_at: datetime | None
+    cancelled_by: int | None
+    cancel_reason: str | None
+    closed_at: datetime | None
+
+
+class TaskDetail(TaskPublic):
+    """One task with every cycle of its record, oldest first; the current one is marked."""
+
+    cycles: list[TaskCyclePublic]
+
+    @model_validator(mode="after")
+    def _mark_current(self) -> TaskDetail:
+        for cycle in self.cycles:
+            cycle.current = cycle.number == self.cycle
+        return self
 
 
 class TaskCreate(Body):
@@ -251,7 +313,7 @@ class PartIn(Body):
 
 
 class AttachmentPublic(BaseModel):
-    """A stored file of a task."""
+    """A stored file of a task; `checklist_key` names the checklist item it documents, `cycle` the cycle."""
 
     model_config = ConfigDict(from_attributes=True)
     id: int
@@ -262,3 +324,146 @@ class AttachmentPublic(BaseModel):
     sha256: str
     uploaded_by: int | None
     uploaded_at: datetime
+    checklist_key: str | None = None
+    cycle: int = 1
+
+
+# --- approved exceptions, shift handovers and the audit trail ----------------------------------------
+
+
+class AlarmOnBoard(AlarmPublic):
+    """An alarm as the board shows it: silenced by an approved exception (its id and end), or not."""
+
+    silenced_by_exception: int | None = None
+    silenced_until: datetime | None = None
+
+
+class ExceptionCreate(Body):
+    """A switch to keep out of AUTO for a time: named by its sensor, or by its pump when it has one switch."""
+
+    asset: str | None = Field(None, min_length=1, max_length=100)
+    sensor: str | None = Field(None, min_length=1, max_length=100)
+    reason: str = LongText
+    starts_at: AwareDatetime
+    ends_at: AwareDatetime
+
+
+class ExceptionPublic(BaseModel):
+    """An approved exception (or the request for one) and what became of it."""
+
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    asset: str
+    alarm_type: str
+    sensor: str | None
+    room: str
+    reason: str
+    starts_at: datetime
+    ends_at: datetime
+    state: str
+    requested_by: int
+    decided_by: int | None
+    decided_at: datetime | None
+    decided_reason: str | None
+    ended_by: int | None
+    ended_at: datetime | None
+    end_reason: str | None
+    alarm_id: int | None
+    task_id: int | None
+    created_at: datetime
+
+
+class AbnormalReadingIn(Body):
+    """A reading the outgoing shift found abnormal."""
+
+    sensor: str = Field(min_length=1, max_length=100)
+    value: float = Field(allow_inf_nan=False)
+    at: AwareDatetime | None = None
+    note: str | None = Field(None, max_length=2000)
+
+
+class KeyOrToolIn(Body):
+    """A key or tool handed over, and what became of it."""
+
+    item: str = Name
+    quantity: int = Field(1, ge=0, le=100_000)
+    state: ItemState = ItemState.PRESENT
+    note: str | None = Field(None, max_length=2000)
+
+
+class HandoverCreate(Body):
+    """A shift handover: the open alarms and tasks are filled in by the server when it is submitted."""
+
+    room: str | None = Field(None, min_length=1, max_length=100)
+    shift_started_at: AwareDatetime | None = None
+    incoming_id: DbId | None = None
+    abnormal_readings: list[AbnormalReadingIn] = Field(default_factory=list, max_length=200)
+    keys_tools: list[KeyOrToolIn] = Field(default_factory=list, max_length=200)
+    notes: str | None = Field(None, max_length=4000)
+    urgent: str | None = Field(None, max_length=4000)
+
+
+class HandoverDraftOut(BaseModel):
+    """What a handover would carry if submitted now."""
+
+    model_config = ConfigDict(from_attributes=True)
+    room: str | None
+    shift_started_at: datetime
+    open_alarms: list[dict[str, Any]]
+    open_tasks: list[dict[str, Any]]
+    shift_alarms: list[dict[str, Any]]
+
+
+class HandoverPublic(BaseModel):
+    """A shift handover and who received it (the signature image is at `/api/handovers/{id}/signature`)."""
+
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    room: str | None
+    shift_started_at: datetime
+    submitted_at: datetime
+    outgoing_id: int
+    incoming_id: int | None
+    open_alarms: list[dict[str, Any]]
+    open_tasks: list[dict[str, Any]]
+    shift_alarms: list[dict[str, Any]]
+    abnormal_readings: list[dict[str, Any]]
+    keys_tools: list[dict[str, Any]]
+    notes: str | None
+    urgent: str | None
+    state: str
+    received_by: int | None
+    received_at: datetime | None
+    signed_name: str | None
+    signature_type: str | None
+    signature_sha256: str | None
+    dispute_reason: str | None
+    escalated_at: datetime | None
+
+
+class AuditEntryPublic(BaseModel):
+    """One row of the audit trail: who (user id or "system", and their name), when, what, before, after."""
+
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    ts: datetime
+    actor: str
+    actor_name: str | None
+    entity: str
+    entity_id: str
+    action: str
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+
+
+class SignInFailurePublic(BaseModel):
+    """Failed sign-ins of one account name from one address, for administrators."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    account: str
+    address: str
+    failures: int
+    first_failed_at: datetime
+    last_failed_at: datetime
+    blocked_until: datetime | None

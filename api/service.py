@@ -47,7 +47,8 @@ class ApiService:
             attachments_dir=cfg.attachments_dir or Path(settings.collector.state_dir) / "attachments",
             secure_cookies=cfg.secure_cookies, registries=[*registries, state.metrics.registry],
             max_upload_bytes=cfg.max_upload_mb * 1024 * 1024, reports=state.reports,
-            approvals=state.approvals, latest=LatestCache(store))
+            approvals=state.approvals, exceptions=state.exceptions, handovers=state.handovers,
+            audit=state.audit, latest=LatestCache(store))
         self.ctx.health["database"] = state.database_health
         self.app = create_app(self.ctx)
         self.port = cfg.port
@@ -58,7 +59,11 @@ class ApiService:
         cfg = self.settings.api
         config = uvicorn.Config(self.app, host=cfg.host, port=self.port, log_level="warning",
                                 lifespan="off", access_log=False,
-                                timeout_graceful_shutdown=3)  # live streams never end by themselves
+                                timeout_graceful_shutdown=3,  # live streams never end by themselves
+                                # X-Forwarded-For only from configured proxies (uvicorn trusts 127.0.0.1
+                                # by default, which let any local caller pick its own address)
+                                proxy_headers=bool(cfg.trusted_proxies),
+                                forwarded_allow_ips=",".join(cfg.trusted_proxies) or "")
         self.server = _Server(config)
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(self._serve_http(self.server), name="api-http")

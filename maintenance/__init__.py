@@ -8,3 +8,4 @@ from maintenance import approval_models as approval_models
 from maintenance import exception_models as exception_models
 from maintenance import handover_models as handover_models
 from maintenance import report_models as report_models
+from maintenance import signin_models as signin_models

@@ -1,4 +1,4 @@
-"""Users, passwords (argon2), login lockout, opaque API/session tokens, deputies and role checks."""
+"""Users, passwords (argon2), sign-in throttling, opaque API/session tokens, deputies and role checks."""
 
 from __future__ import annotations
 
@@ -16,8 +16,16 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from maintenance import audit, roles
-from maintenance.errors import AccountLocked, Conflict, Forbidden, InvalidCredentials, InvalidInput, NotFound
+from maintenance.errors import (
+    Conflict,
+    Forbidden,
+    InvalidCredentials,
+    InvalidInput,
+    NotFound,
+    SignInThrottled,
+)
 from maintenance.models import ApiToken, Deputy, User, utc_from_epoch
+from maintenance.signin_models import SignInFailures
 from maintenance.token_cache import TokenCache, VerifiedToken
 from maintenance.vocab import Role, TokenKind
 from pumpwatch.clock import Clock
@@ -27,11 +35,27 @@ _TOKEN_BYTES = 32
 
 
 @dataclass(frozen=True, slots=True)
-class LockoutPolicy:
-    """After `max_failures` wrong passwords in a row the account refuses logins for `lock_for`."""
+class ThrottlePolicy:
+    """How sign-in failures slow down one account name from one address (never the account for all).
 
-    max_failures: int = 5
-    lock_for: timedelta = timedelta(minutes=15)
+    The first `free_failures` wrong passwords cost nothing; each one after that makes that name from
+    that address wait `first_delay`, then twice as long, ... up to `max_delay`. Another address is not
+    slowed down, so nobody can lock a colleague out by typing wrong passwords in their name. A right
+    password from the address clears its record; records older than `keep` are forgotten.
+    """
+
+    free_failures: int = 5
+    first_delay: timedelta = timedelta(seconds=1)
+    max_delay: timedelta = timedelta(minutes=15)
+    keep: timedelta = timedelta(days=30)
+
+    def delay(self, failures: int) -> timedelta:
+        """How long a pair with `failures` failures waits before its next attempt."""
+        over = failures - self.free_failures - 1
+        if over < 0:
+            return timedelta(0)
+        grown: timedelta = self.first_delay * (2 ** min(over, 30))
+        return min(self.max_delay, grown)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,12 +78,12 @@ class AuthService:
     """Accounts and credentials; every change is audited, secrets never leave as anything but hashes."""
 
     def __init__(self, session_factory: sessionmaker[Session], clock: Clock,
-                 hasher: PasswordHasher | None = None, lockout: LockoutPolicy = LockoutPolicy(),
+                 hasher: PasswordHasher | None = None, throttle: ThrottlePolicy = ThrottlePolicy(),
                  tokens: TokenCache | None = None) -> None:
         self._sessions = session_factory
         self._clock = clock
         self._hasher = hasher or PasswordHasher()
-        self.lockout = lockout
+        self.throttle = throttle
         self.tokens = tokens or TokenCache()
         # Verified against for unknown users, so a login takes as long whether or not the name exists.
         self._dummy_hash = self._hasher.hash(secrets.token_hex(16))
@@ -148,9 +172,13 @@ class AuthService:
         return self._update_user(user_id, actor, action, "activating users", active=active)
 
     def unlock(self, user_id: int, actor: User | None) -> User:
-        """Lift a login lockout before it expires (admin or system)."""
-        return self._update_user(user_id, actor, "unlocked", "unlocking users", failed_logins=0,
+        """Clear the user's failed sign-ins from every address, so no delay is left (admin or system)."""
+        user = self._update_user(user_id, actor, "unlocked", "unlocking users", failed_logins=0,
                                  locked_until=None)
+        with self._sessions.begin() as session:
+            for row in session.scalars(select(SignInFailures).where(SignInFailures.account == user.username)):
+                session.delete(row)
+        return user
 
     def _update_user(self, user_id: int, actor: User | None, action: str, doing: str,
                      **values: object) -> User:
@@ -175,43 +203,72 @@ class AuthService:
             roles.require_any_role(session, _get_user(session, actor.id), [Role.ADMIN], now, doing)
 
     # -- login -------------------------------------------------------------------------------------
-    def authenticate(self, username: str, password: str) -> User:
-        """Return the user for a correct password; InvalidCredentials or AccountLocked(until) otherwise."""
+    def authenticate(self, username: str, password: str, address: str = "unknown") -> User:
+        """Return the user for a correct password; InvalidCredentials or SignInThrottled otherwise.
+
+        The same answers for names that exist and names that do not: a wrong password and an unknown
+        name are both InvalidCredentials, and both are throttled per (name, address).
+        """
         now = self.now()
-        error: InvalidCredentials | AccountLocked | None = None
+        account = username.strip()[:128]
+        address = address[:64]
+        error: InvalidCredentials | SignInThrottled | None = None
         with self._sessions.begin() as session:
-            user = session.scalar(select(User).where(User.username == username.strip()).with_for_update())
+            record = session.get(SignInFailures, (account, address), with_for_update=True)
+            if record is not None and record.blocked_until is not None and record.blocked_until > now:
+                raise SignInThrottled(record.blocked_until)  # nothing checked, nothing counted
+            user = session.scalar(select(User).where(User.username == account).with_for_update())
             if user is None or not user.active:
                 self.verify_password(self._dummy_hash, password)
-                error = InvalidCredentials("wrong username or password")
-            elif user.locked_until is not None and user.locked_until > now:
-                error = AccountLocked(user.locked_until)  # not even a right password gets in
             elif self.verify_password(user.password_hash, password):
                 before = audit.snapshot(user)
                 user.failed_logins = 0
-                user.locked_until = None
                 if self._hasher.check_needs_rehash(user.password_hash):
                     user.password_hash = self._hasher.hash(password)
+                if record is not None:
+                    session.delete(record)
                 audit.record_change(session, str(user.id), "user", user.id, "login", before,
                                     audit.snapshot(user), now)
-            else:
+                return user
+            record = self._count_failure(session, record, account, address, now)
+            error = InvalidCredentials("wrong username or password")
+            if user is not None and user.active:
                 before = audit.snapshot(user)
                 user.failed_logins += 1
-                if user.failed_logins >= self.lockout.max_failures:
-                    user.failed_logins = 0  # the next round of attempts starts afresh once the lock ends
-                    user.locked_until = now + self.lockout.lock_for
-                    error = AccountLocked(user.locked_until)
-                    action = "locked"
-                else:
-                    error = InvalidCredentials("wrong username or password")
-                    action = "login_failed"
-                audit.record_change(session, str(user.id), "user", user.id, action, before,
-                                    audit.snapshot(user), now)
+                audit.record_change(session, str(user.id), "user", user.id, "login_failed", before,
+                                    audit.snapshot(user) | {"address": address}, now)
         # Raised after the commit: the failure count must survive the error.
-        if error is not None:
-            raise error
-        assert user is not None
-        return user
+        raise error
+
+    def _count_failure(self, session: Session, record: SignInFailures | None, account: str, address: str,
+                       now: datetime) -> SignInFailures:
+        if record is None:
+            record = SignInFailures(account=account, address=address, failures=0, first_failed_at=now,
+                                    last_failed_at=now)
+            session.add(record)
+        record.failures += 1
+        record.last_failed_at = now
+        wait = self.throttle.delay(record.failures)
+        record.blocked_until = now + wait if wait > timedelta(0) else None
+        return record
+
+    def sign_in_failures(self, actor: User, limit: int = 200) -> list[SignInFailures]:
+        """The most recent failed sign-ins by name and address (admins)."""
+        now = self.now()
+        with self._sessions() as session:
+            roles.require_any_role(session, _get_user(session, actor.id), [Role.ADMIN], now,
+                                   "reading failed sign-ins")
+            query = select(SignInFailures).order_by(SignInFailures.last_failed_at.desc()).limit(limit)
+            return list(session.scalars(query))
+
+    def forget_old_failures(self) -> int:
+        """Drop failure records older than the policy keeps them; returns how many."""
+        cutoff = self.now() - self.throttle.keep
+        with self._sessions.begin() as session:
+            rows = session.scalars(select(SignInFailures).where(SignInFailures.last_failed_at < cutoff)).all()
+            for row in rows:
+                session.delete(row)
+            return len(rows)
 
     # -- tokens ------------------------------------------------------------------------------------
     def issue_token(self, user: User, kind: TokenKind = TokenKind.BEARER,

@@ -45,9 +45,9 @@ class InvalidCredentials(ServiceError):
     """Unknown user, wrong password or inactive account; deliberately not told apart (HTTP 401)."""
 
 
-class AccountLocked(ServiceError):
-    """Too many failed logins; the account accepts none until `until` (HTTP 423 or 401)."""
+class SignInThrottled(ServiceError):
+    """Too many failed sign-ins of this name from this address; try again at `until` (HTTP 429)."""
 
     def __init__(self, until: datetime) -> None:
-        super().__init__(f"account locked until {until.isoformat()}")
+        super().__init__("too many failed sign-ins from this address; wait and try again")
         self.until = until

@@ -21,10 +21,14 @@ from sqlalchemy.exc import DBAPIError
 
 from maintenance.alarms import AlarmService
 from maintenance.approvals import ApprovalService
+from maintenance.audit import AuditTrail
 from maintenance.auth import AuthService
 from maintenance.db import session_factory
+from maintenance.exceptions import ExceptionService
+from maintenance.handover import HandoverService
 from maintenance.notify import Notifier
 from maintenance.reports import MonthlyReport
+from maintenance.task_flow import SlaPolicy
 from maintenance.tasks import TaskService
 from pumpwatch.alarm_events import AlarmEvent
 from pumpwatch.backoff import Backoff
@@ -59,11 +63,14 @@ class MaintenanceService:
         self.engine = engine
         self.clock = clock
         sessions = session_factory(engine)
-        self.tasks = TaskService(sessions, clock)
+        self.tasks = TaskService(sessions, clock, SlaPolicy.from_settings(site.sla))
         self.alarms = AlarmService(sessions, clock, self.tasks)
         self.approvals = ApprovalService(sessions, clock, self.tasks)
+        self.exceptions = ExceptionService(sessions, clock, self.tasks, site)
+        self.handovers = HandoverService(sessions, clock, site)
+        self.audit = AuditTrail(sessions)
         self.auth = AuthService(sessions, SystemClock())
-        self.reports = MonthlyReport(sessions, self.tasks.sla)
+        self.reports = MonthlyReport(sessions, self.tasks.sla, site=site, clock=clock)
         registry = CollectorRegistry()
         self.metrics = MaintenanceMetrics(
             registry,
@@ -129,13 +136,23 @@ class MaintenanceService:
     # --- SLA ---------------------------------------------------------------------------------------
 
     async def check_deadlines(self) -> None:
-        """Escalate late tasks and expire access requests once."""
+        """Escalate late tasks and unaccepted handovers, expire access requests and exceptions, once."""
         for escalation in await asyncio.to_thread(self.tasks.escalate):
             log.warning("task escalation: %s", escalation)
             self.notifier.escalated(escalation)
         expired = await asyncio.to_thread(self.approvals.expire)
         if expired:
             log.info("access requests expired: %s", expired)
+        for ended in await asyncio.to_thread(self.exceptions.expire):
+            log.info("exception %d expired; task opened: %s", ended.exception_id, ended.task_id)
+            if ended.task_id is not None:  # the alarm it silenced is told now
+                self.notifier.alarm_changed("raised", ended.alarm)
+        for unaccepted in await asyncio.to_thread(self.handovers.escalate):
+            log.warning("handover not accepted in time: %s", unaccepted)
+            self.notifier.tell(self.notifier.formatter.handover(unaccepted))
+        for step in await asyncio.to_thread(self.reports.close_due):  # idempotent across replicas
+            log.info("monthly report: %s", step)
+        await asyncio.to_thread(self.auth.forget_old_failures)
 
     async def _check_deadlines_forever(self) -> None:
         while True:

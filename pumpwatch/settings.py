@@ -56,6 +56,10 @@ class CollectorSettings(BaseModel):
     client_id: str = "pumpwatch-collector"
     share_group: str | None = Field(None, description="MQTT shared-subscription group for several collectors")
     shard: int | None = Field(None, ge=0, description="poll only Modbus devices of this shard")
+    retry_cap: float = Field(30.0, ge=0.5, le=3600, description="longest pause, seconds, between two "
+                             "writes to a series store that is away (the pause doubles up to it)")
+    probe_interval: float = Field(1.0, gt=0, le=60, description="while the series store is away, how "
+                                  "often to look whether it is back (a cheap check, not a write)")
 
 
 class ApiSettings(BaseModel):
@@ -67,6 +71,9 @@ class ApiSettings(BaseModel):
     secure_cookies: bool = Field(False, description="true behind TLS: cookies only over HTTPS")
     attachments_dir: Path | None = Field(None, description="default: <state_dir>/attachments")
     max_upload_mb: int = Field(10, ge=1, le=100)
+    trusted_proxies: list[str] = Field(
+        default_factory=list, description="addresses of reverse proxies whose X-Forwarded-For is believed; "
+        "default none: the peer's address is the client's")
 
 
 SeverityName = Literal["critical", "major", "minor", "warning"]
@@ -211,6 +218,47 @@ class NotifySettings(BaseModel):
         return named
 
 
+class EdgeSettings(BaseModel):
+    """`pumpwatch edge`: which edge of the site this box is, and its uplink to the centre's broker.
+
+    The uplink is apart from `mqtt` (the room's own broker for wireless sensors, if any): readings
+    leave the durable buffer in batches published there at QoS 1 and are removed on the broker's PUBACK.
+    """
+
+    id: str | None = Field(None, description="this box's id in the site file's `edges:`")
+    uplink_url: SecretStr | None = Field(None, description="the centre's broker with this edge's own "
+                                         "login: mqtts://user:password@centre.example.com:8883")
+    uplink_ca_file: FilePath | None = Field(None, description="PEM file of the CA that signed the centre "
+                                            "broker's certificate; default: the system's CAs")
+    keepalive: int = Field(30, ge=5, le=600, description="seconds; a dead link is noticed after 1.5 times it")
+    ack_timeout: float = Field(30.0, gt=0, le=600, description="seconds to wait for a batch's PUBACK before "
+                               "the link counts as down (the batch is sent again, with the same number)")
+    linger: float = Field(1.0, ge=0, le=30, description="seconds the uplink waits after a short batch so "
+                          "readings travel in fuller, better compressed batches")
+    when_full: Literal["drop_oldest", "refuse_newest"] = Field(
+        "drop_oldest", description="when the buffer holds collector.buffer_capacity readings: drop the "
+        "oldest to take the newest (counted), or refuse the newest (counted)")
+    clock_interval: float = Field(60.0, ge=1, le=3600, description="seconds between two clock "
+                                  "measurements against the centre")
+    compression: int = Field(6, ge=0, le=9, description="zlib level of the batches (0: none)")
+
+    @property
+    def uplink(self) -> str | None:
+        """The uplink URL as text (it holds the edge's password)."""
+        return self.uplink_url.get_secret_value() if self.uplink_url is not None else None
+
+
+class MetricsSettings(BaseModel):
+    """The small HTTP server of `pumpwatch collect` and `pumpwatch edge` alone: /metrics and /healthz.
+
+    Roles with the API (`serve`, `up`, `demo`) serve /metrics on the API's port instead.
+    """
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(9108, ge=0, le=65535, description="0: any free port (printed at start)")
+
+
 class SimulatorSettings(BaseModel):
     """How the simulators run."""
 
@@ -231,6 +279,8 @@ class Settings(BaseSettings):
     collector: CollectorSettings = CollectorSettings()
     notify: NotifySettings = NotifySettings()
     api: ApiSettings = ApiSettings()
+    edge: EdgeSettings = EdgeSettings()
+    metrics: MetricsSettings = MetricsSettings()
     environment: Literal["development", "production"] = Field(
         "development", description="production: refuse to start with demo logins or insecure settings")
     log_level: str = "INFO"

@@ -19,30 +19,35 @@ BEARER_TTL = timedelta(hours=12)
 SESSION_TTL = timedelta(hours=12)
 
 
+def _address(request: Request) -> str:
+    """The client's address: the peer, or what a configured proxy says (`PUMPWATCH_API__TRUSTED_PROXIES`)."""
+    return request.client.host if request.client else "unknown"
+
+
 def _limit(request: Request, ctx: Ctx) -> None:
-    client = request.client.host if request.client else "unknown"
-    wait = request.app.state.login_limiter.allow(client)
+    wait = request.app.state.login_limiter.allow(_address(request))
     if wait is not None:
         raise HTTPException(429, "too many sign-in attempts; wait and try again",
                             headers={"Retry-After": str(math.ceil(wait))})
 
 
-def _login(ctx: Ctx, username: str, password: str) -> User:
-    return ctx.auth.authenticate(username, password)  # InvalidCredentials -> 401, AccountLocked -> 423
+def _login(ctx: Ctx, request: Request, username: str, password: str) -> User:
+    # InvalidCredentials -> 401 for a wrong password and an unknown name alike; SignInThrottled -> 429
+    return ctx.auth.authenticate(username, password, _address(request))
 
 
 @router.post("/token", response_model=TokenOut, dependencies=[Depends(_limit)])
-def token(ctx: Ctx, form: Annotated[OAuth2PasswordRequestForm, Depends()]) -> TokenOut:
+def token(ctx: Ctx, request: Request, form: Annotated[OAuth2PasswordRequestForm, Depends()]) -> TokenOut:
     """OAuth2 password flow: a bearer token for API clients."""
-    user = _login(ctx, form.username, form.password)
+    user = _login(ctx, request, form.username, form.password)
     issued = ctx.auth.issue_token(user, TokenKind.BEARER, BEARER_TTL)
     return TokenOut(access_token=issued.token, expires_at=issued.expires_at)
 
 
 @router.post("/login", response_model=SessionOut, dependencies=[Depends(_limit)])
-def login(ctx: Ctx, body: LoginIn, response: Response) -> SessionOut:
+def login(ctx: Ctx, request: Request, body: LoginIn, response: Response) -> SessionOut:
     """A browser session: HttpOnly session cookie plus a CSRF token for writes."""
-    user = _login(ctx, body.username, body.password)
+    user = _login(ctx, request, body.username, body.password)
     issued = ctx.auth.issue_token(user, TokenKind.SESSION, SESSION_TTL)
     assert issued.csrf_token is not None
     age = int(SESSION_TTL.total_seconds())

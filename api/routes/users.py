@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends
 
 from api.deps import Ctx, require
-from api.schemas import DeputyCreate, Page, PathId, UserCreate, UserPublic, UserUpdate
+from api.schemas import DeputyCreate, Page, PathId, SignInFailurePublic, UserCreate, UserPublic, UserUpdate
 from maintenance.models import User
 from maintenance.vocab import Role
 
@@ -22,6 +22,13 @@ def list_users(ctx: Ctx, _admin: Admin) -> Page[UserPublic]:
     return Page(data=[UserPublic.model_validate(u) for u in users], count=len(users))
 
 
+@router.get("/sign-in-failures", response_model=Page[SignInFailurePublic])
+def sign_in_failures(ctx: Ctx, admin: Admin) -> Page[SignInFailurePublic]:
+    """Failed sign-ins by account name and address, newest first (known and unknown names alike)."""
+    rows = ctx.auth.sign_in_failures(admin)
+    return Page(data=[SignInFailurePublic.model_validate(r) for r in rows], count=len(rows))
+
+
 @router.post("", response_model=UserPublic, status_code=201)
 def create_user(ctx: Ctx, admin: Admin, body: UserCreate) -> UserPublic:
     """Create a user."""
@@ -32,7 +39,7 @@ def create_user(ctx: Ctx, admin: Admin, body: UserCreate) -> UserPublic:
 
 @router.patch("/{user_id}", response_model=UserPublic)
 def update_user(user_id: PathId, ctx: Ctx, admin: Admin, body: UserUpdate) -> UserPublic:
-    """Change roles, activity, password; unlock."""
+    """Change roles, activity, password; unlock (clears the failed sign-ins of the name)."""
     user = ctx.auth.get_user(user_id)
     if body.roles is not None:
         user = ctx.auth.set_roles(user_id, [r.value for r in body.roles], admin)

@@ -2,6 +2,7 @@
 // hash routes to the pages, the service worker for offline use.
 
 import {NetworkError, get, getCached, onUnauthorized, post, setCacheUser} from './api.js';
+import {auditPage} from './audit.js';
 import {boardPage, roomPage} from './board.js';
 import {errorText, pageHeader} from './common.js';
 import {announce, h, mount, toast} from './dom.js';
@@ -26,6 +27,7 @@ const NAV = [
   {key: 'alarms', href: '#/alarms', roles: ALL},
   {key: 'report', href: '#/report', roles: ALL},
   {key: 'labels', href: '#/labels', roles: ['technician', ...MANAGERS]},
+  {key: 'audit', href: '#/audit', roles: LEADERS},
 ];
 
 // Pages for API routes that only some servers have: an entry shows only when its route answers.
@@ -52,6 +54,7 @@ const ROUTES = [
   [/^\/escalations$/, escalationsPage, LEADERS],
   [/^\/labels$/, labelsPage, ALL],
   [/^\/sync$/, syncPage, ALL],
+  [/^\/audit$/, auditPage, LEADERS],
   [/^\/more\/(\w+)$/, extraPage, ALL],
 ];
 
@@ -242,7 +245,7 @@ function loginPage(view) {
     } catch (err) {
       submit.disabled = false;
       const status = err.status;
-      error.textContent = status === 401 ? t('login.bad') : status === 423 ? t('login.locked')
+      error.textContent = status === 401 ? t('login.bad')
         : status === 429 ? t('login.tooMany') : err instanceof NetworkError ? t('login.offline') : errorText(err);
       pass.select();
     }

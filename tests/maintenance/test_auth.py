@@ -1,7 +1,8 @@
-"""Accounts: argon2 passwords, lockout, tokens that expire and can be revoked, deputies, audit rows."""
+"""Accounts: argon2 passwords, sign-in throttling, expiring and revocable tokens, deputies, audit rows."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from datetime import timedelta
 
@@ -11,8 +12,15 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from maintenance import audit
-from maintenance.auth import AuthService, LockoutPolicy, token_hash
-from maintenance.errors import AccountLocked, Conflict, Forbidden, InvalidCredentials, InvalidInput, NotFound
+from maintenance.auth import AuthService, ThrottlePolicy, token_hash
+from maintenance.errors import (
+    Conflict,
+    Forbidden,
+    InvalidCredentials,
+    InvalidInput,
+    NotFound,
+    SignInThrottled,
+)
 from maintenance.models import ApiToken, AuditLog, User
 from maintenance.token_cache import TokenCache, VerifiedToken
 from maintenance.vocab import Role, TokenKind
@@ -79,60 +87,97 @@ def test_authenticate_accepts_the_right_password_only(auth: AuthService, people:
         auth.authenticate("tom", PASSWORD)
 
 
-def test_five_failures_lock_the_account_for_fifteen_minutes(
+HOME, ELSEWHERE = "10.0.0.5", "10.0.0.9"
+
+
+def test_failures_from_one_address_slow_that_address_down_with_growing_delays(
         auth: AuthService, clock: FakeClock, people: People, sessions: sessionmaker[Session]) -> None:
-    for attempt in range(1, 5):
+    for attempt in range(1, 7):  # the first five cost nothing but the count; the sixth starts a delay
         with pytest.raises(InvalidCredentials):
-            auth.authenticate("tom", "wrong password")
+            auth.authenticate("tom", "wrong password", ELSEWHERE)
         assert auth.get_user(people.technician.id).failed_logins == attempt
-    with pytest.raises(AccountLocked) as locked:
-        auth.authenticate("tom", "wrong password")
-    assert locked.value.until == clock_time(clock) + timedelta(minutes=15)
-    advance(clock, 14 * 60 + 59)
-    with pytest.raises(AccountLocked):  # the right password does not open a locked account
-        auth.authenticate("tom", PASSWORD)
-    advance(clock, 1)
-    assert auth.authenticate("tom", PASSWORD).id == people.technician.id
-    user = auth.get_user(people.technician.id)
-    assert (user.failed_logins, user.locked_until) == (0, None)
+    with pytest.raises(SignInThrottled) as waiting:  # while the delay runs, not even the right password
+        auth.authenticate("tom", PASSWORD, ELSEWHERE)
+    assert waiting.value.until == clock_time(clock) + timedelta(seconds=1)
+    delays = []
+    for _ in range(4):
+        advance(clock, 3600)
+        with pytest.raises(InvalidCredentials):
+            auth.authenticate("tom", "wrong password", ELSEWHERE)
+        with pytest.raises(SignInThrottled) as waiting:
+            auth.authenticate("tom", "wrong password", ELSEWHERE)
+        delays.append((waiting.value.until - clock_time(clock)).total_seconds())
+    assert delays == [2.0, 4.0, 8.0, 16.0]
     actions = _audit_actions(sessions, "user", people.technician.id)
-    assert actions == ["created"] + ["login_failed"] * 4 + ["locked", "login"]
+    assert actions == ["created"] + ["login_failed"] * 10
 
 
-def test_after_a_lock_expires_a_fresh_round_of_attempts_starts(auth: AuthService, clock: FakeClock,
-                                                                 people: People) -> None:
-    for _ in range(4):
-        with pytest.raises(InvalidCredentials):
-            auth.authenticate("tom", "wrong password")
-    with pytest.raises(AccountLocked):
-        auth.authenticate("tom", "wrong password")
-    advance(clock, 15 * 60)
-    with pytest.raises(InvalidCredentials):  # not locked again at once
-        auth.authenticate("tom", "wrong password")
+def test_the_owner_signs_in_from_another_address_while_an_attacker_is_slowed_down(
+        auth: AuthService, people: People) -> None:
+    for _ in range(20):
+        with contextlib.suppress(InvalidCredentials, SignInThrottled):
+            auth.authenticate("tom", "guess", ELSEWHERE)
+    assert auth.authenticate("tom", PASSWORD, HOME).id == people.technician.id  # no lockout weapon
+    with pytest.raises(SignInThrottled):
+        auth.authenticate("tom", PASSWORD, ELSEWHERE)
 
 
-def test_a_success_resets_the_failure_count(auth: AuthService, people: People) -> None:
-    for _ in range(4):
-        with pytest.raises(InvalidCredentials):
-            auth.authenticate("tom", "wrong password")
-    auth.authenticate("tom", PASSWORD)
-    for _ in range(4):
-        with pytest.raises(InvalidCredentials):
-            auth.authenticate("tom", "wrong password")
-    assert auth.get_user(people.technician.id).failed_logins == 4
-
-
-def test_lockout_policy_is_configurable_and_admins_can_unlock(
-        sessions: sessionmaker[Session], clock: FakeClock, people: People) -> None:
+def test_the_delay_stops_growing_at_its_cap(sessions: sessionmaker[Session], clock: FakeClock,
+                                            people: People) -> None:
     strict = AuthService(sessions, clock, hasher=FAST_HASHER,
-                         lockout=LockoutPolicy(max_failures=2, lock_for=timedelta(hours=1)))
+                         throttle=ThrottlePolicy(free_failures=0, first_delay=timedelta(minutes=1),
+                                                 max_delay=timedelta(minutes=5)))
+    seen = []
+    for _ in range(6):
+        with pytest.raises(InvalidCredentials):
+            strict.authenticate("tom", "wrong password", ELSEWHERE)
+        with pytest.raises(SignInThrottled) as waiting:
+            strict.authenticate("tom", "wrong password", ELSEWHERE)
+        seen.append((waiting.value.until - clock_time(clock)).total_seconds())
+        advance(clock, 3600)
+    assert seen == [60.0, 120.0, 240.0, 300.0, 300.0, 300.0]
+
+
+def test_unknown_names_are_answered_and_throttled_exactly_like_known_ones(
+        auth: AuthService, clock: FakeClock, people: People) -> None:
+    answers: dict[str, list[str]] = {}
+    for name in ("tom", "nobody-here"):
+        answers[name] = []
+        for _ in range(7):
+            try:
+                auth.authenticate(name, "wrong password", ELSEWHERE)
+            except (InvalidCredentials, SignInThrottled) as err:
+                answers[name].append(f"{type(err).__name__}: {err}")
+    assert answers["tom"] == answers["nobody-here"]
+    assert answers["tom"][-1].startswith("SignInThrottled")
+
+
+def test_a_success_clears_the_address_record_and_admins_see_and_clear_failures(
+        auth: AuthService, clock: FakeClock, people: People) -> None:
+    for _ in range(4):
+        with pytest.raises(InvalidCredentials):
+            auth.authenticate("tom", "wrong password", HOME)
+    auth.authenticate("tom", PASSWORD, HOME)
+    for _ in range(6):
+        with contextlib.suppress(InvalidCredentials):
+            auth.authenticate("sue", "wrong password", ELSEWHERE)
+    rows = auth.sign_in_failures(people.admin)
+    assert [(r.account, r.address, r.failures) for r in rows] == [("sue", ELSEWHERE, 6)]
+    with pytest.raises(Forbidden):
+        auth.sign_in_failures(people.supervisor)
+    auth.unlock(people.supervisor2.id, actor=people.admin)
+    assert auth.sign_in_failures(people.admin) == []
+    assert auth.authenticate("sue", PASSWORD, ELSEWHERE).id == people.supervisor2.id
+
+
+def test_old_failure_records_are_forgotten(auth: AuthService, clock: FakeClock, people: People) -> None:
     with pytest.raises(InvalidCredentials):
-        strict.authenticate("tom", "wrong password")
-    with pytest.raises(AccountLocked) as locked:
-        strict.authenticate("tom", "wrong password")
-    assert locked.value.until == clock_time(clock) + timedelta(hours=1)
-    strict.unlock(people.technician.id, actor=people.admin)
-    assert strict.authenticate("tom", PASSWORD).id == people.technician.id
+        auth.authenticate("someone", "x", ELSEWHERE)
+    advance(clock, 29 * 86400)
+    assert auth.forget_old_failures() == 0
+    advance(clock, 2 * 86400)
+    assert auth.forget_old_failures() == 1
+    assert auth.sign_in_failures(people.admin) == []
 
 
 def test_login_rehashes_a_password_hashed_with_weaker_parameters(

@@ -13,9 +13,13 @@ from sqlalchemy.exc import IntegrityError, StatementError
 from maintenance.db import DEFAULT_URL, current_revision, database_url, make_engine, session_factory, upgrade
 from maintenance.models import Alarm, AuditLog, Base, TaskAssignee, utc_from_epoch
 
-HEAD = "0006"  # the newest revision in maintenance/migrations/versions
+HEAD = "0007"  # the newest revision in maintenance/migrations/versions
 TABLES = {"users", "deputies", "api_tokens", "alarms", "tasks", "task_assignees", "attachments", "audit_log",
           "access_requests", "change_requests"}
+TABLES |= {"switch_exceptions", "handovers"}  # revision 0006
+TABLES |= {"report_snapshots", "report_amendments", "report_archives"}  # revision 0005
+TABLES |= {"task_cycles"}  # revision 0004
+TABLES |= {"sign_in_failures"}  # revision 0007
 
 
 def _tables(engine: Engine) -> set[str]:
