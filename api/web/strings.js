@@ -46,7 +46,6 @@ export const STRINGS = {
   'login.submit': ['登录', 'Sign in'],
   'login.needBoth': ['请输入用户名和密码。', 'Enter your username and password.'],
   'login.bad': ['用户名或密码不正确。', 'Wrong username or password.'],
-
   'login.tooMany': ['登录失败次数过多，请稍候再试。', 'Too many failed sign-ins; wait a moment and try again.'],
   'login.offline': ['没有网络，无法登录。', 'No network: cannot sign in.'],
   'login.logout': ['退出', 'Sign out'],
