@@ -105,6 +105,6 @@ def create_app(ctx: ApiContext) -> FastAPI:
     problems.install(app)
     for module in (auth, site, readings, live, alarms, tasks, approvals, plans, users, people, reports,
                    exceptions, handovers, audit, health, web):
-        app.include_router(module.router)
+        app.include_router(module.router, responses=problems.PROBLEM_RESPONSES)
     app.add_middleware(Guard)
     return app

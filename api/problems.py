@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from maintenance.errors import (
@@ -23,6 +24,29 @@ from maintenance.errors import (
 )
 
 PROBLEM = "application/problem+json"
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem: what went wrong, for people (title, detail) and programs (type, status)."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    instance: str | None = None
+
+
+# Every route may answer with these: each listed in the OpenAPI document as problem+json.
+PROBLEM_STATUSES = {
+    400: "Bad request", 401: "Not signed in, or the token is no longer valid",
+    403: "Signed in, but not allowed this", 404: "No such thing (or not within the caller's scope)",
+    409: "The thing's state does not allow this now", 413: "The request body is too large",
+    422: "The request does not validate", 429: "Too many attempts; see Retry-After",
+    500: "Server error",
+}
+PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"description": text, "content": {PROBLEM: {"schema": Problem.model_json_schema()}}}
+    for status, text in PROBLEM_STATUSES.items()}
 _STATUS: list[tuple[type[ServiceError], int, str]] = [
     (NotFound, 404, "not-found"),
     (Forbidden, 403, "forbidden"),

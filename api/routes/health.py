@@ -13,7 +13,15 @@ from api.deps import Ctx
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz")
+_HEALTH = {"type": "object", "properties": {
+    "status": {"type": "string", "enum": ["ok", "degraded"]},
+    "components": {"type": "object", "additionalProperties": {
+        "type": "object", "properties": {"status": {"type": "string"}, "detail": {"type": "string"}}}}}}
+
+
+@router.get("/healthz", responses={
+    200: {"description": "Every component is up", "content": {"application/json": {"schema": _HEALTH}}},
+    503: {"description": "A component is down", "content": {"application/json": {"schema": _HEALTH}}}})
 def healthz(ctx: Ctx) -> JSONResponse:
     """Each component's status; 503 when one is down."""
     components: dict[str, Any] = {}
@@ -29,7 +37,8 @@ def healthz(ctx: Ctx) -> JSONResponse:
                         status_code=200 if healthy else 503)
 
 
-@router.get("/metrics")
+@router.get("/metrics", response_class=Response, responses={
+    200: {"description": "Prometheus text exposition", "content": {CONTENT_TYPE_LATEST: {}}}})
 def metrics(ctx: Ctx) -> Response:
     """Counters and gauges of every component in this process."""
     body = b"".join(generate_latest(registry) for registry in ctx.registries)
