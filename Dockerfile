@@ -1,6 +1,8 @@
 # One image for every PumpWatch role: the command picks the role (collect, serve, schedule, simulate).
 FROM python:3.11-slim
 WORKDIR /app
+# A TrueType font with Chinese glyphs, embedded in the monthly report's PDF (maintenance/reports/pdf/fonts.py).
+RUN apt-get update && apt-get install -y --no-install-recommends fonts-wqy-zenhei && rm -rf /var/lib/apt/lists/*
 COPY pyproject.toml README.md ./
 COPY pumpwatch pumpwatch
 COPY collector collector

@@ -12,7 +12,10 @@ from prometheus_client import CollectorRegistry
 from api.latest_cache import LatestCache
 from maintenance.alarms import AlarmService
 from maintenance.approvals import ApprovalService
+from maintenance.audit import AuditTrail
 from maintenance.auth import AuthService
+from maintenance.exceptions import ExceptionService
+from maintenance.handover import HandoverService
 from maintenance.reports import MonthlyReport
 from maintenance.tasks import TaskService
 from pumpwatch.alarm_events import AlarmEvent
@@ -46,6 +49,9 @@ class ApiContext:
     max_upload_bytes: int = 10 * 1024 * 1024
     reports: MonthlyReport | None = None
     approvals: ApprovalService | None = None
+    exceptions: ExceptionService | None = None
+    handovers: HandoverService | None = None
+    audit: AuditTrail | None = None
     latest: LatestCache | None = None  # newest readings from the live bus; the store when None
     shutdown: asyncio.Event = field(default_factory=asyncio.Event)  # set when the server stops
 

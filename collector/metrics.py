@@ -53,6 +53,31 @@ class CollectorMetrics:
         self.live_dropped = Counter("pumpwatch_live_dropped_total",
                                     "Live-bus events a slow subscriber missed (oldest dropped)",
                                     ["subscriber"], registry=r)
+        # An edge's uplink to the centre (`pumpwatch edge`).
+        self.uplink_connected = Gauge("pumpwatch_uplink_connected",
+                                      "1 while the edge is connected to the centre's broker", registry=r)
+        self.uplink_batches = Counter("pumpwatch_uplink_batches_total",
+                                      "Batches sent to the centre, by outcome (acked, failed)", ["outcome"],
+                                      registry=r)
+        self.uplink_bytes = Counter("pumpwatch_uplink_bytes_total",
+                                    "Payload bytes of batches the centre's broker acknowledged", registry=r)
+        self.uplink_readings = Counter("pumpwatch_uplink_readings_total",
+                                       "Readings in batches the centre's broker acknowledged", registry=r)
+        self.clock_offset = Gauge("pumpwatch_clock_offset_seconds",
+                                  "The centre's clock minus this edge's, last measured", registry=r)
+        self.backlog_age = Gauge("pumpwatch_backlog_age_seconds",
+                                 "Age of the oldest reading in the durable buffer", registry=r)
+        self.alarm_outbox = Gauge("pumpwatch_alarm_outbox_depth",
+                                  "Alarm events on disk waiting for the centre's broker", registry=r)
+        # The centre's side of its edges (`pumpwatch collect` with `edges:` in the site).
+        self.edge_batches = Counter("pumpwatch_edge_batches_total",
+                                    "Edge batches received, by edge and outcome (stored, repeated, refused)",
+                                    ["edge", "outcome"], registry=r)
+        self.edge_readings = Counter("pumpwatch_edge_readings_total",
+                                     "Readings received from each edge", ["edge"], registry=r)
+        self.edge_alarms = Counter("pumpwatch_edge_alarm_events_total",
+                                   "Alarm events forwarded by each edge, by outcome", ["edge", "outcome"],
+                                   registry=r)
 
     @staticmethod
     def total(metric: MetricWrapperBase) -> float:

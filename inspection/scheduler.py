@@ -3,7 +3,9 @@
 The core is `catch_up(now)`: it creates the task of every occurrence that has opened since the last
 catch-up (after a restart: within `catch_up_days`, and never before that plan first applied to that
 target, as the audit trail records), keyed "<plan>:<occurrence key>", so calling it again, after a
-crash or from a second process changes nothing.
+crash or from a second process changes nothing. Work due once or twice a year (a seasonal window, the
+half-yearly tank cleaning) cannot be missed: a window still open when the plan began to apply is created
+at once, and one that opened while no scheduler ran is created at the restart, however long the outage.
 The timer only calls it: a loop on the injected clock (tests, simulations), or APScheduler 3 with its jobs
 in the state database for a process on the wall clock. One process leads (`LeaderLock`).
 """
@@ -21,6 +23,7 @@ from typing import Any, Literal, TypeVar
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from inspection.fire_test_runs import PumpTestRuns, RunRecorded
 from inspection.leader import LeaderLock
 from inspection.rotation import Command, DutyRotation, EventListener, RotationChoice
 from maintenance import audit
@@ -28,19 +31,22 @@ from maintenance.calendar import (
     Occurrence,
     Target,
     occurrences,
+    plan_schedules,
     plan_targets,
     run_hours_occurrence,
     run_hours_sensor,
+    windows_since,
     zone_of,
 )
 from maintenance.models import AuditLog, JsonDict, Task, utc_from_epoch
 from maintenance.task_flow import ChecklistItem
+from maintenance.task_history import sync_cycle
 from maintenance.tasks import TaskService, task_snapshot
 from maintenance.vocab import Priority, TaskKind
 from pumpwatch.clock import Clock
 from pumpwatch.plans import CALENDAR_SCHEDULES, ChecklistEntry, ItemType, Plan, RunHours
 from pumpwatch.readings import Reading
-from pumpwatch.site import Site, Text
+from pumpwatch.site import Pump, Site, Text
 
 log = logging.getLogger(__name__)
 
@@ -94,8 +100,9 @@ class InspectionScheduler:
         self.late_after = timedelta(minutes=site.plans.late_after_minutes)
         self.catch_up_window = timedelta(days=site.plans.catch_up_days)
         self._sessions = sessions
-        self._calendar = [(p, plan_targets(site, p)) for p in self.plans
-                          if isinstance(p.schedule, CALENDAR_SCHEDULES)]
+        self._calendar = [(scheduled, targets) for p in self.plans
+                          if isinstance(p.schedule, CALENDAR_SCHEDULES)
+                          for scheduled, targets in plan_schedules(site, p)]
         self._run_hours = [(p, t, sensor) for p in self.plans if isinstance(p.schedule, RunHours)
                            for t in plan_targets(site, p)
                            if (sensor := run_hours_sensor(site, p, t.id)) is not None]
@@ -103,12 +110,14 @@ class InspectionScheduler:
         self.rotation = rotation or DutyRotation(site, sessions, tasks, clock, command=command,
                                                  plan_id=rotate, failure_tasks=failure_tasks)
         self.rotation.listeners.extend(listeners)
+        self.test_runs = PumpTestRuns(site, sessions, clock)
         bound = engine or sessions.kw.get("bind")
         if not isinstance(bound, Engine):
             raise ValueError("pass `engine`: the session factory is not bound to one")
         self.engine = bound
         self.lock = LeaderLock(bound, name)
         self._done_until: datetime | None = None
+        self._since: dict[tuple[str, str], datetime] = {}  # when each plan began to apply to each target
         self._hours: dict[str, Reading] = {}
         self._hours_done: set[str] = set()
         self._rotations: dict[str, tuple[RotationChoice, Occurrence, int]] = {}
@@ -120,16 +129,21 @@ class InspectionScheduler:
         now = now or utc_from_epoch(self.clock.now())
         end = now + timedelta(microseconds=1)
         due: list[Occurrence] = []
+        window = now - self.catch_up_window
         if self._done_until is None:
-            floors = self._floors(now)
+            self._since = self._floors(now)
             for plan, targets in self._calendar:
                 for target in targets:
-                    floor = floors[(plan.id, target.id)]
-                    due += occurrences(plan, [target], self.zone, floor, end, "opens")
+                    since = self._since[(plan.id, target.id)]
+                    if plan.unmissable:
+                        due += windows_since(plan, [target], self.zone, since, end)
+                    else:
+                        due += occurrences(plan, [target], self.zone, max(since, window), end, "opens")
         else:
-            floor = max(self._done_until + timedelta(microseconds=1), now - self.catch_up_window)
+            floor = self._done_until + timedelta(microseconds=1)
             for plan, targets in self._calendar:
-                due += occurrences(plan, targets, self.zone, floor, end, "opens")
+                start = floor if plan.unmissable else max(floor, window)
+                due += occurrences(plan, targets, self.zone, start, end, "opens")
         due = [o for o in due if not o.skipped]
         due.sort(key=lambda o: (o.opens_at, o.plan, o.target.id))
         existing = self._existing([o.plan_key for o in due])
@@ -138,7 +152,10 @@ class InspectionScheduler:
         for occ in due:
             if occ.plan_key in existing:
                 continue
-            late = now - occ.opens_at > self.late_after
+            # Late counts from the opening, or from when the plan began to apply if that came later: a
+            # window already open when a site starts is not missed work.
+            since = self._since.get((occ.plan, occ.target.id), occ.opens_at)
+            late = now - max(occ.opens_at, since) > self.late_after
             task_id = self._create(plans[occ.plan], occ, now, late)
             out.append(Scheduled(occ, task_id, late))
             if late:
@@ -170,14 +187,19 @@ class InspectionScheduler:
         return out
 
     def on_readings(self, readings: Sequence[Reading]) -> None:
-        """Readings hook (the collector's pipeline): run hours for plans, the rest for rotation."""
+        """Readings hook (the collector's pipeline): run hours for plans, pump test runs, rotation."""
         wanted = {sensor for _p, _t, sensor in self._run_hours}
         for reading in readings:
             if reading.sensor in wanted:
                 known = self._hours.get(reading.sensor)
                 if known is None or reading.ts >= known.ts:
                     self._hours[reading.sensor] = reading
+        self.test_runs.on_readings(readings)
         self.rotation.on_readings(readings)
+
+    def record_test_runs(self) -> list[RunRecorded]:
+        """Put the pump test runs seen since the last call on their tasks (the leader's tick does this)."""
+        return self.test_runs.record()
 
     # -- one tick ----------------------------------------------------------------------------------
     async def tick(self) -> list[Scheduled]:
@@ -189,6 +211,7 @@ class InspectionScheduler:
         now = utc_from_epoch(self.clock.now())
         created = await self._call(self.catch_up, now)
         created += await self._call(self.run_hours_due, now)
+        await self._call(self.record_test_runs)
         rotations, self._rotations = self._rotations, {}
         for choice, occ, task_id in rotations.values():
             await self.rotation.start(choice, occ.plan_key, task_id)
@@ -217,8 +240,10 @@ class InspectionScheduler:
         deadline = self.rotation.next_deadline()
         if deadline is not None:
             wakes.append(deadline + _EPSILON)
-        if self.rotation.busy and self.latest is not None:
+        if (self.rotation.busy or self.test_runs.busy) and self.latest is not None:
             wakes.append(now + POLL_WHILE_VERIFYING)
+        if self.test_runs.pending:
+            wakes.append(now + _EPSILON)  # a finished test run goes on its task at once
         return max(_EPSILON, min(wakes) - now)
 
     def close(self) -> None:
@@ -271,7 +296,8 @@ class InspectionScheduler:
 
     async def _poll_latest(self) -> None:
         assert self.latest is not None
-        sensors = sorted(self.rotation.sensors() | {s for _p, _t, s in self._run_hours})
+        sensors = sorted(self.rotation.sensors() | self.test_runs.sensors()
+                         | {s for _p, _t, s in self._run_hours})
         if not sensors:
             return
         try:
@@ -281,20 +307,20 @@ class InspectionScheduler:
             return
         fresh = []
         for reading in found.values():
-            seen = self.rotation.latest(reading.sensor) or self._hours.get(reading.sensor)
+            seen = (self.rotation.latest(reading.sensor) or self.test_runs.latest(reading.sensor)
+                    or self._hours.get(reading.sensor))
             if seen is None or reading.ts > seen.ts:
                 fresh.append(reading)
         self.on_readings(fresh)
 
     def _floors(self, now: datetime) -> dict[tuple[str, str], datetime]:
-        """Where the first catch-up of this process starts, per plan and target.
+        """When each plan began to apply to each target: where the first catch-up of this process starts.
 
-        The audit trail records when each plan began to apply to each target ("plan ... scheduled_from").
-        A pair seen for the first time (a fresh install, a plan just added to the site file) starts now:
-        no invented back-log. A known one looks back for what was missed while the scheduler was down,
-        at most `catch_up_days`.
+        The audit trail records it ("plan ... scheduled_from"). A pair seen for the first time (a fresh
+        install, a plan just added to the site file) starts now: no invented back-log, except a window of
+        unmissable work that is open now. A known one looks back for what was missed while the scheduler
+        was down: at most `catch_up_days` (the caller's cap), except unmissable work.
         """
-        window = now - self.catch_up_window
         pairs = {_pair_id(plan.id, target.id): (plan.id, target.id)
                  for plan, targets in self._calendar for target in targets}
         with self._sessions.begin() as session:
@@ -306,7 +332,7 @@ class InspectionScheduler:
                 audit.record(session, audit.SYSTEM, "plan", entity_id, "scheduled_from", None,
                              {"plan": pairs[entity_id][0], "target": pairs[entity_id][1]}, now)
                 known[entity_id] = now
-        return {pair: max(known[entity_id], window) for entity_id, pair in pairs.items()}
+        return {pair: known[entity_id] for entity_id, pair in pairs.items()}
 
     def _existing(self, keys: Iterable[str]) -> set[str]:
         wanted = list(dict.fromkeys(keys))
@@ -354,14 +380,30 @@ class InspectionScheduler:
                 return
             before = task_snapshot(task)
             task.late, task.checklist = late, checklist
+            sync_cycle(task)  # the cycle of work carries the same checklist
             audit.record_change(session, audit.SYSTEM, "task", task.id, "scheduled", before,
                                 task_snapshot(task), now)
 
     def _item_spec(self, entry: ChecklistEntry, target: Target) -> JsonDict:
-        low, high = entry.expected if entry.expected is not None else (None, None)
-        return {"type": entry.type.value, "unit": entry.unit,
-                "expected": list(entry.expected) if entry.expected is not None else None,
-                "min": low, "max": high, "compare": self._compare_sensors(entry, target)}
+        expected = entry.expected
+        if expected is not None and entry.of_rated_current:
+            rated = self._rated_current(target)
+            # Without a pump to take the rating from, the range is unknown rather than wrong.
+            expected = (round(expected[0] * rated, 2), round(expected[1] * rated, 2)) if rated else None
+        low, high = expected if expected is not None else (None, None)
+        spec: JsonDict = {"type": entry.type.value, "unit": entry.unit,
+                          "expected": list(expected) if expected is not None else None,
+                          "min": low, "max": high, "compare": self._compare_sensors(entry, target)}
+        if entry.attachment_required:
+            spec["attachment"] = "required"
+        return spec
+
+    def _rated_current(self, target: Target) -> float | None:
+        for room in self.site.rooms:
+            for eq in room.equipment:
+                if isinstance(eq, Pump) and eq.id == target.asset:
+                    return eq.rated_current
+        return None
 
     def _compare_sensors(self, entry: ChecklistEntry, target: Target) -> list[str]:
         if entry.sensors:
@@ -392,5 +434,8 @@ def _item_text(entry: ChecklistEntry) -> Text:
     if entry.type is not ItemType.NUMBER or entry.expected is None:
         return entry.text
     lo, hi = entry.expected
+    if entry.of_rated_current:
+        return Text(zh=f"{entry.text.zh}（额定电流的 {lo:.0%}–{hi:.0%}）",
+                    en=f"{entry.text.en} ({lo:.0%}-{hi:.0%} of rated current)")
     return Text(zh=f"{entry.text.zh}（{lo:g}–{hi:g} {entry.unit}）",
                 en=f"{entry.text.en} ({lo:g}-{hi:g} {entry.unit})")

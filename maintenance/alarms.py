@@ -1,7 +1,12 @@
-"""AlarmService: alarm events from the rules become alarm rows (one active per key) and their tasks."""
+"""AlarmService: alarm events from the rules become alarm rows (one active per key) and their tasks.
+
+A switch-not-in-AUTO alarm raised while an approved exception covers its key (maintenance/exceptions.py)
+is recorded silenced: no task, no notice; the exception's end opens the task if the alarm is still on.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -12,6 +17,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from maintenance import audit
 from maintenance.errors import InvalidInput, NotFound
+from maintenance.exception_models import SWITCH_ALARM, SwitchException
+from maintenance.exceptions import holding_exception
 from maintenance.models import Alarm, Task, User, utc_from_epoch
 from maintenance.roles import require_any_role
 from maintenance.tasks import MAX_PAGE, TaskService
@@ -34,6 +41,14 @@ class AlarmFilter:
     room: str | None = None
     asset: str | None = None
     since: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Silence:
+    """An active alarm silenced by an approved exception, until the exception ends."""
+
+    exception_id: int
+    until: datetime
 
 
 def _worse(a: str, b: str) -> str:
@@ -82,6 +97,10 @@ class AlarmService:
     def _apply(self, session: Session, event: AlarmEvent) -> tuple[Alarm | None, str | None]:
         now = self.now()
         at = utc_from_epoch(event.ts)
+        held = None
+        if event.action is not AlarmAction.CLEARED and event.key.alarm_type.startswith(SWITCH_ALARM):
+            # Looked up (and locked) before the alarm row: the exception's end locks in the same order.
+            held = holding_exception(session, event.key.asset, event.key.alarm_type, now)
         alarm = self._active(session, event.key)
         if event.action is AlarmAction.CLEARED:
             if alarm is not None:
@@ -90,6 +109,8 @@ class AlarmService:
                 return alarm, "cleared"
             return None, None
         if alarm is None:
+            if held is not None:
+                return self._raise_silenced(session, event, at, now, held)
             # Any news of an alarm we do not hold open (a missed RAISED after a restart) opens it.
             return self._raise(session, event, at, now)
         severity = Severity(event.severity).value
@@ -104,7 +125,8 @@ class AlarmService:
                      peak_severity=_worse(alarm.peak_severity, severity),
                      last_value=event.value if event.value is not None else alarm.last_value,
                      message_zh=event.message.zh, message_en=event.message.en)
-        task = session.scalar(select(Task).where(Task.alarm_id == alarm.id).with_for_update())
+        task = None if held is not None else session.scalar(
+            select(Task).where(Task.alarm_id == alarm.id).with_for_update())
         if task is not None:
             self._tasks.raise_priority(session, task, Severity(severity), now)
         return alarm, action
@@ -137,6 +159,29 @@ class AlarmService:
         audit.record(session, audit.SYSTEM, "alarm", alarm.id, "raised", None, audit.snapshot(alarm), now)
         self._tasks.open_for_alarm(session, alarm, now)
         return alarm, "raised"
+
+    def _raise_silenced(self, session: Session, event: AlarmEvent, at: datetime, now: datetime,
+                        held: SwitchException) -> tuple[Alarm, str]:
+        """A new alarm under an approved exception: recorded, held by the exception, no task, not told.
+
+        Never the reopening of a recent alarm and its task: the switch is out of AUTO with permission,
+        which is not a repeat fault.
+        """
+        severity = Severity(event.severity).value
+        alarm = Alarm(asset=event.key.asset, alarm_type=event.key.alarm_type, room=event.room,
+                      sensor=event.sensor, severity=severity, peak_severity=severity,
+                      state=AlarmState.ACTIVE.value, started_at=at, peak_value=event.value,
+                      last_value=event.value, message_zh=event.message.zh, message_en=event.message.en,
+                      repeat_count=0, updated_at=now)
+        session.add(alarm)
+        session.flush()  # IntegrityError here: another process raised it first; apply() retries
+        audit.record(session, audit.SYSTEM, "alarm", alarm.id, "silenced", None,
+                     audit.snapshot(alarm) | {"exception_id": held.id, "silenced_until": held.ends_at}, now)
+        before = audit.snapshot(held)
+        held.alarm_id, held.updated_at = alarm.id, now
+        audit.record_change(session, audit.SYSTEM, "exception", held.id, "holds_alarm", before,
+                            audit.snapshot(held), now)
+        return alarm, "silenced"
 
     def _update(self, session: Session, alarm: Alarm, action: str, now: datetime, actor: str = audit.SYSTEM,
                 **values: Any) -> None:
@@ -175,6 +220,25 @@ class AlarmService:
         """Return the task of an alarm, if it has one."""
         with self._sessions() as session:
             return session.scalar(select(Task).where(Task.alarm_id == alarm_id))
+
+    def silences(self, alarms: Sequence[Alarm]) -> dict[int, Silence]:
+        """Which of these alarms an approved exception silences now: alarm id -> exception and its end."""
+        keys = {(a.asset, a.alarm_type): a.id for a in alarms
+                if a.state == AlarmState.ACTIVE.value and a.alarm_type.startswith(SWITCH_ALARM)}
+        if not keys:
+            return {}
+        now = self.now()
+        found: dict[int, Silence] = {}
+        with self._sessions() as session:
+            rows = session.scalars(select(SwitchException).where(
+                SwitchException.asset.in_({asset for asset, _ in keys}), SwitchException.state == "approved",
+                SwitchException.starts_at <= now, SwitchException.ends_at > now)
+                .order_by(SwitchException.ends_at))
+            for row in rows:  # the latest end wins when two approved exceptions follow each other
+                alarm_id = keys.get((row.asset, row.alarm_type))
+                if alarm_id is not None:
+                    found[alarm_id] = Silence(row.id, row.ends_at)
+        return found
 
     def list_alarms(self, filters: AlarmFilter = AlarmFilter(), offset: int = 0,
                     limit: int = 50) -> tuple[list[Alarm], int]:

@@ -28,6 +28,8 @@ class AccessRequest(Base):
     window_start: Mapped[datetime]
     window_end: Mapped[datetime] = mapped_column(index=True)
     escort_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"))
+    # Who may accompany the visitor instead of the escort, named with the request (revision 0006).
+    escort_deputy_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"))
     requested_by: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"))
     state: Mapped[str] = mapped_column(String(10), index=True)
     supervisor_approved_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))

@@ -6,6 +6,13 @@ escorted by a named member of staff; entry and exit are logged; requests whose w
 
 Change requests: no change to wiring or equipment without the supervisor's consent; the work task
 is created only when the change is approved.
+
+Separation of duties (maintenance/duties.py): no one approves what they requested, not even through a
+deputyship; change requests are decided by a supervisor (held or deputised), never by an administrator
+alone; the escort named on an access request confirms the entry and the exit in person, or the deputy
+escort named on the same request does. A deputy escort is a column of the request rather than a row
+of the deputies table: escorting is not a role held for a period but a duty for one visit, named
+when the request is filed, so the approvers see who may accompany the visitor.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from maintenance import audit
 from maintenance.approval_models import AccessRequest, ChangeRequest
+from maintenance.duties import may_decide_as, not_the_requester, require_decider
 from maintenance.errors import Conflict, Forbidden, InvalidInput, NotFound
 from maintenance.models import User, utc_from_epoch
 from maintenance.roles import has_role, holds_role, require_any_role
@@ -28,7 +36,6 @@ from pumpwatch.site import Text
 
 MAX_WINDOW = timedelta(days=31)
 _STAFF = (Role.OPERATOR, Role.TECHNICIAN, Role.SUPERVISOR, Role.DIRECTOR, Role.ADMIN)
-_GATEKEEPERS = (Role.TECHNICIAN, Role.SUPERVISOR, Role.ADMIN)  # who logs entry and exit besides the escort
 
 
 class ApprovalService:
@@ -46,9 +53,9 @@ class ApprovalService:
     # --- access requests ---------------------------------------------------------------------------
 
     def request_access(self, user: User, visitor: str, purpose: str, room: str, window_start: datetime,
-                       window_end: datetime, escort_id: int,
-                       organisation: str | None = None) -> AccessRequest:
-        """File a request (any staff member); the escort must be staff."""
+                       window_end: datetime, escort_id: int, organisation: str | None = None,
+                       escort_deputy_id: int | None = None) -> AccessRequest:
+        """File a request (any staff member); the escort, and the deputy escort if one is named, are staff."""
         if window_end <= window_start:
             raise InvalidInput("the visit must end after it starts")
         if window_end - window_start > MAX_WINDOW:
@@ -64,10 +71,17 @@ class ApprovalService:
             escort = session.get(User, escort_id)
             if escort is None or not any(has_role(session, escort, r, now) for r in _STAFF):
                 raise InvalidInput(f"user {escort_id} cannot escort: not an active member of staff")
+            if escort_deputy_id is not None:
+                deputy = session.get(User, escort_deputy_id)
+                if escort_deputy_id == escort.id:
+                    raise InvalidInput("the deputy escort must be someone other than the escort")
+                if deputy is None or not any(has_role(session, deputy, r, now) for r in _STAFF):
+                    raise InvalidInput(f"user {escort_deputy_id} cannot be the deputy escort: "
+                                       "not an active member of staff")
             row = AccessRequest(visitor=visitor.strip(), organisation=(organisation or "").strip() or None,
                                 purpose=purpose.strip(), room=room, window_start=window_start,
-                                window_end=window_end, escort_id=escort.id, requested_by=actor.id,
-                                state="pending", created_at=now, updated_at=now)
+                                window_end=window_end, escort_id=escort.id, escort_deputy_id=escort_deputy_id,
+                                requested_by=actor.id, state="pending", created_at=now, updated_at=now)
             session.add(row)
             session.flush()
             audit.record(session, audit.actor_id(actor), "access_request", row.id, "requested", None,
@@ -75,10 +89,14 @@ class ApprovalService:
             return row
 
     def approve_access(self, request_id: int, user: User) -> AccessRequest:
-        """Add the supervisor's or the director's approval (whichever this user may give and is missing)."""
+        """Add the supervisor's or the director's approval (whichever this user may give and is missing).
+
+        Not the requester's own, not in the name of a principal who filed it or approved it already.
+        """
         def change(session: Session, row: AccessRequest, actor: User, now: datetime) -> str:
             if row.state != "pending":
                 raise Conflict(f"the request is {row.state}, not pending")
+            not_the_requester(actor, row.requested_by, "an access request")
             if actor.id in (row.supervisor_approved_by, row.director_approved_by):
                 raise Forbidden("the two approvals must come from two different people")
             slot = _approval_slot(session, row, actor, now)
@@ -110,7 +128,7 @@ class ApprovalService:
         return self._access(request_id, user, change)
 
     def log_entry(self, request_id: int, user: User) -> AccessRequest:
-        """The visitor enters: only approved, inside the window, logged by the escort or a gatekeeper."""
+        """The visitor enters: only approved, inside the window, confirmed by the escort (or their deputy)."""
         def change(session: Session, row: AccessRequest, actor: User, now: datetime) -> str:
             self._may_log(session, row, actor, now)
             if row.state != "approved":
@@ -162,8 +180,10 @@ class ApprovalService:
             return list(session.scalars(query))
 
     def _may_log(self, session: Session, row: AccessRequest, actor: User, now: datetime) -> None:
-        if actor.id != row.escort_id and not any(has_role(session, actor, r, now) for r in _GATEKEEPERS):
-            raise Forbidden("entry and exit are logged by the escort, a technician or the supervisor")
+        # The escort's confirmation is what records that the visitor was accompanied: nobody else's counts.
+        if actor.id not in (row.escort_id, row.escort_deputy_id):
+            raise Forbidden("entry and exit are confirmed by the escort named on the request (or the deputy "
+                            "escort named with it), who accompanies the visitor")
 
     def _access(self, request_id: int, user: User,
                 change: Callable[[Session, AccessRequest, User, datetime], str]) -> AccessRequest:
@@ -201,14 +221,21 @@ class ApprovalService:
 
     def decide_change(self, request_id: int, user: User, approve: bool,
                       reason: str | None = None) -> ChangeRequest:
-        """The supervisor's decision; an approval creates the work task (kind `change`)."""
+        """The supervisor's decision; an approval creates the work task (kind `change`).
+
+        Decided by a supervisor in person or by a supervisor's deputy, never by an administrator alone; the
+        requester may refuse (withdraw) their own request but never approve it.
+        """
         now = self.now()
         with self._sessions.begin() as session:
             actor = _user(session, user.id)
-            require_any_role(session, actor, (Role.SUPERVISOR, Role.ADMIN), now, "deciding a change request")
             row = session.get(ChangeRequest, request_id, with_for_update=True)
             if row is None:
                 raise NotFound("change request", request_id)
+            if approve:
+                not_the_requester(actor, row.requested_by, "a change request")
+            require_decider(session, actor, Role.SUPERVISOR, now, (row.requested_by,) if approve else (),
+                            "deciding a change request")
             if row.state != "pending":
                 raise Conflict(f"the request is {row.state}, not pending")
             if not approve and not (reason or "").strip():
@@ -240,16 +267,27 @@ class ApprovalService:
 
 
 def _approval_slot(session: Session, row: AccessRequest, actor: User, now: datetime) -> str | None:
-    """Which missing approval this user gives: a role held in person first, then one held as deputy."""
+    """Which missing approval this user gives: a role held in person first, then one held as deputy.
+
+    A deputy approves in a principal's name: not for the requester, nor for the person who gave the
+    other approval (Forbidden says so when that is the only deputyship the user has).
+    """
     open_slots = [(role, name) for role, name, taken in (
         (Role.SUPERVISOR, "supervisor", row.supervisor_approved_by),
         (Role.DIRECTOR, "director", row.director_approved_by)) if taken is None]
     for role, name in open_slots:
         if holds_role(actor, role):
             return name
+    excluded = (row.requested_by, row.supervisor_approved_by, row.director_approved_by)
+    refusal = None
     for role, name in open_slots:
-        if has_role(session, actor, role, now):
+        verdict = may_decide_as(session, actor, role, now, excluded)
+        if verdict is True:
             return name
+        if isinstance(verdict, str):
+            refusal = verdict
+    if refusal is not None:
+        raise Forbidden(f"approving access: {refusal}")
     return None
 
 

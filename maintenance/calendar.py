@@ -15,8 +15,18 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-from pumpwatch.plans import EveryDays, Monthly, Plan, RunHours, Schedule, Scope, Weekly, Yearly
-from pumpwatch.site import Pump, SensorKind, Site, Text
+from pumpwatch.plans import (
+    EveryDays,
+    EveryMonths,
+    Monthly,
+    Plan,
+    RunHours,
+    Schedule,
+    Scope,
+    Weekly,
+    Yearly,
+)
+from pumpwatch.site import DutyGroup, Pump, Room, SensorKind, Site, Tank, Text
 
 Status = Literal["scheduled", "rescheduled", "postponed", "skipped"]
 Field = Literal["due", "opens"]
@@ -72,6 +82,37 @@ def to_utc(local: datetime, zone: ZoneInfo) -> datetime:
 
 def plan_targets(site: Site, plan: Plan) -> list[Target]:
     """What each occurrence of `plan` covers at `site`, in file order."""
+    return [target for _plan, targets in plan_schedules(site, plan) for target in targets]
+
+
+def plan_schedules(site: Site, plan: Plan) -> list[tuple[Plan, list[Target]]]:
+    """The plan's targets, grouped by the schedule each follows (one group unless some have their own).
+
+    Only rotation has per-target schedules: a duty group under `plans.rotation.groups` with its own
+    `every_days` rotates on that interval, at the plan's time of day.
+    """
+    targets = _targets(site, plan)
+    if plan.action != "rotate" or not isinstance(plan.schedule, EveryDays | Weekly | Monthly):
+        return [(plan, targets)] if targets else []
+    settings = site.plans.rotation.groups
+    at = plan.schedule.at
+    anchor = plan.schedule.anchor if isinstance(plan.schedule, EveryDays) else EveryDays(
+        type="every_days").anchor
+    by_days: dict[int | None, list[Target]] = {}
+    for target in targets:
+        own = settings.get(target.id)
+        by_days.setdefault(own.every_days if own is not None else None, []).append(target)
+    out: list[tuple[Plan, list[Target]]] = []
+    for days, chosen in by_days.items():
+        if days is None:
+            out.append((plan, chosen))
+        else:
+            schedule = EveryDays(type="every_days", days=days, anchor=anchor, at=at)
+            out.append((plan.model_copy(update={"schedule": schedule}), chosen))
+    return out
+
+
+def _targets(site: Site, plan: Plan) -> list[Target]:
     rooms = [r for r in site.rooms if not plan.rooms or r.id in plan.rooms]
     if plan.scope is Scope.SITE:
         return [Target(site.site.id, site.site.name, None, None)]
@@ -81,9 +122,12 @@ def plan_targets(site: Site, plan: Plan) -> list[Target]:
     for room in rooms:
         if plan.scope is Scope.DUTY_GROUP:
             for group in room.duty_groups:
-                if not plan.assets or group.id in plan.assets:
+                if (not plan.assets or group.id in plan.assets) and _group_applies(site, plan, room, group):
                     name = Text(zh=f"{room.name.zh} {group.id}", en=f"{room.name.en} {group.id}")
                     out.append(Target(group.id, name, room.id, group.id))
+            continue
+        if plan.scope is Scope.TANK:
+            out += _tank_targets(plan, room)
             continue
         for eq in room.equipment:
             if not isinstance(eq, Pump):
@@ -96,6 +140,27 @@ def plan_targets(site: Site, plan: Plan) -> list[Target]:
                 continue
             out.append(Target(eq.id, eq.name or Text(zh=eq.id, en=eq.id), room.id, eq.id))
     return out
+
+
+def _group_applies(site: Site, plan: Plan, room: Room, group: DutyGroup) -> bool:
+    """A duty group is in a plan when its pumps are of the plan's kinds, unless rotation settings say."""
+    if plan.action == "rotate":
+        own = site.plans.rotation.groups.get(group.id)
+        if own is not None and own.enabled is not None:
+            return own.enabled
+    if not plan.pump_kinds:
+        return True
+    kinds = {eq.kind.value for eq in room.equipment if isinstance(eq, Pump) and eq.id in group.pumps}
+    return bool(kinds) and kinds <= set(plan.pump_kinds)
+
+
+def _tank_targets(plan: Plan, room: Room) -> list[Target]:
+    """Tanks of a tank plan: those in rooms with pumps of the plan's kinds (domestic: drinking water)."""
+    if plan.pump_kinds and not any(isinstance(eq, Pump) and eq.kind.value in plan.pump_kinds
+                                   for eq in room.equipment):
+        return []
+    return [Target(eq.id, eq.name or Text(zh=eq.id, en=eq.id), room.id, eq.id) for eq in room.equipment
+            if isinstance(eq, Tank) and (not plan.assets or eq.id in plan.assets)]
 
 
 def run_hours_sensor(site: Site, plan: Plan, pump_id: str) -> str | None:
@@ -128,6 +193,19 @@ def nominal_days(schedule: Schedule, first: date, last: date) -> Iterator[date]:
             if first <= day <= last:
                 yield day
             year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+    elif isinstance(schedule, EveryMonths):
+        anchor = schedule.anchor
+        start = (first.year - anchor.year) * 12 + first.month - anchor.month
+        step = start // schedule.months * schedule.months  # the last occurrence month at or before first
+        while True:
+            year, month = divmod(anchor.year * 12 + anchor.month - 1 + step, 12)
+            month += 1
+            day = date(year, month, min(anchor.day, _month_length(year, month)))
+            if day > last:
+                break
+            if day >= first:
+                yield day
+            step += schedule.months
     elif isinstance(schedule, Yearly):
         month, dom = schedule.due_md
         for year in range(first.year, last.year + 1):
@@ -162,13 +240,25 @@ def occurrences(plan: Plan, targets: Sequence[Target], zone: ZoneInfo, start: da
     return out
 
 
+def windows_since(plan: Plan, targets: Sequence[Target], zone: ZoneInfo, since: datetime,
+                  end: datetime) -> list[Occurrence]:
+    """Occurrences opened before `end` whose window was still open at `since` or opened after it.
+
+    For work that cannot be missed: a window open when a plan began to apply, or that opened (and perhaps
+    closed) while no scheduler ran, however long ago `since` is.
+    """
+    found = occurrences(plan, targets, zone, since - _padding(plan), end, "opens")
+    return [o for o in found if o.due_at >= since]
+
+
 def site_occurrences(site: Site, start: datetime, end: datetime, field: Field = "due",
                      plans: Sequence[Plan] | None = None) -> list[Occurrence]:
     """Every calendar occurrence of the site's plans in [start, end), by instant, plan and target."""
     zone = zone_of(site)
     out: list[Occurrence] = []
     for plan in plans if plans is not None else site.plans.effective():
-        out += occurrences(plan, plan_targets(site, plan), zone, start, end, field)
+        for scheduled, targets in plan_schedules(site, plan):
+            out += occurrences(scheduled, targets, zone, start, end, field)
     out.sort(key=lambda o: (o.when(field), o.plan, o.target.id))
     return out
 

@@ -17,13 +17,14 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    UniqueConstraint,
     false,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
-from maintenance.vocab import AlarmState, Priority, TaskState, TokenKind, sql_in
+from maintenance.vocab import AlarmState, CycleReason, Priority, TaskState, TokenKind, sql_in
 
 JsonDict = dict[str, Any]
 
@@ -186,11 +187,19 @@ class Task(Base):
     technician_signed_at: Mapped[datetime | None]
     supervisor_signed_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     supervisor_signed_at: Mapped[datetime | None]
-    started_at: Mapped[datetime | None]  # first start: the response time of the monthly report
+    started_at: Mapped[datetime | None]  # first start in the current cycle
     repeat_count: Mapped[int] = mapped_column(default=0)
     cancel_reason: Mapped[str | None] = mapped_column(Text)
     sent_back_reason: Mapped[str | None] = mapped_column(Text)
-    escalation_level: Mapped[int] = mapped_column(default=0)  # 0 none, 1 reminded, 2 supervisor, 3 director
+    # The higher of the two clocks' levels: 0 none, 1 reminded, 2 supervisor, 3 director.
+    escalation_level: Mapped[int] = mapped_column(default=0)
+    # The fields above describe the current cycle of work (`cycle`); earlier cycles are rows of task_cycles.
+    cycle: Mapped[int] = mapped_column(default=1, server_default=text("1"))
+    responded_at: Mapped[datetime | None]  # first assigned or started in the current cycle
+    response_due_at: Mapped[datetime | None]
+    resolution_due_at: Mapped[datetime | None]  # `due_at` is the same deadline, kept for lists and clients
+    response_escalation: Mapped[int] = mapped_column(default=0, server_default=text("0"))
+    resolution_escalation: Mapped[int] = mapped_column(default=0, server_default=text("0"))
     # The scheduler created it after its time had passed (it was down): missed, not skipped.
     late: Mapped[bool] = mapped_column(default=False, server_default=false())
     created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
@@ -199,6 +208,9 @@ class Task(Base):
 
     assignees: Mapped[list[TaskAssignee]] = relationship(
         cascade="all, delete-orphan", lazy="selectin", order_by="TaskAssignee.user_id")
+    # Loaded on demand: lists never need them; the task service loads them for one task.
+    cycles: Mapped[list[TaskCycle]] = relationship(
+        cascade="all, delete-orphan", order_by="TaskCycle.number", back_populates="task")
 
     @property
     def assignee_ids(self) -> list[int]:
@@ -217,8 +229,64 @@ class TaskAssignee(Base):
     assigned_at: Mapped[datetime]
 
 
+class TaskCycle(Base):
+    """One cycle of work on a task, kept for good once it has ended.
+
+    It is opened (the task created, reopened by a repeat alarm, or sent back), responded to, started,
+    checked, the parts recorded, the completion report signed by the technician, and it ends verified,
+    sent back, cancelled, or superseded when a repeat alarm reopens the finished task.
+
+    The task row holds the current cycle's fields too; the task service writes both in one transaction.
+    """
+
+    __tablename__ = "task_cycles"
+    __table_args__ = (
+        UniqueConstraint("task_id", "number"),
+        CheckConstraint(sql_in("reason", CycleReason), name="reason"),
+        CheckConstraint("response_escalation BETWEEN 0 AND 3", name="response_escalation"),
+        CheckConstraint("resolution_escalation BETWEEN 0 AND 3", name="resolution_escalation"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    task_id: Mapped[int] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"))
+    number: Mapped[int]  # 1, 2, ... within the task
+    reason: Mapped[str] = mapped_column(String(10))
+    opened_at: Mapped[datetime] = mapped_column(index=True)
+    opened_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))  # None: system
+    response_due_at: Mapped[datetime | None]
+    resolution_due_at: Mapped[datetime | None]
+    responded_at: Mapped[datetime | None]
+    responded_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    response_escalation: Mapped[int] = mapped_column(default=0)
+    resolution_escalation: Mapped[int] = mapped_column(default=0)
+    started_at: Mapped[datetime | None]
+    started_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    checklist: Mapped[list[JsonDict]] = mapped_column(default=list)
+    parts_used: Mapped[list[JsonDict]] = mapped_column(default=list)
+    notes: Mapped[list[JsonDict]] = mapped_column(default=list)  # the notes written during this cycle
+    # Who worked in this cycle (started, recorded a check or a part, signed the report): never its reviewer.
+    workers: Mapped[list[int]] = mapped_column(JSON, default=list)
+    fault_cause: Mapped[str | None] = mapped_column(Text)
+    action_taken: Mapped[str | None] = mapped_column(Text)
+    parts_replaced: Mapped[str | None] = mapped_column(Text)
+    remarks: Mapped[str | None] = mapped_column(Text)
+    technician_signed_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    technician_signed_at: Mapped[datetime | None] = mapped_column(index=True)
+    supervisor_signed_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    supervisor_signed_at: Mapped[datetime | None] = mapped_column(index=True)
+    sent_back_at: Mapped[datetime | None]
+    sent_back_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    sent_back_reason: Mapped[str | None] = mapped_column(Text)
+    cancelled_at: Mapped[datetime | None]
+    cancelled_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    cancel_reason: Mapped[str | None] = mapped_column(Text)
+    closed_at: Mapped[datetime | None]  # verified, sent back, cancelled, or superseded by a reopening
+
+    task: Mapped[Task] = relationship(back_populates="cycles")
+
+
 class Attachment(Base):
-    """A file attached to a task (photo, meter reading); the bytes live at `stored_path`."""
+    """A file attached to a task (photo, meter reading, a checklist item's document) at `stored_path`."""
 
     __tablename__ = "attachments"
 
@@ -231,6 +299,8 @@ class Attachment(Base):
     stored_path: Mapped[str] = mapped_column(String(500))
     uploaded_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     uploaded_at: Mapped[datetime]
+    checklist_key: Mapped[str | None] = mapped_column(String(64))  # the checklist item it documents
+    cycle: Mapped[int] = mapped_column(default=1, server_default=text("1"))  # the task's cycle at upload
 
 
 class AuditLog(Base):

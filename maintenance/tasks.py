@@ -1,18 +1,32 @@
-"""TaskService: tasks by hand, from alarms and from plans; lifecycle and role rules; SLA escalation; lists."""
+"""TaskService: tasks by hand, from alarms and from plans; lifecycle and role rules; SLA escalation; lists.
+
+A task's record is never rewritten: each cycle of work (the first, one per repeat alarm that reopens a
+finished task, one per send-back) is a row of `task_cycles`, and the task row holds the current one.
+"""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, selectinload, sessionmaker
 
-from maintenance import audit
-from maintenance.errors import Forbidden, IllegalTransition, InvalidInput, NotFound
-from maintenance.models import Alarm, Attachment, JsonDict, Task, TaskAssignee, User, utc_from_epoch
+from maintenance import audit, task_history
+from maintenance.errors import Conflict, Forbidden, IllegalTransition, InvalidInput, NotFound
+from maintenance.models import (
+    Alarm,
+    Attachment,
+    JsonDict,
+    Task,
+    TaskAssignee,
+    TaskCycle,
+    User,
+    utc_from_epoch,
+)
 from maintenance.roles import has_role, require_any_role
 from maintenance.task_flow import (
     ChecklistItem,
@@ -24,6 +38,7 @@ from maintenance.task_flow import (
     next_state,
     priority_for_severity,
 )
+from maintenance.task_history import FaultOccurrence, add_worker, blank_checklist, current_cycle, sync_cycle
 from maintenance.task_list import (
     TaskFilter as TaskFilter,  # re-exported: callers filter lists through the service
 )
@@ -32,8 +47,10 @@ from maintenance.vocab import (
     CLOSED_TASK_STATES,
     OPEN_TASK_STATES,
     PRIORITY_RANK,
+    CycleReason,
     Priority,
     Role,
+    SlaClock,
     TaskKind,
     TaskState,
 )
@@ -43,10 +60,12 @@ from pumpwatch.site import Severity, Text
 _MANAGERS = (Role.SUPERVISOR, Role.ADMIN)
 MAX_PAGE = 500
 ALL_TASKS = TaskFilter()
-# Cleared when a finished task reopens: the next round of work gets its own report and signatures.
+# Cleared on the task row when a new cycle begins; the cycle that ends keeps them in its own row.
 _REPORT_FIELDS = ("fault_cause", "action_taken", "parts_replaced", "remarks", "technician_signed_by",
                   "technician_signed_at", "supervisor_signed_by", "supervisor_signed_at", "started_at",
-                  "cancel_reason", "sent_back_reason")
+                  "cancel_reason", "responded_at")
+ATTACHMENT_REQUIRED = "required"  # a checklist item's `attachment` when it needs a document before sign-off
+_ATTACHMENT_MARK = re.compile(r"\[attachment:(\d+)\]")
 
 
 def task_snapshot(task: Task) -> JsonDict:
@@ -75,7 +94,7 @@ class TaskService:
 
     # -- reading -----------------------------------------------------------------------------------
     def get(self, task_id: int) -> Task:
-        """Return one task; NotFound otherwise."""
+        """Return one task with its cycles loaded; NotFound otherwise."""
         with self._sessions() as session:
             return _get_task(session, task_id)
 
@@ -95,12 +114,36 @@ class TaskService:
         with self._sessions() as session:
             return task_rows(session, filters, offset, limit)
 
+    def cycles(self, task_id: int) -> list[TaskCycle]:
+        """Return every cycle of work of one task, oldest first (the last is the current one); NotFound."""
+        with self._sessions() as session:
+            _get_task(session, task_id)
+            return task_history.cycles_of(session, task_id)
+
+    def completed_cycles(self, start: datetime, end: datetime) -> list[TaskCycle]:
+        """Return the cycles of all tasks whose completion report was signed in [start, end)."""
+        with self._sessions() as session:
+            return task_history.completed_between(session, start, end)
+
+    def verified_cycles(self, start: datetime, end: datetime) -> list[TaskCycle]:
+        """Return the cycles of all tasks the supervisor signed off in [start, end)."""
+        with self._sessions() as session:
+            return task_history.verified_between(session, start, end)
+
+    def fault_occurrences(self, start: datetime, end: datetime) -> list[FaultOccurrence]:
+        """Return the fault occurrences on assets in [start, end): faults by hand, alarm tasks, repeats."""
+        with self._sessions() as session:
+            return task_history.fault_occurrences(session, start, end)
+
     # -- creating ----------------------------------------------------------------------------------
     def create_task(self, user: User, title: Text, kind: TaskKind = TaskKind.FAULT,
                     priority: Priority = Priority.NORMAL, asset: str | None = None, room: str | None = None,
                     description: str | None = None, due_at: datetime | None = None,
                     checklist: Sequence[ChecklistItem] = ()) -> Task:
-        """Create a task by hand: anyone may report a fault; other kinds need a supervisor or admin."""
+        """Create a task by hand: anyone may report a fault; other kinds need a supervisor or admin.
+
+        `due_at` is the resolution deadline (by default the priority's resolution limit from now).
+        """
         kind = TaskKind(kind)
         if kind in (TaskKind.ALARM, TaskKind.PLAN):
             raise InvalidInput(f"{kind.value} tasks are created by the alarm service and the scheduler")
@@ -149,9 +192,9 @@ class TaskService:
     def reopen_for_alarm(self, session: Session, task: Task, severity: Severity, now: datetime) -> Task:
         """Count a repeat of the task's alarm, in the caller's transaction.
 
-        A task still being worked keeps its state; a finished one (done, verified, cancelled) goes back to
-        raised with a fresh response limit, so the repeat fault is looked at again. The old report and
-        signatures stay in the audit trail.
+        A task still being worked keeps its state and its cycle; a finished one (done, verified, cancelled)
+        goes back to raised in a new cycle with fresh response and resolution deadlines, so the repeat fault
+        is looked at again. The finished cycle keeps its report and signatures.
         """
         before = task_snapshot(task)
         task.repeat_count += 1
@@ -159,11 +202,9 @@ class TaskService:
         if TaskState(task.state) in CLOSED_TASK_STATES:
             task.state = next_state(task.state, TaskAction.REOPEN).value
             task.assignees.clear()
-            for field in _REPORT_FIELDS:
-                setattr(task, field, None)
-            task.escalation_level = EscalationLevel.NONE
-            task.due_at = self.sla.due(now, task.priority)
+            self._open_cycle(task, CycleReason.REOPENED, now, opened_by=None)
         task.updated_at = now
+        sync_cycle(task)
         session.flush()
         audit.record_change(session, audit.SYSTEM, "task", task.id, "reopened", before, task_snapshot(task),
                             now)
@@ -177,10 +218,14 @@ class TaskService:
         before = task_snapshot(task)
         task.priority = wanted.value
         if TaskState(task.state) in OPEN_TASK_STATES:
-            # The tighter limit runs from now, but never extends a deadline already set.
-            due = self.sla.due(now, wanted)
-            task.due_at = due if task.due_at is None else min(task.due_at, due)
+            # The tighter limits run from now, but never extend a deadline already set.
+            response, resolution = self.sla.deadlines(now, wanted)
+            if task.responded_at is None:
+                task.response_due_at = _earlier(task.response_due_at, response)
+            task.resolution_due_at = _earlier(task.resolution_due_at, resolution)
+            task.due_at = task.resolution_due_at
         task.updated_at = now
+        sync_cycle(task)
         audit.record_change(session, audit.SYSTEM, "task", task.id, "priority_raised", before,
                             task_snapshot(task), now)
         return True
@@ -192,14 +237,36 @@ class TaskService:
         keys = [item.key for item in checklist]
         if len(set(keys)) != len(keys):
             raise InvalidInput("checklist keys must be distinct")
-        return Task(kind=kind.value, title_zh=_text_required(title.zh, "title (zh)"),
+        task = Task(kind=kind.value, title_zh=_text_required(title.zh, "title (zh)"),
                     title_en=_text_required(title.en, "title (en)"), description=description, asset=asset,
                     room=room, priority=priority.value, state=TaskState.RAISED.value,
-                    due_at=due_at or self.sla.due(now, priority),
                     checklist=[{"key": i.key, "zh": i.text.zh, "en": i.text.en, "result": None, "value": None,
                                 "note": None, "by": None, "at": None} for i in checklist],
                     notes=[], parts_used=[], repeat_count=0, escalation_level=0, created_by=created_by,
-                    created_at=now, updated_at=now)
+                    created_at=now, updated_at=now, cycle=0)
+        self._open_cycle(task, CycleReason.CREATED, now, opened_by=created_by, resolve_by=due_at)
+        return task
+
+    def _open_cycle(self, task: Task, reason: CycleReason, now: datetime, opened_by: int | None,
+                    resolve_by: datetime | None = None) -> TaskCycle:
+        """Begin the next cycle of work: the ended one keeps its row; the task row starts afresh."""
+        if task.cycles:
+            ending = sync_cycle(task)  # the ending cycle keeps the task's fields as they are now
+            ending.closed_at = ending.closed_at or now
+        response_due, resolution_due = self.sla.deadlines(now, task.priority, resolve_by)
+        for name in _REPORT_FIELDS:
+            setattr(task, name, None)
+        task.cycle += 1
+        task.checklist = blank_checklist(task.checklist)
+        task.parts_used = []
+        task.response_due_at, task.resolution_due_at = response_due, resolution_due
+        task.due_at = resolution_due
+        task.response_escalation = task.resolution_escalation = task.escalation_level = EscalationLevel.NONE
+        cycle = TaskCycle(number=task.cycle, reason=reason.value, opened_at=now, opened_by=opened_by,
+                          notes=[], workers=[])
+        task.cycles.append(cycle)
+        sync_cycle(task)
+        return cycle
 
     def _insert(self, session: Session, task: Task, actor: str, now: datetime) -> Task:
         session.add(task)
@@ -222,6 +289,7 @@ class TaskService:
                 if assignee is None or not has_role(session, assignee, Role.TECHNICIAN, now):
                     raise InvalidInput(f"user {user_id} is not an active technician")
             task.assignees = [TaskAssignee(user_id=user_id, assigned_at=now) for user_id in wanted]
+            _respond(task, actor, now)
 
         return self._change(task_id, user, TaskAction.ASSIGN.value, change)
 
@@ -235,7 +303,11 @@ class TaskService:
                 task.assignees = [TaskAssignee(user_id=actor.id, assigned_at=now)]  # takes it
             else:
                 self._require_assignee(session, task, actor, now, "start the task")
-            task.started_at = task.started_at or now
+            cycle = current_cycle(task)
+            if task.started_at is None:
+                task.started_at, cycle.started_by = now, actor.id
+            add_worker(task, actor.id)
+            _respond(task, actor, now)
 
         return self._change(task_id, user, TaskAction.START.value, change)
 
@@ -256,30 +328,47 @@ class TaskService:
             task.parts_replaced = (parts_replaced or "").strip() or None
             task.remarks = (remarks or "").strip() or None
             task.technician_signed_by, task.technician_signed_at = actor.id, now
+            add_worker(task, actor.id)
 
         return self._change(task_id, user, TaskAction.COMPLETE.value, change)
 
     def verify(self, task_id: int, user: User) -> Task:
-        """Sign the record off as supervisor; the signer must not be the technician who signed it."""
+        """Sign the cycle's record off as supervisor.
+
+        The signer holds the supervisor role (or is an active deputy of a supervisor: an administrator's
+        account alone is not enough), did no work on the task in this cycle, and every checklist item that
+        asks for a document has one attached in this cycle.
+        """
 
         def change(session: Session, task: Task, actor: User, now: datetime) -> None:
-            require_any_role(session, actor, _MANAGERS, now, "verifying a task")
+            _require_supervisor(session, actor, now, "verifying a task")
             task.state = next_state(task.state, TaskAction.VERIFY).value
-            if actor.id == task.technician_signed_by:
-                raise Forbidden("the supervisor's signature must come from someone other than the technician")
+            _require_independent(task, actor, "sign it off")
+            missing = _missing_documents(session, task)
+            if missing:
+                raise Conflict("the checklist asks for a document that is not attached yet: "
+                               + "; ".join(missing) + " (upload it with checklist_key set to the item's key)")
             task.supervisor_signed_by, task.supervisor_signed_at = actor.id, now
+            current_cycle(task).closed_at = now
 
         return self._change(task_id, user, TaskAction.VERIFY.value, change)
 
     def send_back(self, task_id: int, user: User, reason: str) -> Task:
-        """Return a completed task for rework (supervisor or admin); the technician signs again later."""
+        """Return a completed task for rework (a supervisor who did no work on it in this cycle).
+
+        The completed cycle keeps its report and the technician's signature; the rework is a new cycle with
+        fresh deadlines, its checklist to be answered again, and a new signature to give.
+        """
         why = _text_required(reason, "a reason for sending back")
 
         def change(session: Session, task: Task, actor: User, now: datetime) -> None:
-            require_any_role(session, actor, _MANAGERS, now, "sending a task back")
+            _require_supervisor(session, actor, now, "sending a task back")
             task.state = next_state(task.state, TaskAction.SEND_BACK).value
+            _require_independent(task, actor, "send it back")
+            ending = current_cycle(task)
+            ending.sent_back_at, ending.sent_back_by, ending.sent_back_reason = now, actor.id, why
+            self._open_cycle(task, CycleReason.SENT_BACK, now, opened_by=actor.id)
             task.sent_back_reason = why
-            task.technician_signed_by, task.technician_signed_at = None, None
 
         return self._change(task_id, user, TaskAction.SEND_BACK.value, change)
 
@@ -291,13 +380,18 @@ class TaskService:
             require_any_role(session, actor, _MANAGERS, now, "cancelling a task")
             task.state = next_state(task.state, TaskAction.CANCEL).value
             task.cancel_reason = why
+            cycle = current_cycle(task)
+            cycle.cancelled_at, cycle.cancelled_by, cycle.closed_at = now, actor.id, now
 
         return self._change(task_id, user, TaskAction.CANCEL.value, change)
 
     # -- the work record ---------------------------------------------------------------------------
     def record_check(self, task_id: int, user: User, key: str, result: CheckResult,
                      value: float | None = None, note: str | None = None) -> Task:
-        """Record the result of one checklist item while the task is in progress (assignee or admin)."""
+        """Record the result of one checklist item while the task is in progress (assignee or admin).
+
+        Attachments of this cycle the note refers to (`[attachment:N]`) become that item's documents.
+        """
         outcome = CheckResult(result)
 
         def change(session: Session, task: Task, actor: User, now: datetime) -> None:
@@ -308,6 +402,8 @@ class TaskService:
             task.checklist = [item | {"result": outcome.value, "value": value, "note": note, "by": actor.id,
                                       "at": now.isoformat()} if item["key"] == key else item
                               for item in task.checklist]
+            add_worker(task, actor.id)
+            _link_documents(session, task, key, note, actor, now)
 
         task = self._change(task_id, user, "checklist", change)
         item = next(i for i in task.checklist if i["key"] == key)
@@ -347,11 +443,14 @@ class TaskService:
             room=task.room, description=origin)
 
     def add_note(self, task_id: int, user: User, text: str) -> Task:
-        """Add a note to the task's record (any active user, any state)."""
+        """Add a note to the task's record (any active user, any state); it belongs to the current cycle."""
         body = _text_required(text, "note text")
 
         def change(_session: Session, task: Task, actor: User, now: datetime) -> None:
-            task.notes = [*task.notes, {"text": body, "by": actor.id, "at": now.isoformat()}]
+            entry = {"text": body, "by": actor.id, "at": now.isoformat(), "cycle": task.cycle}
+            task.notes = [*task.notes, entry]
+            cycle = current_cycle(task)
+            cycle.notes = [*cycle.notes, entry]
 
         return self._change(task_id, user, "note", change)
 
@@ -365,19 +464,26 @@ class TaskService:
             self._require_working(session, task, actor, now, "record parts used")
             task.parts_used = [*task.parts_used, {"part": name, "quantity": quantity, "unit": unit,
                                                   "by": actor.id, "at": now.isoformat()}]
+            add_worker(task, actor.id)
 
         return self._change(task_id, user, "part", change)
 
     def add_attachment(self, task_id: int, user: User, filename: str, content_type: str, size: int,
-                       sha256: str, stored_path: str) -> Attachment:
-        """Record a file the routes stored for the task (any active user)."""
+                       sha256: str, stored_path: str, checklist_key: str | None = None) -> Attachment:
+        """Record a file the routes stored for the task (any active user), in the task's current cycle.
+
+        `checklist_key` links it to the checklist item it documents (InvalidInput if there is no such item).
+        """
         now = self.now()
         with self._sessions.begin() as session:
             actor = _actor(session, user)
             task = _get_task(session, task_id)
+            key = (checklist_key or "").strip() or None
+            if key is not None and not any(item.get("key") == key for item in task.checklist):
+                raise InvalidInput(f"the checklist has no item {key!r} to attach a document to")
             row = Attachment(task_id=task.id, filename=_text_required(filename, "filename"),
                              content_type=content_type, size=size, sha256=sha256, stored_path=stored_path,
-                             uploaded_by=actor.id, uploaded_at=now)
+                             uploaded_by=actor.id, uploaded_at=now, checklist_key=key, cycle=task.cycle)
             session.add(row)
             session.flush()
             audit.record(session, audit.actor_id(actor), "attachment", row.id, "created", None,
@@ -400,32 +506,62 @@ class TaskService:
 
     # -- SLA ---------------------------------------------------------------------------------------
     def escalate(self, now: datetime | None = None) -> list[Escalation]:
-        """Move late open tasks up (reminder, supervisor, director); each level once per task, audited."""
+        """Move late open tasks up on each clock (reminder, supervisor, director), audited.
+
+        The response clock runs until someone takes the task on (assigns it, or starts it); the resolution
+        clock until the technician signs the completion report. Each step of each clock happens once per
+        task and cycle.
+        """
         now = now or self.now()
         escalations: list[Escalation] = []
         with self._sessions.begin() as session:
+            late_response = and_(Task.responded_at.is_(None), Task.response_due_at.is_not(None),
+                                 Task.response_escalation < EscalationLevel.DIRECTOR)
+            late_resolution = and_(Task.resolution_due_at.is_not(None),
+                                   Task.resolution_escalation < EscalationLevel.DIRECTOR)
             # skip_locked: a task another replica is escalating right now is its to report.
-            query = (select(Task).where(Task.state.in_([s.value for s in OPEN_TASK_STATES]),
-                                        Task.due_at.is_not(None),
-                                        Task.escalation_level < EscalationLevel.DIRECTOR)
-                     .order_by(Task.due_at, Task.id).with_for_update(skip_locked=True))
-            for task in session.scalars(query).all():
-                assert task.due_at is not None
-                reached = self.sla.level_at(now, task.due_at, task.priority)
-                if reached <= task.escalation_level:
+            query = (select(Task, TaskCycle)
+                     .outerjoin(TaskCycle, and_(TaskCycle.task_id == Task.id, TaskCycle.number == Task.cycle))
+                     .where(Task.state.in_([s.value for s in OPEN_TASK_STATES]),
+                            or_(late_response, late_resolution))
+                     .order_by(Task.id).with_for_update(skip_locked=True, of=Task))
+            for task, found in session.execute(query).all():
+                cycle = found or current_cycle(task)
+                steps = []
+                if task.responded_at is None:  # once taken on, the response clock has stopped
+                    steps += self._climb(session, task, cycle, SlaClock.RESPONSE, now)
+                steps += self._climb(session, task, cycle, SlaClock.RESOLUTION, now)
+                if not steps:
                     continue
-                for level in range(task.escalation_level + 1, reached + 1):
-                    step = EscalationLevel(level)
-                    audit.record(session, audit.SYSTEM, "task", task.id, "escalated",
-                                 {"escalation_level": level - 1},
-                                 {"escalation_level": level, "notify": step.notify}, now)
-                    escalations.append(Escalation(
-                        task_id=task.id, level=step, priority=Priority(task.priority), due_at=task.due_at,
-                        title=Text(zh=task.title_zh, en=task.title_en), room=task.room, asset=task.asset,
-                        assignees=tuple(task.assignee_ids)))
-                task.escalation_level = reached
+                task.escalation_level = max(task.response_escalation, task.resolution_escalation)
                 task.updated_at = now
+                sync_cycle(task)
+                escalations += steps
         return escalations
+
+    def _climb(self, session: Session, task: Task, cycle: TaskCycle, clock: SlaClock,
+               now: datetime) -> list[Escalation]:
+        """The steps one clock of the task has newly reached, recorded on the task and in the audit trail."""
+        field = f"{clock.value}_escalation"
+        due: datetime | None = getattr(task, f"{clock.value}_due_at")
+        current: int = getattr(task, field)
+        if due is None:
+            return []
+        reached = self.sla.level_at(now, cycle.opened_at, due, clock, task.priority)
+        steps = []
+        for level in range(current + 1, reached + 1):
+            step = EscalationLevel(level)
+            notify = step.notify
+            audit.record(session, audit.SYSTEM, "task", task.id, "escalated", {field: level - 1},
+                         {field: level, "clock": clock.value, "cycle": task.cycle,
+                          "notify": notify.value if notify is not None else None}, now)
+            steps.append(Escalation(
+                task_id=task.id, level=step, priority=Priority(task.priority), due_at=due,
+                title=Text(zh=task.title_zh, en=task.title_en), room=task.room, asset=task.asset,
+                assignees=tuple(task.assignee_ids), clock=clock, cycle=task.cycle))
+        if reached > current:
+            setattr(task, field, int(reached))
+        return steps
 
     # -- plumbing ----------------------------------------------------------------------------------
     def _change(self, task_id: int, user: User, action: str,
@@ -437,6 +573,7 @@ class TaskService:
             before = task_snapshot(task)
             change(session, task, actor, now)
             task.updated_at = now
+            sync_cycle(task)
             session.flush()
             audit.record_change(session, audit.actor_id(actor), "task", task.id, action, before,
                                 task_snapshot(task), now)
@@ -454,6 +591,54 @@ class TaskService:
         self._require_assignee(session, task, actor, now, doing)
 
 
+def _respond(task: Task, actor: User, now: datetime) -> None:
+    """The first assignment or start of a cycle answers its response clock."""
+    if task.responded_at is None:
+        task.responded_at = now
+        current_cycle(task).responded_by = actor.id
+
+
+def _require_supervisor(session: Session, actor: User, now: datetime, doing: str) -> None:
+    """The supervisor's signature needs the supervisor role, held or as an active deputy of a supervisor."""
+    if not has_role(session, actor, Role.SUPERVISOR, now):
+        raise Forbidden(f"{doing} needs the supervisor role (held, or as an active deputy of a supervisor); "
+                        "administering the system does not make someone the reviewing supervisor")
+
+
+def _require_independent(task: Task, actor: User, doing: str) -> None:
+    """Whoever reviews a cycle did none of its work."""
+    done = task_history.work_done_by(task, actor.id)
+    if done is not None:
+        raise Forbidden(f"you may not {doing}: the supervisor's signature must come from someone other than "
+                        f"the people who did the work, and in this cycle you {done}")
+
+
+def _missing_documents(session: Session, task: Task) -> list[str]:
+    """The checklist items that ask for a document and have none attached in the current cycle."""
+    wanted = [item for item in task.checklist if item.get("attachment") == ATTACHMENT_REQUIRED]
+    if not wanted:
+        return []
+    linked = set(session.scalars(select(Attachment.checklist_key).where(
+        Attachment.task_id == task.id, Attachment.cycle == task.cycle,
+        Attachment.checklist_key.is_not(None))))
+    return [f"{item['key']!r} ({item.get('en') or item['key']} / {item.get('zh') or item['key']})"
+            for item in wanted if item["key"] not in linked]
+
+
+def _link_documents(session: Session, task: Task, key: str, note: str | None, actor: User,
+                    now: datetime) -> None:
+    """Link the attachments a checklist note refers to (`[attachment:N]`) to that item, in this cycle."""
+    ids = {int(found) for found in _ATTACHMENT_MARK.findall(note or "")}
+    if not ids:
+        return
+    for row in session.scalars(select(Attachment).where(
+            Attachment.id.in_(ids), Attachment.task_id == task.id, Attachment.cycle == task.cycle,
+            Attachment.checklist_key.is_(None))):
+        row.checklist_key = key
+        audit.record(session, audit.actor_id(actor), "attachment", row.id, "linked", {"checklist_key": None},
+                     {"checklist_key": key}, now)
+
+
 def _needs_follow_up(item: JsonDict) -> bool:
     """A failed item, or a number outside its expected range."""
     if item.get("result") == CheckResult.FAULT.value:
@@ -466,6 +651,10 @@ def _needs_follow_up(item: JsonDict) -> bool:
 
 def _higher(current: str, wanted: Priority) -> str:
     return wanted.value if PRIORITY_RANK[wanted] > PRIORITY_RANK[Priority(current)] else current
+
+
+def _earlier(current: datetime | None, wanted: datetime) -> datetime:
+    return wanted if current is None else min(current, wanted)
 
 
 def _check_page(offset: int, limit: int) -> None:
@@ -481,7 +670,7 @@ def _actor(session: Session, user: User) -> User:
 
 
 def _get_task(session: Session, task_id: int, for_update: bool = False) -> Task:
-    task = session.get(Task, task_id, with_for_update=for_update)
+    task = session.get(Task, task_id, with_for_update=for_update, options=[selectinload(Task.cycles)])
     if task is None:
         raise NotFound("task", task_id)
     return task

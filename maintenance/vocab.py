@@ -44,8 +44,23 @@ OPEN_TASK_STATES = frozenset(
 CLOSED_TASK_STATES = frozenset({TaskState.DONE, TaskState.VERIFIED, TaskState.CANCELLED})
 
 
+class CycleReason(StrEnum):
+    """Why a cycle of work began: the task was created, a repeat alarm reopened it, or it was sent back."""
+
+    CREATED = "created"
+    REOPENED = "reopened"
+    SENT_BACK = "sent_back"
+
+
+class SlaClock(StrEnum):
+    """The two deadlines of a cycle: someone takes the task on (response), the work is done (resolution)."""
+
+    RESPONSE = "response"
+    RESOLUTION = "resolution"
+
+
 class Priority(StrEnum):
-    """How urgent a task is; sets its response limit."""
+    """How urgent a task is; sets its response and resolution limits."""
 
     CRITICAL = "critical"
     HIGH = "high"

@@ -1,4 +1,10 @@
-"""Alarm configuration in the site file: thresholds, defaults per sensor and pump kind, custom rules."""
+"""Alarm configuration in the site file: thresholds, defaults per sensor and pump kind, custom rules.
+
+The regulation gives no numbers (PUMP-ROOM-RULES.md), so a sensor whose site sets no thresholds gets the
+built-in limits of its role (`DefaultLimits`: motor current and winding temperature of a pump, cabinet
+temperature, supply voltage, supply pressure), taken from the standards named beside each. A site changes
+them under `defaults.alarms.limits`, per kind under `defaults.thresholds`, per sensor with `thresholds`.
+"""
 
 from __future__ import annotations
 
@@ -43,6 +49,77 @@ class Threshold(Model):
         return v
 
 
+class ShareThreshold(Model):
+    """A limit given as a share of what the site model knows: rated current, nominal voltage, set pressure."""
+
+    when: Comparison
+    share: float = Field(gt=0, description="e.g. 1.1: 110 % of the reference")
+    severity: Severity = Severity.MAJOR
+    hysteresis: float = Field(0.0, ge=0, description="a share of the reference too")
+    for_seconds: float = Field(0.0, ge=0)
+
+    @field_validator("share")
+    @classmethod
+    def _finite(cls, v: float) -> float:
+        if not math.isfinite(v):
+            raise ValueError("must be a finite number")
+        return v
+
+    def of(self, reference: float) -> Threshold:
+        """The threshold for a reference value (a pump's rated current, the nominal voltage, ...)."""
+        return Threshold(when=self.when, value=round(self.share * reference, 6), severity=self.severity,
+                         hysteresis=round(self.hysteresis * reference, 6), for_seconds=self.for_seconds)
+
+
+def _t(when: Comparison, value: float, severity: Severity, hysteresis: float, seconds: float) -> Threshold:
+    return Threshold(when=when, value=value, severity=severity, hysteresis=hysteresis, for_seconds=seconds)
+
+
+def _s(when: Comparison, share: float, severity: Severity, hysteresis: float,
+       seconds: float) -> ShareThreshold:
+    return ShareThreshold(when=when, share=share, severity=severity, hysteresis=hysteresis,
+                          for_seconds=seconds)
+
+
+_UP, _DOWN = Comparison.ABOVE, Comparison.BELOW
+
+
+class DefaultLimits(Model):
+    """The thresholds a sensor gets from its role when neither it nor `defaults.thresholds` sets any."""
+
+    # Motor overload: GB 14048.4 / IEC 60947-4-1 overload relays hold at 105 % and trip by 120 % of the
+    # setting; a motor over 110 % of its rated current for half a minute (past any start) is overloaded.
+    motor_current: tuple[ShareThreshold, ...] = Field(
+        (_s(_UP, 1.1, Severity.MAJOR, 0.03, 30),),
+        description="a pump's current, shares of its rated current")
+    # Winding temperature: GB/T 755 / IEC 60034-1 allow class B windings 80 K over a 40 °C ambient (120 °C)
+    # and 130 °C at the hot spot, class F 105 K (145 °C) and 155 °C. Small pump motors are class F insulated
+    # and designed to the class B rise: warning 20 K short of that limit, major at it, critical 15 K short
+    # of the class F limit (every 10 K more halves the insulation's life).
+    motor_temperature: tuple[Threshold, ...] = Field(
+        (_t(_UP, 100.0, Severity.WARNING, 3.0, 60), _t(_UP, 120.0, Severity.MAJOR, 3.0, 60),
+         _t(_UP, 140.0, Severity.CRITICAL, 3.0, 30)), description="a pump's (winding) temperature, °C")
+    # Cabinet: GB/T 7251.1 / IEC 61439-1 switchgear is built for at most 40 °C around it (35 °C over a day);
+    # PLCs, soft starters and drives are commonly rated to 50-55 °C.
+    cabinet_temperature: tuple[Threshold, ...] = Field(
+        (_t(_UP, 45.0, Severity.MINOR, 2.0, 120), _t(_UP, 55.0, Severity.MAJOR, 2.0, 60)),
+        description="a control cabinet's inside temperature, °C")
+    # Supply voltage: GB/T 12325 lets a three-phase supply at 20 kV and below deviate 7 % from nominal;
+    # GB/T 755 / IEC 60034-1 motors are built to run (zone B) only within 10 %.
+    nominal_voltage: float = Field(380.0, gt=0, description="V, the supply's nominal (GB/T 156: 380 V)")
+    supply_voltage: tuple[ShareThreshold, ...] = Field(
+        (_s(_DOWN, 0.93, Severity.MINOR, 0.01, 10), _s(_UP, 1.07, Severity.MINOR, 0.01, 10),
+         _s(_DOWN, 0.90, Severity.MAJOR, 0.01, 10), _s(_UP, 1.10, Severity.MAJOR, 0.01, 10)),
+        description="supply voltage, shares of nominal_voltage")
+    # Supply pressure, relative to the duty group's start pressure (the set pressure of the room): the
+    # duty pump starts there, so a pressure that stays well below it means the pumps cannot hold it, and
+    # at half of it the upper floors go dry.
+    supply_pressure: tuple[ShareThreshold, ...] = Field(
+        (_s(_DOWN, 0.85, Severity.MAJOR, 0.05, 60), _s(_DOWN, 0.5, Severity.CRITICAL, 0.05, 20)),
+        description="header, pressure tank or pump outlet pressure in a room with a duty group, shares of "
+                    "the group's start_pressure")
+
+
 class SensorAlarms(Model):
     """Per-sensor overrides of the generated rules."""
 
@@ -85,6 +162,7 @@ class AlarmDefaults(Model):
                                                        "its pump runs")
     sump_window: float = Field(60, gt=0)
     sump_seconds: float = Field(120, ge=0, description="how long the rise must go on")
+    limits: DefaultLimits = DefaultLimits()
     pump: PumpRules = PumpRules()
     pump_kinds: dict[str, PumpRules] = Field(
         default_factory=lambda: {"fire": PumpRules(failed_start_severity=Severity.CRITICAL,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from pumpwatch.site import Sensor, SensorKind, Site
+from pumpwatch.site import COUNTER_KINDS, OPEN_CODE_KINDS, Sensor, SensorKind, Site
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +21,8 @@ class SensorInfo:
     high: float | None
     states: dict[int, str]  # state code -> name, for state sensors
     sensor: Sensor
+    counter: bool = False  # only rises (energy): a fall is flagged COUNTER_RESET
+    open_codes: bool = False  # every integer is a state (fault codes): unnamed ones are UNKNOWN_<code>
 
 
 class SensorCatalog:
@@ -30,7 +32,8 @@ class SensorCatalog:
         self.site = site
         self._by_id: dict[str, SensorInfo] = {}
         for room, equipment, sensor in site.iter_sensors():
-            low, high = sensor.range if sensor.range is not None else (None, None)
+            valid = sensor.valid_range
+            low, high = valid if valid is not None else (None, None)
             self._by_id[sensor.id] = SensorInfo(
                 id=sensor.id,
                 site=site.site.id,
@@ -41,6 +44,8 @@ class SensorCatalog:
                 high=high,
                 states={code: name for name, code in sensor.state_codes.items()},
                 sensor=sensor,
+                counter=sensor.kind in COUNTER_KINDS,
+                open_codes=sensor.kind in OPEN_CODE_KINDS,
             )
 
     def get(self, sensor_id: str) -> SensorInfo | None:

@@ -1,4 +1,4 @@
-"""The `pumpwatch` command: check-site, registers, simulate, collect, serve, schedule, up, demo, add-user."""
+"""The `pumpwatch` command: read a site file (check-site, registers, thresholds), run the roles, add users."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pumpwatch.logs import configure_logging
 from pumpwatch.settings import Settings
 from pumpwatch.site import Site
 from pumpwatch.sitefile import SiteFileError, load_site
-from pumpwatch.sitereport import register_table, summary
+from pumpwatch.sitereport import register_table, summary, threshold_table
 
 EXIT_USAGE = 2  # the user's input is wrong (bad site file, bad arguments)
 EXIT_FAILURE = 1  # the environment is wrong (port in use, broker unreachable)
@@ -38,6 +38,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_USAGE
         print(register_table(site))
         return 0
+    if args.command == "thresholds":
+        site = _load_or_report(args.site)
+        if site is None:
+            return EXIT_USAGE
+        print(threshold_table(site))
+        return 0
     site = _load_or_report(args.site)
     if site is None:
         return EXIT_USAGE
@@ -52,6 +58,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     simulate = args.command in ("simulate", "demo")
     if getattr(args, "port", None) is not None:
         settings.api.port = args.port
+    if getattr(args, "metrics_port", None) is not None:
+        settings.metrics.port = args.metrics_port
+    if args.command == "edge":
+        problem = _edge_settings(args, settings, site)
+        if problem is not None:
+            print(f"pumpwatch edge: {problem}", file=sys.stderr)
+            return EXIT_USAGE
+    else:
+        settings.edge.id = None  # only `pumpwatch edge` acts as an edge
     options = StackOptions(
         simulate=simulate,
         collect=args.command not in ("simulate", "serve", "schedule"),
@@ -63,6 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         modbus_port_base=args.modbus_port_base if simulate else None,
         status_every=args.status_every,
         demo=args.command == "demo",
+        edge=args.command == "edge",
     )
     try:
         if options.serve or options.schedule:
@@ -117,9 +133,13 @@ def _parser(settings: Settings) -> argparse.ArgumentParser:
     account.add_argument("--display-name", default=None, help="the name colleagues see")
     registers = sub.add_parser("registers", help="print the Modbus register map of a site")
     registers.add_argument("--site", type=Path, default=settings.site)
+    thresholds = sub.add_parser("thresholds", help="print the alarm thresholds in force on every sensor and "
+                                                   "where each comes from")
+    thresholds.add_argument("--site", type=Path, default=settings.site)
     commands = (("simulate", "run the pump-room simulators alone"),
                 ("demo", "simulators and every service on embedded defaults"),
                 ("collect", "the collector alone: Modbus and MQTT into the series store"),
+                ("edge", "the collector on a pump room's edge box, forwarding to the centre's broker"),
                 ("serve", "the API and web UI alone (alarm events from the broker)"),
                 ("schedule", "the inspection scheduler alone: plans into tasks, duty rotation"),
                 ("up", "every service (no simulators), against the configured broker and stores"))
@@ -134,6 +154,15 @@ def _parser(settings: Settings) -> argparse.ArgumentParser:
                        help="print a status line per room this often")
         if name in ("serve", "up", "demo"):
             p.add_argument("--port", type=int, default=None, help="API port (default 8000)")
+        if name in ("collect", "edge"):
+            p.add_argument("--metrics-port", type=int, default=None, metavar="PORT",
+                           help=f"port of /metrics and /healthz (default {settings.metrics.port}; 0: free)")
+        if name == "edge":
+            p.add_argument("--edge-id", default=settings.edge.id, metavar="ID",
+                           help="this box's id in the site's edges: (PUMPWATCH_EDGE__ID)")
+            p.add_argument("--uplink", default=None, metavar="URL",
+                           help="the centre's broker with this edge's login, mqtts://user:password@host:8883 "
+                           "(PUMPWATCH_EDGE__UPLINK_URL)")
         if name in ("simulate", "demo"):
             p.add_argument("--speed", type=_positive, default=settings.simulator.speed,
                            help="simulated seconds per real second")
@@ -143,6 +172,32 @@ def _parser(settings: Settings) -> argparse.ArgumentParser:
             p.add_argument("--modbus-port-base", type=int, default=None, metavar="PORT",
                            help="serve device i on PORT+i instead of the site's ports (0: free ports)")
     return parser
+
+
+def _edge_settings(args: argparse.Namespace, settings: Settings, site: Site) -> str | None:
+    """Take the edge's options into the settings; what is wrong with them, or None."""
+    from pydantic import SecretStr
+
+    from pumpwatch.mqtturl import BrokerAddress
+
+    settings.edge.id = args.edge_id
+    if args.uplink:
+        settings.edge.uplink_url = SecretStr(args.uplink)
+    if settings.edge.id is None:
+        return "which edge is this box? set --edge-id or PUMPWATCH_EDGE__ID"
+    known = [edge.id for edge in site.edges]
+    if settings.edge.id not in known:
+        return (f"the site has no edge {settings.edge.id!r} (edges: {', '.join(known) or 'none'}); "
+                "add it to the site file's edges:")
+    if settings.edge.uplink is None:
+        return "where is the centre? set --uplink or PUMPWATCH_EDGE__UPLINK_URL (mqtts://user:password@host:8883)"
+    try:
+        uplink = BrokerAddress.parse(settings.edge.uplink)
+    except ValueError as err:
+        return f"uplink: {err}"
+    if settings.environment == "production" and not (uplink.tls and uplink.username and uplink.password):
+        return "production: the uplink must be mqtts:// with this edge's own username and password"
+    return None
 
 
 def _positive(text: str) -> float:

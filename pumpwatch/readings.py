@@ -13,6 +13,7 @@ class Quality(IntEnum):
     OUT_OF_RANGE = 1  # outside the sensor's valid range: kept, flagged, alarm-able
     DEVICE_ERROR = 2  # the device answered with an exception for this point
     STALE = 3  # the source is offline; the value is the last one known
+    COUNTER_RESET = 4  # a counter (energy) fell: meter replaced or rolled over; a new baseline, not use
 
 
 class Reading(NamedTuple):

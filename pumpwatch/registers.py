@@ -1,12 +1,30 @@
-"""Encode and decode Modbus point values; the simulator and the collector share this code."""
+"""Modbus arithmetic: point values, the requests that read a device, and a bus's poll cycle.
+
+The simulator, the collector and the site checks share this code.
+"""
 
 from __future__ import annotations
 
 import math
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from pumpwatch.site import ByteOrder, DataType, ModbusDevice, ModbusPoint
+from pumpwatch.site import (
+    MAX_DECIMALS,
+    ByteOrder,
+    DataType,
+    DecimalPoint,
+    Framer,
+    ModbusBus,
+    ModbusDevice,
+    ModbusPoint,
+    Table,
+    line_silence,
+)
+
+MAX_REGISTERS = 125  # per read of holding or input registers (Modbus spec)
+MAX_BITS = 2000  # per read of coils or discrete inputs
 
 _STRUCT: dict[DataType, str] = {
     DataType.INT16: "h",
@@ -53,8 +71,8 @@ class PointCodec:
             count=point.register_count,
         )
 
-    def decode(self, registers: list[int]) -> float:
-        """Registers (or one bit as 0/1) -> engineering value (raw * scale + offset)."""
+    def decode(self, registers: list[int], decimals: int = 0) -> float:
+        """Registers (or one bit as 0/1) -> engineering value (raw * scale * 10^-decimals + offset)."""
         if len(registers) != self.count:
             raise RegisterValueError(f"{self.type} needs {self.count} registers, got {len(registers)}")
         if self.type is DataType.BIT:
@@ -65,9 +83,12 @@ class PointCodec:
         value = float(struct.unpack(">" + _STRUCT[self.type], raw_bytes)[0])
         if not math.isfinite(value):
             raise RegisterValueError(f"{self.type} registers hold {value}")
+        if decimals:
+            # Divide by a power of ten rather than multiply by its inverse: 42 / 100 is exactly 0.42.
+            value = value / 10**decimals if decimals > 0 else value * 10**-decimals
         return value * self.scale + self.offset
 
-    def encode(self, value: float, current: int = 0) -> list[int]:
+    def encode(self, value: float, current: int = 0, decimals: int = 0) -> list[int]:
         """Engineering value -> registers. `current` is the register a bit lives in."""
         if not math.isfinite(value):
             raise RegisterValueError(f"cannot encode {value}")
@@ -78,6 +99,8 @@ class PointCodec:
             mask = 1 << self.bit
             return [(current | mask) if on else (current & ~mask & 0xFFFF)]
         raw = (value - self.offset) / self.scale
+        if decimals:
+            raw = raw * 10**decimals if decimals > 0 else raw / 10**-decimals
         if not math.isfinite(raw):
             raise RegisterValueError(f"{value} with scale {self.scale:g} and offset {self.offset:g} "
                                      f"does not fit {self.type}")
@@ -103,3 +126,119 @@ class PointCodec:
         fmt = ">H" if self.byte_order is ByteOrder.BIG else "<H"
         words = [struct.unpack(fmt, data[i : i + 2])[0] for i in range(0, len(data), 2)]
         return words if self.word_order is ByteOrder.BIG else words[::-1]
+
+
+def decimal_code(word: int, source: DecimalPoint) -> int:
+    """The decimal-point code n held in a register word; RegisterValueError if it cannot be one."""
+    n = word - 0x10000 if source.type is DataType.INT16 and word >= 0x8000 else word
+    if not -MAX_DECIMALS <= n <= MAX_DECIMALS:
+        raise RegisterValueError(f"decimal-point code {n} in {source.table} register {source.address} "
+                                 f"is outside -{MAX_DECIMALS}..{MAX_DECIMALS}")
+    return n
+
+
+# --- which requests read a device ----------------------------------------------------------------
+
+Item = ModbusPoint | DecimalPoint
+
+
+@dataclass(frozen=True, slots=True)
+class RequestSpan:
+    """One read request: a table, a first address, a count, and the points and codes inside it."""
+
+    table: Table
+    start: int
+    count: int
+    items: tuple[Item, ...]
+
+
+def item_count(item: Item) -> int:
+    """Registers (or bits) an item occupies."""
+    return item.register_count if isinstance(item, ModbusPoint) else 1
+
+
+def request_spans(device: ModbusDevice, *, max_gap: int | None = None) -> list[RequestSpan]:
+    """Group points by table, sort by address, merge neighbours within `max_gap` unused registers.
+
+    The registers that hold decimal-point codes are read like points; spans that hold one come
+    first, so a code read in a poll scales the points of that same poll.
+    """
+    gap = device.max_gap if max_gap is None else max_gap
+    items: list[Item] = list(device.points)
+    codes = {(p.scale_from.table, p.scale_from.address): p.scale_from
+             for p in device.points if p.scale_from is not None}
+    items += codes.values()
+    ordered = sorted(items, key=lambda it: (it.table, it.address, isinstance(it, DecimalPoint),
+                                            it.sensor if isinstance(it, ModbusPoint) else ""))
+    spans: list[RequestSpan] = []
+    current: list[Item] = []
+    start = end = 0
+    for item in ordered:
+        limit = MAX_BITS if item.table.is_bit_table else MAX_REGISTERS
+        item_end = item.address + item_count(item)
+        if (current and current[0].table is item.table
+                and item.address <= end + gap and max(end, item_end) - start <= limit):
+            current.append(item)
+            end = max(end, item_end)
+            continue
+        if current:
+            spans.append(RequestSpan(current[0].table, start, end - start, tuple(current)))
+        current, start, end = [item], item.address, item_end
+    if current:
+        spans.append(RequestSpan(current[0].table, start, end - start, tuple(current)))
+    spans.sort(key=lambda sp: not any(isinstance(it, DecimalPoint) for it in sp.items))
+    return spans
+
+
+# --- how long a bus takes ------------------------------------------------------------------------
+
+def _frame_chars(payload_bytes: int, framer: Framer) -> int:
+    """Characters on the line of a frame with this many bytes of unit id, function code and data."""
+    if framer is Framer.RTU:
+        return payload_bytes + 2  # CRC
+    return 1 + 2 * (payload_bytes + 1) + 2  # ':' + hex of payload and LRC + CR LF
+
+
+def request_seconds(span: RequestSpan, bus: ModbusBus) -> float:
+    """Line time of one read: request and response at 11 bits a character, each after a silence.
+
+    The silence is 3.5 characters (1.75 ms above 19200 bit/s), or the bus's inter-frame delay if
+    that is longer.
+    """
+    data = (span.count + 7) // 8 if span.table.is_bit_table else 2 * span.count
+    chars = _frame_chars(6, bus.framer) + _frame_chars(3 + data, bus.framer)
+    gap = max(line_silence(bus.baudrate), bus.inter_frame_delay or 0.0)
+    return chars * bus.char_time + 2 * gap
+
+
+@dataclass(frozen=True)
+class BusCycle:
+    """An estimate of one poll cycle of every unit on a bus."""
+
+    requests: int
+    traffic: float  # seconds of frames and silences when every unit answers
+    dead_timeout: float  # what one unit that never answers adds: its timeout (it is skipped after)
+    shortest_interval: float
+    fastest: str  # the device with the shortest poll interval
+
+    @property
+    def seconds(self) -> float:
+        """The cycle with one dead unit on the line."""
+        return self.traffic + self.dead_timeout
+
+    @property
+    def fits(self) -> bool:
+        """Whether the cycle fits the shortest poll interval of the bus's units."""
+        return self.seconds <= self.shortest_interval
+
+
+def bus_cycle(bus: ModbusBus, units: Sequence[ModbusDevice]) -> BusCycle | None:
+    """The poll cycle of the units on a bus, or None for a bus without units."""
+    if not units:
+        return None
+    spans = [(d, span) for d in units for span in request_spans(d)]
+    fastest = min(units, key=lambda d: d.poll_interval)
+    return BusCycle(requests=len(spans),
+                    traffic=sum(request_seconds(span, bus) for _d, span in spans),
+                    dead_timeout=max(d.timeout for d in units),
+                    shortest_interval=fastest.poll_interval, fastest=fastest.id)

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 from pumpwatch.alarm_config import Condition
 from pumpwatch.plans import RunHours, Scope
-from pumpwatch.site import Pump, PumpKind, Sensor, SensorKind, Site, Table
+from pumpwatch.registers import bus_cycle
+from pumpwatch.site import BusTransport, Pump, PumpKind, Sensor, SensorKind, Site, Table, Tank
 
 Path = tuple[str | int, ...]
 
@@ -26,9 +27,11 @@ def check_references(site: Site) -> list[Problem]:
     problems += _unique_ids(site)
     problems += _duty_groups(site)
     problems += _modbus(site)
+    problems += _buses(site)
     problems += _mqtt(site)
     problems += _rules(site)
     problems += _plans(site)
+    problems += _edges(site)
     return problems
 
 
@@ -41,7 +44,10 @@ def _plans(site: Site) -> list[Problem]:
     sensors = {s.id: s for _r, _e, s in site.iter_sensors()}
     rooms = {room.id for room in site.rooms}
     pumps = {eq.id for room in site.rooms for eq in room.equipment if isinstance(eq, Pump)}
+    tanks = {eq.id for room in site.rooms for eq in room.equipment if isinstance(eq, Tank)}
     groups = {g.id for room in site.rooms for g in room.duty_groups}
+    assets = {Scope.PUMP: (pumps, "pump"), Scope.DUTY_GROUP: (groups, "duty group"),
+              Scope.TANK: (tanks, "tank")}
     writable = {p.sensor for d in site.modbus for p in d.points if p.writable}
     effective = {plan.id: plan for plan in site.plans.effective()}
     for i, given in enumerate(site.plans.plans):
@@ -53,16 +59,17 @@ def _plans(site: Site) -> list[Problem]:
         for j, kind in enumerate(given.pump_kinds):
             if kind not in {k.value for k in PumpKind}:
                 out.append(Problem((*base, "pump_kinds", j), f"unknown pump kind {kind!r}"))
-        if given.assets and plan.scope not in (Scope.PUMP, Scope.DUTY_GROUP):
-            out.append(Problem((*base, "assets"), "assets name pumps or duty groups: use scope pump or "
-                                                  "duty_group (rooms: use 'rooms')"))
-        known = pumps if plan.scope is Scope.PUMP else groups
-        what = "pump" if plan.scope is Scope.PUMP else "duty group"
+        if given.assets and plan.scope not in assets:
+            out.append(Problem((*base, "assets"), "assets name pumps, duty groups or tanks: use scope pump, "
+                                                  "duty_group or tank (rooms: use 'rooms')"))
+        known, what = assets.get(plan.scope, (set(), ""))
         for j, asset in enumerate(given.assets):
-            if plan.scope in (Scope.PUMP, Scope.DUTY_GROUP) and asset not in known:
+            if plan.scope in assets and asset not in known:
                 out.append(Problem((*base, "assets", j), f"unknown {what} {asset!r}"))
         for k, item in enumerate(given.checklist):
             path: Path = (*base, "checklist", k)
+            if item.of_rated_current and plan.scope is not Scope.PUMP:
+                out.append(Problem((*path, "of_rated_current"), "a share of rated current needs scope pump"))
             if item.sensor_kind is not None and item.sensor_kind not in {x.value for x in SensorKind}:
                 out.append(Problem((*path, "sensor_kind"), f"unknown sensor kind {item.sensor_kind!r}"))
             if item.equipment_type is not None and item.equipment_type not in _EQUIPMENT_TYPES:
@@ -96,6 +103,15 @@ def _plans(site: Site) -> list[Problem]:
         if group_id not in groups:
             out.append(Problem(path, f"unknown duty group {group_id!r}"))
         out += _sensor_of_kind(sensors, sensor_id, SensorKind.PRESSURE, path)
+    for group_id in rotation.groups:
+        if group_id not in groups:
+            out.append(Problem(("plans", "rotation", "groups", group_id), f"unknown duty group {group_id!r}"))
+    fire = {eq.id for room in site.rooms for eq in room.equipment
+            if isinstance(eq, Pump) and eq.kind in (PumpKind.FIRE, PumpKind.SPRINKLER)}
+    for pump_id in site.plans.test_runs.pressure:
+        if pump_id not in fire:
+            what = "is not a fire or sprinkler pump" if pump_id in pumps else "is not a pump of the site"
+            out.append(Problem(("plans", "test_runs", "pressure", pump_id), f"{pump_id!r} {what}"))
     return out
 
 
@@ -112,7 +128,7 @@ def _sensor_of_kind(sensors: dict[str, Sensor], sensor_id: str, kind: SensorKind
 def _rules(site: Site) -> list[Problem]:
     out: list[Problem] = []
     sensors = {s.id: s for _r, _e, s in site.iter_sensors()}
-    assets = set(sensors) | {d.id for d in site.modbus}
+    assets = set(sensors) | {d.id for d in site.modbus} | {e.id for e in site.edges}
     for room in site.rooms:
         assets |= {room.id} | {e.id for e in room.equipment}
 
@@ -165,6 +181,8 @@ def _unique_ids(site: Site) -> list[Problem]:
             claim("duty group", group.id, ("rooms", r, "duty_groups", g, "id"))
     for d, device in enumerate(site.modbus):
         claim("Modbus device", device.id, ("modbus", d, "id"))
+    for b, bus in enumerate(site.buses):
+        claim("bus", bus.id, ("buses", b, "id"))
     return out
 
 
@@ -205,11 +223,12 @@ def _modbus(site: Site) -> list[Problem]:
         if device.room is not None and device.room not in rooms:
             out.append(Problem(("modbus", d, "room"), f"unknown room {device.room!r}"))
         endpoint = (device.host, device.port, device.unit)
-        if endpoint in endpoints and device.port != 0:
+        if device.bus is None and endpoint in endpoints and device.port != 0:  # buses: in _buses
             out.append(Problem(("modbus", d, "unit"),
                                f"{device.host}:{device.port} unit {device.unit} is already "
                                f"device {endpoints[endpoint]!r}"))
-        endpoints.setdefault(endpoint, device.id)
+        if device.bus is None:
+            endpoints.setdefault(endpoint, device.id)
         used: dict[tuple[Table, int, int | None], int] = {}
         for p, point in enumerate(device.points):
             path: Path = ("modbus", d, "points", p)
@@ -245,6 +264,56 @@ def _modbus(site: Site) -> list[Problem]:
     return out
 
 
+def _buses(site: Site) -> list[Problem]:
+    """RS-485 buses: known bus names, one device per unit id, addresses, and a cycle that fits."""
+    out: list[Problem] = []
+    buses = {bus.id: bus for bus in site.buses}
+    gateways = {(b.host, b.tcp_port): b.id for b in site.buses if b.transport is BusTransport.TCP}
+    units: dict[tuple[str, int], str] = {}
+    shards: dict[str, int] = {}
+    for d, device in enumerate(site.modbus):
+        path: Path = ("modbus", d)
+        if device.bus is None:
+            gateway = gateways.get((device.host, device.port))
+            if gateway is not None:
+                out.append(Problem((*path, "host"), f"{device.host}:{device.port} is the gateway of "
+                                                    f"bus {gateway!r}, which speaks Modbus RTU: put "
+                                                    f"bus: {gateway} on the device instead of host and port"))
+            continue
+        bus = buses.get(device.bus)
+        if bus is None:
+            known = ", ".join(buses) or "none: add a buses: section"
+            out.append(Problem((*path, "bus"), f"unknown bus {device.bus!r} (buses: {known})"))
+            continue
+        for key in ("host", "port"):
+            if key in device.model_fields_set:
+                out.append(Problem((*path, key), f"device is unit {device.unit} on {bus.transport.value} "
+                                                 f"bus {bus.id!r} ({bus.address}): the bus is its "
+                                                 f"address; remove {key}"))
+        if not 1 <= device.unit <= 247:
+            out.append(Problem((*path, "unit"), f"unit {device.unit} cannot be polled on an RS-485 line "
+                                                "(0 is broadcast, 248-255 reserved): use 1-247"))
+        first = units.setdefault((bus.id, device.unit), device.id)
+        if first != device.id:
+            out.append(Problem((*path, "unit"), f"unit {device.unit} on bus {bus.id!r} is already "
+                                                f"device {first!r}"))
+        shard = shards.setdefault(bus.id, device.shard)
+        if shard != device.shard:
+            out.append(Problem((*path, "shard"), f"every unit of bus {bus.id!r} is polled by one "
+                                                 f"collector: use shard {shard}, as its other units"))
+    for b, bus in enumerate(site.buses):
+        cycle = bus_cycle(bus, site.units_on(bus.id))
+        if cycle is not None and not cycle.fits:
+            out.append(Problem(("buses", b), (
+                f"one poll cycle of its units takes about {cycle.seconds * 1000:.0f} ms at "
+                f"{bus.baudrate} bit/s ({cycle.traffic * 1000:.0f} ms for {cycle.requests} "
+                f"request{'s' if cycle.requests != 1 else ''}, "
+                f"+ {cycle.dead_timeout * 1000:.0f} ms timeout of one unit that does not answer), "
+                f"longer than the shortest poll interval, {cycle.shortest_interval:g} s of device "
+                f"{cycle.fastest!r}: raise the baud rate, lengthen poll_interval or shorten timeout")))
+    return out
+
+
 def _mqtt(site: Site) -> list[Problem]:
     out: list[Problem] = []
     sensors = {s.id: s for _r, _e, s in site.iter_sensors()}
@@ -259,6 +328,47 @@ def _mqtt(site: Site) -> list[Problem]:
             elif sensor.source != "mqtt":
                 out.append(Problem(path, f"sensor {value.sensor!r} has source {sensor.source}, "
                                          "not mqtt"))
+    return out
+
+
+def _edges(site: Site) -> list[Problem]:
+    """Edges (`edges:`): known rooms, each room and login with one edge, no clash with the file's ids."""
+    out: list[Problem] = []
+    rooms = {room.id for room in site.rooms}
+    declared = {s.id for room in site.rooms
+                for s in (*room.sensors, *(x for eq in room.equipment for x in eq.sensors))}
+    taken = rooms | {eq.id for room in site.rooms for eq in room.equipment} | {d.id for d in site.modbus}
+    served: dict[str, str] = {}
+    ids: set[str] = set()
+    logins: dict[str, str] = {}
+    for i, edge in enumerate(site.edges):
+        base: Path = ("edges", i)
+        if edge.id in ids or edge.id in taken:
+            out.append(Problem((*base, "id"), f"edge id {edge.id!r} is already the id of an edge, room, "
+                                              "piece of equipment or Modbus device"))
+        ids.add(edge.id)
+        for j, room in enumerate(edge.rooms):
+            if room not in rooms:
+                out.append(Problem((*base, "rooms", j), f"unknown room {room!r}"))
+            elif room in served:
+                out.append(Problem((*base, "rooms", j), f"room {room!r} is already served by edge "
+                                                        f"{served[room]!r}: one edge per room"))
+            else:
+                served[room] = edge.id
+        if edge.username in logins:
+            out.append(Problem((*base, "username"), f"username {edge.username!r} is edge "
+                                                    f"{logins[edge.username]!r}'s: one login per edge"))
+        logins.setdefault(edge.username, edge.id)
+        for own in edge.as_equipment().sensors:
+            if own.id in declared:
+                out.append(Problem((*base, "id"), f"sensor {own.id!r} is the edge's own: "
+                                                  "rename the sensor or the edge"))
+    for place in site.rooms:
+        for sensor in (*place.sensors, *(x for eq in place.equipment for x in eq.sensors)):
+            if sensor.source == "edge":
+                out.append(Problem((*_sensor_path(site, sensor.id), "source"),
+                                   f"sensor {sensor.id!r}: source edge is for an edge's own health "
+                                   "sensors, which `edges:` makes; use modbus or mqtt"))
     return out
 
 

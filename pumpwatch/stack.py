@@ -1,9 +1,10 @@
-"""Which roles run in this process: `collect`, `serve`, `schedule`, `up` (all), `demo` (+ simulators)."""
+"""Which roles run in this process: `collect`, `edge`, `serve`, `schedule`, `up` (all), `demo`."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import socket
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
@@ -15,8 +16,11 @@ from pumpwatch.mqtturl import BrokerAddress
 from pumpwatch.settings import Settings
 from pumpwatch.site import Site
 
+log = logging.getLogger(__name__)
+
 if TYPE_CHECKING:
     from api.service import ApiService
+    from collector.metrics_server import MetricsServer
     from collector.service import CollectorService
     from inspection.scheduler import InspectionScheduler
     from maintenance.service import MaintenanceService
@@ -37,6 +41,18 @@ class StackOptions:
     demo: bool = False
     serve: bool = False
     schedule: bool = False
+    edge: bool = False  # the collector on a pump room's edge box, forwarding to the centre
+
+
+@contextlib.asynccontextmanager
+async def local_broker(settings: Settings, options: StackOptions
+                       ) -> AsyncIterator[tuple[BrokerAddress | None, bool]]:
+    """The process's broker; an edge without `mqtt.url` has none (its uplink is its own setting)."""
+    if options.edge and not settings.mqtt.url:
+        yield None, False
+        return
+    async with broker_for(settings, options.demo) as found:
+        yield found
 
 
 @contextlib.asynccontextmanager
@@ -69,8 +85,18 @@ async def run_stack(site: Site, settings: Settings, options: StackOptions) -> in
     from simulators.run import start_simulation
 
     clock: Clock = ScaledClock(options.speed)
-    async with broker_for(settings, options.demo) as (broker, embedded), \
-            contextlib.AsyncExitStack() as stack:
+    async with local_broker(settings, options) as (local, embedded), contextlib.AsyncExitStack() as stack:
+        if local is None:  # an edge with no room broker: only the collector runs
+            from collector.service import CollectorService
+
+            edge_collector = CollectorService(site, settings, clock, None)
+            metrics = await _start_metrics(settings, edge_collector, stack)
+            print(_banner(site, settings, None, False, options, None, edge_collector, metrics), flush=True)
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(edge_collector.run(), name="collector")
+                tasks.create_task(_print_status(None, edge_collector, options.status_every), name="status")
+            return 0
+        broker = local
         sim = None
         if options.simulate:
             sim = await start_simulation(site, clock, broker, seed=options.seed,
@@ -92,7 +118,8 @@ async def run_stack(site: Site, settings: Settings, options: StackOptions) -> in
         if options.schedule:
             scheduler = await _start_scheduler(site, settings, clock, broker, collector, state, options,
                                                stack)
-        print(_banner(site, settings, broker, embedded, options, sim, collector), flush=True)
+        metrics = await _start_metrics(settings, collector, stack) if not options.serve else None
+        print(_banner(site, settings, broker, embedded, options, sim, collector, metrics), flush=True)
         if scheduler is not None:
             print(f"Inspection scheduler: {len(scheduler.plans)} plans, state in "
                   f"{scheduler.engine.url.render_as_string(hide_password=True)}", flush=True)
@@ -111,6 +138,24 @@ async def run_stack(site: Site, settings: Settings, options: StackOptions) -> in
     return 0
 
 
+async def _start_metrics(settings: Settings, collector: CollectorService | None,
+                         stack: contextlib.AsyncExitStack) -> MetricsServer | None:
+    """/metrics and /healthz of a collector that runs without the API (whose /metrics it would be)."""
+    if collector is None or not settings.metrics.enabled:
+        return None
+    from collector.metrics_server import MetricsServer
+
+    server = MetricsServer(collector.registry, collector.health, settings.metrics.host, settings.metrics.port)
+    try:
+        await server.start()
+    except OSError as err:  # a second collector on the same machine: it still collects
+        log.warning("no /metrics: %s:%d: %s (set PUMPWATCH_METRICS__PORT for each collector of a machine)",
+                    settings.metrics.host, settings.metrics.port, err)
+        return None
+    stack.push_async_callback(server.stop)
+    return server
+
+
 async def _start_scheduler(site: Site, settings: Settings, clock: Clock, broker: BrokerAddress,
                            collector: CollectorService | None, state: MaintenanceService | None,
                            options: StackOptions, stack: contextlib.AsyncExitStack) -> InspectionScheduler:
@@ -119,6 +164,7 @@ async def _start_scheduler(site: Site, settings: Settings, clock: Clock, broker:
     from collector.stores.factory import make_store
     from inspection.scheduler import InspectionScheduler, LatestReadings
     from maintenance.db import session_factory, state_engine
+    from maintenance.task_flow import SlaPolicy
     from maintenance.tasks import TaskService
     from pumpwatch.alarm_events import AlarmEvent
     from pumpwatch.catalog import SensorCatalog
@@ -128,7 +174,7 @@ async def _start_scheduler(site: Site, settings: Settings, clock: Clock, broker:
     else:
         engine = state_engine(settings)
         stack.callback(engine.dispose)
-        tasks = TaskService(session_factory(engine), clock)
+        tasks = TaskService(session_factory(engine), clock, SlaPolicy.from_settings(site.sla))
     # A failed rotation is an alarm event: the maintenance state makes the alarm and its task.
     listeners: list[Callable[[AlarmEvent], None]] = []
     if state is not None:
@@ -227,23 +273,32 @@ async def _announce_api(api: ApiService, state: MaintenanceService, options: Sta
     print("\n".join(lines), flush=True)
 
 
-def _banner(site: Site, settings: Settings, broker: BrokerAddress, embedded: bool,
+def _banner(site: Site, settings: Settings, broker: BrokerAddress | None, embedded: bool,
             options: StackOptions, sim: Simulation | None,
-            collector: CollectorService | None) -> str:
+            collector: CollectorService | None, metrics: MetricsServer | None = None) -> str:
     from simulators.run import banner_lines
 
     what = "PumpWatch demo" if options.demo else "PumpWatch"
     lines = [f"{what}: site {site.site.id} ({site.site.name.zh} / {site.site.name.en})"
              + (f", simulated at x{options.speed:g}, seed {options.seed}" if sim else ""),
-             f"MQTT broker: {broker}{' (in-process)' if embedded else ''}"]
-    if sim is not None:
+             f"MQTT broker: {broker}{' (in-process)' if embedded else ''}" if broker is not None
+             else "MQTT broker: none in the room (no wireless sensors)"]
+    if sim is not None and broker is not None:
         lines += banner_lines(sim, broker)
-    if collector is not None:
+    if collector is not None and collector.parts.edge is not None and collector.parts.uplink is not None:
+        edge, link = collector.parts.edge, collector.parts.uplink
+        lines.append(f"Edge {edge.id}: rooms {', '.join(edge.rooms)}; {len(collector.parts.sources)} sources "
+                     f"-> durable buffer {settings.collector.state_dir / 'buffer.db'} "
+                     f"(when full: {settings.edge.when_full}) -> centre {link.broker} "
+                     f"(pumpwatch/edge/{edge.id}/batch)")
+    elif collector is not None:
         store = (f"InfluxDB {settings.influx.url} database {settings.influx.database}"
                  if settings.influx.url else
                  f"embedded store {settings.collector.state_dir / 'series.db'}")
         lines.append(f"Collector: {len(site.modbus)} Modbus devices, {len(site.mqtt)} MQTT topic maps "
                      f"-> durable buffer {settings.collector.state_dir / 'buffer.db'} -> {store}")
+    if metrics is not None:
+        lines.append(f"Metrics: {metrics.url}/metrics  (health: {metrics.url}/healthz)")
     lines.append("Press Ctrl+C to stop.")
     return "\n".join(lines)
 

@@ -86,6 +86,7 @@ class RoomState:
     sump_blocked: bool = False
     supply_flow: float = 0.0  # m³/h delivered to the building
     extra_leak: float = 0.0  # m³/h lost from the header at nominal pressure (burst, flange)
+    test_line: float = 0.0  # m³/h through an open test valve at nominal pressure, back to the pool
     floor_wet_for: float = 0.0  # seconds of water reaching the floor
     flange_leaks: set[str] = field(default_factory=set)  # equipment ids with a leaking flange
     floor_leak: bool = False
@@ -248,12 +249,13 @@ class SiteModel:
         base = demand_at(self.local_hour()) if is_domestic else 0.04
         demand = base * math.sqrt(pressure / nominal)
         leak = room.extra_leak * math.sqrt(pressure / nominal)
+        test = room.test_line * math.sqrt(pressure / nominal)
         room.supply_flow = demand
         compliance = 0.05  # m³ per MPa of a bare main
         for eq in room.room.equipment:
             if isinstance(eq, PressureTank):
                 compliance += eq.volume * 0.5
-        room.pressure = max(0.0, pressure + (delivered - demand - leak) / 3600 * dt / compliance)
+        room.pressure = max(0.0, pressure + (delivered - demand - leak - test) / 3600 * dt / compliance)
         if tank is not None:
             lo, hi = tank.height * 0.85, tank.height * 0.95
             if room.tank_level < lo:

@@ -13,7 +13,16 @@ import paho.mqtt.client as mqtt
 
 from pumpwatch.mqttclient import new_client, start_client, stop_client
 from pumpwatch.mqtturl import BrokerAddress
-from pumpwatch.site import MqttMapping, MqttValue, PayloadFormat, Sensor, Site, ValueType
+from pumpwatch.site import (
+    EntryKey,
+    MqttMapping,
+    MqttValue,
+    PayloadFormat,
+    Sensor,
+    Site,
+    ValueType,
+    parse_field_path,
+)
 
 log = logging.getLogger(__name__)
 
@@ -152,11 +161,20 @@ def _plain(vtype: ValueType, value: MqttValue, sensor: Sensor, x: float) -> str:
 
 
 def _set_path(doc: dict[str, Any], path: str, item: Any) -> None:
-    keys = path.split(".")
-    node = doc
-    for key in keys[:-1]:
-        node = node.setdefault(key, {})
-    node[keys[-1]] = item
+    steps = parse_field_path(path)
+    node: Any = doc
+    for i, step in enumerate(steps[:-1]):
+        if isinstance(step, EntryKey):  # the entry of a gateway batch array with this id
+            entry = next((e for e in node if e.get(step.key) == step.value), None)
+            if entry is None:
+                entry = {step.key: step.value}
+                node.append(entry)
+            node = entry
+        else:
+            node = node.setdefault(step, [] if isinstance(steps[i + 1], EntryKey) else {})
+    last = steps[-1]
+    assert isinstance(last, str), "a field path ends with a name"
+    node[last] = item
 
 
 class MqttSensors:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pumpwatch.broker import port_or_free
 from pumpwatch.clock import Clock
 from pumpwatch.mqtturl import BrokerAddress
-from pumpwatch.site import Site
+from pumpwatch.site import BusTransport, Site
 from pumpwatch.wire import SIM_CONTROL_TOPIC
 from simulators.scenarios import SCENARIOS, ScenarioError, parse_scenario
 from simulators.simulation import Simulation
@@ -19,11 +19,15 @@ async def start_simulation(site: Site, clock: Clock, broker: BrokerAddress, *, s
     """Open the simulated PLCs and wireless sensors and switch the requested scenarios on."""
     requested = [parse_scenario(spec) for spec in scenarios]  # fail before opening ports
     ports = None
+    # Every Modbus TCP device listens on a port of its own; every tcp bus (RTU over TCP) on one.
+    listeners = [(d.id, d.host, d.port) for d in site.modbus if d.bus is None]
+    listeners += [(b.id, b.host or "127.0.0.1", b.tcp_port) for b in site.buses
+                  if b.transport is BusTransport.TCP]
     if modbus_port_base is not None:
         base = modbus_port_base
-        ports = {d.id: (base + i if base else 0) for i, d in enumerate(site.modbus)}
+        ports = {ident: (base + i if base else 0) for i, (ident, _h, _p) in enumerate(listeners)}
     elif free_ports_if_busy:
-        ports = {d.id: port_or_free(d.port, d.host) for d in site.modbus}
+        ports = {ident: port_or_free(port, host) for ident, host, port in listeners}
     sim = Simulation(site, clock, seed=seed, broker=broker, modbus_ports=ports)
     await sim.start()
     try:
@@ -41,9 +45,14 @@ def banner_lines(sim: Simulation, broker: BrokerAddress) -> list[str]:
     lines = ["Simulated wireless sensors publish on: "
              + ", ".join(sorted({m.subscription for m in site.mqtt}))]
     for device in site.modbus:
+        if device.bus is not None:
+            continue
         server = sim.servers[device.id]
         lines.append(f"Modbus TCP: {device.id} at {server.host}:{server.port} unit {device.unit} "
                      f"(simulated PLC, {len(device.points)} points; `pumpwatch registers` prints the map)")
+    for bus in sim.buses.served_buses():
+        units = ", ".join(f"{d.unit}={d.id}" for d in site.units_on(bus.id))
+        lines.append(f"Modbus bus {bus.id}: {bus.address}, units {units}")
     lines += [
         "Fault scenarios: " + ", ".join(sorted(SCENARIOS)),
         f"  switch one on:  mosquitto_pub -h {broker.host} -p {broker.port} -t {SIM_CONTROL_TOPIC} "

@@ -140,6 +140,20 @@ def _failstart_off(host: ScenarioHost, pump_id: str) -> None:
     pump.tripped = False
 
 
+def _test_run_on(host: ScenarioHost, pump_id: str) -> None:
+    # The weekly test under simulated automatic control: the remote run command starts the pump in AUTO
+    # and the test valve returns water to the pool, sized so the pump runs near 80 % of its rated flow
+    # (with the model's pump curve that is about 3/4 of its shut-off pressure).
+    pump = host.model.pump(pump_id)
+    pump.run_request = True
+    host.model.room_of_equipment(pump_id).test_line = 0.5 * pump.spec.rated_flow
+
+
+def _test_run_off(host: ScenarioHost, pump_id: str) -> None:
+    host.model.pump(pump_id).run_request = False
+    host.model.room_of_equipment(pump_id).test_line = 0.0
+
+
 def _overheat_on(host: ScenarioHost, room_id: str) -> None:
     host.model.rooms[room_id].cabinet_fan_failed = True
 
@@ -198,6 +212,9 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
              "pump", _first_pump(PumpKind.DOMESTIC), _manual_on, _manual_off),
     Scenario("failed_start", Text(zh="主用泵启动失败", en="Duty pump fails to start"), "pump",
              _first_pump(PumpKind.DOMESTIC), _failstart_on, _failstart_off),
+    Scenario("fire_test_run", Text(zh="消防泵试运行（远程启动，试水阀放水）",
+                                   en="Fire pump test run (remote start, test valve open)"),
+             "pump", _first_pump(PumpKind.FIRE), _test_run_on, _test_run_off),
     Scenario("cabinet_overheat", Text(zh="控制柜过热(风扇故障)",
                                       en="Control cabinet overheating (fan failed)"),
              "room", _domestic_room, _overheat_on, _overheat_off),

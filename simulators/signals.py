@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 from pumpwatch.site import (
@@ -52,6 +53,9 @@ class SensorSignals:
 
     def _bind(self, rs: RoomState, room: Room, eq: EquipmentBase | None, sensor: Sensor) -> Signal:
         kind = sensor.kind
+        field = self._field_device(rs, eq, sensor)
+        if field is not None:
+            return field
         if eq is None:
             if kind is SensorKind.LEAK:
                 return lambda: float(rs.floor_leak)
@@ -91,6 +95,60 @@ class SensorSignals:
         # A sensor the model has no physics for reports the middle of its valid range.
         lo, hi = sensor.range or (0.0, 0.0)
         return lambda: (lo + hi) / 2
+
+    def _field_device(self, rs: RoomState, eq: EquipmentBase | None, sensor: Sensor) -> Signal | None:
+        """Energy meters, drives, water-quality analysers, room climate and security contacts.
+
+        A meter on a pump measures that pump; anywhere else it measures the room's pumps together.
+        Quality and climate values drift slowly with the model's time; contacts stay closed and
+        smoke detectors clear unless a test or scenario freezes them otherwise.
+        """
+        model = self.model
+        pumps = [rs.pumps[eq.id]] if isinstance(eq, Pump) else list(rs.pumps.values())
+
+        def pf() -> float:
+            return 0.86 if any(p.running for p in pumps) else 1.0
+
+        def kw() -> float:
+            return sum(math.sqrt(3) * rs.voltage * p.current * 0.86 / 1000 for p in pumps)
+
+        def drift(mean: float, amplitude: float, period: float) -> Signal:
+            return lambda: mean + amplitude * math.sin(2 * math.pi * model.time / period)
+
+        match sensor.kind:
+            case SensorKind.CURRENT if isinstance(eq, Cabinet):  # the room's incomer
+                return lambda: sum(p.current for p in pumps)
+            case SensorKind.ACTIVE_POWER:
+                return kw
+            case SensorKind.REACTIVE_POWER:
+                return lambda: kw() * math.tan(math.acos(pf()))
+            case SensorKind.POWER_FACTOR:
+                return pf
+            case SensorKind.ENERGY:  # kWh: a meter that has run for years, rising with run hours
+                return lambda: 12_000.0 + sum(p.run_hours * (p.spec.rated_power_kw or 5.0) * 0.8
+                                             for p in pumps)
+            case SensorKind.FREQUENCY if isinstance(eq, Pump):  # a drive's output frequency
+                return lambda: 48.5 if pumps[0].running else 0.0
+            case SensorKind.FREQUENCY:
+                return drift(50.0, 0.03, 97.0)
+            case SensorKind.FAULT_CODE:
+                codes = sorted(code for code in sensor.state_codes.values() if code)
+                trip = float(codes[0]) if codes else 1.0
+                return lambda: trip if any(p.tripped for p in pumps) else 0.0
+            case SensorKind.HUMIDITY:
+                return drift(62.0, 8.0, 86_400.0)
+            case SensorKind.TURBIDITY:
+                return drift(0.35, 0.05, 7_200.0)
+            case SensorKind.RESIDUAL_CHLORINE:
+                return drift(0.40, 0.04, 10_800.0)
+            case SensorKind.PH:
+                return drift(7.2, 0.1, 14_400.0)
+            case SensorKind.CONDUCTIVITY:
+                return drift(420.0, 15.0, 21_600.0)
+            case SensorKind.DOOR | SensorKind.INTRUSION | SensorKind.SMOKE:
+                return lambda: 0.0
+            case _:
+                return None
 
     def _bind_pump(self, rs: RoomState, pump: Pump, sensor: Sensor) -> Signal:
         ps = rs.pumps[pump.id]

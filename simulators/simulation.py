@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Coroutine
+from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -13,6 +14,7 @@ from pumpwatch.clock import Clock
 from pumpwatch.mqtturl import BrokerAddress
 from pumpwatch.site import Site
 from pumpwatch.wire import SIM_CONTROL_TOPIC, WireError, decode_sim_control
+from simulators.modbus_bus_server import SimulatedBuses
 from simulators.modbus_server import DeviceImage, DeviceServer
 from simulators.model import SiteModel
 from simulators.mqtt_sensors import MqttSensors
@@ -28,7 +30,8 @@ class Simulation:
     def __init__(self, site: Site, clock: Clock, *, seed: int = 1,
                  broker: BrokerAddress | None = None, modbus_ports: dict[str, int] | None = None,
                  modbus_host: str | None = None, publish_period: float = 5.0,
-                 tick: float = 0.5, client_id: str = "pumpwatch-sim") -> None:
+                 tick: float = 0.5, client_id: str = "pumpwatch-sim",
+                 serial_dir: Path | None = None) -> None:
         self.site = site
         self.clock = clock
         self.model = SiteModel(site, clock.now(), seed=seed)
@@ -40,8 +43,11 @@ class Simulation:
         self.servers = {
             d.id: DeviceServer(DeviceImage(d, self.signals.value, self.signals.write),
                                modbus_host or d.host, ports.get(d.id, d.port))
-            for d in site.modbus
+            for d in site.modbus if d.bus is None
         }
+        # Units on RS-485 buses: one RTU server per bus (`modbus_ports` may name a tcp bus's port).
+        self.buses = SimulatedBuses(site, self.signals.value, self.signals.write, ports=ports,
+                                    host=modbus_host, serial_dir=serial_dir)
         self.sensors = MqttSensors(site, broker, client_id) if broker is not None else None
         self._pending: list[Coroutine[Any, Any, None]] = []
         self._control_tasks: set[asyncio.Task[None]] = set()
@@ -52,14 +58,15 @@ class Simulation:
         """The site with each Modbus device's host and port where its simulated PLC listens."""
         devices = tuple(d.model_copy(update={"host": self.servers[d.id].host,
                                              "port": self.servers[d.id].port})
-                        for d in self.site.modbus)
-        return self.site.model_copy(update={"modbus": devices})
+                        if d.id in self.servers else d for d in self.site.modbus)
+        return self.site.model_copy(update={"modbus": devices, "buses": self.buses.served_buses()})
 
     async def start(self) -> None:
         """Open the Modbus servers and connect the wireless sensors."""
         self._loop = asyncio.get_running_loop()
         for server in self.servers.values():
             await server.start()
+        await self.buses.start()
         if self.sensors is not None:
             self.sensors.start()
             self._listen_for_control(self.sensors)
@@ -68,6 +75,7 @@ class Simulation:
         """Close everything that start opened."""
         for server in self.servers.values():
             await server.stop()
+        await self.buses.stop()
         if self.sensors is not None:
             self.sensors.stop()
 
@@ -120,6 +128,10 @@ class Simulation:
 
     def set_device_offline(self, device_id: str, offline: bool) -> None:
         """Stop or restart a device's Modbus server (done at the next step)."""
+        bus = self.buses.server_of(device_id)
+        if bus is not None:  # a unit on a bus falls silent; the line and the other units stay
+            bus.set_unit_silent(self.buses.images[device_id].device.unit, offline)
+            return
         server = self.servers[device_id]
         self._pending.append(server.stop() if offline else server.start())
 

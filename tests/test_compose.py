@@ -11,6 +11,7 @@ import importlib.util
 import os
 import re
 import shlex
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -253,3 +254,88 @@ def test_the_roles_pass_the_production_start_and_match_the_servers(
         assert user_host_db.groups() == (postgres["environment"]["POSTGRES_USER"], "postgres",
                                          postgres["environment"]["POSTGRES_DB"])
     engine.dispose()
+
+
+# --- the edge box (examples/edge-compose.yml) ------------------------------------------------------
+
+EDGE_COMPOSE: dict[str, Any] = _interpolate(
+    yaml.safe_load((ROOT / "examples" / "edge-compose.yml").read_text(encoding="utf-8")))
+EDGE_SERVICES: dict[str, dict[str, Any]] = EDGE_COMPOSE["services"]
+
+
+def _edge_settings_of(monkeypatch: pytest.MonkeyPatch) -> tuple[dict[str, str], Settings]:
+    """The edge's settings from its environment; the CA secret (mounted by compose) is a file of ours."""
+    env = {**IMAGE_ENV, **{k: str(v) for k, v in EDGE_SERVICES["edge"]["environment"].items()}}
+    secret = EDGE_SERVICES["edge"]["secrets"][0]
+    assert env["PUMPWATCH_EDGE__UPLINK_CA_FILE"] == f"/run/secrets/{secret}"
+    stand_in = Path(tempfile.mkdtemp()) / "centre-ca.pem"
+    stand_in.write_text("-----BEGIN CERTIFICATE-----\n")
+    env["PUMPWATCH_EDGE__UPLINK_CA_FILE"] = str(stand_in)
+    for key in list(os.environ):
+        if key.startswith("PUMPWATCH_"):
+            monkeypatch.delenv(key)
+    for key, value in env.items():
+        assert key.startswith("PUMPWATCH_"), key
+        model: type[BaseModel] = Settings
+        for part in key.removeprefix("PUMPWATCH_").lower().split("__")[:-1]:
+            annotation = model.model_fields[part].annotation
+            assert isinstance(annotation, type), key
+            assert issubclass(annotation, BaseModel), key
+            model = annotation
+        assert key.removeprefix("PUMPWATCH_").lower().split("__")[-1] in model.model_fields, key
+        monkeypatch.setenv(key, value)
+    return env, Settings()
+
+
+def test_the_edge_box_runs_pumpwatch_edge_on_a_site_that_has_this_edge(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from pumpwatch.cli import _edge_settings
+
+    env, settings = _edge_settings_of(monkeypatch)
+    edge = EDGE_SERVICES["edge"]
+    assert edge["build"] == ".."
+    assert edge["image"] == "pumpwatch:latest"
+    args = _parser(settings).parse_args(edge["command"])
+    assert args.command == "edge"
+    site = load_site(_in_repo(env["PUMPWATCH_SITE"]))
+    secret = EDGE_SERVICES["edge"]["secrets"][0]
+    assert settings.edge.uplink_ca_file is not None
+    assert Path(EDGE_COMPOSE["secrets"][secret]["file"]).name == "centre-ca.pem"
+    assert _edge_settings(args, settings, site) is None  # production: mqtts with the edge's own login
+    assert settings.edge.id in {e.id for e in site.edges}
+    uplink = BrokerAddress.parse(settings.edge.uplink or "")
+    assert uplink.tls
+    assert uplink.username
+    assert uplink.password
+    assert settings.edge.when_full in ("drop_oldest", "refuse_newest")
+
+
+def test_the_edge_reads_the_room_broker_and_keeps_its_buffer_on_a_volume(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    _env, settings = _edge_settings_of(monkeypatch)
+    assert settings.mqtt.url is not None
+    room = BrokerAddress.parse(settings.mqtt.url)
+    assert room.host in EDGE_SERVICES
+    assert EDGE_SERVICES[room.host]["image"].startswith("eclipse-mosquitto")
+    assert f"listener {room.port}" in EDGE_COMPOSE["configs"]["mosquitto"]["content"]
+    mounts = {v.split(":")[1]: v.split(":")[0] for v in EDGE_SERVICES["edge"]["volumes"]}
+    assert str(settings.collector.state_dir) in mounts
+    assert mounts[str(settings.collector.state_dir)] in EDGE_COMPOSE["volumes"]
+
+
+@pytest.mark.parametrize("service", sorted(EDGE_SERVICES))
+def test_the_edge_box_health_checks(service: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = EDGE_SERVICES[service]
+    test = spec["healthcheck"]["test"]
+    if service == "edge":
+        _env, settings = _edge_settings_of(monkeypatch)
+        assert test[:3] == ["CMD", "python", "-c"]
+        compile(test[3], "edge health check", "exec")
+        assert f"http://localhost:{settings.metrics.port}/healthz" in test[3]
+        assert settings.metrics.enabled
+        assert settings.metrics.host == "0.0.0.0"
+        assert spec["depends_on"] == {"mosquitto": {"condition": "service_healthy"}}
+    else:
+        image = spec["image"].split(":")[0]
+        binary = test[1].split()[0] if test[0] == "CMD-SHELL" else test[1]
+        assert binary in IMAGE_BINARIES[image]

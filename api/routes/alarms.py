@@ -8,31 +8,42 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from api.deps import Ctx, CurrentUser
-from api.schemas import MAX_ID, AlarmPublic, Page, PathId, TaskPublic
+from api.schemas import MAX_ID, AlarmOnBoard, AlarmPublic, Page, PathId, TaskPublic
 from maintenance.alarms import AlarmFilter
+from maintenance.models import Alarm
 from maintenance.vocab import AlarmState
 from pumpwatch.site import Severity
 
 router = APIRouter(prefix="/api/alarms", tags=["alarms"])
 
 
-@router.get("", response_model=Page[AlarmPublic])
+@router.get("", response_model=Page[AlarmOnBoard])
 def list_alarms(ctx: Ctx, _user: CurrentUser, state: AlarmState | None = None,
                 acknowledged: bool | None = None, severity: Severity | None = None,
                 room: str | None = None, asset: str | None = None, since: datetime | None = None,
                 offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
-                limit: Annotated[int, Query(ge=1, le=500)] = 100) -> Page[AlarmPublic]:
+                limit: Annotated[int, Query(ge=1, le=500)] = 100) -> Page[AlarmOnBoard]:
     """Alarms, newest first, filtered."""
     items, total = ctx.alarms.list_alarms(AlarmFilter(state=state, acknowledged=acknowledged,
                                                       severity=severity, room=room, asset=asset,
                                                       since=since), offset, limit)
-    return Page(data=[AlarmPublic.model_validate(a) for a in items], count=total)
+    return Page(data=_on_board(ctx, items), count=total)
 
 
-@router.get("/{alarm_id}", response_model=AlarmPublic)
-def get_alarm(alarm_id: PathId, ctx: Ctx, _user: CurrentUser) -> AlarmPublic:
+@router.get("/{alarm_id}", response_model=AlarmOnBoard)
+def get_alarm(alarm_id: PathId, ctx: Ctx, _user: CurrentUser) -> AlarmOnBoard:
     """One alarm."""
-    return AlarmPublic.model_validate(ctx.alarms.get(alarm_id))
+    return _on_board(ctx, [ctx.alarms.get(alarm_id)])[0]
+
+
+def _on_board(ctx: Ctx, alarms: list[Alarm]) -> list[AlarmOnBoard]:
+    """The alarms with the approved exception that silences each, if any (maintenance/exceptions.py)."""
+    silences = ctx.alarms.silences(alarms)
+    board = [AlarmOnBoard.model_validate(a) for a in alarms]
+    for alarm in board:
+        if (silence := silences.get(alarm.id)) is not None:
+            alarm.silenced_by_exception, alarm.silenced_until = silence.exception_id, silence.until
+    return board
 
 
 @router.get("/{alarm_id}/task", response_model=TaskPublic | None)

@@ -1,11 +1,17 @@
-"""Access requests (two approvals, escort, entry and exit) and change requests (supervisor consent)."""
+"""Access requests (two approvals, escort, entry and exit) and change requests (supervisor consent).
+
+Separation of duties lives in the approval service: no one approves what they filed (not even as a
+deputy), a change is decided by a supervisor and never by an administrator alone, and only the escort
+named on the request (or the deputy escort named with it) confirms the entry and the exit; each
+refusal is a 403 problem saying why.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
 
 from fastapi import APIRouter
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from api.deps import Ctx, CurrentUser
 from api.schemas import Body, DbId, Page, PathId, ReasonIn
@@ -21,9 +27,10 @@ class AccessCreate(Body):
     organisation: str | None = Field(None, max_length=200)
     purpose: str = Field(min_length=1, max_length=2000)
     room: str = Field(min_length=1, max_length=100)
-    window_start: datetime
-    window_end: datetime
+    window_start: AwareDatetime  # a naive time is refused (422): whose clock would it be?
+    window_end: AwareDatetime
     escort_id: DbId
+    escort_deputy_id: DbId | None = None  # who may accompany the visitor in the escort's place
 
 
 class AccessPublic(BaseModel):
@@ -38,6 +45,7 @@ class AccessPublic(BaseModel):
     window_start: datetime
     window_end: datetime
     escort_id: DbId
+    escort_deputy_id: int | None
     requested_by: int
     state: str
     supervisor_approved_by: int | None
@@ -94,13 +102,14 @@ def list_access(ctx: Ctx, user: CurrentUser, state: str | None = None,
 def request_access(ctx: Ctx, user: CurrentUser, body: AccessCreate) -> AccessPublic:
     """Request a visit (staff)."""
     row = _service(ctx).request_access(user, body.visitor, body.purpose, body.room, body.window_start,
-                                       body.window_end, body.escort_id, body.organisation)
+                                       body.window_end, body.escort_id, body.organisation,
+                                       body.escort_deputy_id)
     return AccessPublic.model_validate(row)
 
 
 @router.post("/access-requests/{request_id}/approve", response_model=AccessPublic)
 def approve_access(request_id: PathId, ctx: Ctx, user: CurrentUser) -> AccessPublic:
-    """Give the supervisor's or the director's approval (deputies allowed)."""
+    """Give the supervisor's or the director's approval (deputies allowed; never the requester's own)."""
     return AccessPublic.model_validate(_service(ctx).approve_access(request_id, user))
 
 
@@ -112,13 +121,13 @@ def reject_access(request_id: PathId, ctx: Ctx, user: CurrentUser, body: ReasonI
 
 @router.post("/access-requests/{request_id}/enter", response_model=AccessPublic)
 def enter(request_id: PathId, ctx: Ctx, user: CurrentUser) -> AccessPublic:
-    """Log the visitor's entry (escort, technician, supervisor)."""
+    """Confirm the visitor's entry (the escort named on the request, or its deputy escort)."""
     return AccessPublic.model_validate(_service(ctx).log_entry(request_id, user))
 
 
 @router.post("/access-requests/{request_id}/exit", response_model=AccessPublic)
 def leave(request_id: PathId, ctx: Ctx, user: CurrentUser) -> AccessPublic:
-    """Log the visitor's exit."""
+    """Confirm the visitor's exit (the escort, or its deputy escort)."""
     return AccessPublic.model_validate(_service(ctx).log_exit(request_id, user))
 
 
@@ -138,7 +147,7 @@ def request_change(ctx: Ctx, user: CurrentUser, body: ChangeCreate) -> ChangePub
 
 @router.post("/change-requests/{request_id}/approve", response_model=ChangePublic)
 def approve_change(request_id: PathId, ctx: Ctx, user: CurrentUser) -> ChangePublic:
-    """Consent to the change (supervisor); its work task is created."""
+    """Consent to the change (a supervisor, not the requester); its work task is created."""
     return ChangePublic.model_validate(_service(ctx).decide_change(request_id, user, True))
 
 

@@ -1,38 +1,73 @@
-"""The monthly maintenance report as JSON, CSV or a printable page (supervisor, director, admin)."""
+"""The monthly maintenance report: read it (JSON, CSV, printable page, PDF) and sign it.
+
+Supervisors, directors and admins read it. The director (or a deputy) signs it as approver (审核), which
+closes the month early; the supervisor (or a deputy) signs it as preparer (编制). A closed month's PDF is
+the archived one, byte for byte (its SHA-256 in the `X-Content-SHA256` header and the ETag).
+"""
 
 from __future__ import annotations
 
-import re
+import asyncio
 from typing import Annotated, Literal
-from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from pydantic import BaseModel, Field
 
 from api.deps import Ctx, require
-from maintenance.errors import InvalidInput
 from maintenance.models import User, utc_from_epoch
-from maintenance.reports import Month, to_csv, to_html
+from maintenance.reports import MonthlyReport, to_csv, to_html
 from maintenance.vocab import Role
 
 router = APIRouter(prefix="/api/reports", tags=["reports"])
 Reader = Annotated[User, Depends(require(Role.SUPERVISOR, Role.DIRECTOR, Role.ADMIN))]
+Signer = Annotated[User, Depends(require(Role.SUPERVISOR, Role.DIRECTOR))]
+Format = Literal["json", "csv", "html", "pdf"]
+
+
+class SignBody(BaseModel):
+    """The line to sign: `approved` (审核, director) or `prepared` (编制, supervisor); else by role."""
+
+    line: Literal["approved", "prepared"] | None = Field(None, description="approved: director; prepared: "
+                                                                          "supervisor")
+
+
+def _reports(ctx: Ctx) -> MonthlyReport:
+    assert ctx.reports is not None, "the API context has no report service"
+    return ctx.reports
 
 
 @router.get("/monthly/{month}", response_model=None)
-def monthly(month: str, ctx: Ctx, _user: Reader,
-            format: Annotated[Literal["json", "csv", "html"], Query()] = "json") -> Response:
-    """The report of `YYYY-MM`; before the month ends it is marked preliminary (`final: false`)."""
-    found = re.fullmatch(r"(\d{4})-(\d{2})", month)
-    if found is None or not 1 <= int(found.group(2)) <= 12:
-        raise InvalidInput("month must look like 2026-11")
-    period = Month(int(found.group(1)), int(found.group(2)), ZoneInfo(ctx.site.site.timezone))
-    assert ctx.reports is not None
-    report = ctx.reports.build(period, utc_from_epoch(ctx.clock.now()))
+async def monthly(month: str, ctx: Ctx, _user: Reader, format: Annotated[Format, Query()] = "json",
+                  edition: Annotated[int | None, Query(ge=1, le=1000)] = None) -> Response:
+    """The report of `YYYY-MM`: closed (`status: closed`, with amendments) or a live preview."""
+    reports = _reports(ctx)
+    period = reports.month(month)
+    now = utc_from_epoch(ctx.clock.now())
+    filename = f"pumpwatch-report-{period}"
+    if format == "pdf":
+        pdf, digest = await asyncio.to_thread(reports.pdf, period, now, edition)
+        headers = {"Content-Disposition": f'attachment; filename="{filename}.pdf"'}
+        if digest is not None:
+            headers |= {"X-Content-SHA256": digest, "ETag": f'"{digest}"', "Cache-Control": "private"}
+        else:
+            headers["Cache-Control"] = "no-store"  # a preview changes until the month closes
+        return Response(pdf, media_type="application/pdf", headers=headers)
+    report = await asyncio.to_thread(reports.report, period, now)
     if format == "csv":
         return PlainTextResponse(to_csv(report), media_type="text/csv; charset=utf-8", headers={
-            "Content-Disposition": f'attachment; filename="pumpwatch-report-{period}.csv"'})
+            "Content-Disposition": f'attachment; filename="{filename}.csv"'})
     if format == "html":
         return HTMLResponse(to_html(report, ctx.site.site.name.zh), headers={
             "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'"})
     return JSONResponse(report)
+
+
+@router.post("/monthly/{month}/sign", response_model=None)
+async def sign(month: str, ctx: Ctx, user: Signer, body: SignBody | None = None) -> JSONResponse:
+    """Sign the report of a month that is over; the director's signature closes and archives it."""
+    reports = _reports(ctx)
+    period = reports.month(month)
+    now = utc_from_epoch(ctx.clock.now())
+    line = body.line if body is not None else None
+    return JSONResponse(await asyncio.to_thread(reports.sign, period, user, now, line))

@@ -1,7 +1,8 @@
 """Tasks (work orders): list, create, the lifecycle, checklist results, notes, parts and files.
 
-Role rules live in the task service (403 when broken); an action the task's state does not allow
-is a 409 problem naming the current state.
+Role rules live in the task service (403 when broken, with the reason); an action the task's state
+does not allow is a 409 problem naming the current state. One task comes back with every cycle of
+its record (`cycles`, oldest first, the current one marked); lists carry the current cycle only.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import asyncio
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, File, Query, Response, UploadFile
+from fastapi import APIRouter, File, Form, Query, Response, UploadFile
 from fastapi.responses import FileResponse
 
 from api.deps import Ctx, CurrentUser
@@ -26,6 +27,7 @@ from api.schemas import (
     PathId,
     ReasonIn,
     TaskCreate,
+    TaskDetail,
     TaskPublic,
 )
 from maintenance.errors import InvalidInput, NotFound
@@ -38,8 +40,8 @@ router = APIRouter(prefix="/api/tasks", tags=["tasks"])
 TaskPage = Page[TaskPublic]
 
 
-def _out(task: object) -> TaskPublic:
-    return TaskPublic.model_validate(task)
+def _out(task: object) -> TaskDetail:
+    return TaskDetail.model_validate(task)
 
 
 @router.get("", response_model=TaskPage)
@@ -58,59 +60,59 @@ def list_tasks(ctx: Ctx, user: CurrentUser, state: Annotated[list[TaskState] | N
                     media_type="application/json")
 
 
-@router.post("", response_model=TaskPublic, status_code=201)
-def create(ctx: Ctx, user: CurrentUser, body: TaskCreate) -> TaskPublic:
+@router.post("", response_model=TaskDetail, status_code=201)
+def create(ctx: Ctx, user: CurrentUser, body: TaskCreate) -> TaskDetail:
     """Report a fault (anyone) or create another kind of task (supervisor)."""
     task = ctx.tasks.create_task(user, Text(zh=body.title.zh, en=body.title.en), body.kind, body.priority,
                                  body.asset, body.room, body.description, body.due_at)
     return _out(task)
 
 
-@router.get("/{task_id}", response_model=TaskPublic)
-def get_task(task_id: PathId, ctx: Ctx, _user: CurrentUser) -> TaskPublic:
+@router.get("/{task_id}", response_model=TaskDetail)
+def get_task(task_id: PathId, ctx: Ctx, _user: CurrentUser) -> TaskDetail:
     """One task."""
     return _out(ctx.tasks.get(task_id))
 
 
-@router.post("/{task_id}/assign", response_model=TaskPublic)
-def assign(task_id: PathId, ctx: Ctx, user: CurrentUser, body: AssignIn) -> TaskPublic:
+@router.post("/{task_id}/assign", response_model=TaskDetail)
+def assign(task_id: PathId, ctx: Ctx, user: CurrentUser, body: AssignIn) -> TaskDetail:
     """Assign (supervisor); a technician may assign a raised task to themselves."""
     return _out(ctx.tasks.assign(task_id, user, body.assignees))
 
 
-@router.post("/{task_id}/start", response_model=TaskPublic)
-def start(task_id: PathId, ctx: Ctx, user: CurrentUser) -> TaskPublic:
+@router.post("/{task_id}/start", response_model=TaskDetail)
+def start(task_id: PathId, ctx: Ctx, user: CurrentUser) -> TaskDetail:
     """Start work (an assignee)."""
     return _out(ctx.tasks.start(task_id, user))
 
 
-@router.post("/{task_id}/complete", response_model=TaskPublic)
-def complete(task_id: PathId, ctx: Ctx, user: CurrentUser, body: CompleteIn) -> TaskPublic:
+@router.post("/{task_id}/complete", response_model=TaskDetail)
+def complete(task_id: PathId, ctx: Ctx, user: CurrentUser, body: CompleteIn) -> TaskDetail:
     """Hand in the completion report, signed by the technician."""
     return _out(ctx.tasks.complete(task_id, user, body.fault_cause, body.action_taken,
                                    body.parts_replaced, body.remarks))
 
 
-@router.post("/{task_id}/verify", response_model=TaskPublic)
-def verify(task_id: PathId, ctx: Ctx, user: CurrentUser) -> TaskPublic:
+@router.post("/{task_id}/verify", response_model=TaskDetail)
+def verify(task_id: PathId, ctx: Ctx, user: CurrentUser) -> TaskDetail:
     """Sign off as supervisor (someone other than the technician)."""
     return _out(ctx.tasks.verify(task_id, user))
 
 
-@router.post("/{task_id}/send-back", response_model=TaskPublic)
-def send_back(task_id: PathId, ctx: Ctx, user: CurrentUser, body: ReasonIn) -> TaskPublic:
+@router.post("/{task_id}/send-back", response_model=TaskDetail)
+def send_back(task_id: PathId, ctx: Ctx, user: CurrentUser, body: ReasonIn) -> TaskDetail:
     """Return a completed task for rework (supervisor)."""
     return _out(ctx.tasks.send_back(task_id, user, body.reason))
 
 
-@router.post("/{task_id}/cancel", response_model=TaskPublic)
-def cancel(task_id: PathId, ctx: Ctx, user: CurrentUser, body: ReasonIn) -> TaskPublic:
+@router.post("/{task_id}/cancel", response_model=TaskDetail)
+def cancel(task_id: PathId, ctx: Ctx, user: CurrentUser, body: ReasonIn) -> TaskDetail:
     """Cancel an unfinished task (supervisor)."""
     return _out(ctx.tasks.cancel(task_id, user, body.reason))
 
 
-@router.put("/{task_id}/checklist/{key}", response_model=TaskPublic)
-async def check(task_id: PathId, key: str, ctx: Ctx, user: CurrentUser, body: CheckIn) -> TaskPublic:
+@router.put("/{task_id}/checklist/{key}", response_model=TaskDetail)
+async def check(task_id: PathId, key: str, ctx: Ctx, user: CurrentUser, body: CheckIn) -> TaskDetail:
     """Record one checklist item's result; a gauge reading is set beside its sensors' values."""
     task = await asyncio.to_thread(ctx.tasks.record_check, task_id, user, key, body.result, body.value,
                                    body.note)
@@ -124,27 +126,30 @@ async def check(task_id: PathId, key: str, ctx: Ctx, user: CurrentUser, body: Ch
     return _out(task)
 
 
-@router.post("/{task_id}/notes", response_model=TaskPublic)
-def note(task_id: PathId, ctx: Ctx, user: CurrentUser, body: NoteIn) -> TaskPublic:
+@router.post("/{task_id}/notes", response_model=TaskDetail)
+def note(task_id: PathId, ctx: Ctx, user: CurrentUser, body: NoteIn) -> TaskDetail:
     """Add a note."""
     return _out(ctx.tasks.add_note(task_id, user, body.text))
 
 
-@router.post("/{task_id}/parts", response_model=TaskPublic)
-def part(task_id: PathId, ctx: Ctx, user: CurrentUser, body: PartIn) -> TaskPublic:
+@router.post("/{task_id}/parts", response_model=TaskDetail)
+def part(task_id: PathId, ctx: Ctx, user: CurrentUser, body: PartIn) -> TaskDetail:
     """Record a part used."""
     return _out(ctx.tasks.add_part(task_id, user, body.part, body.quantity, body.unit))
 
 
 @router.post("/{task_id}/attachments", response_model=AttachmentPublic, status_code=201)
 async def attach(task_id: PathId, ctx: Ctx, user: CurrentUser,
-                 file: Annotated[UploadFile, File(description="JPEG, PNG, WebP or PDF")]) -> AttachmentPublic:
-    """Upload a photo or document (checked by content, size bounded)."""
+                 file: Annotated[UploadFile, File(description="JPEG, PNG, WebP or PDF")],
+                 checklist_key: Annotated[str | None, Form(
+                     max_length=64, description="the checklist item this file documents")] = None,
+                 ) -> AttachmentPublic:
+    """Upload a photo or document (checked by content, size bounded), optionally for a checklist item."""
     data = await file.read(ctx.max_upload_bytes + 1)
     stored = store_upload(ctx.attachments_dir, data, ctx.max_upload_bytes)
     name = (file.filename or "upload").replace("/", "_").replace("\\", "_")[:200] or "upload"
-    row = ctx.tasks.add_attachment(task_id, user, name, stored.content_type, stored.size, stored.sha256,
-                                   str(stored.path))
+    row = await asyncio.to_thread(ctx.tasks.add_attachment, task_id, user, name, stored.content_type,
+                                  stored.size, stored.sha256, str(stored.path), checklist_key)
     return AttachmentPublic.model_validate(row)
 
 

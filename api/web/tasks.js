@@ -220,7 +220,12 @@ function factList(ctx, task) {
     row(t('task.kind'), word('kind', task.kind)),
     row(t('task.asset'), equipmentName(ctx, task.asset)),
     row(t('task.room'), roomName(ctx, task.room)),
+    // Two clocks: someone takes the task on (response), then the work is done (resolution, `due_at`).
+    row(t('task.respondBy'), !task.responded_at && OPEN_STATES.includes(task.state) && task.response_due_at
+      ? `${fmtDateTime(task.response_due_at)} (${fmtRel(task.response_due_at)})` : null),
+    row(t('task.responded'), task.responded_at ? fmtDateTime(task.responded_at) : null),
     row(t('task.due'), task.due_at ? `${fmtDateTime(task.due_at)} (${fmtRel(task.due_at)})` : null),
+    row(t('task.cycle'), task.cycle > 1 ? t('cycles.round', {n: fmtNum(task.cycle, 0)}) : null),
     row(t('task.created'), fmtDateTime(task.created_at)),
     row(t('task.assignees'), (task.assignee_ids || []).map((id) => personName(ctx, id)).join(', ') || t('task.unassigned')),
     row(t('task.repeat'), task.repeat_count ? fmtNum(task.repeat_count, 0) : null),
@@ -242,6 +247,59 @@ export function reportBlock(ctx, task) {
         `${personName(ctx, task.technician_signed_by)} · ${fmtDateTime(task.technician_signed_at)}`) : [],
       task.supervisor_signed_by ? row(t('complete.signedSup'),
         `${personName(ctx, task.supervisor_signed_by)} · ${fmtDateTime(task.supervisor_signed_at)}`) : []));
+}
+
+const CHECK_MARK = {ok: '✓', fault: '✗', na: '–'};
+
+function cycleOutcome(cycle) {
+  if (cycle.supervisor_signed_at) return 'verified';
+  if (cycle.sent_back_at) return 'sent_back';
+  if (cycle.cancelled_at) return 'cancelled';
+  return cycle.technician_signed_at ? 'superseded' : 'ended';
+}
+
+/** One earlier cycle of work, read-only and compact: who did what when, and both signatures. */
+function cycleRecord(ctx, task, cycle) {
+  const who = (id) => (id == null ? t('cycles.system') : personName(ctx, id));
+  const when = (id, at) => (at ? `${who(id)} · ${fmtDateTime(at, true)}` : null);
+  const row = (label, value) => (value ? [h('dt', {}, label), h('dd', {}, value)] : []);
+  const checks = (cycle.checklist || []).filter((item) => item.result);
+  const parts = (cycle.parts_used || []).map((p) => `${p.part} × ${fmtNum(p.quantity, 2)} ${p.unit || ''}`.trim());
+  const outcome = cycleOutcome(cycle);
+  return h('details', {class: 'cycle', 'data-cycle': cycle.number, 'data-outcome': outcome},
+    h('summary', {},
+      h('strong', {}, t('cycles.round', {n: fmtNum(cycle.number, 0)})), ' · ',
+      t(`cycles.reason.${cycle.reason}`), ' · ', fmtDateTime(cycle.opened_at, true), ' · ',
+      h('span', {class: `cycle-outcome outcome-${outcome}`}, t(`cycles.outcome.${outcome}`))),
+    h('dl', {class: 'facts'},
+      row(t('cycles.opened'), when(cycle.opened_by, cycle.opened_at)),
+      row(t('cycles.responded'), when(cycle.responded_by, cycle.responded_at)),
+      row(t('cycles.started'), when(cycle.started_by, cycle.started_at)),
+      row(t('cycles.checklist'), checks.length ? h('ul', {class: 'cycle-checks'}, checks.map((item) => h('li', {},
+        `${CHECK_MARK[item.result] || ''} ${pick(item) || item.key}`,
+        item.value != null ? ` ${fmtNum(item.value, 3)}${item.unit ? ` ${item.unit}` : ''}` : '',
+        item.note ? [' — ', richText(task.id, item.note)] : '',
+        item.by != null ? ` (${personName(ctx, item.by)})` : ''))) : null),
+      row(t('cycles.parts'), parts.join(', ')),
+      row(t('complete.cause'), cycle.fault_cause),
+      row(t('complete.action'), cycle.action_taken),
+      row(t('complete.parts'), cycle.parts_replaced),
+      row(t('complete.remarks'), cycle.remarks),
+      row(t('complete.signedTech'), when(cycle.technician_signed_by, cycle.technician_signed_at)),
+      row(t('complete.signedSup'), when(cycle.supervisor_signed_by, cycle.supervisor_signed_at)),
+      row(t('cycles.sentBack'), cycle.sent_back_at
+        ? `${when(cycle.sent_back_by, cycle.sent_back_at)}: ${cycle.sent_back_reason || ''}` : null),
+      row(t('cycles.cancelled'), cycle.cancelled_at
+        ? `${when(cycle.cancelled_by, cycle.cancelled_at)}: ${cycle.cancel_reason || ''}` : null)));
+}
+
+/** The earlier cycles of a task (a repeat alarm reopened it, or it was sent back), newest first. */
+export function cyclesBlock(ctx, task) {
+  const earlier = (task.cycles || []).filter((cycle) => !cycle.current).reverse();
+  if (!earlier.length) return null;
+  return h('section', {class: 'panel cycles', 'aria-labelledby': `cycles-h-${task.id}`},
+    h('h2', {id: `cycles-h-${task.id}`}, t('cycles.title'), ' ', h('span', {class: 'count'}, fmtNum(earlier.length, 0))),
+    earlier.map((cycle) => cycleRecord(ctx, task, cycle)));
 }
 
 /** Verify / send back, for a supervisor looking at a done task. */
@@ -457,6 +515,7 @@ export async function taskPage(main, ctx, id) {
             JSON.stringify([item.result, item.value, item.note, Boolean(item.pending), working, task.conflicts.length]),
             () => checkItem(ctx, task, item, working)))) : null,
         reportBlock(ctx, task),
+        cyclesBlock(ctx, task),
         reviewActions(ctx, task, (updated) => { server = updated; render(); }),
         assignPanel(ctx, task, (updated) => { server = updated; render(); }),
         working ? keep('complete', 'form', () => completeForm(ctx, () => current)) : null,

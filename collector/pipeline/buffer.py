@@ -6,12 +6,22 @@ array when there are any), so the disk work per reading is a share of one row, n
 A reading's position is `row * ROW_SLOTS + index`; the writer hands positions back to remove what
 the store accepted, and a row removed in part keeps the rest (its `start` moves on).
 
-Policy when full: `append` refuses (raises `BufferFull`) and the caller waits; nothing already in the
-buffer is ever dropped to make room. MQTT messages are then not acknowledged, so the broker keeps them.
+Policy when full (`when_full`): `wait` (the centre's collector): `append` refuses (raises
+`BufferFull`) and the caller waits; nothing already in the buffer is ever dropped to make room, MQTT
+messages are then not acknowledged, so the broker keeps them. An edge cannot make a PLC wait, so it
+chooses: `drop_oldest` deletes the oldest readings to take the new ones, `refuse_newest` keeps what
+it has and leaves out what does not fit; either way every reading lost is counted (`dropped`, kept in
+the file across restarts, and `on_dropped`).
+
+Two ends: `peek`/`remove_through` take the oldest readings (first in, first out); `peek_newest`/
+`remove_rows` take the newest whole rows, so an edge catching up after an outage sends fresh
+readings ahead of the backlog.
 
 Delivery keys: a source may commit a key with its readings (an MQTT message's packet id and digest),
 so a message the broker delivers again after a crash is recognised and not stored twice. The newest
 `DELIVERED_KEEP` keys are kept (fewer than MQTT's 65535 packet ids, so a reused id is never mistaken).
+Keys of edge batches (`edge_batch_key`) are kept apart, the newest `EDGE_BATCHES_KEEP` numbers of
+each edge, so a busy MQTT intake never pushes out the record of a batch an edge may send again.
 """
 
 from __future__ import annotations
@@ -20,7 +30,7 @@ import json
 import sqlite3
 import threading
 from array import array
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +52,15 @@ CREATE TABLE IF NOT EXISTS delivered (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     key TEXT NOT NULL UNIQUE
 );
+CREATE TABLE IF NOT EXISTS edge_batches (
+    edge TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    PRIMARY KEY (edge, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS counters (
+    name TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS rejected (
     seq INTEGER PRIMARY KEY,
     sensor TEXT NOT NULL,
@@ -56,6 +75,9 @@ CREATE TABLE IF NOT EXISTS rejected (
 ROW_READINGS = 1000  # readings per row at most
 ROW_SLOTS = 1 << 20  # positions per row (more than ROW_READINGS, so positions never collide)
 DELIVERED_KEEP = 30_000
+EDGE_BATCHES_KEEP = 100_000  # batch numbers remembered per edge
+EDGE_KEY_PREFIX = "edge:"
+WHEN_FULL = ("wait", "drop_oldest", "refuse_newest")
 SET_ASIDE = 255  # quality byte of a reading the store refused (kept in `rejected`)
 _SEPARATOR = "\x1f"
 _INSERT = ("INSERT INTO batches (size, live, sensors, ts, vals, qualities, states) "
@@ -67,15 +89,25 @@ class BufferFull(Exception):
     """The buffer holds `capacity` readings; wait for the writer to drain it."""
 
 
+def edge_batch_key(edge: str, seq: int) -> str:
+    """The delivery key of an edge's batch number `seq` (see the module's note on delivery keys)."""
+    return f"{EDGE_KEY_PREFIX}{edge}:{seq}"
+
+
 class DurableBuffer:
     """A bounded FIFO of readings on disk; safe to use from several threads."""
 
-    def __init__(self, path: str | Path, capacity: int = 5_000_000) -> None:
+    def __init__(self, path: str | Path, capacity: int = 5_000_000, *, when_full: str = "wait",
+                 on_dropped: Callable[[int], None] | None = None) -> None:
         if capacity <= 0:
             raise ValueError("capacity must be positive")
+        if when_full not in WHEN_FULL:
+            raise ValueError(f"when_full must be one of {', '.join(WHEN_FULL)}, not {when_full!r}")
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.capacity = capacity
+        self.when_full = when_full
+        self.on_dropped = on_dropped
         self._lock = threading.Lock()
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -84,42 +116,103 @@ class DurableBuffer:
         self._adopt_rows_of_one_reading()
         self._depth: int = self._db.execute("SELECT coalesce(sum(live), 0) FROM batches").fetchone()[0]
         self._delivered: int = self._db.execute("SELECT count(*) FROM delivered").fetchone()[0]
+        found = self._db.execute("SELECT value FROM counters WHERE name = 'dropped'").fetchone()
+        self._dropped: int = found[0] if found is not None else 0
 
     @property
     def depth(self) -> int:
         """Readings waiting for the series store."""
         return self._depth
 
+    @property
+    def dropped(self) -> int:
+        """Readings lost to a full buffer (`drop_oldest`, `refuse_newest`) since the file was made."""
+        return self._dropped
+
     def append(self, readings: Sequence[Reading], keys: Sequence[str] = ()) -> None:
-        """Store readings (and delivery keys) durably, all or none; `BufferFull` if they do not fit."""
+        """Store readings (and delivery keys) durably, all or none.
+
+        When they do not fit: `BufferFull` (`wait`), or the oldest readings make room
+        (`drop_oldest`), or what does not fit is left out (`refuse_newest`), counted in the same commit.
+        """
         if not readings and not keys:
             return
-        rows = [_row(readings[i:i + ROW_READINGS]) for i in range(0, len(readings), ROW_READINGS)]
         with self._lock:
-            if self._depth + len(readings) > self.capacity:
+            excess = self._depth + len(readings) - self.capacity
+            if excess > 0 and self.when_full == "wait":
                 raise BufferFull(f"{self._depth} of {self.capacity} readings buffered")
+            lost = 0
+            if excess > 0 and self.when_full == "refuse_newest":
+                lost = min(excess, len(readings))
+                readings = readings[:len(readings) - lost]
+            rows = [_row(readings[i:i + ROW_READINGS]) for i in range(0, len(readings), ROW_READINGS)]
             self._db.execute("BEGIN IMMEDIATE")
             try:
+                made_room = 0
+                if excess > 0 and self.when_full == "drop_oldest":
+                    made_room = lost = self._drop_oldest(excess)
                 self._db.executemany(_INSERT, rows)
                 if keys:
                     self._remember(keys)
+                if lost:
+                    self._db.execute("INSERT INTO counters (name, value) VALUES ('dropped', ?) ON CONFLICT "
+                                     "(name) DO UPDATE SET value = value + excluded.value", (lost,))
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
-            self._depth += len(readings)
+            self._depth += len(readings) - made_room
+            self._dropped += lost
+        if lost and self.on_dropped is not None:
+            self.on_dropped(lost)
+
+    def _drop_oldest(self, count: int) -> int:
+        """Within a transaction, forget the oldest `count` waiting readings (fewer if fewer wait)."""
+        dropped = 0
+        rows = self._db.execute("SELECT seq, start, size, live, qualities FROM batches ORDER BY seq")
+        for seq, start, size, live, qualities in rows.fetchall():
+            if dropped >= count:
+                break
+            if live <= count - dropped:
+                self._db.execute("DELETE FROM batches WHERE seq = ?", (seq,))
+                dropped += live
+                continue
+            index = start  # the position in this row through which `count - dropped` live readings go
+            left = count - dropped
+            while left > 0 and index < size:
+                if qualities[index] != SET_ASIDE:
+                    left -= 1
+                index += 1
+            self._db.execute("UPDATE batches SET start = ?, live = ? WHERE seq = ?",
+                             (index, live - (count - dropped), seq))
+            dropped = count
+        return dropped
 
     def _remember(self, keys: Sequence[str]) -> None:
-        self._db.executemany("INSERT OR IGNORE INTO delivered (key) VALUES (?)", [(k,) for k in keys])
-        self._delivered += len(keys)
+        plain = [(k,) for k in keys if not k.startswith(EDGE_KEY_PREFIX)]
+        if plain:
+            self._db.executemany("INSERT OR IGNORE INTO delivered (key) VALUES (?)", plain)
+            self._delivered += len(plain)
         if self._delivered > DELIVERED_KEEP * 1.2:
             self._db.execute("DELETE FROM delivered WHERE id <= (SELECT max(id) FROM delivered) - ?",
                              (DELIVERED_KEEP,))
             self._delivered = DELIVERED_KEEP
+        for key in keys:
+            parsed = _edge_key(key)
+            if parsed is not None:
+                edge, seq = parsed
+                self._db.execute("INSERT OR IGNORE INTO edge_batches (edge, seq) VALUES (?, ?)", (edge, seq))
+                if seq % 1000 == 0:  # now and then, not on every batch
+                    self._db.execute("DELETE FROM edge_batches WHERE edge = ? AND seq < ?",
+                                     (edge, seq - EDGE_BATCHES_KEEP))
 
     def delivered(self, key: str) -> bool:
         """Whether readings with this delivery key were committed (recently)."""
+        parsed = _edge_key(key)
         with self._lock:
+            if parsed is not None:
+                return self._db.execute("SELECT 1 FROM edge_batches WHERE edge = ? AND seq = ?",
+                                        parsed).fetchone() is not None
             return self._db.execute("SELECT 1 FROM delivered WHERE key = ?", (key,)).fetchone() is not None
 
     def peek(self, limit: int) -> tuple[list[int], list[Reading]]:
@@ -143,6 +236,62 @@ class DurableBuffer:
             finally:
                 cursor.close()
         return positions[:limit], readings[:limit]
+
+    def peek_newest(self, limit: int) -> tuple[list[int], list[Reading]]:
+        """The newest whole rows holding up to `limit` readings (at least one row), oldest first.
+
+        Returns the rows' numbers (for `remove_rows`) and their waiting readings.
+        """
+        rows: list[tuple[int, list[Reading]]] = []
+        taken = 0
+        with self._lock:
+            cursor = self._db.execute(
+                "SELECT seq, start, sensors, ts, vals, qualities, states FROM batches ORDER BY seq DESC")
+            try:
+                for seq, start, *columns in cursor:
+                    waiting = [r for r in _unpack(columns)[start:] if r is not None]
+                    if rows and taken + len(waiting) > limit:
+                        break
+                    rows.append((seq, waiting))
+                    taken += len(waiting)
+                    if taken >= limit:
+                        break
+            finally:
+                cursor.close()
+        rows.reverse()
+        return [seq for seq, _ in rows], [r for _, waiting in rows for r in waiting]
+
+    def remove_rows(self, seqs: Sequence[int]) -> int:
+        """Forget whole rows (as `peek_newest` gave them: the store has them); returns readings removed."""
+        if not seqs:
+            return 0
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                removed = 0
+                for seq in seqs:
+                    found = self._db.execute("SELECT live FROM batches WHERE seq = ?", (seq,)).fetchone()
+                    if found is not None:
+                        removed += int(found[0])
+                        self._db.execute("DELETE FROM batches WHERE seq = ?", (seq,))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._depth -= removed
+            return removed
+
+    def oldest_ts(self) -> float | None:
+        """The timestamp of the oldest waiting reading (None when the buffer is empty)."""
+        with self._lock:
+            found = self._db.execute(
+                "SELECT start, ts, qualities FROM batches ORDER BY seq LIMIT 1").fetchone()
+        if found is None:
+            return None
+        start, ts_bytes, qualities = found
+        times = array("d")
+        times.frombytes(ts_bytes)
+        return next((times[i] for i in range(start, len(times)) if qualities[i] != SET_ASIDE), None)
 
     def remove_through(self, position: int) -> int:
         """Forget every reading up to and including `position` (the store has them); returns how many."""
@@ -242,6 +391,14 @@ class DurableBuffer:
         except BaseException:
             self._db.execute("ROLLBACK")
             raise
+
+
+def _edge_key(key: str) -> tuple[str, int] | None:
+    """(edge, batch number) of an edge batch's delivery key, else None."""
+    if not key.startswith(EDGE_KEY_PREFIX):
+        return None
+    edge, _, seq = key[len(EDGE_KEY_PREFIX):].rpartition(":")
+    return (edge, int(seq)) if edge and seq.isdigit() else None
 
 
 def _row(readings: Sequence[Reading]) -> tuple[int, int, str, bytes, bytes, bytes, str | None]:

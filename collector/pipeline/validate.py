@@ -1,4 +1,11 @@
-"""Judge each reading against its sensor: reject what cannot be stored, flag what is suspect."""
+"""Judge each reading against its sensor: reject what cannot be stored, flag what is suspect.
+
+Counters (energy) only rise. A value below the sensor's last one is a reset (meter replaced, or
+rolled over at its maximum): it is stored as read, flagged `COUNTER_RESET`, and starts a new
+baseline. Whoever sums consumption adds the increases between readings and, at a reading flagged
+`COUNTER_RESET`, starts again from its value: a reset is never taken as negative consumption.
+The last value is remembered per sensor while the collector runs.
+"""
 
 from __future__ import annotations
 
@@ -27,6 +34,7 @@ class Validator:
 
     def __init__(self, catalog: SensorCatalog) -> None:
         self.catalog = catalog
+        self._counters: dict[str, tuple[float, float]] = {}  # counter sensor -> (ts, value) last seen
 
     def judge(self, readings: Sequence[Reading], now: float) -> Verdict:
         """Sort readings into kept and rejected; out-of-range values are kept and flagged."""
@@ -51,21 +59,40 @@ class Validator:
             quality = r.quality
             if quality is Quality.GOOD and not _plausible(info, value):
                 quality = Quality.OUT_OF_RANGE
+            if info.counter and quality in _COUNTED and self._fell(r.sensor, ts, value):
+                quality = Quality.COUNTER_RESET
             if quality is not Quality.GOOD:
                 verdict.flagged[quality] += 1
             state = r.state
             if state is None and info.states:
                 state = info.states.get(int(value))
+                if state is None and info.open_codes and value == int(value):
+                    state = f"UNKNOWN_{int(value)}"
             if quality is not r.quality or state != r.state or type(value) is not float:
                 r = Reading(r.sensor, float(ts), float(value), quality, state)
             verdict.kept.append(r)
         return verdict
 
+    def _fell(self, sensor: str, ts: float, value: float) -> bool:
+        """Whether a counter reading is below the one before it (a late reading changes nothing)."""
+        last = self._counters.get(sensor)
+        if last is not None and ts < last[0]:
+            return False
+        self._counters[sensor] = (ts, value)
+        return last is not None and value < last[1]
+
+
+# Readings a counter's baseline follows: stale and device-error readings repeat old values; a reset
+# flagged upstream (by an edge) is the new baseline here too.
+_COUNTED = (Quality.GOOD, Quality.OUT_OF_RANGE, Quality.COUNTER_RESET)
+
 
 def _plausible(info: SensorInfo, value: float) -> bool:
-    """Inside the valid range, and a known code for state sensors."""
+    """Inside the valid range, and a known code for state sensors (any integer for fault codes)."""
     if info.low is not None and value < info.low:
         return False
     if info.high is not None and value > info.high:
         return False
+    if info.open_codes:
+        return value == int(value)
     return not info.states or (value == int(value) and int(value) in info.states)

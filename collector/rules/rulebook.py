@@ -1,7 +1,8 @@
 """Alarm rules from the site file: thresholds, leaks, switches, no data, stuck values, pump rules.
 
-Defaults come from `defaults.alarms` (per sensor kind and per pump kind); a sensor's own
-thresholds and `alarms:` settings override them; `rules:` adds custom AND / OR rules.
+Defaults come from `defaults.alarms` (per sensor kind and per pump kind, and the built-in thresholds of
+each sensor's role: `pumpwatch.thresholds`); a sensor's own thresholds and `alarms:` settings override
+them; `rules:` adds custom AND / OR rules.
 """
 
 from __future__ import annotations
@@ -40,6 +41,16 @@ from pumpwatch.site import (
     Tank,
     Text,
 )
+from pumpwatch.thresholds import thresholds_in_force
+
+# Leak-like state alarms of the room's fire and security sensors: (kind, state, alarm type,
+# severity, seconds the state must hold, zh, en). A door stands open while someone works in the
+# room; only a door left open alarms.
+STATE_ALARMS = (
+    (SensorKind.SMOKE, "ALARM", "smoke", Severity.CRITICAL, 0.0, "检测到烟雾", "detects smoke"),
+    (SensorKind.INTRUSION, "OPEN", "intrusion", Severity.MAJOR, 0.0, "检测到闯入", "detects an intrusion"),
+    (SensorKind.DOOR, "OPEN", "door_open", Severity.MINOR, 1800.0, "门长时间未关", "door left open"),
+)
 
 
 class Rulebook:
@@ -64,7 +75,7 @@ class Rulebook:
     def _build(self) -> None:
         for room, equipment, sensor in self.site.iter_sensors():
             asset = equipment.id if equipment is not None else room.id
-            self._thresholds(room, asset, sensor)
+            self._thresholds(room, asset, equipment, sensor)
             self._sensor_rules(room, asset, equipment, sensor)
         self._no_data()
         for room in self.site.rooms:
@@ -75,9 +86,10 @@ class Rulebook:
 
     # --- per sensor ------------------------------------------------------------------------------
 
-    def _thresholds(self, room: Room, asset: str, sensor: Sensor) -> None:
+    def _thresholds(self, room: Room, asset: str, equipment: EquipmentBase | None, sensor: Sensor) -> None:
+        in_force = thresholds_in_force(self.site, room, equipment, sensor).thresholds
         for direction in Comparison:
-            limits = [t for t in self.site.thresholds_for(sensor) if t.when is direction]
+            limits = [t for t in in_force if t.when is direction]
             if not limits:
                 continue
             limits.sort(key=lambda t: SEVERITY_RANK[t.severity], reverse=True)
@@ -96,6 +108,11 @@ class Rulebook:
             self._add(AlarmRule(AlarmKey(asset, "leak"), room.id,
                                 _named(sensor, "检测到漏水", "detects water"),
                                 (Level(self.alarms.leak_severity, wet),), sensor.id))
+        for kind, state, alarm_type, severity, hold, zh, en in STATE_ALARMS:
+            if sensor.kind is kind and state in codes:
+                self._add(AlarmRule(AlarmKey(asset, alarm_type), room.id, _named(sensor, zh, en),
+                                    (Level(severity, StateIn(sensor.id, frozenset({codes[state]})), hold),),
+                                    sensor.id))
         if sensor.kind is SensorKind.SWITCH_POSITION and "AUTO" in codes:
             rules = (self.alarms.pump_rules(equipment.kind) if isinstance(equipment, Pump)
                      else self.alarms.pump)

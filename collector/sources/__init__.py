@@ -6,10 +6,11 @@ A new protocol is a new module here with a `sources_from_site(context)` builder,
 
 from __future__ import annotations
 
-from collector.sources import modbus, mqtt
+from collector.sources import edge, modbus, mqtt
 from collector.sources.base import Source, SourceBuilder, SourceContext
 
-BUILDERS: tuple[SourceBuilder, ...] = (modbus.sources_from_site, mqtt.sources_from_site)
+BUILDERS: tuple[SourceBuilder, ...] = (modbus.sources_from_site, mqtt.sources_from_site,
+                                       edge.sources_from_site)
 
 
 def build_sources(context: SourceContext) -> list[Source]:

@@ -1,10 +1,15 @@
-"""Modbus TCP polling: one task per device, each with its own connection, lock, timeout and health.
+"""Modbus polling: one task per device, each with its own schedule, lock and health.
+
+A device is reached through a link (`collector.sources.modbus_link`): its own Modbus TCP connection,
+or a shared RS-485 bus (`collector.sources.modbus_bus`, serial RTU/ASCII or RTU over TCP through a
+transparent gateway) whose units send their requests one at a time.
 
 A device's poll cycle reads its merged blocks in turn, timestamps each block when it is requested,
 and hands the decoded readings to the sink. An exception response splits a merged block into
 single-point reads, so one bad address only flags its own point. Timeouts and lost connections mark
-the device degraded, then offline, and it reconnects by itself with a jittered backoff. Devices
-never wait for one another.
+the device degraded, then offline; a TCP device reconnects by itself with a jittered backoff, a unit
+on a bus rests for a back-off while the line serves the others (the policy is in modbus_bus.py).
+Devices never wait for one another beyond the one request in flight on a shared line.
 """
 
 from __future__ import annotations
@@ -12,24 +17,24 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Any
-
-from pymodbus.client import AsyncModbusTcpClient
-from pymodbus.exceptions import ModbusException
 
 from collector.metrics import CollectorMetrics
 from collector.pipeline.sink import ReadingSink
 from collector.sources.base import SourceContext
-from collector.sources.modbus_plan import PlannedPoint, ReadBlock, plan_reads
+from collector.sources.modbus_bus import BusLink
+from collector.sources.modbus_link import DeviceError, Link, TcpLink
+from collector.sources.modbus_plan import CodeKey, PlannedPoint, ReadBlock, plan_reads
 from pumpwatch.backoff import Backoff
 from pumpwatch.clock import Clock
 from pumpwatch.errors import SourceUnavailable
 from pumpwatch.readings import Quality, Reading
 from pumpwatch.registers import PointCodec, RegisterValueError
-from pumpwatch.site import DataType, ModbusDevice, ModbusPoint, Table
+from pumpwatch.site import DataType, ModbusBus, ModbusDevice, ModbusPoint, Table
+
+__all__ = ["DeviceError", "DeviceHealth", "DevicePoller", "DeviceState", "ModbusCollector"]
 
 log = logging.getLogger(__name__)
 
@@ -55,26 +60,35 @@ class DeviceHealth:
     failures: int = 0  # failed cycles in a row
 
 
-class DeviceError(Exception):
-    """A read or write answered with a Modbus exception code."""
+def unit_backoff(device: ModbusDevice) -> Backoff:
+    """How long a dead unit on a shared line rests between tries (see modbus_bus.py)."""
+    interval = device.poll_interval
+    return Backoff(first=2 * interval, cap=max(60.0, 10 * interval))
 
 
 class DevicePoller:
     """Polls one device forever; `write` serialises commands with the polls."""
 
     def __init__(self, device: ModbusDevice, sink: ReadingSink, metrics: CollectorMetrics,
-                 clock: Clock, *, backoff: Backoff | None = None, phase: float = 0.0) -> None:
+                 clock: Clock, *, backoff: Backoff | None = None, phase: float = 0.0,
+                 link: Link | None = None) -> None:
         self.device = device
         self.phase = phase  # share of the interval to wait before the first poll (spreads devices)
         self.sink = sink
         self.metrics = metrics
         self.clock = clock
+        self.link: Link = link if link is not None else TcpLink(device)
         self.blocks: list[ReadBlock] = plan_reads(device)
         self.health = DeviceHealth(since=clock.now())
-        self.backoff = backoff or Backoff(first=0.5, cap=10.0)
+        default_backoff = unit_backoff(device) if self.link.shared else Backoff(first=0.5, cap=10.0)
+        self.backoff = backoff or default_backoff  # a dead device (or unit) waits this long to retry
+        # A shared line that cannot be opened is retried sooner than a dead unit on an open line.
+        self._reconnect = Backoff(first=0.5, cap=10.0) if self.link.shared else self.backoff
         self.lock = asyncio.Lock()
-        self._client: AsyncModbusTcpClient | None = None
+        self.polls = 0  # poll cycles started (tests measure a unit's period with it)
+        self._resting = False  # a unit on a shared line that went offline waits out its back-off
         self._last: dict[str, float] = {}
+        self._codes: dict[CodeKey, int] = {}  # decimal-point codes as last read
         self._source = f"modbus:{device.id}"
         self._points = {p.sensor: p for p in device.points}
         metrics.device_state.labels(device=device.id).set(DeviceState.OFFLINE)
@@ -90,10 +104,12 @@ class DevicePoller:
                 connected = await self._connected()
                 _stop_if_cancelled()
                 if not connected:
-                    await asyncio.sleep(self.backoff.next())
+                    await asyncio.sleep(self._reconnect.next())
                     continue
+                self._reconnect.reset()
+                self._resting = False
                 due = time.monotonic()
-                while self._client is not None:
+                while self._usable():
                     await self.poll_once()
                     _stop_if_cancelled()
                     due += interval
@@ -103,18 +119,24 @@ class DevicePoller:
                         due += -(delay // interval) * interval
                         delay = due - time.monotonic()
                     await asyncio.sleep(delay)
-                await asyncio.sleep(self.backoff.next())
+                # The unit rests (it stopped answering), or the line went away (open it again soon).
+                pause = self.backoff if self._resting or not self.link.shared else self._reconnect
+                await asyncio.sleep(pause.next())
         finally:
             self._close()
+
+    def _usable(self) -> bool:
+        return self.link.is_open() and not self._resting
 
     async def poll_once(self) -> None:
         """Read every block once and hand the readings to the sink."""
         started = time.perf_counter()
+        self.polls += 1
         readings: list[Reading] = []
         failed = refused = 0
         async with self.lock:
             for block in list(self.blocks):
-                if self._client is None:
+                if not self.link.is_open():
                     break
                 try:
                     readings += await self._read_block(block)
@@ -124,9 +146,11 @@ class DevicePoller:
                 except SourceUnavailable as err:
                     failed += 1
                     self._set_error(str(err))
-                    if not self._client_connected():
+                    if not self.link.is_open():
                         self._close()
                         break
+                    if self.link.shared:
+                        break  # a unit that does not answer costs the line one timeout per cycle
         duration = time.perf_counter() - started
         self.metrics.poll_duration.labels(device=self.device.id).observe(duration)
         if readings:
@@ -134,10 +158,17 @@ class DevicePoller:
         self._after_cycle(failed, refused)
 
     async def _read_block(self, block: ReadBlock) -> list[Reading]:
-        ts = self.clock.now()  # poll time, not arrival or write time
-        words = await self._read(block.table, block.start, block.count)
+        # The poll time is when the request goes out, not arrival or write time.
+        ts, words = await self.link.read(self.device.unit, block.table, block.start, block.count,
+                                         self.device.timeout, self.clock.now)
+        for key, code in block.decode_codes(words):
+            if isinstance(code, Exception):
+                self._codes.pop(key, None)  # the points it scales are undecodable until it is sane
+                self.sink.reject(self._source, "undecodable", str(code))
+            else:
+                self._codes[key] = code
         readings = []
-        for planned, value in block.decode(words):
+        for planned, value in block.decode(words, self._codes):
             if isinstance(value, Exception):
                 self.sink.reject(self._source, "undecodable", f"{planned.sensor}: {value}")
                 continue
@@ -147,7 +178,7 @@ class DevicePoller:
 
     async def _after_exception(self, block: ReadBlock, error: str) -> list[Reading]:
         """Split a merged block so the good points keep coming; flag the points that fail alone."""
-        if len(block.points) > 1:
+        if len(block.points) + len(block.codes) > 1:
             log.warning("%s: read %s %d+%d answered %s; reading its points one by one",
                         self.device.id, block.table, block.start, block.count, error)
             index = self.blocks.index(block)
@@ -159,10 +190,14 @@ class DevicePoller:
                     readings += await self._read_block(single)
                 except DeviceError as err:
                     readings += self._flag(single.points, str(err))
+                    for code in single.codes:
+                        self._codes.pop(code.key, None)
                 except SourceUnavailable as err:
                     self._set_error(str(err))
                     break
             return readings
+        for code in block.codes:
+            self._codes.pop(code.key, None)
         return self._flag(block.points, error)
 
     def _flag(self, points: Sequence[PlannedPoint], error: str) -> list[Reading]:
@@ -183,7 +218,7 @@ class DevicePoller:
             return
         self.metrics.polls.labels(device=device, outcome="error").inc()
         self.health.failures += 1
-        if self._client is None or self.health.failures >= OFFLINE_AFTER:
+        if not self.link.is_open() or self.health.failures >= OFFLINE_AFTER:
             self._go_offline()
         else:
             self._set_state(DeviceState.DEGRADED)
@@ -195,6 +230,7 @@ class DevicePoller:
             if stale:
                 self.sink.accept(stale, self._source)  # the board shows the last values as stale
         self._set_state(DeviceState.OFFLINE)
+        self._resting = self.link.is_open()  # the device, not its line, stopped answering
         self._close()
 
     def _set_state(self, state: DeviceState) -> None:
@@ -227,82 +263,41 @@ class DevicePoller:
         log.info("Modbus device %s: wrote %s = %s", self.device.id, sensor, value)
 
     async def _write_point(self, point: ModbusPoint, codec: PointCodec, value: float) -> None:
-        client = self._require_client()
-        unit = self.device.unit
+        unit, timeout = self.device.unit, self.device.timeout
         if point.table is Table.COIL:
-            resp: Any = await self._call(lambda: client.write_coil(point.address, value >= 0.5,
-                                                                  device_id=unit))
+            words = [1 if value >= 0.5 else 0]
         else:
             current = 0
             if point.type is DataType.BIT and point.bit is not None:
-                current = (await self._read(Table.HOLDING, point.address, 1))[0]
+                _ts, read = await self.link.read(unit, Table.HOLDING, point.address, 1, timeout,
+                                                 self.clock.now)
+                current = read[0]
             try:
-                registers = codec.encode(value, current)
+                words = codec.encode(value, current)
             except RegisterValueError as err:
                 raise ValueError(f"{point.sensor}: {err}") from err
-            resp = await self._call(lambda: client.write_registers(point.address, registers,
-                                                                   device_id=unit))
-        if resp.isError():
-            raise DeviceError(f"write {point.sensor}: {_exception_text(resp)}")
+        try:
+            await self.link.write(unit, point.table, point.address, words, timeout)
+        except DeviceError as err:
+            raise DeviceError(f"write {point.sensor}: {err}") from err
 
     # --- connection ----------------------------------------------------------------------------
 
     async def _connected(self) -> bool:
-        if self._client is not None and self._client_connected():
+        if self.link.is_open():
             return True
         self._close()
-        client = AsyncModbusTcpClient(self.device.host, port=self.device.port,
-                                      timeout=self.device.timeout, retries=0, reconnect_delay=0)
-        try:
-            async with asyncio.timeout(self.device.timeout * 2 + 1):
-                ok = await client.connect()
-        except (TimeoutError, OSError, ModbusException) as err:
-            ok = False
-            self._set_error(f"connect: {type(err).__name__}: {err}")
-        if not ok:
-            client.close()
-            if self.health.last_error is None or not self.health.last_error.startswith("connect"):
-                self._set_error(f"cannot connect to {self.device.host}:{self.device.port}")
+        error = await self.link.open()
+        if error is not None:
+            self._set_error(error)
             self._go_offline()
             return False
-        self._client = client
         return True
 
-    def _client_connected(self) -> bool:
-        return self._client is not None and bool(self._client.connected)
-
-    def _require_client(self) -> AsyncModbusTcpClient:
-        if self._client is None:
-            raise SourceUnavailable(f"Modbus device {self.device.id} is not connected")
-        return self._client
-
     def _close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
-
-    async def _read(self, table: Table, start: int, count: int) -> list[int]:
-        client = self._require_client()
-        unit = self.device.unit
-        read = {Table.HOLDING: client.read_holding_registers, Table.INPUT: client.read_input_registers,
-                Table.COIL: client.read_coils, Table.DISCRETE: client.read_discrete_inputs}[table]
-        resp: Any = await self._call(lambda: read(start, count=count, device_id=unit))
-        if resp.isError():
-            raise DeviceError(_exception_text(resp))
-        if table.is_bit_table:
-            return [1 if bit else 0 for bit in resp.bits[:count]]
-        words: list[int] = resp.registers
-        if len(words) != count:
-            raise DeviceError(f"asked for {count} registers, got {len(words)}")
-        return words
-
-    async def _call(self, request: Callable[[], Awaitable[Any]]) -> Any:
-        """Send one request; every way it can fail becomes SourceUnavailable."""
-        try:
-            async with asyncio.timeout(self.device.timeout * 2):
-                return await request()
-        except (TimeoutError, ModbusException, OSError) as err:
-            raise SourceUnavailable(f"{type(err).__name__}: {err}".strip(": ")) from err
+        """Close this device's own connection; a shared line stays open for the other units."""
+        if not self.link.shared:
+            self.link.close()
 
 
 PHASE_SLOTS = 5  # groups of devices polled at different moments of the interval
@@ -314,11 +309,18 @@ class ModbusCollector:
     name = "modbus"
 
     def __init__(self, devices: Sequence[ModbusDevice], sink: ReadingSink, metrics: CollectorMetrics,
-                 clock: Clock) -> None:
+                 clock: Clock, buses: Sequence[ModbusBus] = ()) -> None:
+        # One link per bus, shared by its units; a TCP device gets its own in its poller.
+        self.links = {bus.id: BusLink(bus, [d for d in devices if d.bus == bus.id]) for bus in buses
+                      if any(d.bus == bus.id for d in devices)}
+        unknown = sorted({d.bus for d in devices if d.bus is not None} - set(self.links))
+        if unknown:
+            raise ValueError(f"Modbus devices name unknown bus {unknown[0]!r}")
         # Devices start in PHASE_SLOTS groups spread over their interval: requests do not all fall on
         # one instant, while each group still shares the event loop's wake-ups and one commit.
         slots = min(len(devices), PHASE_SLOTS)
-        self.pollers = {d.id: DevicePoller(d, sink, metrics, clock, phase=(i % slots) / slots)
+        self.pollers = {d.id: DevicePoller(d, sink, metrics, clock, phase=(i % slots) / slots,
+                                           link=self.links[d.bus] if d.bus is not None else None)
                         for i, d in enumerate(devices)}
         self._by_sensor = {p.sensor: poller for poller in self.pollers.values()
                            for p in poller.device.points}
@@ -327,9 +329,13 @@ class ModbusCollector:
         """Run every device's poller until cancelled; each in its own task."""
         if not self.pollers:
             await asyncio.Event().wait()
-        async with asyncio.TaskGroup() as tasks:
-            for device_id, poller in self.pollers.items():
-                tasks.create_task(poller.run(), name=f"modbus-{device_id}")
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                for device_id, poller in self.pollers.items():
+                    tasks.create_task(poller.run(), name=f"modbus-{device_id}")
+        finally:
+            for link in self.links.values():
+                link.close()
 
     def can_write(self, sensor: str) -> bool:
         """Whether a device of this collector has a point for `sensor`."""
@@ -359,18 +365,10 @@ def _stop_if_cancelled() -> None:
         raise asyncio.CancelledError
 
 
-def _exception_text(resp: Any) -> str:
-    code = getattr(resp, "exception_code", None)
-    names = {1: "illegal function", 2: "illegal data address", 3: "illegal data value",
-             4: "device failure", 5: "acknowledge", 6: "device busy", 10: "gateway path unavailable",
-             11: "gateway target failed to respond"}
-    return f"exception {code} ({names.get(code, 'unknown')})" if code is not None else str(resp)
-
-
 def sources_from_site(context: SourceContext) -> list[ModbusCollector]:
     """The Modbus source for the site's devices (those of `COLLECTOR__SHARD` when one is set)."""
     shard = context.settings.collector.shard
     devices = [d for d in context.site.modbus if shard is None or d.shard == shard]
     if not devices:
         return []
-    return [ModbusCollector(devices, context.sink, context.metrics, context.clock)]
+    return [ModbusCollector(devices, context.sink, context.metrics, context.clock, context.site.buses)]

@@ -1,15 +1,28 @@
-"""Which Modbus requests read a device's points: adjacent points merged into as few reads as possible."""
+"""Which Modbus requests read a device's points: adjacent points merged into as few reads as possible.
+
+The grouping itself (`pumpwatch.registers.request_spans`) lives in the kernel, where the site checks
+also use it to time a bus's poll cycle; this module adds each point's codec and its offset in a read.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from pumpwatch.registers import PointCodec
-from pumpwatch.site import ModbusDevice, ModbusPoint, Table
+from pumpwatch.registers import (
+    MAX_BITS,
+    MAX_REGISTERS,
+    PointCodec,
+    RegisterValueError,
+    RequestSpan,
+    decimal_code,
+    request_spans,
+)
+from pumpwatch.site import DecimalPoint, ModbusDevice, ModbusPoint, Table
 
-MAX_REGISTERS = 125  # per read of holding or input registers (Modbus spec)
-MAX_BITS = 2000  # per read of coils or discrete inputs
+__all__ = ["MAX_BITS", "MAX_REGISTERS", "CodeKey", "PlannedPoint", "ReadBlock", "plan_reads"]
+
+CodeKey = tuple[Table, int]  # where a decimal-point code lives
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +38,25 @@ class PlannedPoint:
         """The sensor this point feeds."""
         return self.point.sensor
 
+    @property
+    def code_key(self) -> CodeKey | None:
+        """Where this point's decimal-point code lives, if its scale comes from a register."""
+        source = self.point.scale_from
+        return (source.table, source.address) if source is not None else None
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedCode:
+    """A decimal-point code register inside a read."""
+
+    source: DecimalPoint
+    offset: int
+
+    @property
+    def key(self) -> CodeKey:
+        """Its table and address."""
+        return (self.source.table, self.source.address)
+
 
 @dataclass(frozen=True, slots=True)
 class ReadBlock:
@@ -34,48 +66,56 @@ class ReadBlock:
     start: int
     count: int
     points: tuple[PlannedPoint, ...]
+    codes: tuple[PlannedCode, ...] = ()
 
-    def decode(self, words: Sequence[int]) -> list[tuple[PlannedPoint, float | Exception]]:
-        """Each point's engineering value, or the error that kept it from decoding."""
+    def decode_codes(self, words: Sequence[int]) -> list[tuple[CodeKey, int | Exception]]:
+        """Each decimal-point code this read carries, or why it is not one."""
+        out: list[tuple[CodeKey, int | Exception]] = []
+        for code in self.codes:
+            try:
+                out.append((code.key, decimal_code(words[code.offset], code.source)))
+            except RegisterValueError as err:
+                out.append((code.key, err))
+        return out
+
+    def decode(self, words: Sequence[int], codes: Mapping[CodeKey, int] | None = None,
+               ) -> list[tuple[PlannedPoint, float | Exception]]:
+        """Each point's engineering value, or the error that kept it from decoding.
+
+        `codes` holds the decimal-point codes known now (this read's and earlier reads' of the poll).
+        """
         out: list[tuple[PlannedPoint, float | Exception]] = []
         for planned in self.points:
             chunk = list(words[planned.offset : planned.offset + planned.codec.count])
+            key = planned.code_key
             try:
-                out.append((planned, planned.codec.decode(chunk)))
+                if key is None:
+                    out.append((planned, planned.codec.decode(chunk)))
+                elif codes is None or key not in codes:
+                    raise RegisterValueError(f"its decimal-point code ({key[0]} register {key[1]}) "
+                                             "could not be read")
+                else:
+                    out.append((planned, planned.codec.decode(chunk, codes[key])))
             except ValueError as err:
                 out.append((planned, err))
         return out
 
     def split(self) -> list[ReadBlock]:
-        """One read per point: used when a merged read gets an exception response."""
-        return [_block([(p.point, p.codec)], p.point.address, p.point.address + p.codec.count)
-                for p in self.points]
+        """One read per point and per code: used when a merged read gets an exception response."""
+        codes = [ReadBlock(self.table, c.source.address, 1, (), (PlannedCode(c.source, 0),))
+                 for c in self.codes]
+        return codes + [ReadBlock(self.table, p.point.address, p.codec.count,
+                                  (PlannedPoint(p.point, p.codec, 0),)) for p in self.points]
 
 
 def plan_reads(device: ModbusDevice, *, max_gap: int | None = None) -> list[ReadBlock]:
     """Group points by table, sort by address, merge neighbours within `max_gap` unused registers."""
-    gap = device.max_gap if max_gap is None else max_gap
-    ordered = sorted(((p, PointCodec.for_point(p, device)) for p in device.points),
-                     key=lambda pc: (pc[0].table, pc[0].address, pc[0].sensor))
-    blocks: list[ReadBlock] = []
-    current: list[tuple[ModbusPoint, PointCodec]] = []
-    start = end = 0
-    for point, codec in ordered:
-        limit = MAX_BITS if point.table.is_bit_table else MAX_REGISTERS
-        point_end = point.address + codec.count
-        if (current and current[0][0].table is point.table
-                and point.address <= end + gap and max(end, point_end) - start <= limit):
-            current.append((point, codec))
-            end = max(end, point_end)
-            continue
-        if current:
-            blocks.append(_block(current, start, end))
-        current, start, end = [(point, codec)], point.address, point_end
-    if current:
-        blocks.append(_block(current, start, end))
-    return blocks
+    return [_block(span, device) for span in request_spans(device, max_gap=max_gap)]
 
 
-def _block(points: list[tuple[ModbusPoint, PointCodec]], start: int, end: int) -> ReadBlock:
-    return ReadBlock(points[0][0].table, start, end - start,
-                     tuple(PlannedPoint(p, c, p.address - start) for p, c in points))
+def _block(span: RequestSpan, device: ModbusDevice) -> ReadBlock:
+    points = tuple(PlannedPoint(it, PointCodec.for_point(it, device), it.address - span.start)
+                   for it in span.items if isinstance(it, ModbusPoint))
+    codes = tuple(PlannedCode(it, it.address - span.start)
+                  for it in span.items if isinstance(it, DecimalPoint))
+    return ReadBlock(span.table, span.start, span.count, points, codes)

@@ -2,6 +2,9 @@
 
 One message may feed several sensors; a value that cannot be read (missing field, wrong type,
 unknown state name, unknown sensor) is rejected with a reason while its neighbours are kept.
+A gateway batch such as `{"values": [{"id": "p1", "v": 0.42}, ...]}` is read by key
+(`values[id=p1].v`), never by position: reordered entries keep their sensors, a missing entry is
+rejected as `missing_entry`, and two entries with the same key as `ambiguous_entry`.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from typing import Any
 
 from pumpwatch.catalog import SensorCatalog, SensorInfo
 from pumpwatch.readings import Quality, Reading
-from pumpwatch.site import MqttMapping, PayloadFormat, ValueType
+from pumpwatch.site import EntryKey, FieldStep, MqttMapping, PayloadFormat, ValueType, parse_field_path
 
 MAX_PAYLOAD = 256 * 1024  # bytes; larger messages are rejected as `too_large`
 TOPIC_CACHE = 10_000  # topics whose sensor ids are remembered
@@ -53,7 +56,7 @@ class _Target:
 
     sensor: str
     info: SensorInfo | None
-    path: tuple[str, ...] | None  # JSON field path, split once; None reads the whole payload
+    path: tuple[FieldStep, ...] | None  # JSON field path, parsed once; None reads the whole payload
     kind: ValueType
     scale: float
     offset: float
@@ -129,7 +132,7 @@ class MqttDecoder:
             targets = []
             for v in mapping.values:
                 sensor = v.sensor.format_map(names) if names else v.sensor
-                path = tuple(v.field.split(".")) if v.field is not None else None
+                path = parse_field_path(v.field) if v.field is not None else None
                 targets.append(_Target(sensor, self.catalog.get(sensor), path, mapping.value_type(v),
                                        v.scale, v.offset))
             if len(self._targets_of) >= TOPIC_CACHE:
@@ -157,7 +160,7 @@ def _read(target: _Target, document: Any) -> tuple[float, str | None]:
     elif kind is ValueType.BOOLEAN:
         number = 1.0 if _boolean(raw) else 0.0
     else:
-        number, state = _enum(raw, info.sensor.state_codes)
+        number, state = _enum(raw, info.sensor.state_codes, open_codes=info.open_codes)
     if not math.isfinite(number):
         raise ValueRejected("not_finite", f"value {raw!r} is not finite")
     return float(number), state
@@ -178,21 +181,56 @@ def _topic_pattern(topic: str) -> re.Pattern[str]:
 
 
 def _field(document: Any, path: str) -> Any:
-    """Follow a dotted path through objects and list indexes: `DS18B20.Temperature`, `temps.0`."""
-    keys = tuple(path.split("."))
+    """Follow a path: `DS18B20.Temperature`, `temps.0`, `values[id=p1].t` (see parse_field_path)."""
+    steps = parse_field_path(path)
     node = document
-    for key in keys:
-        node = _step(node, key, keys)
+    for step in steps:
+        node = _step(node, step, steps)
     return node
 
 
-def _step(node: Any, key: str, path: tuple[str, ...]) -> Any:
-    """One level of a field path: an object key or a list index."""
+def _step(node: Any, key: FieldStep, path: tuple[FieldStep, ...]) -> Any:
+    """One level of a field path: an object key, a list index, or the list entry with a key."""
+    if isinstance(key, EntryKey):
+        return _entry(node, key, path)
     if isinstance(node, dict) and key in node:
         return node[key]
     if isinstance(node, list) and key.lstrip("-").isdigit() and -len(node) <= int(key) < len(node):
         return node[int(key)]
-    raise ValueRejected("missing_field", f"no field {'.'.join(path)!r}")
+    raise ValueRejected("missing_field", f"no field {_path_text(path)!r}")
+
+
+def _entry(node: Any, select: EntryKey, path: tuple[FieldStep, ...]) -> Any:
+    """The one entry of a list whose `select.key` is `select.value` (a number matches its text)."""
+    if not isinstance(node, list):
+        raise ValueRejected("missing_field", f"no array for {_path_text(path)!r}")
+    found = [entry for entry in node if isinstance(entry, dict) and select.key in entry
+             and _same(entry[select.key], select.value)]
+    if not found:
+        raise ValueRejected("missing_entry", f"no entry with {select.key}={select.value} "
+                                             f"for {_path_text(path)!r}")
+    if len(found) > 1:
+        raise ValueRejected("ambiguous_entry", f"{len(found)} entries with {select.key}="
+                                               f"{select.value} for {_path_text(path)!r}")
+    return found[0]
+
+
+def _same(raw: Any, wanted: str) -> bool:
+    if isinstance(raw, str):
+        return raw == wanted
+    if isinstance(raw, bool) or not isinstance(raw, (int, float)):
+        return False
+    return str(raw) == wanted or (isinstance(raw, float) and raw.is_integer() and str(int(raw)) == wanted)
+
+
+def _path_text(path: tuple[FieldStep, ...]) -> str:
+    text = ""
+    for step in path:
+        if isinstance(step, EntryKey):
+            text += f"[{step.key}={step.value}]"
+        else:
+            text += f".{step}" if text else step
+    return text
 
 
 def _number(raw: Any) -> float:
@@ -222,7 +260,7 @@ def _boolean(raw: Any) -> bool:
     raise ValueRejected("wrong_type", f"expected a boolean, got {_short(raw)}")
 
 
-def _enum(raw: Any, codes: dict[str, int]) -> tuple[float, str]:
+def _enum(raw: Any, codes: dict[str, int], *, open_codes: bool = False) -> tuple[float, str]:
     if isinstance(raw, str):
         wanted = raw.strip().upper()
         for name, code in codes.items():
@@ -233,6 +271,8 @@ def _enum(raw: Any, codes: dict[str, int]) -> tuple[float, str]:
         for name, code in codes.items():
             if code == raw:
                 return float(code), name
+        if open_codes:  # a fault code the site does not name is still the device's word
+            return float(raw), f"UNKNOWN_{raw}"
         raise ValueRejected("unknown_state", f"state code {raw} is not one of {sorted(codes.values())}")
     raise ValueRejected("wrong_type", f"expected a state name, got {_short(raw)}")
 

@@ -55,6 +55,14 @@ class InfluxStore:
         except StoreUnavailable as err:
             log.warning("InfluxDB at %s not ready yet (%s); readings wait in the buffer", self.url, err)
 
+    async def reachable(self) -> bool:
+        """Whether the server answers its /ping (the writer asks while it waits to retry a write)."""
+        try:
+            resp = await self._client.get("/ping", timeout=min(2.0, self._client.timeout.connect or 2.0))
+        except httpx.HTTPError:
+            return False
+        return resp.status_code == 204
+
     async def close(self) -> None:
         """Close the HTTP connections."""
         await self._client.aclose()

@@ -1,192 +1,247 @@
-"""The monthly maintenance report: ready from the 1st of the next month, due by the 5th.
+"""The figures of one month, computed from what happened in it.
 
-Counts tasks raised, done and overdue by kind; response times (raised -> started) and completion
-times (raised -> technician's signature) against the SLA; repeat faults per asset; duty-rotation
-compliance; parts used. As a dict (JSON), CSV, and a printable HTML page.
+Every figure counts events of the month: tasks raised, taken on, completed (technician's signature),
+verified, sent back, cancelled, reopened; deadlines met or missed (response and resolution, each decided
+when it was met or when it passed); alarm repeats and hand-reported faults per asset; the duty rotations
+planned and whether each was confirmed on time; parts recorded. Only events before the horizon (the end
+of the month, or now for the current month) count, so a month's figures never change once it is over:
+a task completed on 3 April for a March occurrence is a completion of April.
 """
 
 from __future__ import annotations
 
-import csv
-import html
-import io
 import statistics
 from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
 
-from maintenance.models import Task
-from maintenance.task_flow import SlaPolicy
-from maintenance.vocab import TaskState
+from maintenance.models import AuditLog, Task
+from maintenance.reports.history import EventKind, TaskFacts, TaskHistory, Window, rebuild_all
+from maintenance.reports.month import Month
+from maintenance.vocab import OPEN_TASK_STATES, TaskKind, TaskState
 
-DONE = {TaskState.DONE.value, TaskState.VERIFIED.value}
+_CHUNK = 500  # ids per IN list: well inside every database's limit on bound parameters
+COUNTS = ("raised", "responded", "completed", "verified", "sent_back", "cancelled", "reopened", "overdue")
+END_STATES = ("open", "done", "verified", "cancelled")  # a task's state when the month ended, for the chart
+_EVENT_COUNT = {EventKind.COMPLETED: "completed", EventKind.VERIFIED: "verified",
+                EventKind.SENT_BACK: "sent_back", EventKind.CANCELLED: "cancelled",
+                EventKind.REOPENED: "reopened"}
+DEFAULT_ROTATION_PLAN = "duty-rotation"
+_JUST_AFTER = timedelta(microseconds=1)
+FAILED_SUFFIX = ":failed"  # the rotation engine's follow-up task of a failed swap
 
 
 @dataclass(frozen=True)
-class Month:
-    """A calendar month in the site's time zone."""
+class MonthFigures:
+    """The figures of a month (JSON-ready) and the tasks they count, which later changes amend."""
 
-    year: int
-    month: int
-    tz: ZoneInfo
-
-    @property
-    def start(self) -> datetime:
-        """First instant of the month (aware, UTC)."""
-        return datetime.combine(date(self.year, self.month, 1), time(), self.tz).astimezone(UTC)
-
-    @property
-    def end(self) -> datetime:
-        """First instant of the next month (aware, UTC)."""
-        nxt = date(self.year + self.month // 12, self.month % 12 + 1, 1)
-        return datetime.combine(nxt, time(), self.tz).astimezone(UTC)
-
-    @property
-    def due(self) -> datetime:
-        """The report is due by the end of the 5th of the next month."""
-        nxt = date(self.year + self.month // 12, self.month % 12 + 1, 5)
-        return datetime.combine(nxt, time(23, 59, 59), self.tz).astimezone(UTC)
-
-    def __str__(self) -> str:
-        return f"{self.year:04d}-{self.month:02d}"
+    figures: dict[str, Any]
+    task_ids: list[int]
 
 
-def _minutes(delta: timedelta) -> float:
-    return round(delta.total_seconds() / 60, 1)
+def _in(month: Month, horizon: datetime, at: datetime | None) -> bool:
+    return at is not None and month.start <= at < horizon
 
 
-def _stats(values: list[float]) -> dict[str, float | int | None]:
+def _minutes(values: list[float]) -> dict[str, float | None]:
     if not values:
-        return {"count": 0, "median_min": None, "max_min": None}
-    return {"count": len(values), "median_min": round(statistics.median(values), 1),
-            "max_min": round(max(values), 1)}
+        return {"median_min": None, "max_min": None}
+    return {"median_min": round(statistics.median(values), 1), "max_min": round(max(values), 1)}
 
 
-class MonthlyReport:
-    """Builds the report of one month from the task records."""
+def _share(part: int, whole: int) -> float | None:
+    return round(part / whole, 3) if whole else None
 
-    def __init__(self, sessions: sessionmaker[Session], sla: SlaPolicy | None = None) -> None:
-        self._sessions = sessions
-        self.sla = sla or SlaPolicy()
 
-    def build(self, month: Month, now: datetime) -> dict[str, Any]:
-        """The report as JSON-ready data; `final` once the month is over."""
-        with self._sessions() as session:
-            tasks = list(session.scalars(select(Task).where(Task.created_at >= month.start,
-                                                            Task.created_at < month.end)))
-        by_kind: dict[str, Counter[str]] = defaultdict(Counter)
-        responses: list[float] = []
-        completions: list[float] = []
-        response_ok = completion_ok = 0
-        repeats: Counter[str] = Counter()
-        parts: dict[tuple[str, str], float] = defaultdict(float)
-        rotation_total = rotation_on_time = 0
-        cutoff = min(now, month.end)
-        for task in tasks:
-            counts = by_kind[task.kind]
+class _Tally:
+    """Counts one month while walking the task histories once."""
+
+    def __init__(self, month: Month, horizon: datetime, rotation_plan: str) -> None:
+        self.month, self.horizon = month, horizon
+        self.rotation_prefix = rotation_plan + ":"
+        self.by_kind: dict[str, Counter[str]] = defaultdict(Counter)
+        self.end_states: dict[str, Counter[str]] = defaultdict(Counter)
+        self.sla: dict[str, Counter[str]] = {"response": Counter(), "resolution": Counter()}
+        self.sla_minutes: dict[str, list[float]] = {"response": [], "resolution": []}
+        self.faults: dict[str, list[tuple[datetime, str]]] = defaultdict(list)
+        self.parts: dict[tuple[str, str], float] = defaultdict(float)
+        self.rotation: Counter[str] = Counter()
+        self.touched: set[int] = set()
+
+    def within(self, at: datetime | None) -> bool:
+        return _in(self.month, self.horizon, at)
+
+    def task(self, history: TaskHistory, failed_rotations: set[str]) -> None:
+        counts = self.by_kind[history.kind]
+        touched = False
+        if self.within(history.created_at):
+            touched = True
             counts["raised"] += 1
-            done_at = task.technician_signed_at
-            if task.state in DONE:
-                counts["done"] += 1
-            if task.state == TaskState.CANCELLED.value:
-                counts["cancelled"] += 1
-            overdue = task.due_at is not None and (
-                (done_at is not None and done_at > task.due_at)
-                or (done_at is None and task.state != TaskState.CANCELLED.value and task.due_at < cutoff))
-            if overdue:
-                counts["overdue"] += 1
-            window = self.sla.window(task.priority)
-            if task.started_at is not None:
-                response = task.started_at - task.created_at
-                responses.append(_minutes(response))
-                response_ok += response <= window
-            if done_at is not None:
-                completion = done_at - task.created_at
-                completions.append(_minutes(completion))
-                completion_ok += task.due_at is None or done_at <= task.due_at
-            if task.asset and (task.repeat_count or task.kind in ("alarm", "fault")):
-                repeats[task.asset] += task.repeat_count
-            for used in task.parts_used:
-                parts[(str(used.get("part")), str(used.get("unit", "pcs")))] += float(used.get("quantity", 0))
-            if task.plan_key and task.plan_key.startswith("rotation"):
-                rotation_total += 1
-                rotation_on_time += done_at is not None and (task.due_at is None or done_at <= task.due_at)
+            self.end_states[history.kind][_end_state(history.state_at(self.horizon))] += 1
+            if history.kind in (TaskKind.ALARM.value, TaskKind.FAULT.value) and history.asset:
+                self.faults[history.asset].append((history.created_at, history.kind))
+            if self._is_rotation(history):
+                self._rotation(history, failed_rotations)
+        for event in history.events:
+            if not self.within(event.at):
+                continue
+            touched = True
+            if event.kind in _EVENT_COUNT:
+                counts[_EVENT_COUNT[event.kind]] += 1
+            if event.kind is EventKind.REPEAT and history.asset:
+                self.faults[history.asset].append((event.at, "repeat"))
+        for cycle in history.cycles:
+            for name, deadline in (("response", cycle.response), ("resolution", cycle.resolution)):
+                if self.within(deadline.met_at):
+                    assert deadline.met_at is not None
+                    touched = True
+                    self.sla_minutes[name].append((deadline.met_at - deadline.opened_at).total_seconds() / 60)
+                    if name == "response":
+                        counts["responded"] += 1
+                decided = deadline.decision(self.horizon)
+                if decided is None or not self.within(decided[0]):
+                    continue
+                touched = True
+                self.sla[name]["met" if decided[1] else "missed"] += 1
+                if name == "resolution" and not decided[1]:
+                    counts["overdue"] += 1
+        for used in history.parts:
+            if self.within(used.at):
+                touched = True
+                self.parts[(used.part, used.unit)] += used.quantity
+        if touched:
+            self.touched.add(history.task_id)
+
+    def _is_rotation(self, history: TaskHistory) -> bool:
+        key = history.plan_key or ""
+        return (key.startswith(self.rotation_prefix) and not key.endswith(FAILED_SUFFIX)
+                and history.kind != TaskKind.CORRECTIVE.value)
+
+    def _rotation(self, history: TaskHistory, failed_rotations: set[str]) -> None:
+        """Count a rotation planned this month.
+
+        On time: confirmed (by a technician, or recorded by the system from readings) by its deadline,
+        and not failed.
+        """
+        self.rotation["planned"] += 1
+        completed = history.first(EventKind.COMPLETED)
+        done_at = completed.at if completed is not None and completed.at < self.horizon else None
+        deadline = history.cycles[0].resolution.due_at if history.cycles else None
+        failed = history.plan_key in failed_rotations
+        verified = history.first(EventKind.VERIFIED)
+        if failed:
+            self.rotation["failed"] += 1
+        if done_at is not None:
+            self.rotation["confirmed"] += 1
+            if not failed and (deadline is None or done_at <= deadline):
+                self.rotation["on_time"] += 1
+            if (verified is not None and verified.at < self.horizon) or (completed and completed.by_system):
+                self.rotation["verified"] += 1
+        elif not failed and (deadline is None or deadline >= self.horizon):
+            self.rotation["pending"] += 1
+
+    def result(self, rotation_plan: str) -> dict[str, Any]:
+        kinds = sorted(k for k in set(self.by_kind) | set(self.end_states)
+                       if sum(self.by_kind[k].values()) or sum(self.end_states[k].values()))
+        tasks_by_kind = {k: {name: self.by_kind[k].get(name, 0) for name in COUNTS} for k in kinds}
+        sla: dict[str, Any] = {}
+        for name in ("response", "resolution"):
+            met, missed = self.sla[name]["met"], self.sla[name]["missed"]
+            sla[name] = {"decided": met + missed, "met": met, "missed": missed,
+                         "attainment": _share(met, met + missed), "count": len(self.sla_minutes[name])}
+            sla[name] |= _minutes(self.sla_minutes[name])
+        rotation = {name: self.rotation.get(name, 0)
+                    for name in ("planned", "confirmed", "on_time", "verified", "failed", "pending")}
         return {
-            "month": str(month),
-            "final": now >= month.end,
-            "ready_from": month.end.isoformat(),
-            "due_by": month.due.isoformat(),
-            "tasks_by_kind": {kind: {k: c.get(k, 0) for k in ("raised", "done", "overdue", "cancelled")}
-                              for kind, c in sorted(by_kind.items())},
-            "totals": {k: sum(c.get(k, 0) for c in by_kind.values())
-                       for k in ("raised", "done", "overdue", "cancelled")},
-            "response_minutes": _stats(responses) | {"within_sla": response_ok},
-            "completion_minutes": _stats(completions) | {"within_sla": completion_ok},
-            "repeat_faults": [{"asset": a, "repeats": n} for a, n in repeats.most_common() if n > 0],
-            "rotation": {"planned": rotation_total, "done_on_time": rotation_on_time,
-                         "compliance": (round(rotation_on_time / rotation_total, 3)
-                                        if rotation_total else None)},
-            "parts_used": [{"part": p, "unit": u, "quantity": q} for (p, u), q in sorted(parts.items())],
+            "as_of": self.horizon.isoformat(),
+            "tasks_by_kind": tasks_by_kind,
+            "totals": {name: sum(c[name] for c in tasks_by_kind.values()) for name in COUNTS},
+            "states_at_end": {k: {s: self.end_states[k].get(s, 0) for s in END_STATES} for k in kinds},
+            "sla": sla,
+            "repeat_faults": _repeat_faults(self.faults),
+            "rotation": {"plan": rotation_plan} | rotation
+                        | {"compliance": _share(rotation["on_time"], rotation["planned"])},
+            "parts_used": [{"part": p, "unit": u, "quantity": round(q, 3)}
+                           for (p, u), q in sorted(self.parts.items())],
         }
 
 
-def to_csv(report: dict[str, Any]) -> str:
-    """The report as CSV: one section per table, `section,key,value` rows."""
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(["section", "key", "field", "value"])
-    writer.writerow(["report", "month", "", report["month"]])
-    writer.writerow(["report", "final", "", report["final"]])
-    for kind, counts in report["tasks_by_kind"].items():
-        for field, value in counts.items():
-            writer.writerow(["tasks", kind, field, value])
-    for name in ("response_minutes", "completion_minutes"):
-        for field, value in report[name].items():
-            writer.writerow([name, "", field, "" if value is None else value])
-    for row in report["repeat_faults"]:
-        writer.writerow(["repeat_faults", row["asset"], "repeats", row["repeats"]])
-    for field, value in report["rotation"].items():
-        writer.writerow(["rotation", "", field, "" if value is None else value])
-    for row in report["parts_used"]:
-        writer.writerow(["parts_used", row["part"], row["unit"], row["quantity"]])
-    return out.getvalue()
+def _end_state(state: str | None) -> str:
+    if state in (TaskState.DONE.value, TaskState.VERIFIED.value, TaskState.CANCELLED.value):
+        return str(state)
+    return "open"
 
 
-def to_html(report: dict[str, Any], site_name: str) -> str:
-    """A printable page (bilingual headings, no scripts)."""
-    e = html.escape
+def _repeat_faults(faults: dict[str, list[tuple[datetime, str]]]) -> list[dict[str, Any]]:
+    """Repeat faults per asset.
 
-    def table(headers: list[str], rows: list[list[Any]]) -> str:
-        head = "".join(f"<th>{e(h)}</th>" for h in headers)
-        body = "".join("<tr>" + "".join(f"<td>{e(str(c))}</td>" for c in row) + "</tr>" for row in rows)
-        return f"<table><thead><tr>{head}</tr></thead><tbody>{body or '<tr><td>-</td></tr>'}</tbody></table>"
+    Every fault after the asset's first of the month is a repeat, and an alarm that came back is a repeat
+    even when it is the first of the month (it was fixed before).
+    """
+    rows: list[dict[str, Any]] = []
+    for asset, found in faults.items():
+        found.sort(key=lambda item: item[0])
+        repeats = sum(1 for i, (_at, what) in enumerate(found) if what == "repeat" or i > 0)
+        if repeats:
+            rows.append({"asset": asset, "faults": len(found), "repeats": repeats,
+                         "alarm_repeats": sum(1 for _at, what in found if what == "repeat"),
+                         "fault_reports": sum(1 for _at, what in found if what == TaskKind.FAULT.value)})
+    rows.sort(key=lambda r: (-r["repeats"], r["asset"]))
+    return rows
 
-    kinds = [[k, c["raised"], c["done"], c["overdue"], c["cancelled"]]
-             for k, c in report["tasks_by_kind"].items()]
-    times = [[name, s["count"], s["median_min"], s["max_min"], s["within_sla"]]
-             for name, s in (("响应 Response", report["response_minutes"]),
-                             ("完成 Completion", report["completion_minutes"]))]
-    rot = report["rotation"]
-    return f"""<!doctype html>
-<html lang="zh-Hans"><head><meta charset="utf-8"><title>{e(site_name)} {e(report['month'])}</title>
-<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse;margin:1em 0}}
-td,th{{border:1px solid #444;padding:4px 8px;text-align:left}}@media print{{body{{margin:0}}}}</style>
-</head><body>
-<h1>{e(site_name)} 月度维保报告 Monthly maintenance report {e(report['month'])}</h1>
-<p>{'定稿 Final' if report['final'] else '预览 Preliminary'} · 截止 Due by {e(report['due_by'][:10])}</p>
-<h2>任务 Tasks</h2>{table(['类型 Kind', '新增 Raised', '完成 Done', '逾期 Overdue', '取消 Cancelled'], kinds)}
-<h2>时效 Times (min)</h2>{table(['', '数量 Count', '中位 Median', '最长 Max', '达标 Within SLA'], times)}
-<h2>重复故障 Repeat faults</h2>{table(['设备 Asset', '次数 Repeats'],
-                                      [[r['asset'], r['repeats']] for r in report['repeat_faults']])}
-<h2>轮换 Duty rotation</h2>{table(['计划 Planned', '按时 On time', '合规率 Compliance'],
-                                  [[rot['planned'], rot['done_on_time'], rot['compliance']]])}
-<h2>备件 Parts used</h2>{table(['备件 Part', '单位 Unit', '数量 Quantity'],
-                               [[p['part'], p['unit'], p['quantity']] for p in report['parts_used']])}
-<p>技术员签字 Technician ____________ 主管签字 Supervisor ____________</p>
-</body></html>
-"""
+
+def compute(month: Month, histories: Iterable[TaskHistory], horizon: datetime,
+            rotation_plan: str = DEFAULT_ROTATION_PLAN) -> MonthFigures:
+    """The month's figures from task histories, counting events before `horizon`."""
+    histories = list(histories)
+    failed = {h.plan_key.removesuffix(FAILED_SUFFIX) for h in histories
+              if h.plan_key and h.plan_key.endswith(FAILED_SUFFIX) and h.created_at < horizon}
+    tally = _Tally(month, horizon, rotation_plan)
+    for history in histories:
+        tally.task(history, failed)
+    return MonthFigures(tally.result(rotation_plan), sorted(tally.touched))
+
+
+def _chunks(ids: Sequence[int]) -> Iterable[list[int]]:
+    for i in range(0, len(ids), _CHUNK):
+        yield list(ids[i:i + _CHUNK])
+
+
+def candidate_ids(session: Session, month: Month, horizon: datetime) -> list[int]:
+    """Tasks that may count in the month: raised in it, open now, or changed since it began."""
+    ids = set(session.scalars(select(Task.id).where(
+        Task.created_at < horizon,
+        or_(Task.created_at >= month.start, Task.state.in_([s.value for s in OPEN_TASK_STATES])))))
+    changed = session.scalars(select(AuditLog.entity_id).where(
+        AuditLog.entity == "task", AuditLog.ts >= month.start, AuditLog.ts < horizon).distinct())
+    ids.update(int(e) for e in changed if e.isdigit())
+    return sorted(ids)
+
+
+def load_histories(session: Session, month: Month, horizon: datetime,
+                   response_window: Window) -> list[TaskHistory]:
+    """The histories of the tasks that may count in `month`, from their audit rows before `horizon`."""
+    ids = candidate_ids(session, month, horizon)
+    facts: list[TaskFacts] = []
+    rows: list[AuditLog] = []
+    for chunk in _chunks(ids):
+        for task_id, kind, asset, plan_key, created_at, priority in session.execute(
+                select(Task.id, Task.kind, Task.asset, Task.plan_key, Task.created_at, Task.priority)
+                .where(Task.id.in_(chunk), Task.created_at < horizon)):
+            facts.append(TaskFacts(task_id, kind, asset, plan_key, created_at, priority))
+        rows += session.scalars(select(AuditLog).where(
+            AuditLog.entity == "task", AuditLog.entity_id.in_([str(i) for i in chunk]), AuditLog.ts < horizon)
+            .order_by(AuditLog.id))
+    return rebuild_all(facts, rows, response_window)
+
+
+def month_figures(session: Session, month: Month, now: datetime, response_window: Window,
+                  rotation_plan: str = DEFAULT_ROTATION_PLAN) -> MonthFigures:
+    """The figures of `month` as of `now` (the whole month once it is over)."""
+    horizon = min(now + _JUST_AFTER, month.end)  # what happened at `now` itself counts too
+    return compute(month, load_histories(session, month, horizon, response_window), horizon, rotation_plan)

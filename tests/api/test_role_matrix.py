@@ -22,10 +22,13 @@ from api.context import ApiContext
 from collector.stores.embedded import EmbeddedStore
 from maintenance.alarms import AlarmService
 from maintenance.approvals import ApprovalService
+from maintenance.audit import AuditTrail
 from maintenance.auth import AuthService
+from maintenance.exceptions import ExceptionService
+from maintenance.handover import HandoverService
 from maintenance.models import Task, utc_from_epoch
 from maintenance.reports import MonthlyReport
-from maintenance.task_flow import ChecklistItem
+from maintenance.task_flow import ChecklistItem, CheckResult
 from maintenance.tasks import TaskService
 from maintenance.vocab import Role, TaskKind
 from pumpwatch.alarm_events import AlarmAction, AlarmEvent, AlarmKey
@@ -52,6 +55,7 @@ class Api:
     clock: FakeClock
     store: EmbeddedStore
     serial: int = 0
+    ctx: ApiContext | None = None  # the services the record routes use (exceptions, handovers)
 
     def next_serial(self) -> int:
         self.serial += 1
@@ -107,7 +111,9 @@ async def api(tmp_path: Path, sessions: sessionmaker[Session], clock: FakeClock,
     ctx = ApiContext(site=site, catalog=SensorCatalog(site), store=store, readings=LiveBus(),
                      alarm_events=LiveBus(), auth=auth, tasks=tasks, alarms=alarms, clock=clock,
                      attachments_dir=tmp_path / "files", reports=MonthlyReport(sessions),
-                     approvals=ApprovalService(sessions, clock, tasks))
+                     approvals=ApprovalService(sessions, clock, tasks),
+                     exceptions=ExceptionService(sessions, clock, tasks, site),
+                     handovers=HandoverService(sessions, clock, site), audit=AuditTrail(sessions))
     # The deputy is a technician standing in for the absent supervisor.
     deputy = auth.create_user("dave", "correct horse battery", ["technician"], display_name="Dave")
     auth.add_deputy(people.supervisor.id, deputy.id, Role.SUPERVISOR, ctx.auth.now() - timedelta(hours=1),
@@ -119,7 +125,7 @@ async def api(tmp_path: Path, sessions: sessionmaker[Session], clock: FakeClock,
     transport = httpx.ASGITransport(app=create_app(ctx))
     async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
         assert ctx.approvals is not None
-        yield Api(client, headers, alarms, tasks, ctx.approvals, people, clock, store)
+        yield Api(client, headers, alarms, tasks, ctx.approvals, people, clock, store, ctx=ctx)
     await store.close()
 
 
@@ -149,9 +155,9 @@ CASES: list[tuple[str, Call, set[str]]] = [
     ("cancel", lambda a: ("POST", f"/api/tasks/{a.new_task()}/cancel", {"reason": "not needed"}),
      {"supervisor", "admin", "deputy"}),
     ("send back", lambda a: ("POST", f"/api/tasks/{a.new_task('done')}/send-back", {"reason": "redo"}),
-     {"supervisor", "admin", "deputy"}),
+     {"supervisor", "deputy"}),  # a supervisor's review: never an admin alone
     ("verify", lambda a: ("POST", f"/api/tasks/{a.new_task('done')}/verify", None),
-     {"supervisor", "admin", "deputy"}),
+     {"supervisor", "deputy"}),
     ("add a note", lambda a: ("POST", f"/api/tasks/{a.new_task()}/notes", {"text": "seen it"}), EVERYONE),
     ("list users", lambda a: ("GET", "/api/users", None), {"admin"}),
     ("list people", lambda a: ("GET", "/api/people?role=technician", None), EVERYONE),
@@ -163,13 +169,69 @@ CASES: list[tuple[str, Call, set[str]]] = [
     ("request a change", lambda a: ("POST", "/api/change-requests", {"title": "t", "description": "d"}),
      EVERYONE),
     ("approve a change", lambda a: ("POST", f"/api/change-requests/{a.new_change()}/approve", None),
-     {"supervisor", "admin", "deputy"}),
+     {"supervisor", "deputy"}),  # never an admin alone
+    ("log a visitor's entry", lambda a: ("POST", f"/api/access-requests/{visit_now(a)}/enter", None),
+     {"technician"}),  # the escort named on the request, no one else
+    ("log a visitor's exit", lambda a: ("POST", f"/api/access-requests/{visit_now(a, entered=True)}/exit",
+                                        None), {"technician"}),
+    ("list exceptions", lambda a: ("GET", "/api/exceptions", None), EVERYONE),
+    ("request an exception", lambda a: ("POST", "/api/exceptions", exception_body(a)), EVERYONE),
+    ("approve an exception", lambda a: ("POST", f"/api/exceptions/{new_exception(a)}/approve", None),
+     {"supervisor", "deputy"}),
+    ("reject an exception", lambda a: ("POST", f"/api/exceptions/{new_exception(a)}/reject",
+                                       {"reason": "no"}), {"supervisor", "deputy"}),
+    ("handover draft", lambda a: ("GET", "/api/handovers/draft?room=dom", None), EVERYONE),
+    ("search handovers", lambda a: ("GET", "/api/handovers?q=pump", None), EVERYONE),
+    ("hand over a shift", lambda a: ("POST", "/api/handovers", {"room": "dom", "notes": "quiet"}),
+     {"operator", "technician", "deputy"}),
+    ("dispute a handover", lambda a: ("POST", f"/api/handovers/{new_handover(a)}/dispute", {"reason": "no"}),
+     {"technician", "deputy"}),  # the incoming shift; not the operator who wrote it
+    ("read the audit trail", lambda a: ("GET", "/api/audit?entity=task", None),
+     {"supervisor", "director", "admin", "deputy"}),
+    ("export the audit trail", lambda a: ("GET", "/api/audit?format=csv", None),
+     {"supervisor", "director", "admin", "deputy"}),
     ("monthly report", lambda a: ("GET", "/api/reports/monthly/2026-01", None),
      {"supervisor", "director", "admin", "deputy"}),
     ("create a user", lambda a: ("POST", "/api/users", {
         "username": f"new{a.next_serial()}", "display_name": "New", "password": "long enough password",
         "roles": ["operator"]}), {"admin"}),
 ]
+
+
+def visit_now(a: Api, entered: bool = False) -> int:
+    """An approved visit inside its window, escorted by the technician (entered already if asked)."""
+    start = utc_from_epoch(a.clock.now()) - timedelta(minutes=5)
+    p = a.people
+    row = a.approvals.request_access(p.operator, "Li Wei", "meter reading", "dom", start,
+                                     start + timedelta(hours=2), p.technician.id)
+    a.approvals.approve_access(row.id, p.supervisor)
+    a.approvals.approve_access(row.id, p.director)
+    if entered:
+        a.approvals.log_entry(row.id, p.technician)
+    return row.id
+
+
+def exception_body(a: Api) -> dict[str, Any]:
+    """An exception for pump 2's switch for four hours, each in its own window (approvals may not overlap)."""
+    start = utc_from_epoch(a.clock.now()) + timedelta(hours=5 * a.next_serial())
+    return {"sensor": "dom-p2-switch", "reason": "check valve replaced", "starts_at": start.isoformat(),
+            "ends_at": (start + timedelta(hours=4)).isoformat()}
+
+
+def new_exception(a: Api) -> int:
+    """A fresh pending exception, asked for by the technician."""
+    assert a.ctx is not None
+    assert a.ctx.exceptions is not None
+    body = exception_body(a)
+    start, end = datetime.fromisoformat(body["starts_at"]), datetime.fromisoformat(body["ends_at"])
+    return a.ctx.exceptions.request(a.people.technician, body["reason"], start, end, sensor=body["sensor"]).id
+
+
+def new_handover(a: Api) -> int:
+    """A fresh handover of the dom room, written by the operator."""
+    assert a.ctx is not None
+    assert a.ctx.handovers is not None
+    return a.ctx.handovers.submit(a.people.operator, "dom", None, notes="pump 2 noisy").id
 
 
 @pytest.mark.parametrize(("name", "call", "allowed"), CASES, ids=[c[0] for c in CASES])
@@ -253,3 +315,36 @@ async def test_people_lists_active_colleagues_by_role_without_logins(api: Api) -
     assert body["count"] == len(body["data"])
     bad = await api.client.get("/api/people", params={"role": "plumber"}, headers=api.headers["operator"])
     assert bad.status_code == 422
+
+
+# Separation of duties on tasks: whoever worked in the cycle may not review it, whatever roles they hold.
+DUTIES = ["started it", "checked an item", "fitted a part", "signed it"]
+
+
+@pytest.mark.parametrize("did", DUTIES)
+@pytest.mark.parametrize("review", ["verify", "send-back"])
+async def test_a_reviewer_who_worked_in_the_cycle_is_refused(api: Api, auth: AuthService, did: str,
+                                                             review: str) -> None:
+    p, tasks = api.people, api.tasks
+    lead = auth.create_user(f"lead{api.next_serial()}", "correct horse battery", ["technician", "supervisor"])
+    items = [ChecklistItem("noise", Text(zh="异响", en="Noise"))]
+    task = tasks.create_task(p.supervisor, Text(zh="巡检", en="Round"), kind=TaskKind.INSPECTION,
+                             checklist=items)
+    tasks.assign(task.id, p.supervisor, [lead.id, p.technician.id])
+    signer = lead if did == "signed it" else p.technician
+    tasks.start(task.id, lead if did == "started it" else signer)
+    tasks.record_check(task.id, lead if did == "checked an item" else signer, "noise", CheckResult.OK)
+    if did == "fitted a part":
+        tasks.add_part(task.id, lead, "seal", 1)
+    tasks.complete(task.id, signer, "worn seal", "replaced the seal")
+    body = {"reason": "redo"} if review == "send-back" else None
+    url = f"/api/tasks/{task.id}/{review}"
+    refused = await api.client.post(url, json=body, headers={
+        "Authorization": f"Bearer {auth.issue_token(lead).token}"})
+    assert refused.status_code == 403, refused.text
+    assert refused.headers["content-type"].startswith("application/problem+json")
+    assert "did the work" in refused.json()["detail"]
+    admin = await api.client.post(url, json=body, headers=api.headers["admin"])
+    assert admin.status_code == 403
+    assert "supervisor role" in admin.json()["detail"]
+    assert (await api.client.post(url, json=body, headers=api.headers["supervisor"])).status_code == 200

@@ -28,7 +28,8 @@ def test_a_site_without_plans_gets_the_regulation() -> None:
     site = load_site(EXAMPLE)
     ids = [p.id for p in site.plans.effective()]
     assert ids == ["duty-rotation", "daily-round", "weekly-sweep", "contactor-check", "unit-cleaning",
-                   "fire-monthly", "pipe-anti-rust", "bearing-lubrication"]
+                   "fire-weekly-test", "fire-monthly", "pipe-anti-rust", "tank-cleaning",
+                   "bearing-lubrication"]
     rotation = site.plans.plan("duty-rotation")
     assert rotation.action == "rotate"
     assert rotation.scope is Scope.DUTY_GROUP
@@ -86,7 +87,7 @@ plans:
       assets: [pump9]
       pump_kinds: [boiler]
       checklist:
-        - {key: a, text: {zh: 甲, en: A}, sensor_kind: humidity, sensors: [nope]}
+        - {key: a, text: {zh: 甲, en: A}, sensor_kind: wind_speed, sensors: [nope]}
     - id: weekly-sweep
       assets: [pump1]
     - id: lube
@@ -100,9 +101,9 @@ plans:
                                                   "unknown room 'cellar'")
     assert by_path["plans.plans[0].assets[0]"][1] == "unknown pump 'pump9'"
     assert by_path["plans.plans[0].pump_kinds[0]"][1] == "unknown pump kind 'boiler'"
-    assert by_path["plans.plans[0].checklist[0].sensor_kind"][1] == "unknown sensor kind 'humidity'"
+    assert by_path["plans.plans[0].checklist[0].sensor_kind"][1] == "unknown sensor kind 'wind_speed'"
     assert by_path["plans.plans[0].checklist[0].sensors[0]"][1] == "unknown sensor 'nope'"
-    assert "use scope pump or duty_group" in by_path["plans.plans[1].assets"][1]
+    assert "use scope pump, duty_group or tank" in by_path["plans.plans[1].assets"][1]
     assert by_path["plans.plans[2].schedule.sensors.pump1"] == (
         line_of(text, "schedule: {type: run_hours"),
         "sensor 'pump1-current' is a current sensor, not run_hours")

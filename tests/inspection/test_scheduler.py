@@ -62,9 +62,12 @@ async def test_a_simulated_year_creates_each_occurrence_once_and_on_time(
     assert counts[("weekly-sweep", "dom")] == counts[("weekly-sweep", "fire")] == 52
     assert counts[("unit-cleaning", "dom")] == counts[("unit-cleaning", "fire")] == 12
     assert counts[("fire-monthly", "fire-p1")] == counts[("fire-monthly", "fire-jockey")] == 12
+    assert counts[("fire-weekly-test", "fire-p1")] == counts[("fire-weekly-test", "fire-jockey")] == 52
     assert counts[("daily-round", "dom")] == counts[("daily-round", "fire")] == 365
-    assert counts[("pipe-anti-rust", "dom")] == counts[("pipe-anti-rust", "fire")] == 1
-    assert sum(counts.values()) == len(rows) == 183 + 24 + 104 + 24 + 24 + 730 + 2
+    # The winter of 2025/26 (its window open at the start) and the winter of 2026/27.
+    assert counts[("pipe-anti-rust", "dom")] == counts[("pipe-anti-rust", "fire")] == 2
+    assert counts[("tank-cleaning", "dom-tank")] == 2
+    assert sum(counts.values()) == len(rows) == 183 + 24 + 104 + 24 + 24 + 104 + 730 + 4 + 2
     assert not any(task.late for task in rows)
     for task in rows:  # each task appeared when its occurrence opened (the timer woke just after)
         assert task.plan_key is not None
@@ -72,6 +75,8 @@ async def test_a_simulated_year_creates_each_occurrence_once_and_on_time(
             local = task.created_at.astimezone(SHANGHAI)
             assert (local.hour, local.minute) == (8, 0)
             assert local.date().isoformat() == task.plan_key.rsplit("@", 1)[1]
+    [first_winter] = [t for t in rows if t.plan_key == "pipe-anti-rust:dom@2026-01-31"]
+    assert first_winter.created_at == utc_from_epoch(NEW_YEAR)  # at the first catch-up, not late
     [rust] = [t for t in rows if t.plan_key == "pipe-anti-rust:dom@2027-01-31"]
     rust_opened = rust.created_at.astimezone(SHANGHAI).replace(microsecond=0)
     assert rust_opened == datetime(2026, 12, 1, tzinfo=SHANGHAI)
@@ -127,7 +132,12 @@ async def test_a_fresh_database_does_not_invent_work_from_before_the_first_start
         sessions: sessionmaker[Session]) -> None:
     clock = FakeClock(local_epoch(SHANGHAI, 2026, 1, 10, 12))
     scheduler = _scheduler(None, sessions, clock)
-    assert scheduler.catch_up() == []  # the anti-rust window is open, but it opened before we existed
+    # Only the anti-rust windows, open since 1 December: work that cannot be missed, and not late (nothing
+    # was missed before the site existed). Rounds, sweeps and weekly tests that opened earlier are not.
+    first = scheduler.catch_up()
+    assert sorted(s.occurrence.plan_key for s in first) == ["pipe-anti-rust:dom@2026-01-31",
+                                                            "pipe-anti-rust:fire@2026-01-31"]
+    assert not any(s.late for s in first)
     await clock.advance(5 * 3600)  # 17:00: nothing opens between 12:00 and 17:00 on a Saturday
     created = scheduler.catch_up()
     assert created == []
@@ -135,7 +145,7 @@ async def test_a_fresh_database_does_not_invent_work_from_before_the_first_start
     keys = sorted(s.occurrence.plan_key for s in scheduler.catch_up())
     assert keys == ["daily-round:dom@2026-01-11", "daily-round:fire@2026-01-11",
                     "duty-rotation:dom-duty@2026-01-11"]
-    assert plan_tasks(sessions, "pipe-anti-rust:") == []
+    assert len(plan_tasks(sessions, "pipe-anti-rust:")) == 2
 
 
 async def test_a_plan_added_to_the_site_file_starts_from_now_while_the_others_catch_up(
@@ -294,6 +304,7 @@ def test_two_schedulers_on_separate_engines_never_duplicate(db_url: str) -> None
         start, end = utc_from_epoch(NEW_YEAR), utc_from_epoch(NEW_YEAR + 10 * 86_400)
         expected = {o.plan_key for o in site_occurrences(site, start, end, field="opens")
                     if o.opens_at > start}
+        expected |= {"pipe-anti-rust:dom@2026-01-31", "pipe-anti-rust:fire@2026-01-31"}  # open at the start
         assert set(keys) == expected
         assert sum(created) >= len(expected)  # each created or found it; the database kept one
     finally:

@@ -67,7 +67,7 @@ def test_a_raised_alarm_opens_one_task_with_its_priority(
     assert (task.kind, task.state, task.priority) == ("alarm", "raised", priority.value)
     assert (task.title_zh, task.title_en) == (MESSAGE.zh, MESSAGE.en)
     assert (task.asset, task.room, task.alarm_id) == ("pump-d1", "room-a", alarm.id)
-    assert task.due_at == clock_time(clock) + due_in
+    assert task.response_due_at == clock_time(clock) + due_in
     assert alarms.task_for(alarm.id) is not None
     assert _actions(sessions, "alarm", alarm.id) == ["raised"]
     assert _actions(sessions, "task", task.id) == ["created"]
@@ -100,14 +100,14 @@ def test_escalation_raises_severity_peak_and_task_priority(alarms: AlarmService,
     alarm = alarms.apply(_event(clock, AlarmAction.RAISED, Severity.MINOR))
     assert alarm is not None
     task = _task_of(sessions, alarm.id)
-    assert (task.priority, task.due_at) == ("normal", clock_time(clock) + timedelta(hours=24))
+    assert (task.priority, task.response_due_at) == ("normal", clock_time(clock) + timedelta(hours=24))
     advance(clock, 600)
     escalated = alarms.apply(_event(clock, AlarmAction.ESCALATED, Severity.CRITICAL, value=0.01))
     assert escalated is not None
     assert (escalated.severity, escalated.peak_severity) == ("critical", "critical")
     assert escalated.last_value == 0.01
     task = _task_of(sessions, alarm.id)
-    assert (task.priority, task.due_at) == ("critical", clock_time(clock) + timedelta(minutes=30))
+    assert (task.priority, task.response_due_at) == ("critical", clock_time(clock) + timedelta(minutes=30))
     advance(clock, 600)
     calmer = alarms.apply(_event(clock, AlarmAction.DEESCALATED, Severity.WARNING))
     assert calmer is not None
@@ -121,10 +121,10 @@ def test_escalation_never_extends_the_due_time(alarms: AlarmService, clock: Fake
                                                sessions: sessionmaker[Session]) -> None:
     alarm = alarms.apply(_event(clock, AlarmAction.RAISED, Severity.MAJOR))  # high: due in 2 h
     assert alarm is not None
-    due = _task_of(sessions, alarm.id).due_at
+    due = _task_of(sessions, alarm.id).response_due_at
     advance(clock, 110 * 60)
     alarms.apply(_event(clock, AlarmAction.ESCALATED, Severity.CRITICAL))  # 30 min from now would be later
-    assert _task_of(sessions, alarm.id).due_at == due
+    assert _task_of(sessions, alarm.id).response_due_at == due
 
 
 def test_peak_records_the_worst_value(alarms: AlarmService, clock: FakeClock) -> None:
@@ -187,7 +187,8 @@ def test_a_repeat_within_the_window_reopens_the_alarm_and_its_task(
     assert (reopened.state, reopened.repeat_count, reopened.assignee_ids) == ("raised", 1, [])
     assert reopened.priority == "high"  # kept from the escalation, never lowered
     assert (reopened.technician_signed_by, reopened.supervisor_signed_by, reopened.fault_cause) == (None,) * 3
-    assert (reopened.due_at, reopened.escalation_level) == (clock_time(clock) + timedelta(hours=2), 0)
+    assert reopened.response_due_at == clock_time(clock) + timedelta(hours=2)
+    assert reopened.escalation_level == 0
     assert _counts(sessions) == (1, 1)
     assert _actions(sessions, "alarm", alarm.id)[-2:] == ["cleared", "reopened"]
     assert _actions(sessions, "task", task.id)[-1] == "reopened"

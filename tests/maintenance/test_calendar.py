@@ -136,7 +136,8 @@ def test_keys_do_not_depend_on_the_range_asked_for() -> None:
     assert in_a == in_b
     assert len(in_a) > 40
     assert all(k.startswith(("daily-round:", "duty-rotation:", "weekly-sweep:", "contactor-check:",
-                             "unit-cleaning:", "fire-monthly:", "pipe-anti-rust:")) for k, _ in in_a)
+                             "unit-cleaning:", "fire-weekly-test:", "fire-monthly:", "pipe-anti-rust:"))
+               for k, _ in in_a)
     assert ("pipe-anti-rust:dom@2026-01-31", datetime(2026, 1, 31, 9, tzinfo=UTC)) in in_a
 
 

@@ -18,13 +18,16 @@ from maintenance.errors import Forbidden, IllegalTransition, InvalidInput, NotFo
 from maintenance.models import AuditLog, Task, TaskAssignee
 from maintenance.task_flow import ChecklistItem, CheckResult, EscalationLevel, TaskAction
 from maintenance.tasks import TaskFilter, TaskService
-from maintenance.vocab import Priority, Role, TaskKind, TaskState
+from maintenance.vocab import Priority, Role, SlaClock, TaskKind, TaskState
 from pumpwatch.clock import FakeClock
 from pumpwatch.site import Text
 from tests.maintenance.lifecycle import LEGAL, A, S
 from tests.support.state import PASSWORD, People, advance, clock_time
 
 TITLE = Text(zh="一号生活泵法兰漏水", en="Domestic pump 1 flange leaks")
+RESPONSE, RESOLUTION = SlaClock.RESPONSE, SlaClock.RESOLUTION
+REMINDER, SUPERVISOR, DIRECTOR = (EscalationLevel.REMINDER, EscalationLevel.SUPERVISOR,
+                                  EscalationLevel.DIRECTOR)
 CHECKLIST = [ChecklistItem("noise", Text(zh="水泵有无异常响声", en="Abnormal pump noise")),
              ChecklistItem("gauge", Text(zh="机械水压表是否正常", en="Pressure gauge normal"))]
 
@@ -103,8 +106,10 @@ def test_a_fault_report_by_any_user(tasks: TaskService, people: People, clock: F
     assert (task.kind, task.state, task.priority) == ("fault", "raised", "high")
     assert task.created_by == people.operator.id
     assert task.created_at == clock_time(clock)
-    assert task.due_at == clock_time(clock) + timedelta(hours=2)
+    assert task.response_due_at == clock_time(clock) + timedelta(hours=2)  # taken on within 2 h
+    assert task.due_at == task.resolution_due_at == clock_time(clock) + timedelta(hours=24)  # done in 24 h
     assert (task.escalation_level, task.repeat_count, task.assignee_ids) == (0, 0, [])
+    assert (task.cycle, task.responded_at) == (1, None)
     with sessions() as session:
         row = session.scalars(select(AuditLog).where(AuditLog.entity == "task")).one()
     assert (row.actor, row.action, row.before) == (str(people.operator.id), "created", None)
@@ -112,12 +117,13 @@ def test_a_fault_report_by_any_user(tasks: TaskService, people: People, clock: F
     assert row.after["title_en"] == TITLE.en
 
 
-@pytest.mark.parametrize(("priority", "hours"), [(Priority.CRITICAL, 0.5), (Priority.HIGH, 2),
-                                                 (Priority.NORMAL, 24), (Priority.LOW, 72)])
-def test_due_follows_the_priority(priority: Priority, hours: float, tasks: TaskService, people: People,
-                                  clock: FakeClock) -> None:
+@pytest.mark.parametrize(("priority", "respond", "resolve"), [
+    (Priority.CRITICAL, 0.5, 4), (Priority.HIGH, 2, 24), (Priority.NORMAL, 24, 72), (Priority.LOW, 72, 168)])
+def test_deadlines_follow_the_priority(priority: Priority, respond: float, resolve: float, tasks: TaskService,
+                                       people: People, clock: FakeClock) -> None:
     task = tasks.create_task(people.technician, TITLE, priority=priority)
-    assert task.due_at == clock_time(clock) + timedelta(hours=hours)
+    assert task.response_due_at == clock_time(clock) + timedelta(hours=respond)
+    assert task.due_at == task.resolution_due_at == clock_time(clock) + timedelta(hours=resolve)
 
 
 def test_only_supervisors_and_admins_create_other_kinds(tasks: TaskService, people: People) -> None:
@@ -293,8 +299,8 @@ def test_an_admin_may_do_anything(tasks: TaskService, people: People) -> None:
     tasks.add_part(task.id, people.admin, "seal", 1)
     done = tasks.complete(task.id, people.admin, "cause", "action")
     assert done.technician_signed_by == people.admin.id
-    with pytest.raises(Forbidden, match="someone other"):
-        tasks.verify(task.id, people.admin)  # an admin cannot countersign their own work either
+    with pytest.raises(Forbidden, match="supervisor role"):
+        tasks.verify(task.id, people.admin)  # administering the system is not reviewing the work
     assert tasks.verify(task.id, people.supervisor).state == "verified"
     other = tasks.create_task(people.operator, TITLE)
     assert tasks.cancel(other.id, people.admin, "duplicate").state == "cancelled"
@@ -496,51 +502,68 @@ def test_list_filters_orders_and_pages(tasks: TaskService, people: People, clock
 
 def test_escalation_levels_happen_once_each(tasks: TaskService, people: People, clock: FakeClock,
                                             sessions: sessionmaker[Session]) -> None:
-    critical = tasks.create_task(people.operator, TITLE, priority=Priority.CRITICAL)  # due in 30 min
-    high = tasks.create_task(people.operator, TITLE, priority=Priority.HIGH)  # due in 2 h
+    critical = tasks.create_task(people.operator, TITLE, priority=Priority.CRITICAL)  # respond in 30 min
+    high = tasks.create_task(people.operator, TITLE, priority=Priority.HIGH)  # respond in 2 h
 
-    def levels() -> list[tuple[int, EscalationLevel]]:
-        return [(e.task_id, e.level) for e in tasks.escalate()]
+    def levels() -> list[tuple[int, SlaClock, EscalationLevel]]:
+        return [(e.task_id, e.clock, e.level) for e in tasks.escalate()]
 
     assert levels() == []
     advance(clock, 24 * 60 - 1)
     assert levels() == []
-    advance(clock, 1)  # 24 min: 80 % of the critical window
-    assert levels() == [(critical.id, EscalationLevel.REMINDER)]
+    advance(clock, 1)  # 24 min: 80 % of the critical response window
+    assert levels() == [(critical.id, RESPONSE, REMINDER)]
     assert levels() == []
-    advance(clock, 6 * 60)  # 30 min: the critical task is overdue
-    assert levels() == [(critical.id, EscalationLevel.SUPERVISOR)]
+    advance(clock, 6 * 60)  # 30 min: nobody took the critical task on
+    assert levels() == [(critical.id, RESPONSE, SUPERVISOR)]
     assert levels() == []
-    advance(clock, 30 * 60)  # 60 min: overdue by a whole window
-    assert levels() == [(critical.id, EscalationLevel.DIRECTOR)]
-    advance(clock, 36 * 60)  # 96 min: 80 % of the high window
-    assert levels() == [(high.id, EscalationLevel.REMINDER)]
+    advance(clock, 30 * 60)  # 60 min: late by a whole window
+    assert levels() == [(critical.id, RESPONSE, DIRECTOR)]
+    advance(clock, 36 * 60)  # 96 min: 80 % of the high response window
+    assert levels() == [(high.id, RESPONSE, REMINDER)]
+    advance(clock, 96 * 60)  # 3 h 12 min: 80 % of the critical resolution window
+    assert levels() == [(critical.id, RESOLUTION, REMINDER), (high.id, RESPONSE, SUPERVISOR)]
     advance(clock, 10 * 3600)
-    assert levels() == [(high.id, EscalationLevel.SUPERVISOR), (high.id, EscalationLevel.DIRECTOR)]
-    advance(clock, 10 * 3600)
+    assert levels() == [(critical.id, RESOLUTION, SUPERVISOR), (critical.id, RESOLUTION, DIRECTOR),
+                        (high.id, RESPONSE, DIRECTOR)]
+    advance(clock, 100 * 3600)
+    assert levels() == [(high.id, RESOLUTION, REMINDER), (high.id, RESOLUTION, SUPERVISOR),
+                        (high.id, RESOLUTION, DIRECTOR)]
+    advance(clock, 100 * 3600)
     assert levels() == []
-    assert tasks.get(critical.id).escalation_level == 3
+    row = tasks.get(critical.id)
+    assert (row.response_escalation, row.resolution_escalation, row.escalation_level) == (3, 3, 3)
     with sessions() as session:
         rows = [r for r in audit.history(session, "task", critical.id) if r.action == "escalated"]
     assert [(r.actor, r.before, r.after) for r in rows] == [
-        ("system", {"escalation_level": 0}, {"escalation_level": 1, "notify": "technician"}),
-        ("system", {"escalation_level": 1}, {"escalation_level": 2, "notify": "supervisor"}),
-        ("system", {"escalation_level": 2}, {"escalation_level": 3, "notify": "director"})]
+        ("system", {"response_escalation": 0},
+         {"response_escalation": 1, "clock": "response", "cycle": 1, "notify": "technician"}),
+        ("system", {"response_escalation": 1},
+         {"response_escalation": 2, "clock": "response", "cycle": 1, "notify": "supervisor"}),
+        ("system", {"response_escalation": 2},
+         {"response_escalation": 3, "clock": "response", "cycle": 1, "notify": "director"}),
+        ("system", {"resolution_escalation": 0},
+         {"resolution_escalation": 1, "clock": "resolution", "cycle": 1, "notify": "technician"}),
+        ("system", {"resolution_escalation": 1},
+         {"resolution_escalation": 2, "clock": "resolution", "cycle": 1, "notify": "supervisor"}),
+        ("system", {"resolution_escalation": 2},
+         {"resolution_escalation": 3, "clock": "resolution", "cycle": 1, "notify": "director"})]
 
 
 def test_escalations_carry_what_the_notifier_needs(tasks: TaskService, people: People,
                                                    clock: FakeClock) -> None:
     task = tasks.create_task(people.operator, TITLE, priority=Priority.CRITICAL, room="room-a",
                              asset="pump-d1")
-    tasks.assign(task.id, people.supervisor, [people.technician.id])
-    advance(clock, 31 * 60)
+    tasks.assign(task.id, people.supervisor, [people.technician.id])  # taken on: only resolution runs
+    advance(clock, 4 * 3600 + 60)
     first, second = tasks.escalate()
     assert (first.level, first.notify, second.level, second.notify) == (
         EscalationLevel.REMINDER, Role.TECHNICIAN, EscalationLevel.SUPERVISOR, Role.SUPERVISOR)
+    assert (first.clock, second.clock, first.cycle) == (SlaClock.RESOLUTION, SlaClock.RESOLUTION, 1)
     assert (first.task_id, first.priority, first.room, first.asset, first.assignees) == (
         task.id, Priority.CRITICAL, "room-a", "pump-d1", (people.technician.id,))
     assert first.title == TITLE
-    assert first.due_at == task.due_at
+    assert first.due_at == task.due_at == task.resolution_due_at
 
 
 def test_finished_tasks_do_not_escalate(tasks: TaskService, people: People, clock: FakeClock) -> None:
@@ -551,7 +574,8 @@ def test_finished_tasks_do_not_escalate(tasks: TaskService, people: People, cloc
     tasks.cancel(cancelled.id, people.supervisor, "duplicate")
     working = tasks.create_task(people.operator, TITLE, priority=Priority.CRITICAL)
     tasks.start(working.id, people.technician)
-    advance(clock, 3 * 3600)
-    assert {(e.task_id, e.level) for e in tasks.escalate()} == {
-        (working.id, EscalationLevel.REMINDER), (working.id, EscalationLevel.SUPERVISOR),
-        (working.id, EscalationLevel.DIRECTOR)}
+    advance(clock, 9 * 3600)
+    assert {(e.task_id, e.clock, e.level) for e in tasks.escalate()} == {
+        (working.id, SlaClock.RESOLUTION, EscalationLevel.REMINDER),
+        (working.id, SlaClock.RESOLUTION, EscalationLevel.SUPERVISOR),
+        (working.id, SlaClock.RESOLUTION, EscalationLevel.DIRECTOR)}

@@ -5,14 +5,25 @@ from __future__ import annotations
 import math
 import struct
 from itertools import product
+from pathlib import Path
 
 import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from pymodbus.client import AsyncModbusTcpClient
 
-from pumpwatch.registers import PointCodec, RegisterValueError
-from pumpwatch.site import REGISTER_COUNT, ByteOrder, DataType, ModbusDevice, ModbusPoint, Table
+from pumpwatch.registers import PointCodec, RegisterValueError, decimal_code, request_spans
+from pumpwatch.site import (
+    REGISTER_COUNT,
+    ByteOrder,
+    DataType,
+    DecimalPoint,
+    ModbusDevice,
+    ModbusPoint,
+    Table,
+)
+from pumpwatch.sitefile import load_site
+from pumpwatch.sitereport import register_table
 from simulators.modbus_server import DeviceImage, DeviceServer
 
 INT_TYPES: dict[DataType, tuple[int, int, bool]] = {  # type -> (min, max, signed)
@@ -477,3 +488,57 @@ async def test_values_served_by_simulator_decode_over_modbus_tcp() -> None:
     finally:
         client.close()
         await server.stop()
+
+
+# --- decimal-point codes, request spans, bus headings ------------------------------------------------
+
+EDGE_ROOM = Path(__file__).parents[2] / "examples" / "edge-room.yaml"
+
+
+@pytest.mark.parametrize(("raw", "decimals", "value"), [
+    (42, 2, 0.42), (421, 3, 0.421), (16, 1, 1.6), (7, 0, 7.0), (-15, 2, -0.15), (12, -2, 1200.0)])
+def test_a_decimal_point_code_scales_by_a_power_of_ten_exactly(raw: int, decimals: int, value: float) -> None:
+    c = codec(DataType.INT16)
+    assert c.decode([raw & 0xFFFF], decimals) == value  # exactly: 42 / 100, never 42 * 0.01
+    assert c.encode(value, 0, decimals) == [raw & 0xFFFF]
+
+
+def test_a_decimal_point_code_is_read_signed_or_not_and_bounded() -> None:
+    unsigned = DecimalPoint(table=Table.HOLDING, address=3)
+    signed = DecimalPoint(table=Table.HOLDING, address=3, type=DataType.INT16)
+    assert decimal_code(3, unsigned) == 3
+    assert decimal_code(0xFFFE, signed) == -2
+    for word, source in ((10, unsigned), (0xFFFE, unsigned), (0xFFF0, signed)):
+        with pytest.raises(RegisterValueError, match="decimal-point code"):
+            decimal_code(word, source)
+
+
+def test_the_decimal_code_is_read_with_its_point_and_before_the_points_it_scales() -> None:
+    points = [
+        ModbusPoint(sensor="a", table=Table.HOLDING, address=4, type=DataType.INT16,
+                    scale_from=DecimalPoint(table=Table.HOLDING, address=3)),
+        ModbusPoint(sensor="b", table=Table.HOLDING, address=60,
+                    scale_from=DecimalPoint(table=Table.INPUT, address=200)),
+        ModbusPoint(sensor="c", table=Table.INPUT, address=0),
+    ]
+    spans = request_spans(ModbusDevice(id="d", points=tuple(points)))
+    shape = [(s.table.value, s.start, s.count) for s in spans]
+    # Spans holding a code come first (b's code at input 200 is read before b at holding 60), so a
+    # changed code applies from that same poll; a's code and a share one read.
+    assert shape == [("holding", 3, 2), ("input", 200, 1), ("holding", 60, 1), ("input", 0, 1)]
+    assert [type(it).__name__ for it in spans[0].items] == ["DecimalPoint", "ModbusPoint"]
+
+
+def test_the_register_table_names_each_devices_bus_and_times_each_bus() -> None:
+    out = register_table(load_site(EDGE_ROOM))
+    assert ("### meter: bus rs485-1 (serial /tmp/pumpwatch-edge-room/rs485-1 9600 8N1 rtu) unit 1, "
+            "poll every 2 s") in out.splitlines()
+    assert "### water-quality: bus gw-tank (tcp 127.0.0.1:5040 rtu) unit 5, poll every 10 s" in out
+    assert ("| holding | 4 | int16 | big/- | 1 x 10^-n, n in holding 3 | b2-pressure | pressure | MPa "
+            "| read |") in out
+    assert "| input | 12-13 | float32 |" not in out
+    assert ("| input | 342-343 | float32 | big/big | 1 | b2-energy | energy | kWh | read |") in out
+    buses = out.split("### buses:")[1].splitlines()
+    assert buses[4].startswith("| rs485-1 | serial /tmp/pumpwatch-edge-room/rs485-1 9600 8N1 rtu | "
+                               "1=meter, 2=vfd-1, 3=vfd-2, 4=pressure-tx | 8 | ")
+    assert buses[4].endswith(" | 1 s |")

@@ -401,3 +401,213 @@ def test_check_site_yaml_error_exits_2_without_traceback(
     assert out == ""
     assert "Traceback" not in err
     assert err.startswith(f"{path}:{line_of(text, 'id: test-site: oops')}: YAML: ")
+
+
+# --- buses, the field's sensor kinds, decimal-point codes, entry selectors ----------------------
+
+EDGE_ROOM_EXAMPLE = EXAMPLES / "edge-room.yaml"
+
+# BASE with an RS-485 line: the pump's meter is unit 1 on a serial bus, and a gateway bus.
+BUS_BASE = edit(BASE, "modbus:\n  - id: plc1\n    port: 5020\n", """\
+buses:
+  - id: line1
+    transport: serial
+    path: /dev/ttyUSB0
+    baudrate: 9600
+  - id: gw1
+    transport: tcp
+    host: 10.0.0.9
+    port: 4001
+modbus:
+  - id: plc1
+    bus: line1
+    unit: 1
+""")
+
+
+def test_edge_room_example_loads_with_its_buses_kinds_scale_and_entry_selectors() -> None:
+    site = load_site(EDGE_ROOM_EXAMPLE)
+    assert [(b.id, b.transport.value, b.framer.value) for b in site.buses] == [
+        ("rs485-1", "serial", "rtu"), ("gw-tank", "tcp", "rtu")]
+    assert {d.id: (d.bus, d.unit) for d in site.modbus} == {
+        "meter": ("rs485-1", 1), "vfd-1": ("rs485-1", 2), "vfd-2": ("rs485-1", 3),
+        "pressure-tx": ("rs485-1", 4), "water-quality": ("gw-tank", 5)}
+    # A unit without a timeout of its own takes its bus's.
+    assert {d.id: d.timeout for d in site.modbus}["meter"] == 0.3
+    assert {d.id: d.timeout for d in site.modbus}["water-quality"] == 0.5
+    kinds = {s.kind.value for _r, _e, s in site.iter_sensors()}
+    assert {"active_power", "reactive_power", "energy", "frequency", "power_factor", "fault_code",
+            "humidity", "door", "smoke", "turbidity", "residual_chlorine", "ph", "conductivity",
+            "custom"} <= kinds
+    fault = site.sensor("b2-p1-fault")
+    assert (fault.state_codes["OK"], fault.state_codes["MOTOR_OVERLOAD"]) == (0, 10)
+    assert site.sensor("b2-p2-fault").state_codes == fault.state_codes  # the YAML anchor is shared
+    pressure = next(p for d in site.modbus for p in d.points if p.sensor == "b2-pressure")
+    assert pressure.scale_from is not None
+    assert (pressure.scale_from.table.value, pressure.scale_from.address) == ("holding", 3)
+    assert site.sensor("b2-pf").valid_range == (-1.0, 1.0)
+    assert site.sensor("b2-noise").display_unit == "dB(A)"
+    assert site.sensor("b2-energy").display_unit == "kWh"
+    assert site.mqtt[0].values[0].field == "values[id=hum].v"
+
+
+def test_check_site_passes_the_edge_room_example(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check-site", str(EDGE_ROOM_EXAMPLE)]) == 0
+    out, _err = capsys.readouterr()
+    assert out.startswith(f"{EDGE_ROOM_EXAMPLE}: OK: site edge-room")
+    assert "5 Modbus devices" in out
+
+
+def test_bus_base_of_these_tests_is_valid() -> None:
+    site = parse_site(BUS_BASE)
+    assert site.modbus[0].bus == "line1"
+    assert site.buses[1].tcp_port == 4001
+
+
+BUS_CASES: dict[str, BadCase] = {
+    "a unit id used twice on one bus": BadCase(
+        make=lambda t: t + """\
+  - id: plc2
+    bus: line1
+    unit: 1
+    points:
+      - {sensor: pump2-current, table: input, address: 0}
+""".replace("pump2-current", "pump1-current"),
+        marker="unit: 1", occurrence=2,
+        field="modbus[1].unit",
+        message="unit 1 on bus 'line1' is already device 'plc1'",
+        only=False,  # the point also feeds a sensor plc1 feeds
+    ),
+    "a device naming an unknown bus": BadCase(
+        make=lambda t: edit(t, "    bus: line1\n", "    bus: line9\n"),
+        marker="bus: line9",
+        field="modbus[0].bus",
+        message="unknown bus 'line9' (buses: line1, gw1)",
+    ),
+    "a serial device with a TCP host": BadCase(
+        make=lambda t: edit(t, "    bus: line1\n", "    bus: line1\n    host: 10.0.0.5\n"),
+        marker="host: 10.0.0.5",
+        field="modbus[0].host",
+        message="device is unit 1 on serial bus 'line1' (serial /dev/ttyUSB0 9600 8N1 rtu): the bus "
+                "is its address; remove host",
+    ),
+    "a TCP device whose host is a serial port": BadCase(
+        make=lambda t: edit(t, "    bus: line1\n    unit: 1\n", "    host: /dev/ttyUSB1\n"),
+        marker="host: /dev/ttyUSB1",
+        field="modbus[0].host",
+        message="host '/dev/ttyUSB1' is a serial port, not a network address: use a serial bus",
+    ),
+    "a TCP device at a gateway that speaks RTU": BadCase(
+        make=lambda t: edit(t, "    bus: line1\n    unit: 1\n", "    host: 10.0.0.9\n    port: 4001\n"),
+        marker="host: 10.0.0.9", occurrence=2,
+        field="modbus[0].host",
+        message="10.0.0.9:4001 is the gateway of bus 'gw1', which speaks Modbus RTU",
+    ),
+    "a poll cycle that cannot fit the bus": BadCase(
+        make=lambda t: edit(edit(t, "    baudrate: 9600\n", "    baudrate: 1200\n"),
+                            "    poll_interval: 1.0\n    timeout: 0.5\n",
+                            "    poll_interval: 0.5\n    timeout: 0.45\n"),
+        marker="- id: line1",
+        field="buses[0]",
+        # One read of 3 input registers: 8 + 11 characters at 11 bits and 1200 bit/s (174 ms), and two
+        # silences of 3.5 characters (64 ms).
+        message="one poll cycle of its units takes about 688 ms at 1200 bit/s (238 ms for 1 request, "
+                "+ 450 ms timeout of one unit that does not answer), longer than the shortest poll "
+                "interval, 0.5 s of device 'plc1': raise the baud rate, lengthen poll_interval or "
+                "shorten timeout",
+    ),
+    "a serial bus with a host": BadCase(
+        make=lambda t: edit(t, "    path: /dev/ttyUSB0\n", "    path: /dev/ttyUSB0\n    host: 10.0.0.1\n"),
+        marker="- id: line1",
+        field="buses[0]",
+        message="a serial bus is reached through 'path'",
+    ),
+    "a tcp bus without a host": BadCase(
+        make=lambda t: edit(t, "    host: 10.0.0.9\n", ""),
+        marker="- id: gw1",
+        field="buses[1]",
+        message="a tcp bus needs 'host'",
+    ),
+    "RTU with 7 data bits": BadCase(
+        make=lambda t: edit(t, "    baudrate: 9600\n", "    baudrate: 9600\n    bytesize: 7\n"),
+        marker="- id: line1",
+        field="buses[0]",
+        message="Modbus RTU needs 8 data bits",
+    ),
+    "unit 0 on a bus": BadCase(
+        make=lambda t: edit(t, "    unit: 1\n", "    unit: 0\n"),
+        marker="unit: 0",
+        field="modbus[0].unit",
+        message="unit 0 cannot be polled on an RS-485 line (0 is broadcast",
+    ),
+    "a duplicate bus id": BadCase(
+        make=lambda t: edit(t, "  - id: gw1\n", "  - id: line1\n"),
+        marker="- id: line1", occurrence=2,
+        field="buses[1].id",
+        message="duplicate bus id 'line1'",
+    ),
+    "a custom sensor without a unit": BadCase(
+        make=lambda t: edit(t, "            kind: run_status\n", "            kind: custom\n"),
+        marker="- id: pump1-run",
+        field="rooms[0].equipment[0].sensors[1]",
+        message="a custom sensor needs its 'unit'",
+        only=False,
+    ),
+    "states given twice": BadCase(
+        make=lambda t: edit(t, "            kind: run_status\n",
+                            "            kind: fault_code\n            states: {OK: 0}\n"
+                            "            codes: {0: OK}\n"),
+        marker="- id: pump1-run",
+        field="rooms[0].equipment[0].sensors[1]",
+        message="give the states either as 'states'",
+        only=False,
+    ),
+    "a decimal-point code on a bit": BadCase(
+        make=lambda t: edit(t, "        address: 2\n        type: uint16\n",
+                            "        address: 2\n        type: bit\n        bit: 0\n"
+                            "        scale_from: {table: holding, address: 3}\n"),
+        marker="- sensor: pump1-run",
+        field="modbus[0].points[1]",
+        message="'scale_from' applies to numbers read from registers",
+        only=False,
+    ),
+    "a decimal-point code in a coil": BadCase(
+        make=lambda t: edit(t, "        type: uint16\n",
+                            "        type: uint16\n        scale_from: {table: coil, address: 3}\n"),
+        marker="scale_from: {table: coil, address: 3}",
+        field="modbus[0].points[1].scale_from.table",
+        message="a decimal-point code lives in a holding or input register",
+        only=False,
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BUS_CASES.values()), ids=list(BUS_CASES))
+def test_bad_bus_or_kind_is_located(tmp_path: Path, case: BadCase) -> None:
+    text = case.make(BUS_BASE)
+    path = write(tmp_path, text, "bad-bus.yaml")
+    issues = issues_of(path)
+    if case.only:
+        assert len(issues) == 1, issues
+    issue = issue_at(issues, case.field)
+    assert issue.line == line_of(text, case.marker, case.occurrence)
+    assert case.message in issue.message, issue.message
+
+
+@pytest.mark.parametrize(("field", "message"), [
+    ("values[id=]", "write an entry selector as [key=value]"),
+    ("values[id=p1", "'[' without ']'"),
+    ("values..v", "empty name"),
+])
+def test_a_bad_entry_selector_is_located(tmp_path: Path, field: str, message: str) -> None:
+    text = BASE.replace("            kind: current\n            source: modbus\n",
+                        "            kind: current\n            source: mqtt\n") + f"""\
+mqtt:
+  - topic: gw/batch
+    values:
+      - {{field: "{field}", sensor: pump1-current}}
+"""
+    issues = issues_of(write(tmp_path, text))
+    issue = issue_at(issues, "mqtt[0].values[0].field")
+    assert message in issue.message
+    assert issue.line == line_of(text, f'- {{field: "{field}", sensor: pump1-current}}')

@@ -87,6 +87,7 @@ def test_every_documented_scenario_exists() -> None:
     assert set(SCENARIOS) == {
         "flange_leak", "bearing_wear", "dry_run", "pipe_burst", "stuck_sensor", "sensor_offline",
         "switch_manual", "failed_start", "cabinet_overheat", "sump_blocked", "device_offline",
+        "fire_test_run",
     }
 
 
@@ -249,6 +250,29 @@ async def test_failed_start_on_a_remote_run_command(site: Site) -> None:
     await r.sim.disable("failed_start")
     on = await r.run(5, watch=("fire-jockey-run", "fire-jockey-current"))
     assert on[-1]["fire-jockey-current"] > 0.5 * rated_current(site, "fire-jockey")
+
+
+async def test_a_fire_pump_test_run_draws_realistic_current_and_pressure_then_stops(site: Site) -> None:
+    r = await rig(site)
+    watch = ("fire-p1-run", "fire-p1-cmd", "fire-p1-current", "fire-main-pressure", "fire-p1-switch")
+    shutoff = next(eq.shutoff_pressure for room in site.rooms for eq in room.equipment
+                   if isinstance(eq, Pump) and eq.id == "fire-p1")
+    rated = rated_current(site, "fire-p1")
+    assert r.value("fire-p1-run") == 0.0  # the jockey pump alone holds the main
+    assert await r.sim.enable("fire_test_run") == "fire-p1"
+    run = await r.run(6 * 60, watch=watch)
+    assert all(s["fire-p1-run"] == 1.0 and s["fire-p1-cmd"] == 1.0 for s in run)
+    assert all(s["fire-p1-switch"] == 2.0 for s in run)  # AUTO: a start under automatic control
+    settled = run[10:]
+    # Loaded like a pump delivering most of its rated flow through the test valve: not the 30 % of a pump
+    # running dry, not over its rating; the main rises to about 3/4 of the pump's shut-off pressure.
+    assert all(0.7 * rated < s["fire-p1-current"] < 0.95 * rated for s in settled)
+    assert all(0.7 * shutoff < s["fire-main-pressure"] < 0.85 * shutoff for s in settled)
+    await r.sim.disable("fire_test_run")
+    after = await r.run(120, watch=watch)
+    assert after[-1]["fire-p1-run"] == 0.0
+    assert after[-1]["fire-p1-current"] == 0.0
+    assert after[-1]["fire-p1-cmd"] == 0.0
 
 
 # --- cabinet and sump --------------------------------------------------------------------------

@@ -1,0 +1,237 @@
+"""The centre's side of its edges: their batches in, their alarm events on, their clock requests answered.
+
+Subscribed (persistent session, QoS 1, manual acknowledgement; shared across collectors with
+`collector.share_group`) to `pumpwatch/edge/+/batch` and `.../alarm`, and to `.../time` (QoS 0).
+
+- A batch is decoded (`pumpwatch.edge_wire`) and its readings go to the pipeline with the delivery
+  key (edge, batch number): the PUBACK goes back only once they are in the durable buffer, and a
+  batch seen before (sent again after a lost PUBACK, a restart) is acknowledged and not stored twice.
+  Readings of a sensor outside the edge's rooms are refused (`not_this_edge`): an edge speaks for its
+  own rooms only.
+- An alarm event goes where the collector's own events go (the broker's alarm topics, in-process
+  listeners) and is acknowledged once the broker has it; a repeat (same outbox number) is dropped.
+- A clock request is answered on the edge's reply topic with this collector's receive and send times.
+
+The centre does not run the alarm rules of rooms an edge serves (the edge runs them, and its events
+arrive here); it watches each edge's heartbeat instead: `edge_offline_rules`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+import paho.mqtt.client as mqtt
+
+from collector.metrics import CollectorMetrics
+from collector.pipeline.buffer import edge_batch_key
+from collector.pipeline.sink import ReadingSink
+from collector.rules.conditions import Silent
+from collector.rules.engine import AlarmRule, Level
+from collector.sources.base import SourceContext
+from pumpwatch.alarm_events import AlarmEvent, AlarmKey
+from pumpwatch.catalog import SensorCatalog
+from pumpwatch.edge_wire import (
+    EDGE_TOPIC,
+    decode_batch,
+    decode_edge_alarm,
+    decode_time_request,
+    edge_of,
+    encode_time_reply,
+    time_reply_topic,
+)
+from pumpwatch.mqttclient import new_client, start_client, stop_client
+from pumpwatch.mqtturl import BrokerAddress
+from pumpwatch.site import Edge, Site, Text
+from pumpwatch.wire import WireError
+
+log = logging.getLogger(__name__)
+
+SOURCE = "edge"
+ALARMS_REMEMBERED = 10_000  # (edge, outbox number) pairs kept to drop repeated alarm events
+
+AlarmRelay = Callable[[AlarmEvent, Callable[[], None]], None]
+
+
+class EdgeSource:
+    """Takes every edge's batches, alarm events and clock requests from the centre's broker."""
+
+    name = SOURCE
+
+    def __init__(self, site: Site, broker: BrokerAddress, sink: ReadingSink, metrics: CollectorMetrics,
+                 *, client_id: str, share_group: str | None = None, catalog: SensorCatalog | None = None,
+                 keepalive: int = 30) -> None:
+        self.broker = broker
+        self.sink = sink
+        self.metrics = metrics
+        self.keepalive = keepalive
+        self.catalog = catalog or SensorCatalog(site)
+        self.edges = {edge.id: edge for edge in site.edges}
+        self.rooms = {edge.id: frozenset(edge.rooms) for edge in site.edges}
+        # Set by the collector service: where a forwarded alarm event goes, and `done` once it is safe.
+        self.relay: AlarmRelay | None = None
+        prefix = f"$share/{share_group}/" if share_group else ""
+        self.subscriptions = [(f"{prefix}{EDGE_TOPIC}/+/batch", 1), (f"{prefix}{EDGE_TOPIC}/+/alarm", 1),
+                              (f"{prefix}{EDGE_TOPIC}/+/time", 0)]
+        self.connected = False
+        self._lock = threading.Lock()
+        self._in_flight: set[str] = set()  # batch keys accepted but not yet committed
+        self._alarms_seen: OrderedDict[tuple[str, int], None] = OrderedDict()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        client = new_client(broker, f"{client_id}-edges", persistent=True, manual_ack=True)
+        client.max_inflight_messages_set(100)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        self.client = client
+
+    async def run(self) -> None:
+        """Take messages until cancelled; then disconnect (unacknowledged batches stay at the broker)."""
+        self._loop = asyncio.get_running_loop()
+        start_client(self.client, self.broker, self.keepalive)
+        try:
+            await asyncio.Event().wait()
+        finally:
+            stop_client(self.client)
+            self.connected = False
+
+    # --- paho callbacks (network thread) --------------------------------------------------------
+
+    def _on_connect(self, client: mqtt.Client, _userdata: Any, _flags: Any, reason: Any,
+                    _properties: Any) -> None:
+        if reason.is_failure:
+            log.warning("MQTT broker %s refused the edge intake: %s", self.broker, reason)
+            return
+        client.subscribe(self.subscriptions)
+        self.connected = True
+        log.info("edge intake subscribed on %s for %d edges", self.broker, len(self.edges))
+
+    def _on_disconnect(self, *_args: Any) -> None:
+        self.connected = False
+
+    def _on_message(self, client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
+        received = time.time()
+        mid, qos = message.mid, message.qos
+
+        def acknowledge() -> None:
+            if qos > 0:
+                client.ack(mid, qos)
+
+        try:
+            edge_id, kind = edge_of(message.topic)
+        except WireError as err:
+            self.sink.reject(SOURCE, "unknown_topic", str(err))
+            acknowledge()
+            return
+        edge = self.edges.get(edge_id)
+        if edge is None:
+            self.sink.reject(SOURCE, "unknown_edge", message.topic)
+            acknowledge()
+            return
+        try:
+            if kind == "batch":
+                self._batch(edge, message.payload, acknowledge)
+            elif kind == "alarm":
+                self._alarm(edge, message.payload, acknowledge)
+            elif kind == "time":
+                t0 = decode_time_request(message.payload)
+                client.publish(time_reply_topic(edge.id), encode_time_reply(t0, received, time.time()), qos=0)
+                acknowledge()
+            else:
+                acknowledge()  # our own replies, if a subscription ever matches them
+        except WireError as err:
+            log.warning("edge %s sent a malformed %s: %s", edge.id, kind, err)
+            self.sink.reject(SOURCE, "malformed", f"{message.topic}: {err}")
+            self.metrics.edge_batches.labels(edge=edge.id, outcome="refused").inc()
+            acknowledge()  # sending it again would not help
+        except Exception:  # a bug here must not stop the intake; redelivery would fail the same way
+            log.exception("handling %s failed", message.topic)
+            self.sink.reject(SOURCE, "decoder_error", message.topic)
+            acknowledge()
+
+    def _batch(self, edge: Edge, payload: bytes | bytearray, acknowledge: Callable[[], None]) -> None:
+        batch = decode_batch(payload)
+        key = edge_batch_key(edge.id, batch.seq)
+        with self._lock:
+            repeated = key in self._in_flight
+            if not repeated:
+                self._in_flight.add(key)
+        if repeated or self.sink.delivered(key):
+            if not repeated:
+                with self._lock:
+                    self._in_flight.discard(key)
+            self.metrics.edge_batches.labels(edge=edge.id, outcome="repeated").inc()
+            self.sink.reject(SOURCE, "redelivered", key)
+            acknowledge()
+            return
+        rooms = self.rooms[edge.id]
+        readings = []
+        for r in batch.readings:
+            info = self.catalog.get(r.sensor)
+            if info is not None and info.room not in rooms:
+                self.sink.reject(SOURCE, "not_this_edge", f"{edge.id}: {r.sensor}")
+                continue
+            readings.append(r)  # unknown sensors are counted by the pipeline's validation
+
+        def stored() -> None:
+            with self._lock:
+                self._in_flight.discard(key)
+            acknowledge()
+
+        self.metrics.edge_batches.labels(edge=edge.id, outcome="stored").inc()
+        self.metrics.edge_readings.labels(edge=edge.id).inc(len(batch.readings))
+        self.sink.accept(readings, f"{SOURCE}:{edge.id}", on_durable=stored, key=key)
+
+    def _alarm(self, edge: Edge, payload: bytes | bytearray, acknowledge: Callable[[], None]) -> None:
+        number, event = decode_edge_alarm(payload)
+        if event.room not in self.rooms[edge.id]:
+            self.metrics.edge_alarms.labels(edge=edge.id, outcome="refused").inc()
+            self.sink.reject(SOURCE, "not_this_edge", f"{edge.id}: alarm in room {event.room}")
+            acknowledge()
+            return
+        seen = (edge.id, number)
+        with self._lock:
+            repeated = seen in self._alarms_seen
+            if not repeated:
+                self._alarms_seen[seen] = None
+                if len(self._alarms_seen) > ALARMS_REMEMBERED:
+                    self._alarms_seen.popitem(last=False)
+        if repeated:
+            self.metrics.edge_alarms.labels(edge=edge.id, outcome="repeated").inc()
+            acknowledge()
+            return
+        self.metrics.edge_alarms.labels(edge=edge.id, outcome="relayed").inc()
+        relay, loop = self.relay, self._loop
+        if relay is None or loop is None or loop.is_closed():
+            acknowledge()
+            return
+        loop.call_soon_threadsafe(relay, event, acknowledge)  # listeners run on the event loop
+
+
+def edge_offline_rules(site: Site) -> list[AlarmRule]:
+    """One rule per edge: `edge_offline` on the edge when its heartbeat has been silent too long."""
+    rules = []
+    for edge in site.edges:
+        label = edge.name or Text(zh=edge.id, en=edge.id)
+        heartbeat = edge.sensor_id("heartbeat")
+        rules.append(AlarmRule(
+            AlarmKey(edge.id, "edge_offline"), edge.rooms[0],
+            Text(zh=f"边缘网关 {label.zh} 离线(超过 {edge.offline_after:g} 秒无心跳)",
+                 en=f"Edge gateway {label.en} offline (no heartbeat for {edge.offline_after:g} s)"),
+            (Level(edge.offline_severity, Silent(frozenset({heartbeat}), edge.offline_after)),),
+            heartbeat))
+    return rules
+
+
+def sources_from_site(context: SourceContext) -> list[EdgeSource]:
+    """The edge intake of the centre, when the site has edges (never on an edge itself)."""
+    if context.broker is None or not context.site.edges or context.settings.edge.id is not None:
+        return []
+    cfg = context.settings.collector
+    return [EdgeSource(context.site, context.broker, context.sink, context.metrics,
+                       client_id=cfg.client_id, share_group=cfg.share_group, catalog=context.catalog)]

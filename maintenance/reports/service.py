@@ -1,0 +1,240 @@
+"""MonthlyReport: reports that stay final once closed, amended by what happens later, archived as PDF.
+
+On the 1st of a month `close_due` builds the previous month's report and stores it; from the 6th (or when
+the director signs) the report is closed: its figures never change again, its PDF is archived, and later
+changes to its tasks are listed as amendments. A month still open (the current one, or one not yet
+closed) is reported as a live preview. `close_due` runs in the maintenance state's periodic check of
+every replica: each step is idempotent and safe when two replicas run it at once.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, defer, sessionmaker
+
+from maintenance import audit
+from maintenance.errors import Conflict, Forbidden, InvalidInput, NotFound
+from maintenance.models import User, utc_from_epoch
+from maintenance.report_models import ReportSnapshot
+from maintenance.reports import amendments, snapshots
+from maintenance.reports.document import assemble
+from maintenance.reports.figures import DEFAULT_ROTATION_PLAN, MonthFigures, month_figures
+from maintenance.reports.month import Month
+from maintenance.reports.pdf import to_pdf
+from maintenance.roles import has_role, holds_role
+from maintenance.task_flow import SlaPolicy
+from maintenance.vocab import Role
+from pumpwatch.clock import Clock, SystemClock
+from pumpwatch.site import Site, Text
+
+log = logging.getLogger(__name__)
+
+CATCH_UP_MONTHS = 24  # after a long outage, the missed months' reports are built too (at most this many)
+DEFAULT_ZONE = "Asia/Shanghai"  # the site model's default
+
+
+def rotation_plan_of(site: Site | None) -> str:
+    """The id of the site's duty-rotation plan (the scheduler's plan keys start with it)."""
+    if site is None:
+        return DEFAULT_ROTATION_PLAN
+    return next((p.id for p in site.plans.effective() if p.action == "rotate"), DEFAULT_ROTATION_PLAN)
+
+
+class MonthlyReport:
+    """The monthly reports of one site over the state database."""
+
+    def __init__(self, sessions: sessionmaker[Session], sla: SlaPolicy | None = None,
+                 site: Site | None = None, clock: Clock | None = None) -> None:
+        self._sessions = sessions
+        self._clock = clock or SystemClock()
+        self.sla = sla or SlaPolicy()
+        self.site = site
+        self.tz = ZoneInfo(site.site.timezone if site is not None else DEFAULT_ZONE)
+        self.site_name = site.site.name if site is not None else Text(zh="PumpWatch", en="PumpWatch")
+        self.rotation_plan = rotation_plan_of(site)
+
+    def month(self, label: str) -> Month:
+        """The site's month `YYYY-MM`; InvalidInput otherwise."""
+        return Month.parse(label, self.tz)
+
+    # -- reading -----------------------------------------------------------------------------------
+    def build(self, month: Month, now: datetime) -> dict[str, Any]:
+        """The report of `month` as JSON-ready data (closed, or a live preview); see `report`."""
+        return self.report(month, now)
+
+    def report(self, month: Month, now: datetime) -> dict[str, Any]:
+        """The closed report of `month` with its amendments, or a live preview while it is open."""
+        if now < month.start:
+            raise InvalidInput(f"{month} has not begun: there is no report yet")
+        with self._sessions.begin() as session:
+            snapshot = snapshots.find(session, month, lock=True)
+            if snapshot is not None:
+                amendments.sweep(session, [snapshot], self.tz, now)
+            return self._document(session, month, snapshot, now)
+
+    def pdf(self, month: Month, now: datetime, edition: int | None = None) -> tuple[bytes, str | None]:
+        """The PDF: the archived bytes of a closed month (and their SHA-256), else a preview rendered now."""
+        if now < month.start:
+            raise InvalidInput(f"{month} has not begun: there is no report yet")
+        with self._sessions() as session:
+            snapshot = snapshots.find(session, month)
+            if snapshot is not None and snapshot.state == snapshots.CLOSED:
+                row = snapshots.archived_pdf(session, snapshot, edition)
+                if row is None:
+                    raise NotFound("report archive", f"{month} edition {edition}")
+                return row.content, row.sha256
+        if edition is not None:
+            raise NotFound("report archive", f"{month} edition {edition}")
+        return to_pdf(self.report(month, now)), None
+
+    def _figures(self, session: Session, month: Month, now: datetime) -> MonthFigures:
+        return month_figures(session, month, now, self.sla.window, self.rotation_plan)
+
+    def _document(self, session: Session, month: Month, snapshot: ReportSnapshot | None,
+                  now: datetime) -> dict[str, Any]:
+        if snapshot is not None and snapshot.state == snapshots.CLOSED:
+            figures = snapshot.figures
+        else:
+            figures = self._figures(session, month, now).figures
+        if snapshot is None:
+            return assemble(month, self.site_name, figures, None)
+        return assemble(month, self.site_name, figures, snapshot, amendments.listed(session, snapshot),
+                        snapshots.editions(session, snapshot))
+
+    # -- building and closing by themselves --------------------------------------------------------
+    def close_due(self, now: datetime | None = None) -> list[str]:
+        """Build the reports that are ready, close the ones that are due, record amendments (idempotent).
+
+        `now` defaults to the clock's time. Returns what it did, e.g. `["built 2026-03", "closed 2026-03"]`;
+        an empty list when another replica (or an earlier call) already had.
+        """
+        now = now or utc_from_epoch(self._clock.now())
+        done = [f"built {m}" for m in self._months_to_build(now) if self._build(m, now)]
+        with self._sessions() as session:
+            due = [Month.parse(label, self.tz) for label in session.scalars(
+                select(ReportSnapshot.month).where(ReportSnapshot.state == snapshots.BUILT)
+                .order_by(ReportSnapshot.month))]
+        done += [f"closed {m}" for m in due if m.closes_at <= now and self._close_on_due(m, now)]
+        with self._sessions.begin() as session:
+            every = list(session.scalars(select(ReportSnapshot).options(defer(ReportSnapshot.figures))
+                                         .order_by(ReportSnapshot.month).with_for_update()))
+            if amendments.sweep(session, every, self.tz, now):
+                done.append("amended")
+        return done
+
+    def _months_to_build(self, now: datetime) -> list[Month]:
+        last = Month.containing(now, self.tz).previous()
+        with self._sessions() as session:
+            latest = snapshots.latest_month(session)
+            first = snapshots.first_record(session)
+        if first is None or first >= last.end:
+            return []  # nothing was recorded before that month ended: the system was not running yet
+        months = [last]
+        if latest is not None:
+            month = last.previous()
+            while str(month) > latest and len(months) < CATCH_UP_MONTHS:
+                months.append(month)
+                month = month.previous()
+        return sorted(months, key=str)
+
+    def _build(self, month: Month, now: datetime) -> bool:
+        """Store the month's report once; False when it already was (here or by another replica)."""
+        with self._sessions() as session:
+            if snapshots.find(session, month) is not None:
+                return False
+        try:
+            with self._sessions.begin() as session:
+                if snapshots.find(session, month) is not None:
+                    return False
+                snapshots.insert(session, month, self._figures(session, month, now), now)
+        except IntegrityError:
+            with self._sessions() as session:
+                if snapshots.find(session, month) is None:
+                    raise
+            return False  # another replica built it between our check and our insert
+        log.info("monthly report %s built", month)
+        return True
+
+    def _close_on_due(self, month: Month, now: datetime) -> bool:
+        with self._sessions.begin() as session:
+            snapshot = snapshots.find(session, month, lock=True)
+            if snapshot is None or snapshot.state == snapshots.CLOSED:
+                return False
+            self._close(session, month, snapshot, "due", audit.SYSTEM, now)
+            self._archive(session, month, snapshot, "closed", now)
+        log.info("monthly report %s closed on its due date", month)
+        return True
+
+    def _close(self, session: Session, month: Month, snapshot: ReportSnapshot, reason: str, actor: str,
+               now: datetime) -> None:
+        amendments.sweep(session, [snapshot], self.tz, now)
+        snapshots.close(session, snapshot, self._figures(session, month, now), reason, actor, now)
+
+    def _archive(self, session: Session, month: Month, snapshot: ReportSnapshot, reason: str,
+                 now: datetime) -> None:
+        document = self._document(session, month, snapshot, now)
+        snapshots.archive(session, snapshot, to_pdf(document), reason, now)
+
+    # -- signing -----------------------------------------------------------------------------------
+    def sign(self, month: Month, user: User, now: datetime, line: str | None = None) -> dict[str, Any]:
+        """Sign the month's report and return it.
+
+        The director (or a deputy) approves it (审核), which closes it; the supervisor (or a deputy) signs
+        as its preparer (编制). `line` picks `approved` or `prepared` for someone who may sign both; by
+        default a director approves. One person never signs both lines.
+        """
+        if now < month.end:
+            raise Conflict(f"{month} is not over: its report can be signed from {month.day(month.end)}")
+        self._build(month, now)
+        with self._sessions.begin() as session:
+            actor = session.get(User, user.id)
+            if actor is None or not actor.active:
+                raise Forbidden("the account is unknown or inactive")
+            line = self._line(session, actor, line, now)
+            snapshot = snapshots.find(session, month, lock=True)
+            if snapshot is None:  # pragma: no cover - built just above
+                raise NotFound("report", str(month))
+            self._check_line(snapshot, line, actor)
+            role = Role.DIRECTOR if line == "approved" else Role.SUPERVISOR
+            name = actor.display_name if holds_role(actor, role) else f"{actor.display_name}（代 deputy）"
+            snapshots.sign(session, snapshot, line, actor.id, name, now)
+            if snapshot.state == snapshots.BUILT and line == "approved":
+                self._close(session, month, snapshot, "signed", str(actor.id), now)
+            if snapshot.state == snapshots.CLOSED:
+                self._archive(session, month, snapshot, line, now)
+            return self._document(session, month, snapshot, now)
+
+    @staticmethod
+    def _line(session: Session, actor: User, wanted: str | None, now: datetime) -> str:
+        director = has_role(session, actor, Role.DIRECTOR, now)
+        supervisor = has_role(session, actor, Role.SUPERVISOR, now)
+        if wanted is None:
+            if not (director or supervisor):
+                raise Forbidden("signing the monthly report needs the role director (审核) or "
+                                "supervisor (编制)")
+            wanted = "approved" if director else "prepared"
+        if wanted not in ("approved", "prepared"):
+            raise InvalidInput("sign as 'approved' (director) or 'prepared' (supervisor)")
+        if wanted == "approved" and not director:
+            raise Forbidden("approving the monthly report (审核) needs the role director")
+        if wanted == "prepared" and not supervisor:
+            raise Forbidden("signing the monthly report as its preparer (编制) needs the role supervisor")
+        return wanted
+
+    @staticmethod
+    def _check_line(snapshot: ReportSnapshot, line: str, actor: User) -> None:
+        other = "prepared" if line == "approved" else "approved"
+        if getattr(snapshot, f"{line}_at") is not None:
+            raise Conflict(f"the report of {snapshot.month} is already signed on that line by "
+                           f"{getattr(snapshot, f'{line}_name')}")
+        if getattr(snapshot, f"{other}_by") == actor.id:
+            raise Forbidden("the preparer (编制) and the approver (审核) of a report must be two people")
+        if line == "prepared" and snapshot.approved_at is not None:
+            raise Conflict(f"the report of {snapshot.month} is approved: no preparer signs after that")
+
