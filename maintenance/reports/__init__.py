@@ -12,7 +12,6 @@ one dict every export is written from), `csv_export`, `html_export`, `pdf` and `
 from maintenance.reports.csv_export import to_csv
 from maintenance.reports.html_export import to_html
 from maintenance.reports.month import Month
-from maintenance.reports.pdf import to_pdf
-from maintenance.reports.service import MonthlyReport
+from maintenance.reports.service import MonthlyReport, to_pdf
 
 __all__ = ["Month", "MonthlyReport", "to_csv", "to_html", "to_pdf"]

@@ -26,7 +26,6 @@ from maintenance.reports import amendments, snapshots
 from maintenance.reports.document import assemble
 from maintenance.reports.figures import DEFAULT_ROTATION_PLAN, MonthFigures, month_figures
 from maintenance.reports.month import Month
-from maintenance.reports.pdf import to_pdf
 from maintenance.roles import has_role, holds_role
 from maintenance.task_flow import SlaPolicy
 from maintenance.vocab import Role
@@ -37,6 +36,17 @@ log = logging.getLogger(__name__)
 
 CATCH_UP_MONTHS = 24  # after a long outage, the missed months' reports are built too (at most this many)
 DEFAULT_ZONE = "Asia/Shanghai"  # the site model's default
+
+
+def to_pdf(report: dict[str, Any]) -> bytes:
+    """The report as a PDF (`maintenance.reports.pdf`).
+
+    reportlab is imported on the first PDF, not with the maintenance state: it costs about 15 MB and
+    0.2 s, which the scheduler and the other roles that load this package never need.
+    """
+    from maintenance.reports.pdf import to_pdf as render
+
+    return render(report)
 
 
 def rotation_plan_of(site: Site | None) -> str:
@@ -64,10 +74,6 @@ class MonthlyReport:
         return Month.parse(label, self.tz)
 
     # -- reading -----------------------------------------------------------------------------------
-    def build(self, month: Month, now: datetime) -> dict[str, Any]:
-        """The report of `month` as JSON-ready data (closed, or a live preview); see `report`."""
-        return self.report(month, now)
-
     def report(self, month: Month, now: datetime) -> dict[str, Any]:
         """The closed report of `month` with its amendments, or a live preview while it is open."""
         if now < month.start:
