@@ -8,7 +8,8 @@ from datetime import UTC, datetime
 from typing import Literal
 
 LogFormat = Literal["text", "json"]
-NOISY = ("pymodbus", "amqtt", "transitions", "httpx", "httpcore", "apscheduler.executors")
+NOISY = ("pymodbus", "amqtt", "transitions", "httpx", "httpcore", "apscheduler.executors",
+         "alembic.runtime.plugins")
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "taskName"}
 
 
