@@ -98,7 +98,9 @@ class Guard:
 
 def create_app(ctx: ApiContext) -> FastAPI:
     """An app serving `ctx`."""
-    app = FastAPI(title="PumpWatch", version="0.1.0",
+    # /docs is served by the web routes from vendored Swagger UI files (FastAPI's own page loads them
+    # from a CDN: blank offline and refused by the strict Content-Security-Policy).
+    app = FastAPI(title="PumpWatch", version="0.1.0", docs_url=None, redoc_url=None,
                   description="Pump-room monitoring and maintenance: readings, alarms, tasks.")
     app.state.ctx = ctx
     app.state.login_limiter = RateLimiter(ctx.clock)

@@ -1,32 +1,29 @@
-"""What a production start refuses: demo logins, anonymous or plain-text transports, insecure cookies."""
+"""What a production start of the API refuses: demo logins with their published passwords.
+
+The settings (brokers, stores, databases, cookies, signing keys) are checked for every role by
+`pumpwatch.production` before the event loop starts; this check needs the state database, so the
+command line runs it right after the migration, still before any port is opened.
+"""
 
 from __future__ import annotations
 
 from maintenance.accounts import DEMO_USERS, demo_password
 from maintenance.auth import AuthService
-from pumpwatch.mqtturl import BrokerAddress
+from pumpwatch.production import role_problems
 from pumpwatch.settings import Settings
+from pumpwatch.site import Site
 
 
-def production_problems(settings: Settings, auth: AuthService) -> list[str]:
-    """Everything that makes this configuration unfit for production (empty when fit)."""
+def demo_login_problems(auth: AuthService) -> list[str]:
+    """The demo logins that still have their published passwords."""
     problems = []
     for username, _name, _roles in DEMO_USERS:
         user = auth.get_by_username(username)
         if user is not None and auth.verify_password(user.password_hash, demo_password(username)):
             problems.append(f"user {username!r} still has its published demo password")
-    if not settings.mqtt.url:
-        problems.append("no broker URL: the in-process broker accepts anyone (set PUMPWATCH_MQTT__URL)")
-    else:
-        broker = BrokerAddress.parse(settings.mqtt.url)
-        if not broker.username or not broker.password:
-            problems.append("the broker URL has no credentials (mqtt://user:password@host)")
-    if not settings.api.secure_cookies:
-        problems.append("session cookies are not marked Secure "
-                        "(serve over TLS, set PUMPWATCH_API__SECURE_COOKIES=true)")
-    influx = settings.influx
-    if influx.url and not (influx.token or (influx.username and influx.password)):
-        problems.append("InfluxDB without credentials (set PUMPWATCH_INFLUX__TOKEN or USERNAME/PASSWORD)")
-    if not settings.api.database_url or settings.api.database_url.startswith("sqlite"):
-        problems.append("the state database is SQLite: use PostgreSQL (PUMPWATCH_API__DATABASE_URL)")
     return problems
+
+
+def production_problems(settings: Settings, auth: AuthService, site: Site | None = None) -> list[str]:
+    """Everything that makes this configuration unfit to serve the API in production (empty when fit)."""
+    return demo_login_problems(auth) + role_problems(settings, "serve", site)

@@ -205,6 +205,7 @@ class TaskPublic(BaseModel):
     resolution_due_at: datetime | None = None
     response_escalation: int = 0
     resolution_escalation: int = 0
+    late: bool = False  # the scheduler created it after its time had passed (it was down)
 
 
 class TaskCyclePublic(BaseModel):
@@ -267,6 +268,8 @@ class TaskCreate(Body):
     room: str | None = Field(None, max_length=100)
     description: str | None = Field(None, max_length=4000)
     due_at: datetime | None = None
+    template: str | None = Field(None, min_length=1, max_length=100,
+                                 description="a plan id (GET /api/plans): the task gets its checklist")
 
 
 class AssignIn(Body):
@@ -276,12 +279,21 @@ class AssignIn(Body):
 
 
 class CompleteIn(Body):
-    """The completion report (signed by the technician who sends it)."""
+    """The completion report (signed by the technician who sends it).
 
-    fault_cause: str = LongText
+    `fault_cause` may be left out of a planned task or a round in which no checklist item failed.
+    """
+
+    fault_cause: str | None = Field(None, max_length=4000)
     action_taken: str = LongText
     parts_replaced: str | None = Field(None, max_length=4000)
     remarks: str | None = Field(None, max_length=4000)
+
+
+class AckIn(Body):
+    """An optional comment with an alarm's acknowledgement."""
+
+    comment: str | None = Field(None, max_length=2000)
 
 
 class ReasonIn(Body):

@@ -63,7 +63,10 @@ class ApiService:
                                 # X-Forwarded-For only from configured proxies (uvicorn trusts 127.0.0.1
                                 # by default, which let any local caller pick its own address)
                                 proxy_headers=bool(cfg.trusted_proxies),
-                                forwarded_allow_ips=",".join(cfg.trusted_proxies) or "")
+                                forwarded_allow_ips=",".join(cfg.trusted_proxies) or "",
+                                # HTTPS served by the API itself, when it has a certificate
+                                ssl_certfile=str(cfg.tls_cert) if cfg.tls_cert else None,
+                                ssl_keyfile=str(cfg.tls_key) if cfg.tls_key else None)
         self.server = _Server(config)
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(self._serve_http(self.server), name="api-http")
@@ -88,4 +91,5 @@ class ApiService:
             sockets = self.server.servers[0].sockets
             if sockets:
                 port = sockets[0].getsockname()[1]
-        return f"http://{self.settings.api.host}:{port}"
+        scheme = "https" if self.settings.api.tls_cert else "http"
+        return f"{scheme}://{self.settings.api.host}:{port}"

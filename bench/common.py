@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -157,3 +158,140 @@ def other_load_note(other_cpu_pct: float, limit: float = 10.0) -> str | None:
         return None
     return (f"WARNING: other processes on this machine used {other_cpu_pct:.0f}% of a core during the "
             "run; the figures are disturbed: run again on a quiet machine")
+
+
+def load_average() -> tuple[float, float, float]:
+    """The machine's 1, 5 and 15 minute load averages (other people's work on a shared machine shows here)."""
+    one, five, fifteen = os.getloadavg()
+    return one, five, fifteen
+
+
+def link_bytes(namespace: str) -> dict[str, int]:
+    """Bytes received and sent so far on the network interfaces of a namespace other than loopback
+    (`ip -s -j link show`: the kernel's counters, every frame the interface passed, headers included)."""
+    out = subprocess.run(["ip", "-n", namespace, "-s", "-j", "link", "show"], capture_output=True,
+                         text=True, timeout=30, check=True).stdout
+    rx = tx = 0
+    for interface in json.loads(out):
+        if interface.get("ifname") == "lo":
+            continue
+        stats = interface.get("stats64") or interface.get("stats") or {}
+        rx += int(stats.get("rx", {}).get("bytes", 0))
+        tx += int(stats.get("tx", {}).get("bytes", 0))
+    return {"rx": rx, "tx": tx}
+
+
+def peak_rss_of(pid: int) -> float:
+    """Peak resident memory of a process (VmHWM from /proc), MiB; NaN once it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
+class TreeSampler:
+    """CPU seconds and peak memory of processes, sampled on a thread: what a process used survives its
+    death (a SIGKILL) up to its last sample, and processes started after `start` count from zero."""
+
+    def __init__(self, interval: float = 0.5) -> None:
+        self.interval = interval
+        self.started = time.time()
+        self.first: dict[int, float] = {}  # pid -> CPU s when first seen (0 for processes born later)
+        self.last: dict[int, float] = {}
+        self.peak_mb: dict[int, float] = {}
+        self.roots: dict[str, list[int]] = {}  # a label -> pids sampled with their children under it
+        self.label_of: dict[int, str] = {}
+        self.timeline: dict[str, list[tuple[float, float, float]]] = {}  # label -> (time, RSS MiB, CPU s)
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, label: str, pid: int) -> None:
+        """Count `pid` and its children under `label` from now on (e.g. each life of a gateway)."""
+        with self._lock:
+            self.roots.setdefault(label, []).append(pid)
+        self.sample()
+
+    def sample(self) -> None:
+        """Take one sample of this process's tree and every watched process's tree."""
+        me = psutil.Process()
+        procs: dict[int, tuple[psutil.Process, str | None]] = {}
+        with self._lock:
+            roots = [(label, pid) for label, pids in self.roots.items() for pid in pids]
+        for label, parent in [*((label, _process(pid)) for label, pid in roots), (None, me)]:
+            if parent is None:
+                continue
+            procs.setdefault(parent.pid, (parent, label))
+            with contextlib.suppress(psutil.Error):
+                for child in parent.children(recursive=True):
+                    procs.setdefault(child.pid, (child, label))  # a watched tree keeps its label
+        now = time.time()
+        rss: dict[str, float] = {}
+        for pid, (proc, label) in procs.items():
+            try:
+                cpu = process_cpu(proc)
+                born = proc.create_time()
+                if label is not None:
+                    rss[label] = rss.get(label, 0.0) + proc.memory_info().rss / 2**20
+            except psutil.Error:
+                continue
+            peak = peak_rss_of(pid)
+            with self._lock:
+                if pid not in self.first:
+                    self.first[pid] = 0.0 if born >= self.started else cpu
+                self.last[pid] = cpu
+                if label is not None:
+                    self.label_of[pid] = label
+                if peak == peak:  # not NaN
+                    self.peak_mb[pid] = max(peak, self.peak_mb.get(pid, 0.0))
+        with self._lock:
+            for label, mb in rss.items():
+                self.timeline.setdefault(label, []).append((now, mb, self.cpu_unlocked(label)))
+
+    def cpu_unlocked(self, label: str) -> float:
+        """`cpu(label)` for a caller that holds the lock."""
+        pids = self._under(label)
+        return sum(self.last[pid] - self.first[pid] for pid in pids if pid in self.last)
+
+    def cpu(self, label: str | None = None) -> float:
+        """CPU seconds used since `start` by every process seen, or by those under `label`."""
+        with self._lock:
+            pids = set(self.last) if label is None else self._under(label)
+            return sum(self.last[pid] - self.first[pid] for pid in pids if pid in self.last)
+
+    def peak_rss_mb(self, label: str) -> float:
+        """The largest peak resident memory of one process under `label` (MiB)."""
+        with self._lock:
+            return max((self.peak_mb[pid] for pid in self._under(label) if pid in self.peak_mb),
+                       default=float("nan"))
+
+    def _under(self, label: str) -> set[int]:
+        return {pid for pid, found in self.label_of.items() if found == label}
+
+    def start(self) -> None:
+        """Sample every `interval` seconds until `stop`."""
+        self.started = time.time()
+        self.sample()
+        self._thread = threading.Thread(target=self._run, name="bench-sampler", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Take a last sample and stop the thread."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(10)
+        self.sample()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.sample()
+
+
+def _process(pid: int) -> psutil.Process | None:
+    try:
+        return psutil.Process(pid)
+    except psutil.Error:
+        return None

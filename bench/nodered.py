@@ -97,6 +97,7 @@ class NodeRedProcess:
     user_dir: Path
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
+    namespace: str | None = None  # a network namespace to run in (`ip netns exec`, which execs node)
 
     @property
     def log(self) -> Path:
@@ -115,23 +116,26 @@ class NodeRedProcess:
         (self.user_dir / "flows_cred.json").write_text(json.dumps(credentials, indent=1))
         node = shutil.which("node") or "node"
         red = self.home / "node_modules" / "node-red" / "red.js"
+        prefix = ["ip", "netns", "exec", self.namespace] if self.namespace else []
+        offset = len(self.text())  # a restart appends to the log: wait for this start's lines
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
-                [node, str(red), "--settings", str(self.user_dir / "settings.js"),
+                [*prefix, node, str(red), "--settings", str(self.user_dir / "settings.js"),
                  "--userDir", str(self.user_dir)],
                 stdout=out, stderr=subprocess.STDOUT, cwd=self.user_dir)
-        self.wait_for("Started flows", within=60)
-        if "missing types" in self.text():
+        self.wait_for("Started flows", within=60, after=offset)
+        if "missing types" in self.text()[offset:]:
             raise RuntimeError(f"Node-RED lacks node types:\n{self.text()[-2000:]}")
 
     def text(self) -> str:
         """Node-RED's output so far."""
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
-    def wait_for(self, line: str, within: float) -> None:
-        """Wait until Node-RED printed `line`; RuntimeError with its log if it dies or takes too long."""
+    def wait_for(self, line: str, within: float, after: int = 0) -> None:
+        """Wait until Node-RED printed `line` (past character `after` of its log); RuntimeError with its
+        log if it dies or takes too long."""
         deadline = time.monotonic() + within
-        while line not in self.text():
+        while line not in self.text()[after:]:
             if self.proc is None or self.proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"Node-RED: no {line!r}:\n{self.text()[-3000:]}")
             time.sleep(0.1)
@@ -146,6 +150,12 @@ class NodeRedProcess:
         """Peak resident memory of the node process so far (VmHWM), MiB."""
         assert self.proc is not None
         return peak_rss_mb(self.proc.pid)
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash or the OOM killer ends it, and reap."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
 
     def stop(self) -> None:
         """SIGTERM, then SIGKILL if it lingers."""

@@ -7,6 +7,10 @@ into their own InfluxDB database through node-red-contrib-influxdb:
   -> function (flatten) -> `influxdb batch`: one write of up to 5000 points, like PumpWatch's writer.
 - Modbus: one `modbus-read` per device (holding registers, every interval, its own `modbus-client`)
   -> function (one point per register) -> `influxdb out` (one write per poll).
+
+And the edge gateway of `bench.edge_peers` (`modbus_mqtt_flow`): one `modbus-read` per device over
+Modbus RTU framing on TCP (a serial-to-Ethernet gateway per device) -> function (one JSON message per
+poll: the poll time and the registers in order) -> `mqtt out` at QoS 1 to the centre's broker.
 """
 
 from __future__ import annotations
@@ -142,3 +146,68 @@ def modbus_flow(devices: Sequence[ModbusDevice], influx_port: int, database: str
              "x": 0, "y": 0, "wires": [["to-points"], []]},
         ]
     return flows, {"influx": influx_credentials()}
+
+
+EDGE_TOPIC_PREFIX = "bench/edge"  # the Node-RED edge publishes each poll to bench/edge/<device id>
+
+REGISTERS_TO_MESSAGE = """\
+msg.payload = {ts: Date.now(), values: msg.payload};
+msg.topic = "bench/edge/" + msg.topic;
+return msg;
+"""
+
+
+def mqtt_broker_node(node_id: str, host: str, port: int, client_id: str) -> dict[str, Any]:
+    """The `mqtt-broker` config node as the editor makes it (MQTT 3.1.1, keepalive 60 s, clean session)."""
+    return {"id": node_id, "type": "mqtt-broker", "name": "centre", "broker": host, "port": str(port),
+            "clientid": client_id, "autoConnect": True, "usetls": False, "protocolVersion": "4",
+            "keepalive": "60", "cleansession": True, "autoUnsubscribe": True, "birthTopic": "",
+            "birthQos": "0", "birthPayload": "", "birthMsg": {}, "closeTopic": "", "closeQos": "0",
+            "closePayload": "", "closeMsg": {}, "willTopic": "", "willQos": "0", "willPayload": "",
+            "willMsg": {}, "userProps": "", "sessionExpiry": ""}
+
+
+def modbus_mqtt_flow(devices: Sequence[ModbusDevice], broker_host: str, broker_port: int,
+                     ) -> tuple[list[dict[str, Any]], dict[str, dict[str, str]]]:
+    """An edge gateway: one modbus-read per device (RTU over TCP) -> JSON -> mqtt out (QoS 1); (flows,
+    credentials).
+
+    Expects each device's points to be adjacent holding registers from address 0 (read in one request).
+    Each device is its own RTU-over-TCP endpoint (`device.host`, `device.port`, unit `device.unit`):
+    the client's `tcpType` TELNET (modbus-serial's TelnetPort) writes the RTU frames, CRC and all, to
+    the socket. (`TCP-RTU-BUFFERED`, despite its name, sends Modbus TCP frames with an MBAP header.)
+    """
+    tab = "edge"
+    flows: list[dict[str, Any]] = [
+        {"id": tab, "type": "tab", "label": "Edge gateway", "disabled": False, "info": ""},
+        # Node-RED takes any string property of a config node that equals a node id as a reference to
+        # it: the broker node's id must not equal its own name.
+        mqtt_broker_node("centre-broker", broker_host, broker_port, "nodered-edge"),
+        function_node("to-message", tab, "registers to a message", REGISTERS_TO_MESSAGE, ["mqtt-out"]),
+        {"id": "mqtt-out", "type": "mqtt out", "z": tab, "name": "centre", "topic": "", "qos": "1",
+         "retain": "false", "respTopic": "", "contentType": "", "userProps": "", "correl": "",
+         "expiry": "", "broker": "centre-broker", "x": 0, "y": 0, "wires": []},
+    ]
+    for device in devices:
+        addresses = [p.address for p in device.points]
+        if addresses != list(range(len(addresses))):
+            raise ValueError(f"{device.id}: the Node-RED flow reads adjacent registers from 0 only")
+        flows += [
+            {"id": f"client-{device.id}", "type": "modbus-client", "name": device.id, "clienttype": "tcp",
+             "bufferCommands": True, "stateLogEnabled": False, "queueLogEnabled": False,
+             "failureLogEnabled": True, "tcpHost": device.host, "tcpPort": str(device.port),
+             "tcpType": "TELNET", "serialPort": "/dev/ttyUSB", "serialType": "RTU-BUFFERD",
+             "serialBaudrate": "9600", "serialDatabits": "8", "serialStopbits": "1", "serialParity": "none",
+             "serialConnectionDelay": "100", "serialAsciiResponseStartDelimiter": "0x3A",
+             "unit_id": str(device.unit), "commandDelay": "1",
+             "clientTimeout": str(round(device.timeout * 1000)), "reconnectOnTimeout": True,
+             "reconnectTimeout": "2000", "parallelUnitIdsAllowed": True},
+            {"id": f"read-{device.id}", "type": "modbus-read", "z": tab, "name": device.id,
+             "topic": device.id, "showStatusActivities": False, "logIOActivities": False,
+             "showErrors": False, "unitid": str(device.unit), "dataType": "HoldingRegister", "adr": "0",
+             "quantity": str(len(addresses)), "rate": str(round(device.poll_interval * 1000)),
+             "rateUnit": "ms", "delayOnStart": False, "startDelayTime": "", "server": f"client-{device.id}",
+             "useIOFile": False, "ioFile": "", "useIOForPayload": False, "emptyMsgOnFail": False,
+             "x": 0, "y": 0, "wires": [["to-message"], []]},
+        ]
+    return flows, {}

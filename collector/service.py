@@ -48,7 +48,9 @@ from pumpwatch.mqtturl import BrokerAddress
 from pumpwatch.readings import Reading
 from pumpwatch.series import SeriesStore
 from pumpwatch.settings import Settings
+from pumpwatch.signing import Signer, signer_for
 from pumpwatch.site import Edge, Site
+from pumpwatch.wire import SiteAssets
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +101,9 @@ class CollectorService:
         cfg = settings.collector
         metrics = metrics or CollectorMetrics()
         edge = site.edge(settings.edge.id) if settings.edge.id is not None else None
+        whole_site = site
+        # What this process publishes for other processes is signed with its own key, if it has one.
+        signer = signer_for(settings, edge.id if edge is not None else None)
         if edge is not None:
             site = scope_to_edge(site, edge.id)
         catalog = SensorCatalog(site)
@@ -111,7 +116,7 @@ class CollectorService:
                             catch_up_depth=0 if edge is not None else cfg.catch_up_depth, live=live)
         link = forwarder = None
         if edge is not None and store is None:
-            link, store, forwarder = _uplink(edge, settings, metrics)
+            link, store, forwarder = _uplink(edge, settings, metrics, signer)
         store = store or make_store(settings, catalog)
         alarm_bus: LiveBus[AlarmEvent] = LiveBus(
             on_drop=lambda name: metrics.live_dropped.labels(subscriber=name).inc())
@@ -120,12 +125,13 @@ class CollectorService:
         engine = AlarmEngine(rules, clock, transport=SystemClock(), history=rulebook.history,
                              bus=alarm_bus, memory=AlarmMemory(cfg.state_dir / "alarms.json"))
         pipeline.hooks.append(engine.on_readings)
-        publisher = (AlarmPublisher(broker, f"{cfg.client_id}-alarms") if broker is not None else None)
+        publisher = (AlarmPublisher(broker, f"{cfg.client_id}-alarms", signer)
+                     if broker is not None else None)
         if publisher is not None:
             engine.listeners.append(publisher)
         if forwarder is not None:
             engine.listeners.append(forwarder)
-        self.live_publisher = (LivePublisher(broker, f"{cfg.client_id}-live", catalog)
+        self.live_publisher = (LivePublisher(broker, f"{cfg.client_id}-live", catalog, signer)
                                if broker is not None and publish_live else None)
         if self.live_publisher is not None:
             pipeline.hooks.append(self.live_publisher)
@@ -158,6 +164,7 @@ class CollectorService:
         pipeline.store_up = lambda: writer.healthy
         if self.parts.edges is not None:
             self.parts.edges.relay = self._relay_edge_alarm
+            self.parts.edges.assets = SiteAssets(whole_site)
 
     # --- what the other roles of this process use ----------------------------------------------
 
@@ -301,7 +308,7 @@ class CollectorService:
                      p.buffer.depth)
 
 
-def _uplink(edge: Edge, settings: Settings, metrics: CollectorMetrics
+def _uplink(edge: Edge, settings: Settings, metrics: CollectorMetrics, signer: Signer | None
             ) -> tuple[CentreLink, UplinkStore, AlarmForwarder]:
     """An edge's connection to the centre, its uplink store and its alarm forwarder."""
     cfg = settings.edge
@@ -311,7 +318,8 @@ def _uplink(edge: Edge, settings: Settings, metrics: CollectorMetrics
     link = CentreLink(broker, edge.id, f"pumpwatch-edge-{edge.id}", metrics, keepalive=cfg.keepalive,
                       clock_interval=cfg.clock_interval)
     state = settings.collector.state_dir
-    store = UplinkStore(link, state, metrics, ack_timeout=cfg.ack_timeout, compression=cfg.compression)
+    store = UplinkStore(link, state, metrics, ack_timeout=cfg.ack_timeout, compression=cfg.compression,
+                        signer=signer)
     forwarder = AlarmForwarder(AlarmOutbox(state / "alarm-outbox.db"), link, metrics,
-                               ack_timeout=cfg.ack_timeout)
+                               ack_timeout=cfg.ack_timeout, signer=signer)
     return link, store, forwarder

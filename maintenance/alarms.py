@@ -192,8 +192,15 @@ class AlarmService:
         session.flush()
         audit.record_change(session, actor, "alarm", alarm.id, action, before, audit.snapshot(alarm), now)
 
-    def acknowledge(self, alarm_id: int, user: User) -> Alarm:
-        """Acknowledge an alarm (operator, supervisor or admin); acknowledging twice changes nothing."""
+    def acknowledge(self, alarm_id: int, user: User, comment: str | None = None) -> Alarm:
+        """Acknowledge an alarm (operator, supervisor or admin); acknowledging twice changes nothing.
+
+        A comment is kept with the acknowledgement in the alarm's audit record; a later acknowledgement
+        with a comment (someone else looking at it too) adds that comment to the record.
+        """
+        note = (comment or "").strip() or None
+        if note is not None and len(note) > 2000:
+            raise InvalidInput("a comment is at most 2000 characters")
         now = self.now()
         with self._sessions.begin() as session:
             actor = session.get(User, user.id)
@@ -204,8 +211,15 @@ class AlarmService:
             if alarm is None:
                 raise NotFound("alarm", alarm_id)
             if alarm.acknowledged_at is None:
-                self._update(session, alarm, "acknowledged", now, audit.actor_id(actor),
-                             acknowledged_by=actor.id, acknowledged_at=now)
+                before = audit.snapshot(alarm)
+                alarm.acknowledged_by, alarm.acknowledged_at, alarm.updated_at = actor.id, now, now
+                session.flush()
+                was, now_is = audit.diff(before, audit.snapshot(alarm))
+                audit.record(session, audit.actor_id(actor), "alarm", alarm.id, "acknowledged", was,
+                             now_is | ({"comment": note} if note else {}), now)
+            elif note is not None:
+                audit.record(session, audit.actor_id(actor), "alarm", alarm.id, "acknowledged", None,
+                             {"comment": note}, now)
             return alarm
 
     def get(self, alarm_id: int) -> Alarm:

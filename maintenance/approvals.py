@@ -247,7 +247,7 @@ class ApprovalService:
             audit.record(session, audit.actor_id(actor), "change_request", row.id, row.state, before,
                          audit.snapshot(row), now)
         if approve:
-            task = self._tasks.create_task(actor, Text(zh=f"变更:{row.title}", en=f"Change: {row.title}"),
+            task = self._tasks.create_task(actor, Text(zh=f"变更：{row.title}", en=f"Change: {row.title}"),
                                            TaskKind.CHANGE, Priority.NORMAL, row.asset, row.room,
                                            row.description)
             with self._sessions.begin() as session:

@@ -405,6 +405,14 @@ class AuthService:
                                 audit.snapshot(row), now)
             return row
 
+    def list_deputies(self, involving: int | None = None) -> list[Deputy]:
+        """Deputy periods, newest first: all of them, or those where `involving` is deputy or principal."""
+        query = select(Deputy).order_by(Deputy.valid_from.desc(), Deputy.id.desc()).limit(500)
+        if involving is not None:
+            query = query.where((Deputy.deputy_id == involving) | (Deputy.principal_id == involving))
+        with self._sessions() as session:
+            return list(session.scalars(query))
+
     def has_role(self, user: User, role: Role, now: datetime | None = None) -> bool:
         """Whether `user` may act in `role` at `now` (default: the clock): holds it or deputises for it."""
         with self._sessions() as session:

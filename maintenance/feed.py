@@ -4,6 +4,13 @@ A persistent QoS 1 session, so alarm events published while the process was down
 returns. Each event goes to every handler on the event loop (the alarm service applies it
 idempotently); live readings (QoS 0) go to `on_readings`. Payloads follow `pumpwatch.wire`; a
 malformed one is counted in `rejected` and logged, never applied.
+
+What arrives is believed only when a trusted collector signed it (`pumpwatch.signing`: a key in
+`PUMPWATCH_SIGNING__TRUSTED_DIR`), it was not taken before, and it is about what the site file has:
+an alarm event's asset in its room, a live reading's sensor in the topic's room (`SiteAssets`).
+Anything else is refused, logged and counted in `pumpwatch_wire_refused_total{channel, reason}`
+(`forged`, `replayed`, `unknown_key`, `unknown_asset`). Without trusted keys (development) messages
+are taken as they come; a production start refuses a feed without keys.
 """
 
 from __future__ import annotations
@@ -14,33 +21,48 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import paho.mqtt.client as mqtt
+from prometheus_client import CollectorRegistry
 
 from pumpwatch.alarm_events import AlarmEvent
 from pumpwatch.mqttclient import new_client, start_client, stop_client
 from pumpwatch.mqtturl import BrokerAddress
 from pumpwatch.readings import Reading
+from pumpwatch.signing import Verifier, WireRefusals
 from pumpwatch.wire import (
+    ALARM_STREAM,
     ALARM_TOPIC,
+    LIVE_STREAM,
     LIVE_TOPIC,
+    Refusal,
+    Refused,
+    SiteAssets,
     WireError,
+    alarm_topic,
     decode_alarm_event,
     decode_live_readings,
     is_live_topic,
+    live_room,
 )
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[[AlarmEvent], None]
+Handler = Callable[[AlarmEvent], object]  # what a handler returns is not used
 
 
 class AlarmFeed:
-    """Subscribes to `pumpwatch/alarms/#` (and `pumpwatch/live/#`) and hands what arrives on."""
+    """Subscribes to `pumpwatch/alarms/#` (and `pumpwatch/live/#`) and hands on what it believes."""
 
     def __init__(self, broker: BrokerAddress, client_id: str, handlers: Sequence[Handler],
-                 on_readings: Callable[[list[Reading]], None] | None = None) -> None:
+                 on_readings: Callable[[list[Reading]], None] | None = None, *,
+                 verifier: Verifier | None = None, assets: SiteAssets | None = None,
+                 registry: CollectorRegistry | None = None) -> None:
         self.broker = broker
         self.handlers = list(handlers)
         self.on_readings = on_readings
+        self.verifier = verifier or Verifier({})
+        self.assets = assets
+        self.registry = registry or CollectorRegistry()
+        self.refusals = WireRefusals(self.registry)
         self.rejected = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         client = new_client(broker, client_id, persistent=True)
@@ -56,6 +78,8 @@ class AlarmFeed:
     def stop(self) -> None:
         """Disconnect."""
         stop_client(self.client)
+        if self.verifier.guard is not None:
+            self.verifier.guard.close()
 
     def _on_connect(self, client: mqtt.Client, _userdata: Any, _flags: Any, reason: Any,
                     _properties: Any) -> None:
@@ -65,25 +89,38 @@ class AlarmFeed:
                 client.subscribe(f"{LIVE_TOPIC}/#", qos=0)
 
     def _on_message(self, _client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
-        if is_live_topic(message.topic):
-            self._live(message.payload)
-            return
+        live = is_live_topic(message.topic)
         try:
-            event = decode_alarm_event(message.payload)
+            if live:
+                self._live(message.topic, message.payload)
+            else:
+                self._alarm(message.topic, message.payload)
+        except Refused as refused:
+            self.refusals.count("live" if live else "alarms", refused)
+            log.warning("refused %s on %s: %s", "live readings" if live else "an alarm event",
+                        message.topic, refused)
         except WireError as err:
             self.rejected += 1
-            log.warning("ignored a malformed alarm event on %s: %s", message.topic, err)
-            return
+            log.warning("ignored malformed %s on %s: %s", "live readings" if live else "an alarm event",
+                        message.topic, err)
+
+    def _alarm(self, topic: str, payload: bytes | bytearray) -> None:
+        opened = self.verifier.open(topic, payload, ALARM_STREAM)
+        event = decode_alarm_event(opened.body)
+        if alarm_topic(event) != topic:  # signed for one topic, saying something else
+            raise Refused(Refusal.FORGED, f"the event is about {alarm_topic(event)}")
+        if self.assets is not None:
+            self.assets.check_event(event)
+        opened.record()
         if self._loop is not None and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self._deliver, event)
 
-    def _live(self, payload: bytes | bytearray) -> None:
-        try:
-            batch = decode_live_readings(payload)
-        except WireError as err:
-            self.rejected += 1
-            log.warning("ignored malformed live readings: %s", err)
-            return
+    def _live(self, topic: str, payload: bytes | bytearray) -> None:
+        opened = self.verifier.open(topic, payload, LIVE_STREAM)
+        batch = decode_live_readings(opened.body)
+        if self.assets is not None:
+            self.assets.check_readings(live_room(topic), batch)
+        opened.record()
         if self.on_readings is not None and self._loop is not None and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self.on_readings, batch)
 

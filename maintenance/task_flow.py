@@ -192,7 +192,11 @@ class CheckResult(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class ChecklistItem:
-    """One item of a task's checklist, e.g. an inspection-round question."""
+    """One item of a task's checklist, e.g. an inspection-round question.
+
+    `spec` says how it is answered (`type`, `unit`, `min`/`max`, `attachment`), as a plan's items do.
+    """
 
     key: str
     text: Text
+    spec: Mapping[str, object] = field(default_factory=dict, hash=False)

@@ -29,6 +29,7 @@ class TaskFilter:
     asset: str | None = None
     kind: str | None = None
     due_before: datetime | None = None
+    due_after: datetime | None = None  # at or after: with due_before, a period (the plan calendar's month)
 
 
 def task_conditions(filters: TaskFilter) -> list[ColumnElement[bool]]:
@@ -47,6 +48,8 @@ def task_conditions(filters: TaskFilter) -> list[ColumnElement[bool]]:
             conditions.append(column == value)
     if filters.due_before is not None:
         conditions.append(Task.due_at < filters.due_before)
+    if filters.due_after is not None:
+        conditions.append(Task.due_at >= filters.due_after)
     return conditions
 
 

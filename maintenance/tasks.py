@@ -64,6 +64,8 @@ ALL_TASKS = TaskFilter()
 _REPORT_FIELDS = ("fault_cause", "action_taken", "parts_replaced", "remarks", "technician_signed_by",
                   "technician_signed_at", "supervisor_signed_by", "supervisor_signed_at", "started_at",
                   "cancel_reason", "responded_at")
+# Planned work and rounds: completed without a fault cause when no checklist item failed.
+_ROUTINE_KINDS = (TaskKind.PLAN.value, TaskKind.INSPECTION.value)
 ATTACHMENT_REQUIRED = "required"  # a checklist item's `attachment` when it needs a document before sign-off
 _ATTACHMENT_MARK = re.compile(r"\[attachment:(\d+)\]")
 
@@ -240,8 +242,9 @@ class TaskService:
         task = Task(kind=kind.value, title_zh=_text_required(title.zh, "title (zh)"),
                     title_en=_text_required(title.en, "title (en)"), description=description, asset=asset,
                     room=room, priority=priority.value, state=TaskState.RAISED.value,
-                    checklist=[{"key": i.key, "zh": i.text.zh, "en": i.text.en, "result": None, "value": None,
-                                "note": None, "by": None, "at": None} for i in checklist],
+                    checklist=[dict(i.spec) | {"key": i.key, "zh": i.text.zh, "en": i.text.en, "result": None,
+                                                "value": None, "note": None, "by": None, "at": None}
+                               for i in checklist],
                     notes=[], parts_used=[], repeat_count=0, escalation_level=0, created_by=created_by,
                     created_at=now, updated_at=now, cycle=0)
         self._open_cycle(task, CycleReason.CREATED, now, opened_by=created_by, resolve_by=due_at)
@@ -311,10 +314,13 @@ class TaskService:
 
         return self._change(task_id, user, TaskAction.START.value, change)
 
-    def complete(self, task_id: int, user: User, fault_cause: str, action_taken: str,
+    def complete(self, task_id: int, user: User, fault_cause: str | None, action_taken: str,
                  parts_replaced: str | None = None, remarks: str | None = None) -> Task:
-        """Hand in the completion report and sign it as the technician (an assignee or an admin)."""
-        cause = _text_required(fault_cause, "fault cause")
+        """Hand in the completion report and sign it as the technician (an assignee or an admin).
+
+        The fault cause is required, except on a planned task or an inspection round in which no checklist
+        item failed: a routine round that found nothing wrong has no fault to explain.
+        """
         action = _text_required(action_taken, "action taken")
 
         def change(session: Session, task: Task, actor: User, now: datetime) -> None:
@@ -324,6 +330,9 @@ class TaskService:
             open_items = [item["key"] for item in task.checklist if item.get("result") is None]
             if open_items:
                 raise InvalidInput(f"checklist items without a result: {', '.join(open_items)}")
+            routine = task.kind in _ROUTINE_KINDS and not any(_needs_follow_up(i) for i in task.checklist)
+            cause = ((fault_cause or "").strip() or None) if routine else _text_required(fault_cause,
+                                                                                         "fault cause")
             task.fault_cause, task.action_taken = cause, action
             task.parts_replaced = (parts_replaced or "").strip() or None
             task.remarks = (remarks or "").strip() or None
@@ -429,18 +438,26 @@ class TaskService:
         return self._change(task_id, user, "gauge_compared", change)
 
     def _corrective(self, task: Task, item: JsonDict) -> Task:
-        """The follow-up task of a failed checklist item (once per task and item), linked in both notes."""
+        """The follow-up task of a failed checklist item (once per task and item), linked in both notes.
+
+        Its title and description are written in both languages (Chinese line first), from the round's title
+        and the item's text; the technician's note is quoted as typed.
+        """
         zh, en = str(item.get("zh") or item["key"]), str(item.get("en") or item["key"])
         reading = ""
         if item.get("value") is not None:
-            reading = " (" + " ".join(str(p) for p in (item["value"], item.get("unit")) if p) + ")"
+            reading = " ".join(str(p) for p in (item["value"], item.get("unit")) if p)
         urgent = task.priority in (Priority.CRITICAL.value, Priority.HIGH.value)
-        note = item.get("note") or ""
-        origin = f"task #{task.id} ({task.title_en}), item {item['key']}: {note}".strip()
+        note = str(item.get("note") or "").strip()
+        origin_zh = f"来自任务 #{task.id}（{task.title_zh}）的检查项「{zh}」" + (
+            f"：{note}" if note else "。")
+        origin_en = f"From task #{task.id} ({task.title_en}), item “{en}”" + (f": {note}" if note else ".")
         return self.create_from_plan(
-            f"corrective:{task.id}:{item['key']}", Text(zh=f"整改:{zh}{reading}", en=f"Fix: {en}{reading}"),
+            f"corrective:{task.id}:{item['key']}",
+            Text(zh=f"整改：{zh}" + (f"（{reading}）" if reading else ""),
+                 en=f"Fix: {en}" + (f" ({reading})" if reading else "")),
             TaskKind.CORRECTIVE, Priority.HIGH if urgent else Priority.NORMAL, asset=task.asset,
-            room=task.room, description=origin)
+            room=task.room, description=f"{origin_zh}\n{origin_en}")
 
     def add_note(self, task_id: int, user: User, text: str) -> Task:
         """Add a note to the task's record (any active user, any state); it belongs to the current cycle."""

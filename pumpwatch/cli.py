@@ -44,11 +44,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_USAGE
         print(threshold_table(site))
         return 0
+    if args.command == "broker-acl":
+        return _broker_acl(args, settings)
+    if args.command == "demo" and settings.environment == "production":
+        from pumpwatch.production import DEMO_REFUSED
+
+        print(f"pumpwatch demo: {DEMO_REFUSED}", file=sys.stderr)  # before it opens anything
+        return EXIT_FAILURE
     site = _load_or_report(args.site)
     if site is None:
         return EXIT_USAGE
     from sqlalchemy.exc import SQLAlchemyError
 
+    from pumpwatch.signing import SigningError
     from pumpwatch.stack import StackOptions, migrate_state, run_stack
     from simulators.scenarios import ScenarioError
 
@@ -67,6 +75,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_USAGE
     else:
         settings.edge.id = None  # only `pumpwatch edge` acts as an edge
+    if settings.environment == "production":  # checked before anything opens a port or a file
+        from pumpwatch.production import refusal_text, role_problems
+
+        problems = role_problems(settings, args.command, site)
+        if problems:
+            print(f"pumpwatch {args.command}: {refusal_text(problems)}", file=sys.stderr)
+            return EXIT_FAILURE
     options = StackOptions(
         simulate=simulate,
         collect=args.command not in ("simulate", "serve", "schedule"),
@@ -83,8 +98,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if options.serve or options.schedule:
             migrate_state(settings)
+        if options.serve and settings.environment == "production":
+            problems = _demo_logins(settings)
+            if problems:
+                from pumpwatch.production import refusal_text
+
+                print(f"pumpwatch {args.command}: {refusal_text(problems)}", file=sys.stderr)
+                return EXIT_FAILURE
         return asyncio.run(_until_signal(run_stack(site, settings, options)))
-    except ScenarioError as err:
+    except (ScenarioError, SigningError) as err:
         print(f"pumpwatch: {err}", file=sys.stderr)
         return EXIT_USAGE
     except (OSError, RuntimeError) as err:
@@ -99,6 +121,39 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"pumpwatch: stopped: {_first_leaf(environment)}", file=sys.stderr)
         return EXIT_FAILURE
+
+
+def _demo_logins(settings: Settings) -> list[str]:
+    """Demo logins that still hold their published passwords (the state database already migrated)."""
+    from api.production import demo_login_problems
+    from maintenance.auth import AuthService
+    from maintenance.db import session_factory, state_engine
+    from pumpwatch.clock import SystemClock
+
+    engine = state_engine(settings)
+    try:
+        return demo_login_problems(AuthService(session_factory(engine), SystemClock()))
+    finally:
+        engine.dispose()
+
+
+def _broker_acl(args: argparse.Namespace, settings: Settings) -> int:
+    """`pumpwatch broker-acl`: the broker's ACL and identities from the site file(s)."""
+    from pumpwatch.broker_acl import Roles, run_command
+
+    paths: list[Path] = args.site or [settings.site]
+    sites = [_load_or_report(path) for path in paths]
+    if any(site is None for site in sites):
+        return EXIT_USAGE
+    roles = Roles(collectors=tuple(args.collector or ["pumpwatch-collector"]),
+                  apis=tuple(args.api or ["pumpwatch-api"]),
+                  schedulers=tuple(args.scheduler or ["pumpwatch-scheduler"]),
+                  simulator=args.simulator, monitor=args.monitor)
+    given = {"collector": args.collector or [], "api": args.api or [], "scheduler": args.scheduler or [],
+             "simulator": [args.simulator] if args.simulator else [],
+             "monitor": [args.monitor] if args.monitor else [], "edge": [args.edge] if args.edge else []}
+    return run_command(paths, [site for site in sites if site is not None], roles, given, edge=args.edge,
+                       out=args.out, passwords=args.passwords)
 
 
 def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
@@ -136,6 +191,24 @@ def _parser(settings: Settings) -> argparse.ArgumentParser:
     thresholds = sub.add_parser("thresholds", help="print the alarm thresholds in force on every sensor and "
                                                    "where each comes from")
     thresholds.add_argument("--site", type=Path, default=settings.site)
+    acl = sub.add_parser("broker-acl", help="the broker's identities and topic rules (a Mosquitto acl_file) "
+                                            "from the site file(s)")
+    acl.add_argument("--site", type=Path, action="append", default=None, metavar="FILE",
+                     help=f"site file (repeatable: one broker for several sites; default {settings.site})")
+    acl.add_argument("--out", type=Path, default=None, metavar="DIR",
+                     help="write acl, identities.md (and passwd) there; default: print the ACL")
+    acl.add_argument("--passwords", type=Path, default=None, metavar="FILE",
+                     help="name:password lines: write Mosquitto's password file (hashed) into --out")
+    for option, role in (("--collector", "collector"), ("--api", "API replica"),
+                         ("--scheduler", "scheduler")):
+        acl.add_argument(option, action="append", default=None, metavar="NAME",
+                         help=f"the login of a {role} process (repeatable; default pumpwatch-{option[2:]})")
+    acl.add_argument("--simulator", default=None, metavar="NAME",
+                     help="the simulators' login (none by default)")
+    acl.add_argument("--monitor", default=None, metavar="NAME",
+                     help="a login that may read the broker's uptime, for health checks")
+    acl.add_argument("--edge", default=None, metavar="ID",
+                     help="the ACL of this edge box's own broker (its room's devices), not the centre's")
     commands = (("simulate", "run the pump-room simulators alone"),
                 ("demo", "simulators and every service on embedded defaults"),
                 ("collect", "the collector alone: Modbus and MQTT into the series store"),
@@ -195,9 +268,9 @@ def _edge_settings(args: argparse.Namespace, settings: Settings, site: Site) -> 
         uplink = BrokerAddress.parse(settings.edge.uplink)
     except ValueError as err:
         return f"uplink: {err}"
-    if settings.environment == "production" and not (uplink.tls and uplink.username and uplink.password):
-        return "production: the uplink must be mqtts:// with this edge's own username and password"
-    return None
+    if uplink.port <= 0:
+        return f"uplink: bad port {uplink.port}"
+    return None  # production's rules for the uplink (mqtts://, its own login): pumpwatch.production
 
 
 def _positive(text: str) -> float:

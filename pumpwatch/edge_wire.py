@@ -10,6 +10,11 @@ module, so the format changes in one place. Decoding refuses what does not fit w
 | `pumpwatch/edge/<edge>/time` | 0 | edge | a clock request `{"t0": edge time}` |
 | `pumpwatch/edge/<edge>/time/reply` | 0 | centre | `{"t0", "t1": centre receive, "t2": centre send}` |
 
+Batches and alarm events travel signed with the edge's own key, whose id is the edge's id
+(`pumpwatch.signing`; streams `BATCH_STREAM` and `EDGE_ALARM_STREAM`): the centre takes an edge's
+topics only when signed by that edge's key. Clock requests and replies are not signed: a forged
+reply only misstates the edge's clock offset, and only a centre identity may publish one.
+
 Batch encoding (why columnar): a reading is (sensor, ts, value, quality, state). JSON costs about
 80 bytes a reading; the readings of one poll share a timestamp, sensors repeat in every poll and most
 values change little, so the batch is sent column by column and compressed with zlib:
@@ -39,6 +44,8 @@ from pumpwatch.readings import Quality, Reading
 from pumpwatch.wire import WireError, alarm_event_from_json, alarm_event_json
 
 EDGE_TOPIC = "pumpwatch/edge"
+BATCH_STREAM = "edge-batch"  # the sequence streams of an edge's signed messages
+EDGE_ALARM_STREAM = "edge-alarm"
 MAGIC = b"PWE1"
 MAX_BATCH_READINGS = 200_000  # a batch announcing more is refused before anything is inflated
 MAX_INFLATED = 64 * 1024 * 1024  # bytes a batch may inflate to (a zip bomb stops here)

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     BaseModel,
     ConfigDict,
+    DirectoryPath,
     Field,
     FilePath,
     ModelWrapValidatorHandler,
@@ -40,6 +41,8 @@ class InfluxSettings(BaseModel):
     token: SecretStr | None = Field(None, description="InfluxDB 2.x/3.x token (v1 compatibility API)")
     create_database: bool = True
     timeout: float = Field(10.0, gt=0)
+    ca_file: FilePath | None = Field(None, description="PEM file of the CA that signed InfluxDB's "
+                                     "certificate (https://); default: the system's CAs")
 
 
 class CollectorSettings(BaseModel):
@@ -74,6 +77,15 @@ class ApiSettings(BaseModel):
     trusted_proxies: list[str] = Field(
         default_factory=list, description="addresses of reverse proxies whose X-Forwarded-For is believed; "
         "default none: the peer's address is the client's")
+    tls_cert: FilePath | None = Field(None, description="PEM certificate (chain) for HTTPS served by the "
+                                      "API itself; default: plain HTTP (TLS in front of it)")
+    tls_key: FilePath | None = Field(None, description="PEM private key of tls_cert")
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> ApiSettings:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key go together: give both or neither")
+        return self
 
 
 SeverityName = Literal["critical", "major", "minor", "warning"]
@@ -248,6 +260,26 @@ class EdgeSettings(BaseModel):
         return self.uplink_url.get_secret_value() if self.uplink_url is not None else None
 
 
+class SigningSettings(BaseModel):
+    """Signatures on alarm events, live readings and edge batches between processes (HMAC-SHA256).
+
+    A process that publishes them signs with its own key (`key_id`, `key_file`); a process that takes
+    them verifies with the keys in `trusted_dir`, one file `<key id>.key` per sender. An edge's key id
+    is its edge id. Without keys nothing is signed or checked (development).
+    """
+
+    key_id: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]{1,64}$",
+                               description="this process's key id, e.g. collector-a (an edge: its edge id)")
+    key_file: FilePath | None = Field(None, description="file holding this process's key, at least 32 "
+                                      "characters (`openssl rand -hex 32`)")
+    trusted_dir: DirectoryPath | None = Field(None, description="the keys this process accepts: one file "
+                                              "<key id>.key per collector, scheduler or edge")
+    max_age: float = Field(86400.0, gt=0, description="seconds an alarm event may take from its sender to "
+                           "a receiver (queued at the broker meanwhile) before it counts as replayed")
+    live_max_age: float = Field(120.0, gt=0, description="the same for live readings, which the broker "
+                                "never queues (clock differences between hosts count too)")
+
+
 class MetricsSettings(BaseModel):
     """The small HTTP server of `pumpwatch collect` and `pumpwatch edge` alone: /metrics and /healthz.
 
@@ -281,6 +313,7 @@ class Settings(BaseSettings):
     api: ApiSettings = ApiSettings()
     edge: EdgeSettings = EdgeSettings()
     metrics: MetricsSettings = MetricsSettings()
+    signing: SigningSettings = SigningSettings()
     environment: Literal["development", "production"] = Field(
         "development", description="production: refuse to start with demo logins or insecure settings")
     log_level: str = "INFO"

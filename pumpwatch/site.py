@@ -653,6 +653,9 @@ class MqttMapping(Model):
     format: PayloadFormat = PayloadFormat.JSON
     values: tuple[MqttValue, ...] = Field(min_length=1)
     timestamp_field: str | None = Field(None, description="JSON path of a device timestamp")
+    username: str | None = Field(None, min_length=1, max_length=128, pattern=r"^[^\s/#+:]+$",
+                                 description="the broker login of the gateway or devices publishing this map "
+                                 "(`pumpwatch broker-acl`); default <site id>-<the topic's fixed levels>")
 
     @field_validator("timestamp_field")
     @classmethod

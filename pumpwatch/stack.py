@@ -10,9 +10,12 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from pumpwatch.backoff import Backoff
 from pumpwatch.broker import EmbeddedBroker, port_or_free
 from pumpwatch.clock import Clock, ScaledClock
+from pumpwatch.errors import StoreUnavailable
 from pumpwatch.mqtturl import BrokerAddress
+from pumpwatch.series import SeriesStore
 from pumpwatch.settings import Settings
 from pumpwatch.site import Site
 
@@ -131,7 +134,9 @@ async def run_stack(site: Site, settings: Settings, options: StackOptions) -> in
             if state is not None and api is not None:
                 tasks.create_task(state.run(), name="maintenance")
                 tasks.create_task(api.run(), name="api")
-                tasks.create_task(_announce_api(api, state, options), name="api-banner")
+                tasks.create_task(_announce_api(api, state, options, site, scheduler), name="api-banner")
+            if options.demo and sim is not None and collector is not None:
+                tasks.create_task(_backfill(site, clock, collector.store, options.seed), name="demo-history")
             if scheduler is not None:
                 tasks.create_task(scheduler.run(), name="scheduler")
             tasks.create_task(_print_status(sim, collector, options.status_every), name="status")
@@ -184,7 +189,9 @@ async def _start_scheduler(site: Site, settings: Settings, clock: Clock, broker:
     elif collector is not None and collector.publishes_alarms:
         listeners.append(collector.announce)
     else:
-        publisher = AlarmPublisher(broker, f"{settings.collector.client_id}-scheduler")
+        from pumpwatch.signing import signer_for
+
+        publisher = AlarmPublisher(broker, f"{settings.collector.client_id}-scheduler", signer_for(settings))
         publisher.start()
         stack.callback(publisher.stop)
         listeners.append(publisher)
@@ -214,19 +221,11 @@ async def _start_api(site: Site, settings: Settings, clock: Clock, broker: Broke
     from maintenance.service import MaintenanceService
 
     if options.demo:
-        if settings.environment == "production":
-            raise RuntimeError("the demo (published logins, simulators) does not run with "
-                               "PUMPWATCH_ENVIRONMENT=production")
         settings.api.port = port_or_free(settings.api.port)
+    # A production start was checked by the command line before the event loop (`pumpwatch.production`).
     engine = state_engine(settings)
     stack.callback(engine.dispose)
     state = MaintenanceService(site, settings, clock, engine)
-    if settings.environment == "production":
-        from api.production import production_problems
-
-        problems = production_problems(settings, state.auth)
-        if problems:
-            raise RuntimeError("refusing a production start:\n  - " + "\n  - ".join(problems))
     api = await _build_api(site, settings, broker, collector, state, stack)
     return state, api
 
@@ -241,6 +240,8 @@ async def _build_api(site: Site, settings: Settings, broker: BrokerAddress,
     from pumpwatch.bus import LiveBus
     from pumpwatch.catalog import SensorCatalog
     from pumpwatch.readings import Reading
+    from pumpwatch.signing import feed_verifier
+    from pumpwatch.wire import SiteAssets
 
     if collector is not None:
         collector.add_alarm_listener(state.accept_event)
@@ -251,26 +252,62 @@ async def _build_api(site: Site, settings: Settings, broker: BrokerAddress,
     stack.push_async_callback(store.close)
     alarm_bus: LiveBus[AlarmEvent] = LiveBus()
     readings_bus: LiveBus[Sequence[Reading]] = LiveBus()
-    api = ApiService(settings, state, store, readings_bus, alarm_bus)
-    feed = AlarmFeed(broker, f"{settings.collector.client_id}-api-{socket.gethostname()}-{settings.api.port}",
-                     [state.accept_event, alarm_bus.publish], on_readings=readings_bus.publish)
+    client_id = f"{settings.collector.client_id}-api-{socket.gethostname()}-{settings.api.port}"
+    # Collectors' signatures checked; the replay marks of this session's alarm events kept on disk.
+    verifier = feed_verifier(settings, site, settings.collector.state_dir / f"wire-marks-{client_id}.db")
+    feed = AlarmFeed(broker, client_id, [state.accept_event, alarm_bus.publish],
+                     on_readings=readings_bus.publish, verifier=verifier, assets=SiteAssets(site))
+    api = ApiService(settings, state, store, readings_bus, alarm_bus, [feed.registry])
     feed.start(asyncio.get_running_loop())
     stack.callback(feed.stop)
     return api
 
 
-async def _announce_api(api: ApiService, state: MaintenanceService, options: StackOptions) -> None:
-    """Print the URL (and the demo logins) once the server listens."""
+async def _announce_api(api: ApiService, state: MaintenanceService, options: StackOptions, site: Site,
+                        scheduler: InspectionScheduler | None) -> None:
+    """Print the URL (and the demo logins, once the demo's work for every role is there) when it listens."""
     while api.server is None or not api.server.started:  # noqa: ASYNC110 (uvicorn offers no event)
         await asyncio.sleep(0.05)
     lines = [f"API and web UI: {api.url}  (OpenAPI: {api.url}/docs)"]
     if options.demo:
         from maintenance.accounts import ensure_demo_users
+        from pumpwatch.demo_seed import seed_demo
 
+        seeded = await asyncio.to_thread(seed_demo, site, state, scheduler)
+        lines.append(f"Demo work: today's rounds {', '.join(f'#{i}' for i in seeded.rounds) or 'none'}, "
+                     f"{len(seeded.tasks)} fault reports in every state, an access request waiting for the "
+                     "director, a handover waiting for the operator")
         logins = ensure_demo_users(state.auth)
         lines.append("Demo logins (username / password / roles):")
         lines += [f"  {user:<10} {password:<22} {', '.join(roles)}" for user, password, roles in logins]
     print("\n".join(lines), flush=True)
+
+
+async def _backfill(site: Site, clock: Clock, store: SeriesStore, seed: int) -> None:
+    """A week of simulated history into the series store, in the background, so every chart has data.
+
+    Computed in a worker thread batch by batch (about three seconds for the demo site) and written like
+    the collector writes; the demo is usable meanwhile and the charts fill in as the batches land.
+    """
+    from simulators.backfill import past_readings
+
+    await asyncio.sleep(1.0)  # the collector opens the store first
+    started = clock.now()
+    batches = iter(past_readings(site, started, seed=seed))
+    written = 0
+    backoff = Backoff(first=0.5, cap=5.0)
+    while (batch := await asyncio.to_thread(next, batches, None)) is not None:
+        while True:
+            try:
+                await store.write(batch)
+                break
+            except StoreUnavailable as err:
+                if backoff.failures >= 10:
+                    log.warning("demo history not written: %s", err)
+                    return
+                await asyncio.sleep(backoff.next())
+        written += len(batch)
+    print(f"Demo history: {written} readings of the past week written to the series store", flush=True)
 
 
 def _banner(site: Site, settings: Settings, broker: BrokerAddress | None, embedded: bool,

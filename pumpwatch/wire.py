@@ -9,6 +9,10 @@ changes in one place. Decoding refuses what does not fit with a `WireError` sayi
 | `pumpwatch/alarms/<room>/<asset>/<alarm type>` | 1 | one alarm event (`encode_alarm_event`) |
 | `pumpwatch/live/<room>` | 0 | the newest reading of each sensor of the room (`encode_live_readings`) |
 | `pumpwatch/sim/control` | 1 | `{"scenario": NAME, "target": ID, "on": true}` (`decode_sim_control`) |
+
+Across processes the alarm events and live readings travel signed (`pumpwatch.signing`: a header line
+before the payload); a receiver refuses with a `Refused` and its `Refusal` what is forged, replayed,
+signed by an unknown key, or about an asset or room the site file does not have (`SiteAssets`).
 """
 
 from __future__ import annotations
@@ -17,19 +21,39 @@ import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 from pumpwatch.alarm_events import AlarmAction, AlarmEvent, AlarmKey
 from pumpwatch.readings import Quality, Reading
-from pumpwatch.site import Severity, Text
+from pumpwatch.site import Severity, Site, Text
 
 ALARM_TOPIC = "pumpwatch/alarms"
 LIVE_TOPIC = "pumpwatch/live"
 SIM_CONTROL_TOPIC = "pumpwatch/sim/control"
+ALARM_STREAM = "alarm"  # the sequence streams of signed messages (`pumpwatch.signing`)
+LIVE_STREAM = "live"
 
 
 class WireError(ValueError):
     """A payload that does not follow the contract; the message says what is wrong."""
+
+
+class Refusal(StrEnum):
+    """Why a receiver refused a well-formed message (the `reason` of `pumpwatch_wire_refused_total`)."""
+
+    FORGED = "forged"  # unsigned where signatures are required, a bad signature, a key out of its place
+    REPLAYED = "replayed"  # a sequence taken before, or older than the stream allows
+    UNKNOWN_KEY = "unknown_key"  # signed with a key this receiver does not trust
+    UNKNOWN_ASSET = "unknown_asset"  # a room, asset or sensor the site file does not have (there)
+
+
+class Refused(WireError):
+    """A message refused for a `Refusal`; the text says what was wrong with it."""
+
+    def __init__(self, reason: Refusal, detail: str) -> None:
+        super().__init__(f"{reason.value}: {detail}")
+        self.reason = reason
 
 
 def alarm_topic(event: AlarmEvent) -> str:
@@ -118,6 +142,70 @@ def decode_live_readings(payload: bytes | bytearray | str) -> list[Reading]:
         raise WireError(f"live reading without {err.args[0]!r}") from err
     except (ValueError, TypeError, AttributeError) as err:
         raise WireError(f"malformed live reading: {err}") from err
+
+
+# --- what the site has ----------------------------------------------------------------------------
+
+
+class SiteAssets:
+    """The rooms, assets and sensors of a site: what an alarm event or a live reading may be about.
+
+    An alarm's asset is a room, a piece of equipment, a sensor, a Modbus device, a duty group or an
+    edge (the ids the alarm rules and the scheduler use), and it must be in the event's room.
+    """
+
+    def __init__(self, site: Site) -> None:
+        self.rooms = frozenset(room.id for room in site.rooms)
+        assets: dict[str, set[str]] = {}
+        sensors: dict[str, str] = {}
+
+        def add(asset: str, room: str) -> None:
+            assets.setdefault(asset, set()).add(room)
+
+        for room in site.rooms:
+            add(room.id, room.id)
+            for group in room.duty_groups:
+                add(group.id, room.id)
+        for room, equipment, sensor in site.iter_sensors():
+            sensors[sensor.id] = room.id
+            add(sensor.id, room.id)
+            if equipment is not None:
+                add(equipment.id, room.id)
+        for room in site.rooms:
+            for equipment in room.equipment:
+                add(equipment.id, room.id)
+        for device in site.modbus:
+            for point in device.points:
+                if point.sensor in sensors:
+                    add(device.id, sensors[point.sensor])
+            if device.room is not None:
+                add(device.id, device.room)
+        for edge in site.edges:
+            for room_id in edge.rooms:
+                add(edge.id, room_id)
+        for rule in site.rules:  # a custom rule's asset the site has nowhere else sits in the first room
+            if rule.asset not in assets:
+                add(rule.asset, site.rooms[0].id)
+        self.assets = {asset: frozenset(rooms) for asset, rooms in assets.items()}
+        self.sensors = sensors
+
+    def check_event(self, event: AlarmEvent) -> None:
+        """`Refused(UNKNOWN_ASSET)` unless the event's room exists and holds its asset."""
+        if event.room not in self.rooms:
+            raise Refused(Refusal.UNKNOWN_ASSET, f"no room {event.room!r} in the site")
+        if event.room not in self.assets.get(event.key.asset, ()):
+            raise Refused(Refusal.UNKNOWN_ASSET, f"no asset {event.key.asset!r} in room {event.room!r}")
+
+    def check_readings(self, room: str, readings: Sequence[Reading]) -> None:
+        """`Refused(UNKNOWN_ASSET)` unless every reading is of a sensor of `room`."""
+        for r in readings:
+            if self.sensors.get(r.sensor) != room:
+                raise Refused(Refusal.UNKNOWN_ASSET, f"no sensor {r.sensor!r} in room {room!r}")
+
+
+def live_room(topic: str) -> str:
+    """The room of a live-readings topic."""
+    return topic[len(LIVE_TOPIC) + 1:]
 
 
 # --- simulator control -----------------------------------------------------------------------------

@@ -53,10 +53,13 @@ def banner_lines(sim: Simulation, broker: BrokerAddress) -> list[str]:
     for bus in sim.buses.served_buses():
         units = ", ".join(f"{d.unit}={d.id}" for d in site.units_on(bus.id))
         lines.append(f"Modbus bus {bus.id}: {bus.address}, units {units}")
+    # With a broker that wants logins, the simulator's own identity may write its control topic.
+    login = f" -u {broker.username} -P PASSWORD" if broker.username else ""
+    tls = " --cafile CA.pem" if broker.tls else ""
     lines += [
         "Fault scenarios: " + ", ".join(sorted(SCENARIOS)),
-        f"  switch one on:  mosquitto_pub -h {broker.host} -p {broker.port} -t {SIM_CONTROL_TOPIC} "
-        "-m '{\"scenario\": \"pipe_burst\", \"on\": true}'",
+        f"  switch one on:  mosquitto_pub -h {broker.host} -p {broker.port}{login}{tls} "
+        f"-t {SIM_CONTROL_TOPIC} " + "-m '{\"scenario\": \"pipe_burst\", \"on\": true}'",
     ]
     return lines
 

@@ -19,14 +19,15 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
-from api.production import production_problems
+from api.production import demo_login_problems
 from api.routes.health import router as health_router
 from collector.service import CollectorService
 from maintenance.auth import AuthService
 from maintenance.db import make_engine, session_factory, upgrade
-from pumpwatch.cli import _parser
+from pumpwatch.cli import _parser, main
 from pumpwatch.clock import SystemClock
 from pumpwatch.mqtturl import BrokerAddress
+from pumpwatch.production import role_problems
 from pumpwatch.settings import Settings
 from pumpwatch.sitefile import load_site
 
@@ -79,12 +80,43 @@ def _by_role(role: str) -> list[str]:
     return [name for name in PUMPWATCH if _role(name) == role]
 
 
+def _mounted(spec: dict[str, Any], secrets: dict[str, Any]) -> dict[str, str]:
+    """Where a service's secrets appear in its container: path -> the secret's file in the repository."""
+    mounts: dict[str, str] = {}
+    for entry in spec.get("secrets", []):
+        source, target = (entry, None) if isinstance(entry, str) else (entry["source"], entry.get("target"))
+        path = target if target and target.startswith("/") else f"/run/secrets/{target or source}"
+        mounts[path] = secrets[source]["file"]
+    return mounts
+
+
+def _stand_ins(env: dict[str, str], mounts: dict[str, str]) -> dict[str, str]:
+    """The environment with each mounted secret (or directory of them) as a file made here.
+
+    Keys (`*.key` files of the repository's ./secrets/) get a usable key, certificates a PEM stub;
+    a setting naming a directory gets the directory of the secrets mounted under it.
+    """
+    root = Path(tempfile.mkdtemp())
+    for inside, outside in mounts.items():
+        made = root / inside.lstrip("/")
+        made.parent.mkdir(parents=True, exist_ok=True)
+        made.write_text("k" * 64 if outside.endswith(".key") else "-----BEGIN CERTIFICATE-----\n")
+    replaced = dict(env)
+    for key, value in env.items():
+        if value.startswith("/run/"):
+            assert value in mounts or any(m.startswith(value + "/") for m in mounts), \
+                f"{key}: {value} is no secret mounted into the service"
+            replaced[key] = str(root / value.lstrip("/"))
+    return replaced
+
+
 def _settings(service: str, monkeypatch: pytest.MonkeyPatch) -> Settings:
-    """The settings the role's process would build from its environment."""
+    """The settings the role's process would build from its environment (secrets made here)."""
     for key in list(os.environ):
         if key.startswith("PUMPWATCH_"):
             monkeypatch.delenv(key)
-    for key, value in _env(service).items():
+    env = _stand_ins(_env(service), _mounted(SERVICES[service], COMPOSE["secrets"]))
+    for key, value in env.items():
         monkeypatch.setenv(key, value)
     return Settings()
 
@@ -207,7 +239,8 @@ def test_the_api_health_check_asks_healthz_where_the_api_listens(monkeypatch: py
     (api,) = _by_role("serve")
     settings = _settings(api, monkeypatch)
     probe = SERVICES[api]["healthcheck"]["test"][3]
-    assert f"http://localhost:{settings.api.port}/healthz" in probe
+    assert f"https://localhost:{settings.api.port}/healthz" in probe
+    assert settings.api.tls_cert is not None
     assert "/healthz" in {getattr(route, "path", None) for route in health_router.routes}
     assert settings.api.host == "0.0.0.0"
     assert any(str(p).endswith(f":{settings.api.port}") for p in SERVICES[api]["ports"])
@@ -228,6 +261,16 @@ def test_the_collector_health_check_looks_for_the_buffer_the_collector_creates(
         assert (tmp_path / name / Path(looked_for).name).exists()
 
 
+def _username_and_password_variable(url: str) -> tuple[str, str]:
+    """The login of a broker URL in the file as written: (username, the .env variable of its password)."""
+    found = re.fullmatch(r"mqtts://([\w-]+):\$\{(\w+):\?[^}]*\}@mosquitto:8883", url)
+    assert found is not None, url
+    return found.group(1), found.group(2)
+
+
+RAW: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text(encoding="utf-8"))
+
+
 def test_the_roles_pass_the_production_start_and_match_the_servers(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     engine = make_engine(f"sqlite:///{tmp_path / 'users.db'}")
@@ -236,13 +279,23 @@ def test_the_roles_pass_the_production_start_and_match_the_servers(
     influx, postgres, mosquitto = SERVICES["influxdb"], SERVICES["postgres"], SERVICES["mosquitto"]
     for name in PUMPWATCH:
         settings = _settings(name, monkeypatch)
+        site = load_site(_in_repo(_env(name)["PUMPWATCH_SITE"]))
         if settings.environment == "production":
-            assert production_problems(settings, auth) == [], name
+            assert role_problems(settings, _role(name), site) == [], name
+            assert demo_login_problems(auth) == []
         assert settings.mqtt.url is not None
         broker = BrokerAddress.parse(settings.mqtt.url)
-        assert (broker.host, broker.port) == ("mosquitto", 1883)
-        assert f"mosquitto_passwd -b -c /mosquitto/config/passwd {broker.username} " in mosquitto["command"]
-        assert settings.influx.url == "http://influxdb:8086"
+        assert (broker.host, broker.port, broker.tls) == ("mosquitto", 8883, True)
+        assert "listener 8883" in COMPOSE["configs"]["mosquitto"]["content"]
+        username, variable = _username_and_password_variable(
+            RAW["services"][name]["environment"]["PUMPWATCH_MQTT__URL"])
+        assert username == broker.username
+        # The broker's password file gets this login with the password the process logs in with.
+        assert (f"mosquitto_passwd -b {'-c ' if username == 'collector-a' else ''}/mosquitto/config/passwd "
+                f'{username} \\"${variable}\\"') in mosquitto["command"]
+        assert variable in mosquitto["environment"]
+        assert settings.influx.url == "https://influxdb:8086"
+        assert influx["environment"]["INFLUXDB_HTTP_HTTPS_ENABLED"] == "true"
         assert settings.influx.database == influx["environment"]["INFLUXDB_DB"]
         assert settings.influx.username == influx["environment"]["INFLUXDB_USER"]
         # Only an InfluxDB admin may CREATE DATABASE; the image creates it for the pumpwatch user.
@@ -256,6 +309,69 @@ def test_the_roles_pass_the_production_start_and_match_the_servers(
     engine.dispose()
 
 
+def _generated_acl(content: str, tmp_path: Path) -> str:
+    """What the command named in the ACL's first line writes (run in the repository, as a person would)."""
+    found = re.match(r"# Mosquitto acl_file generated by `pumpwatch (broker-acl [^`]+)`", content)
+    assert found is not None, "the ACL names the command that generated it"
+    argv = shlex.split(found.group(1))
+    cwd = Path.cwd()
+    os.chdir(ROOT)
+    try:
+        assert main([*argv, "--out", str(tmp_path)]) == 0
+    finally:
+        os.chdir(cwd)
+    return (tmp_path / "acl").read_text(encoding="utf-8")
+
+
+def _identities(acl: str) -> dict[str, str]:
+    """identity -> role, from the ACL's comments."""
+    roles = re.findall(r"^# (\w+): .*\nuser (\S+)$", acl, re.MULTILINE)
+    return {name: role for role, name in roles}
+
+
+ROLE_IDENTITY = {"collect": "collector", "serve": "api", "schedule": "scheduler", "simulate": "simulator"}
+
+
+def test_the_broker_acl_is_generated_from_the_site_and_names_every_process(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    acl = COMPOSE["configs"]["mosquitto-acl"]["content"]
+    assert acl == _generated_acl(acl, tmp_path), "run the command of the ACL's first line, paste its output"
+    capsys.readouterr()
+    assert f"--site {_in_repo(_env('api')['PUMPWATCH_SITE']).relative_to(ROOT)}" in acl.splitlines()[0]
+    identities = _identities(acl)
+    for name in PUMPWATCH:  # each process logs in as an identity of its own role
+        username = BrokerAddress.parse(_settings(name, monkeypatch).mqtt.url or "").username
+        assert identities.get(str(username)) == ROLE_IDENTITY[_role(name)], name
+    logins = {_username_and_password_variable(RAW["services"][n]["environment"]["PUMPWATCH_MQTT__URL"])[0]
+              for n in PUMPWATCH}
+    passwords = set(re.findall(r"/mosquitto/config/passwd ([\w-]+) ", SERVICES["mosquitto"]["command"]))
+    assert passwords == logins | {"monitor"}, "a password for each process and the health check only"
+    assert identities["monitor"] == "monitor"
+    assert "-u monitor" in SERVICES["mosquitto"]["healthcheck"]["test"][1]
+    config = COMPOSE["configs"]["mosquitto"]["content"]
+    assert "allow_anonymous false" in config
+    assert "acl_file /mosquitto-acl" in config
+    assert {"source": "mosquitto-acl", "target": "/mosquitto-acl"} in SERVICES["mosquitto"]["configs"]
+
+
+def test_the_api_trusts_the_keys_of_the_processes_that_sign(monkeypatch: pytest.MonkeyPatch) -> None:
+    signers = {}
+    for name in PUMPWATCH:
+        settings = _settings(name, monkeypatch)
+        if _role(name) in ("collect", "schedule"):
+            assert settings.signing.key_id is not None, name
+            assert settings.signing.key_file is not None, name
+            signers[settings.signing.key_id] = _env(name)["PUMPWATCH_SIGNING__KEY_FILE"]
+    (api,) = _by_role("serve")
+    trusted_dir = _env(api)["PUMPWATCH_SIGNING__TRUSTED_DIR"]
+    trusted = {Path(path).stem: source for path, source in _mounted(SERVICES[api], COMPOSE["secrets"]).items()
+               if path.startswith(trusted_dir + "/")}
+    assert set(trusted) == set(signers)
+    for kid, inside in signers.items():
+        service = next(n for n in PUMPWATCH if _env(n).get("PUMPWATCH_SIGNING__KEY_ID") == kid)
+        assert _mounted(SERVICES[service], COMPOSE["secrets"])[inside] == trusted[kid], kid
+
+
 # --- the edge box (examples/edge-compose.yml) ------------------------------------------------------
 
 EDGE_COMPOSE: dict[str, Any] = _interpolate(
@@ -264,13 +380,9 @@ EDGE_SERVICES: dict[str, dict[str, Any]] = EDGE_COMPOSE["services"]
 
 
 def _edge_settings_of(monkeypatch: pytest.MonkeyPatch) -> tuple[dict[str, str], Settings]:
-    """The edge's settings from its environment; the CA secret (mounted by compose) is a file of ours."""
-    env = {**IMAGE_ENV, **{k: str(v) for k, v in EDGE_SERVICES["edge"]["environment"].items()}}
-    secret = EDGE_SERVICES["edge"]["secrets"][0]
-    assert env["PUMPWATCH_EDGE__UPLINK_CA_FILE"] == f"/run/secrets/{secret}"
-    stand_in = Path(tempfile.mkdtemp()) / "centre-ca.pem"
-    stand_in.write_text("-----BEGIN CERTIFICATE-----\n")
-    env["PUMPWATCH_EDGE__UPLINK_CA_FILE"] = str(stand_in)
+    """The edge's settings from its environment; the secrets (mounted by compose) are files of ours."""
+    written = {**IMAGE_ENV, **{k: str(v) for k, v in EDGE_SERVICES["edge"]["environment"].items()}}
+    env = _stand_ins(written, _mounted(EDGE_SERVICES["edge"], EDGE_COMPOSE["secrets"]))
     for key in list(os.environ):
         if key.startswith("PUMPWATCH_"):
             monkeypatch.delenv(key)
@@ -298,10 +410,10 @@ def test_the_edge_box_runs_pumpwatch_edge_on_a_site_that_has_this_edge(
     args = _parser(settings).parse_args(edge["command"])
     assert args.command == "edge"
     site = load_site(_in_repo(env["PUMPWATCH_SITE"]))
-    secret = EDGE_SERVICES["edge"]["secrets"][0]
     assert settings.edge.uplink_ca_file is not None
-    assert Path(EDGE_COMPOSE["secrets"][secret]["file"]).name == "centre-ca.pem"
-    assert _edge_settings(args, settings, site) is None  # production: mqtts with the edge's own login
+    assert EDGE_COMPOSE["secrets"]["site-ca"]["file"] == "./secrets/site-ca.pem"
+    assert _edge_settings(args, settings, site) is None
+    assert role_problems(settings, "edge", site) == []  # mqtts with its own logins, its own key
     assert settings.edge.id in {e.id for e in site.edges}
     uplink = BrokerAddress.parse(settings.edge.uplink or "")
     assert uplink.tls
@@ -321,6 +433,23 @@ def test_the_edge_reads_the_room_broker_and_keeps_its_buffer_on_a_volume(
     mounts = {v.split(":")[1]: v.split(":")[0] for v in EDGE_SERVICES["edge"]["volumes"]}
     assert str(settings.collector.state_dir) in mounts
     assert mounts[str(settings.collector.state_dir)] in EDGE_COMPOSE["volumes"]
+
+
+def test_the_room_broker_acl_is_generated_for_this_edge(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    acl = EDGE_COMPOSE["configs"]["mosquitto-acl"]["content"]
+    assert acl == _generated_acl(acl, tmp_path), "run the command of the ACL's first line, paste its output"
+    capsys.readouterr()
+    _env, settings = _edge_settings_of(monkeypatch)
+    assert f"--edge {settings.edge.id}" in acl.splitlines()[0]
+    identities = _identities(acl)
+    room = BrokerAddress.parse(settings.mqtt.url or "")
+    assert identities[str(room.username)] == "edge"
+    room_broker = EDGE_SERVICES["mosquitto"]
+    passwords = set(re.findall(r"/mosquitto/config/passwd ([\w-]+) ", room_broker["command"]))
+    assert passwords == set(identities), "every identity of the room broker has its password from .env"
+    assert "-u monitor" in room_broker["healthcheck"]["test"][1]
+    assert "allow_anonymous false" in EDGE_COMPOSE["configs"]["mosquitto"]["content"]
 
 
 @pytest.mark.parametrize("service", sorted(EDGE_SERVICES))

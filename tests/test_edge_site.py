@@ -117,8 +117,7 @@ def test_a_declared_sensor_may_not_claim_to_come_from_an_edge() -> None:
     (["--edge-id", "gw9"], {}, "the site has no edge 'gw9'"),
     (["--edge-id", "gw1"], {}, "where is the centre"),
     (["--edge-id", "gw1", "--uplink", "http://centre"], {}, "scheme must be mqtt"),
-    (["--edge-id", "gw1", "--uplink", "mqtt://edge-gw1:pw@centre:1883"],
-     {"PUMPWATCH_ENVIRONMENT": "production"}, "must be mqtts:// with this edge's own"),
+    # A plain-text uplink in production: the production guard, exit 1 (tests/test_production_guard.py).
 ])
 def test_pumpwatch_edge_refuses_to_start_without_what_it_needs(
         argv: list[str], env: dict[str, str], message: str, tmp_path: Path,

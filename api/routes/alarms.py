@@ -8,8 +8,9 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from api.deps import Ctx, CurrentUser
-from api.schemas import MAX_ID, AlarmOnBoard, AlarmPublic, Page, PathId, TaskPublic
+from api.schemas import MAX_ID, AckIn, AlarmOnBoard, AlarmPublic, AuditEntryPublic, Page, PathId, TaskPublic
 from maintenance.alarms import AlarmFilter
+from maintenance.audit import AuditFilter
 from maintenance.models import Alarm
 from maintenance.vocab import AlarmState
 from pumpwatch.site import Severity
@@ -53,7 +54,19 @@ def alarm_task(alarm_id: PathId, ctx: Ctx, _user: CurrentUser) -> TaskPublic | N
     return TaskPublic.model_validate(task) if task is not None else None
 
 
+@router.get("/{alarm_id}/history", response_model=Page[AuditEntryPublic])
+def alarm_history(alarm_id: PathId, ctx: Ctx, _user: CurrentUser) -> Page[AuditEntryPublic]:
+    """The alarm's own record, oldest first (any signed-in user, unlike the rest of the audit trail).
+
+    Raised, escalated and de-escalated, peaks, acknowledgements with their comments, cleared, reopened.
+    """
+    ctx.alarms.get(alarm_id)  # 404 for an alarm that does not exist
+    assert ctx.audit is not None
+    rows, total = ctx.audit.search(AuditFilter(entity="alarm", entity_id=str(alarm_id)), 0, 500)
+    return Page(data=[AuditEntryPublic.model_validate(r) for r in reversed(rows)], count=total)
+
+
 @router.post("/{alarm_id}/ack", response_model=AlarmPublic)
-def acknowledge(alarm_id: PathId, ctx: Ctx, user: CurrentUser) -> AlarmPublic:
-    """Acknowledge an alarm (operator, supervisor, admin)."""
-    return AlarmPublic.model_validate(ctx.alarms.acknowledge(alarm_id, user))
+def acknowledge(alarm_id: PathId, ctx: Ctx, user: CurrentUser, body: AckIn | None = None) -> AlarmPublic:
+    """Acknowledge an alarm (operator, supervisor, admin), with an optional comment kept in its record."""
+    return AlarmPublic.model_validate(ctx.alarms.acknowledge(alarm_id, user, body.comment if body else None))

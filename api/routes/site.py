@@ -9,6 +9,7 @@ from fastapi import APIRouter
 from api.deps import Ctx, CurrentUser
 from maintenance.errors import NotFound
 from pumpwatch.site import Pump, Room
+from pumpwatch.thresholds import InForce, site_thresholds
 
 router = APIRouter(prefix="/api", tags=["site"])
 
@@ -47,12 +48,26 @@ def room(room_id: str, ctx: Ctx, _user: CurrentUser) -> dict[str, Any]:
     raise NotFound("room", room_id)
 
 
+def _limits(found: InForce | None) -> list[dict[str, Any]]:
+    """The thresholds in force on a sensor, as the alarm rules apply them (pumpwatch/thresholds.py)."""
+    if found is None:
+        return []
+    return [{"when": t.when.value, "value": t.value, "severity": t.severity.value, "hysteresis": t.hysteresis,
+             "for_seconds": t.for_seconds} for t in found.thresholds]
+
+
 @router.get("/sensors")
 def sensors(ctx: Ctx, _user: CurrentUser, room: str | None = None) -> dict[str, Any]:
-    """Every sensor with its place, unit, range and states."""
+    """Every sensor with its place, unit, range, states and the alarm thresholds in force on it.
+
+    `thresholds` lets a screen colour a value beyond a limit at once, while its alarm still waits out its
+    `for_seconds`; `threshold_source` says where they come from (sensor, site default, default, none).
+    """
+    in_force = {found.sensor.id: found for found in site_thresholds(ctx.site)}
     data = [{"id": i.id, "room": i.room, "equipment": i.equipment, "kind": i.kind.value,
              "unit": i.sensor.display_unit, "name": i.sensor.name.model_dump() if i.sensor.name else None,
              "range": list(i.sensor.range) if i.sensor.range else None, "states": i.sensor.state_codes,
-             "source": i.sensor.source}
+             "source": i.sensor.source, "thresholds": _limits(in_force.get(i.id)),
+             "threshold_source": found.source if (found := in_force.get(i.id)) is not None else "none"}
             for i in ctx.catalog if room is None or i.room == room]
     return {"data": data, "count": len(data)}

@@ -31,6 +31,7 @@ from api.schemas import (
     TaskPublic,
 )
 from maintenance.errors import InvalidInput, NotFound
+from maintenance.task_flow import ChecklistItem
 from maintenance.tasks import TaskFilter
 from maintenance.uploads import store_upload
 from maintenance.vocab import Priority, TaskState
@@ -49,11 +50,12 @@ def list_tasks(ctx: Ctx, user: CurrentUser, state: Annotated[list[TaskState] | N
                mine: bool = False, assignee: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
                priority: Priority | None = None,
                room: str | None = None, asset: str | None = None, kind: str | None = None,
-               due_before: datetime | None = None, offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
+               due_before: datetime | None = None, due_after: datetime | None = None,
+               offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
                limit: Annotated[int, Query(ge=1, le=500)] = 100) -> Response:
-    """Tasks by due time then priority; `mine=true` for the signed-in user's."""
+    """Tasks by due time then priority; `mine=true` for the signed-in user's; due_after is inclusive."""
     filters = TaskFilter(states=state, assignee=user.id if mine else assignee, priority=priority,
-                         room=room, asset=asset, kind=kind, due_before=due_before)
+                         room=room, asset=asset, kind=kind, due_before=due_before, due_after=due_after)
     rows, total = ctx.tasks.list_rows(filters, offset, limit)
     # Validated and serialised once here; FastAPI would otherwise check the returned page a second time.
     return Response(TaskPage.model_validate({"data": rows, "count": total}).model_dump_json(),
@@ -62,10 +64,31 @@ def list_tasks(ctx: Ctx, user: CurrentUser, state: Annotated[list[TaskState] | N
 
 @router.post("", response_model=TaskDetail, status_code=201)
 def create(ctx: Ctx, user: CurrentUser, body: TaskCreate) -> TaskDetail:
-    """Report a fault (anyone) or create another kind of task (supervisor)."""
+    """Report a fault (anyone) or create another kind of task (supervisor), from a plan's checklist."""
     task = ctx.tasks.create_task(user, Text(zh=body.title.zh, en=body.title.en), body.kind, body.priority,
-                                 body.asset, body.room, body.description, body.due_at)
+                                 body.asset, body.room, body.description, body.due_at,
+                                 _template_checklist(ctx, body.template))
     return _out(task)
+
+
+def _template_checklist(ctx: Ctx, plan_id: str | None) -> list[ChecklistItem]:
+    """The checklist of plan `plan_id` with how each item is answered (type, unit, range, attachment)."""
+    if plan_id is None:
+        return []
+    try:
+        plan = ctx.site.plans.plan(plan_id)
+    except KeyError as err:
+        raise InvalidInput(f"no plan {plan_id!r} to take a checklist from") from err
+    items = []
+    for entry in plan.checklist:
+        # A range given as a share of a pump's rated current is only known for one pump: left open here.
+        known = entry.expected is not None and not entry.of_rated_current
+        low, high = entry.expected if known and entry.expected is not None else (None, None)
+        spec: dict[str, object] = {"type": entry.type.value, "unit": entry.unit, "min": low, "max": high}
+        if entry.attachment_required:
+            spec["attachment"] = "required"
+        items.append(ChecklistItem(entry.key, entry.text, spec))
+    return items
 
 
 @router.get("/{task_id}", response_model=TaskDetail)

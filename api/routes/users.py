@@ -2,17 +2,32 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends
+from pydantic import BaseModel, ConfigDict
 
-from api.deps import Ctx, require
+from api.deps import Ctx, CurrentUser, require
 from api.schemas import DeputyCreate, Page, PathId, SignInFailurePublic, UserCreate, UserPublic, UserUpdate
 from maintenance.models import User
 from maintenance.vocab import Role
 
 router = APIRouter(prefix="/api/users", tags=["users"])
 Admin = Annotated[User, Depends(require(Role.ADMIN))]
+
+
+class DeputyPublic(BaseModel):
+    """A deputy period: `deputy_id` acts for `principal_id` in `role` from `valid_from` to `valid_until`."""
+
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    deputy_id: int
+    principal_id: int
+    role: str
+    valid_from: datetime
+    valid_until: datetime | None
+    created_at: datetime
 
 
 @router.get("", response_model=Page[UserPublic])
@@ -53,6 +68,20 @@ def update_user(user_id: PathId, ctx: Ctx, admin: Admin, body: UserUpdate) -> Us
     if body.unlock:
         user = ctx.auth.unlock(user_id, admin)
     return UserPublic.model_validate(user)
+
+
+@router.get("/deputies", response_model=Page[DeputyPublic])
+def list_deputies(ctx: Ctx, user: CurrentUser) -> Page[DeputyPublic]:
+    """Deputy periods, newest first: every one for an admin, else those the signed-in user is part of."""
+    involving = None if Role.ADMIN.value in user.roles else user.id
+    rows = ctx.auth.list_deputies(involving)
+    return Page(data=[DeputyPublic.model_validate(r) for r in rows], count=len(rows))
+
+
+@router.post("/deputies/{deputy_row_id}/end", response_model=DeputyPublic)
+def end_deputy(deputy_row_id: PathId, ctx: Ctx, admin: Admin) -> DeputyPublic:
+    """End a deputy period now."""
+    return DeputyPublic.model_validate(ctx.auth.end_deputy(deputy_row_id, admin))
 
 
 @router.post("/deputies", status_code=201)

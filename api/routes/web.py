@@ -59,10 +59,30 @@ def page_headers(**extra: str) -> dict[str, str]:
     return {"Content-Security-Policy": CSP, "Cache-Control": NO_CACHE, **extra}
 
 
+# The API documentation's assets (about 2 MB) are fetched by whoever opens /docs, not kept offline on
+# every phone that uses the app.
+NOT_PRECACHED = ("vendor/swagger-ui/",)
+DOCS_CSP = "; ".join([
+    # Swagger UI renders descriptions through React's innerHTML (sanitised by DOMPurify), so this page
+    # cannot require Trusted Types; everything else is as strict as the app: files of this origin only.
+    "default-src 'self'",
+    "script-src 'self'",
+    "style-src 'self'",
+    "img-src 'self' data:",
+    "connect-src 'self'",
+    "font-src 'self'",
+    "object-src 'none'",
+    "base-uri 'none'",
+    "form-action 'self'",
+    "frame-ancestors 'none'",
+])
+
+
 def web_files() -> list[str]:
     """The UI's files as `/static/...` URLs, sorted (what the service worker caches for offline use)."""
-    return sorted("/static/" + p.relative_to(WEB_DIR).as_posix() for p in WEB_DIR.rglob("*")
-                  if p.is_file() and p.suffix in CONTENT_TYPES and p.name not in ("index.html", "sw.js"))
+    found = (p.relative_to(WEB_DIR).as_posix() for p in WEB_DIR.rglob("*")
+             if p.is_file() and p.suffix in CONTENT_TYPES and p.name not in ("index.html", "sw.js"))
+    return sorted("/static/" + name for name in found if not name.startswith(NOT_PRECACHED))
 
 
 def web_version() -> str:
@@ -78,6 +98,29 @@ def web_version() -> str:
 def index() -> Response:
     """The single-page app."""
     return HTMLResponse((WEB_DIR / "index.html").read_text(encoding="utf-8"), headers=page_headers())
+
+
+@router.get("/docs")
+def api_docs() -> Response:
+    """The API's OpenAPI documentation (Swagger UI served from this origin: it works offline)."""
+    page = """<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>PumpWatch API</title>
+<link rel="icon" href="/static/icons/icon.svg" type="image/svg+xml">
+<link rel="stylesheet" href="/static/vendor/swagger-ui/swagger-ui.css">
+<link rel="stylesheet" href="/static/docs.css">
+</head>
+<body>
+<nav class="docs-top" aria-label="PumpWatch"><a href="/">← 泵房监控 PumpWatch</a></nav>
+<main id="swagger-ui"></main>
+<script src="/static/vendor/swagger-ui/swagger-ui-bundle.js"></script>
+<script src="/static/docs.js"></script>
+</body>
+</html>"""
+    return HTMLResponse(page, headers={"Content-Security-Policy": DOCS_CSP, "Cache-Control": NO_CACHE})
 
 
 @router.get("/sw.js")

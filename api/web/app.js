@@ -2,16 +2,24 @@
 // hash routes to the pages, the service worker for offline use.
 
 import {NetworkError, get, getCached, onUnauthorized, post, setCacheUser} from './api.js';
+import {alarmPage} from './alarmconsole.js';
+import {approvalsPage, exceptionsPage} from './approvals.js';
 import {auditPage} from './audit.js';
 import {boardPage, roomPage} from './board.js';
 import {errorText, pageHeader} from './common.js';
 import {announce, h, mount, toast} from './dom.js';
 import {lang, onLangChange, setLang, setTimeZone, t} from './i18n.js';
+import {handoverPage} from './handover.js';
 import {live} from './live.js';
 import {alarmsPage, escalationsPage, extraPage, labelsPage, overviewPage, verifyPage} from './manage.js';
+import {monthlyPage} from './monthly.js';
 import {onOutboxChange, setOutboxUser, startSyncing, summary} from './outbox.js';
+import {bottomNav, mePage} from './phonenav.js';
+import {calendarPage, plansPage} from './plans.js';
 import {cache, kv} from './store.js';
+import {taskBoardPage} from './taskboard.js';
 import {reportPage, syncPage, taskPage, tasksPage} from './tasks.js';
+import {usersPage} from './users.js';
 
 const ALL = ['operator', 'technician', 'supervisor', 'director', 'admin'];
 const WATCHERS = ['operator', 'supervisor', 'director', 'admin'];
@@ -21,13 +29,19 @@ const MANAGERS = ['supervisor', 'admin'];
 const NAV = [
   {key: 'board', href: '#/board', roles: WATCHERS},
   {key: 'overview', href: '#/overview', roles: LEADERS},
+  {key: 'taskboard', href: '#/taskboard', roles: LEADERS},
   {key: 'tasks', href: '#/tasks', roles: ['technician', 'admin']},
   {key: 'verify', href: '#/verify', roles: MANAGERS},
   {key: 'escalations', href: '#/escalations', roles: LEADERS},
   {key: 'alarms', href: '#/alarms', roles: ALL},
-  {key: 'report', href: '#/report', roles: ALL},
-  {key: 'labels', href: '#/labels', roles: ['technician', ...MANAGERS]},
-  {key: 'audit', href: '#/audit', roles: LEADERS},
+  {key: 'handover', href: '#/handover', roles: ALL},
+  // `more`: for these roles the entry sits in the header's "more" menu (a leader's row stays one line).
+  {key: 'report', href: '#/report', roles: ALL, more: LEADERS},
+  {key: 'labels', href: '#/labels', roles: ['technician', ...MANAGERS], more: LEADERS},
+  {key: 'audit', href: '#/audit', roles: LEADERS, more: LEADERS},
+  {key: 'exceptions', href: '#/exceptions', roles: ALL, more: ALL},
+  {key: 'users', href: '#/users', roles: ['admin']},
+  {key: 'docs', href: '/docs', roles: ['admin'], more: ALL},
 ];
 
 // Pages for API routes that only some servers have: an entry shows only when its route answers.
@@ -36,10 +50,10 @@ function month() {
   return `${now.getFullYear()}-${String(now.getMonth() + 1).padStart(2, '0')}`;
 }
 const EXTRAS = [
-  {key: 'approvals', paths: () => ['/api/access-requests']},
-  {key: 'plans', paths: () => ['/api/plans']},
-  {key: 'calendar', paths: () => ['/api/calendar']},
-  {key: 'reports', paths: () => ['/api/reports', `/api/reports/monthly/${month()}`]},
+  {key: 'approvals', href: '#/approvals', paths: () => ['/api/access-requests']},
+  {key: 'plans', href: '#/plans', paths: () => ['/api/plans']},
+  {key: 'calendar', href: '#/calendar', more: ALL, paths: () => ['/api/calendar']},
+  {key: 'reports', href: '#/monthly', paths: () => ['/api/reports', `/api/reports/monthly/${month()}`]},
 ];
 
 const ROUTES = [
@@ -54,12 +68,23 @@ const ROUTES = [
   [/^\/escalations$/, escalationsPage, LEADERS],
   [/^\/labels$/, labelsPage, ALL],
   [/^\/sync$/, syncPage, ALL],
-  [/^\/audit$/, auditPage, LEADERS],
+  [/^\/audit(?:\?(.*))?$/, auditPage, LEADERS],
   [/^\/more\/(\w+)$/, extraPage, ALL],
+  [/^\/alarm\/(\d+)$/, alarmPage, ALL],
+  [/^\/me$/, mePage, ALL],
+  [/^\/taskboard(?:\?(.*))?$/, taskBoardPage, LEADERS],
+  [/^\/approvals(?:\?(.*))?$/, approvalsPage, ALL],
+  [/^\/exceptions(?:\?(.*))?$/, exceptionsPage, ALL],
+  [/^\/handover(?:\/(new|\d+))?(?:\?(.*))?$/, handoverPage, ALL],
+  [/^\/users$/, usersPage, ['admin']],
+  [/^\/plans$/, plansPage, ALL],
+  [/^\/calendar(?:\?(.*))?$/, calendarPage, ALL],
+  [/^\/monthly(?:\/(\d{4}-\d{2}))?$/, monthlyPage, LEADERS],
 ];
 
 const ctx = {
   me: null,
+  signOut: () => signOut(),
   site: {rooms: []},
   sensors: new Map(),
   people: new Map(),
@@ -111,11 +136,17 @@ function renderHeader() {
   toggle.addEventListener('click', () => setLang(lang() === 'zh' ? 'en' : 'zh'));
   const entries = ctx.me ? [
     ...NAV.filter((n) => ctx.can(...n.roles)),
-    ...EXTRAS.filter((e) => ctx.extras[e.key]).map((e) => ({key: e.key, href: `#/more/${e.key}`})),
+    ...EXTRAS.filter((e) => ctx.extras[e.key]).map((e) => ({key: e.key, href: e.href || `#/more/${e.key}`, more: e.more})),
   ] : [];
+  const link = (n) => h('a', {href: n.href, 'data-nav': n.key,
+    'aria-current': current.startsWith(n.href.slice(1)) ? 'page' : undefined}, t(`nav.${n.key}`));
+  const inMore = (n) => Boolean(n.more) && ctx.can(...n.more);
+  const moreEntries = entries.filter(inMore);
+  const moreMenu = moreEntries.length ? h('li', {class: 'nav-more'}, h('details', {id: 'nav-more'},
+    h('summary', {'data-nav-more': ''}, t('nav.more')),
+    h('ul', {class: 'nav-more-list'}, moreEntries.map((n) => h('li', {}, link(n)))))) : null;
   const nav = entries.length ? h('nav', {class: 'nav', 'aria-label': t('nav.label')},
-    h('ul', {}, entries.map((n) => h('li', {}, h('a', {href: n.href, 'data-nav': n.key,
-      'aria-current': current.startsWith(n.href.slice(1)) ? 'page' : undefined}, t(`nav.${n.key}`)))))) : null;
+    h('ul', {}, entries.filter((n) => !inMore(n)).map((n) => h('li', {}, link(n))), moreMenu)) : null;
   const user = ctx.me ? h('span', {class: 'user'},
     h('span', {class: 'user-name', 'data-user': ctx.me.username}, ctx.me.display_name || ctx.me.username),
     h('span', {class: 'user-roles'}, ctx.me.roles.map((r) => t(`role.${r}`)).join(' · '))) : null;
@@ -124,6 +155,10 @@ function renderHeader() {
   const liveEl = h('span', {id: 'live-status', class: ['pill', `pill-live-${live.status}`], 'data-live': live.status,
     hidden: live.status === 'idle' || !ctx.me}, liveText(live.status));
   const netEl = h('span', {id: 'net-status', class: 'pill pill-offline', hidden: navigator.onLine}, t('net.offline'));
+  ctx.navEntries = entries;
+  document.getElementById('bottom-nav')?.remove();
+  if (ctx.me) document.body.append(bottomNav(ctx, entries, outboxState));
+  document.body.classList.toggle('has-bottom-nav', Boolean(ctx.me));
   mount(top,
     h('div', {class: 'top-row'},
       h('a', {class: 'brand', href: ctx.me ? landing() : '#/login'},
@@ -357,8 +392,10 @@ async function boot() {
     outboxState = sum;
     const old = document.getElementById('sync-status');
     const fresh = syncPill();
-    if (old && fresh) old.replaceWith(fresh);
-    else renderHeader();
+    if (old && fresh) {
+      old.replaceWith(fresh);
+      document.getElementById('bottom-nav')?.replaceWith(bottomNav(ctx, ctx.navEntries || [], outboxState));
+    } else renderHeader();
     if (sum.conflicts + sum.failed > before.conflicts + before.failed) toast(t('sync.conflictToast'), 'error');
     if (sum.synced.length && !sum.pending && before.pending) announce(t('sync.pill.synced'));
   });

@@ -1,14 +1,19 @@
-// The operator board (every room at a glance) and the room page (trends, run hours), updated live.
+// The operator board (every room at a glance: the pump-room mimic, or the cards) and the room page
+// (trends, run hours), updated live; the alarm console on both.
 
 import {get} from './api.js';
-import {trendChart} from './chart.js';
+import {alarmConsole} from './alarmconsole.js';
+import * as chartKit from './chart.js';
 import {
-  ANALOG_KINDS, alarmTable, chip, digitsFor, errorText, loading, pageHeader, refreshAges, sensorState, stateChip,
-  valueText, worstBySensor,
+  ANALOG_KINDS, SEVERITY_RANK, alarmTable, digitsFor, errorText, limitCrossed, loading, pageHeader, refreshAges,
+  sensorState, severityChip, stateChip, valueText, worstBySensor,
 } from './common.js';
 import {h, mount} from './dom.js';
-import {fmtNum, fmtTime, pick, t} from './i18n.js';
+import {fmtNum, fmtRel, fmtTime, pick, t} from './i18n.js';
 import {live} from './live.js';
+import {roomMimic} from './mimic.js';
+
+const VIEW_KEY = 'pumpwatch.boardView';
 
 const ALARM_REFRESH_MS = 20000;
 
@@ -39,7 +44,8 @@ function sensorRow(ctx, id) {
   return h('div', {class: 'sensor', 'data-sensor': id, 'data-state': 'stale'},
     h('span', {class: 'sensor-name'}, info?.name ? pick(info.name) : id),
     h('span', {class: 'sensor-value'}, h('span', {class: 'num'}, '—'), ' ', h('span', {class: 'unit'})),
-    h('span', {class: 'sensor-chip'}));
+    h('span', {class: 'sensor-chip'}),
+    h('span', {class: 'last-seen', hidden: true}));
 }
 
 function pumpSensor(kind, pump, ctx) {
@@ -55,7 +61,7 @@ function pumpTile(ctx, pump) {
   };
   return h('article', {class: 'pump', 'data-pump': pump.id, 'data-run': 'unknown'},
     h('header', {class: 'pump-head'},
-      h('h4', {}, pick(pump.name)),
+      h('h3', {class: 'pump-name'}, pick(pump.name)),
       h('span', {class: 'pump-run', 'data-run-label': ''}, t('pump.unknown')),
       h('span', {class: 'pump-duty', 'data-duty': 'unknown'})),
     h('dl', {class: 'pump-fields'},
@@ -64,6 +70,10 @@ function pumpTile(ctx, pump) {
       field('temperature', t('pump.temp')),
       field('vibration', t('pump.vibration')),
       field('run_hours', t('pump.hours'))));
+}
+
+function chipFor(kind, state) {
+  return h('span', {class: ['chip', `st-${state}`], 'data-limit': ''}, t('sensor.limit'));
 }
 
 /** Write the newest readings, state colours and pump status into the elements under `root`. */
@@ -75,17 +85,33 @@ function paint(ctx, root, alarms) {
     const reading = live.readings.get(id);
     const stale = live.isStale(id);
     const state = sensorState(info || {id}, reading, bySensor, stale);
+    // Beyond a threshold with no alarm yet: the rules are still waiting out its delay.
+    const pending = state !== 'stale' && !bySensor.get(id) && limitCrossed(info, reading) ? 'true' : 'false';
     const {num, unit} = valueText(info, reading);
     const numEl = el.querySelector('.num');
     if (numEl && numEl.textContent !== num) numEl.textContent = num;
     const unitEl = el.querySelector('.unit');
     if (unitEl && unitEl.textContent !== unit) unitEl.textContent = unit;
-    if (el.dataset.state !== state) {
+    if (el.dataset.state !== state || el.dataset.pending !== pending) {
       el.dataset.state = state;
+      el.dataset.pending = pending;
       const chipEl = el.querySelector('.sensor-chip');
-      if (chipEl) chipEl.replaceChildren(stateChip(state));
+      if (chipEl) chipEl.replaceChildren(pending === 'true' ? chipFor('limit', state) : stateChip(state));
     }
     if (reading) el.dataset.ts = String(reading.ts);
+    const seen = el.querySelector('.last-seen');
+    const seenText = state === 'stale' && reading ? t('sensor.lastSeen', {time: fmtTime((reading.ts - live.serverOffset) * 1000, true),
+      rel: fmtRel((reading.ts - live.serverOffset) * 1000)}) : '';
+    if (seen && seen.textContent !== seenText) {
+      seen.textContent = seenText;
+      seen.hidden = !seenText;
+    }
+    if (el instanceof SVGElement) {
+      const title = seenText || (pending === 'true' ? t('sensor.limit') : '');
+      let tip = el.querySelector('title');
+      if (title && !tip) { tip = document.createElementNS('http://www.w3.org/2000/svg', 'title'); el.prepend(tip); }
+      if (tip && tip.textContent !== title) tip.textContent = title;
+    }
   }
   for (const tile of root.querySelectorAll('[data-pump]')) {
     const pump = ctx.equipment.get(tile.dataset.pump);
@@ -154,6 +180,49 @@ async function seedLatest(ctx, rooms) {
   for (const page of pages) live.seed(page.data);
 }
 
+function savedView() {
+  try { return localStorage.getItem(VIEW_KEY) === 'cards' ? 'cards' : 'mimic'; } catch { return 'mimic'; }
+}
+
+/** The cards view of a room: pump tiles and the sensors of each piece of equipment. */
+function roomCards(ctx, room) {
+  const {pumps, others, roomSensors} = roomLayout(ctx, room);
+  return h('div', {class: 'room-cards'},
+    pumps.length ? h('div', {class: 'pumps'}, pumps.map((p) => pumpTile(ctx, p))) : null,
+    h('div', {class: 'equipment-list'},
+      others.map((e) => h('section', {class: 'equipment', 'data-equipment': e.id},
+        h('h3', {}, pick(e.name)),
+        e.sensors.filter((id) => !['run_command'].includes(ctx.sensors.get(id)?.kind)).map((id) => sensorRow(ctx, id)))),
+      roomSensors.length ? h('section', {class: 'equipment', 'data-equipment': room.id},
+        h('h3', {}, t('board.roomSensors')), roomSensors.map((id) => sensorRow(ctx, id))) : null));
+}
+
+/**
+ * A room's state in words for its header: its active alarms (worst first, the first two named) and sensors
+ * whose values are out of date. Returns {level: ok|warning|alarm|stale, el}.
+ */
+function roomStatus(ctx, room, alarms) {
+  const mine = alarms.filter((a) => a.room === room.id && a.state === 'active')
+    .sort((a, b) => SEVERITY_RANK[b.severity] - SEVERITY_RANK[a.severity]);
+  const sensors = [...ctx.sensors.values()].filter((x) => x.room === room.id && x.kind !== 'run_command');
+  const stale = sensors.filter((x) => live.readings.has(x.id) && live.isStale(x.id)).length;
+  if (!mine.length) {
+    const level = stale ? 'stale' : 'ok';
+    return {level, el: h('span', {class: ['room-status', `room-status-${level}`]},
+      stale ? t('board.roomStale', {n: stale}) : t('board.roomOk'))};
+  }
+  const worst = mine[0].severity;
+  const level = SEVERITY_RANK[worst] >= SEVERITY_RANK.major ? 'alarm' : 'warning';
+  const unacked = mine.filter((a) => !a.acknowledged_at).length;
+  return {level, el: h('div', {class: ['room-banner', `room-banner-${level}`], role: 'status'},
+    h('strong', {class: 'room-banner-count'}, '⚠ ', t('board.roomAlarmCount', {n: mine.length})),
+    unacked ? h('span', {class: 'room-banner-unacked'}, t('board.roomUnacked', {n: unacked})) : null,
+    h('ul', {class: 'room-banner-list'}, mine.slice(0, 2).map((a) => h('li', {},
+      severityChip(a.severity), ' ', h('a', {href: `#/alarm/${a.id}`}, pick(a, 'message'))))),
+    mine.length > 2 ? h('span', {class: 'muted'}, t('board.roomMore', {n: mine.length - 2})) : null,
+    stale ? h('span', {class: 'room-banner-stale'}, t('board.roomStale', {n: stale})) : null)};
+}
+
 export async function boardPage(main, ctx) {
   mount(main, pageHeader(t('board.title')), loading());
   live.start();
@@ -163,31 +232,62 @@ export async function boardPage(main, ctx) {
     mount(main, pageHeader(t('board.title')), h('p', {class: 'error', role: 'alert'}, errorText(err)));
     return () => {};
   }
+  const desk = alarmConsole();
+  let view = savedView();
   const status = h('p', {class: 'live-meta', 'aria-live': 'off'});
   const banner = h('div', {class: 'conn-slot'});
-  const alarmBox = h('section', {class: 'panel alarms-panel', 'aria-labelledby': 'alarms-h'},
+  const alarmBox = h('section', {class: 'panel alarms-panel', 'aria-labelledby': 'alarms-h', 'data-count': '0'},
     h('h2', {id: 'alarms-h'}, t('board.activeAlarms'), ' ', h('span', {class: 'count', 'data-alarm-count': ''}, '0')),
     h('div', {class: 'alarm-slot'}));
-  const roomsBox = h('div', {class: 'rooms'});
-  for (const room of ctx.site.rooms) {
-    const {pumps, others, roomSensors} = roomLayout(ctx, room);
-    roomsBox.append(h('section', {class: 'room panel', 'data-room': room.id, 'aria-labelledby': `room-h-${room.id}`},
-      h('header', {class: 'room-head'},
-        h('h2', {id: `room-h-${room.id}`}, h('a', {href: `#/room/${encodeURIComponent(room.id)}`}, pick(room.name))),
-        h('span', {class: 'room-alarms', 'data-room-alarms': room.id})),
-      pumps.length ? h('div', {class: 'pumps'}, pumps.map((p) => pumpTile(ctx, p))) : null,
-      h('div', {class: 'equipment-list'},
-        others.map((e) => h('section', {class: 'equipment', 'data-equipment': e.id},
-          h('h3', {}, pick(e.name)),
-          e.sensors.filter((id) => !['run_command'].includes(ctx.sensors.get(id)?.kind)).map((id) => sensorRow(ctx, id)))),
-        roomSensors.length ? h('section', {class: 'equipment', 'data-equipment': room.id},
-          h('h3', {}, t('board.roomSensors')), roomSensors.map((id) => sensorRow(ctx, id))) : null)));
-  }
-  mount(main, pageHeader(t('board.title'), status), banner, alarmBox, roomsBox);
+  const viewButtons = h('div', {class: 'segmented view-switch', role: 'group', 'aria-label': t('board.view')},
+    ['mimic', 'cards'].map((v) => h('button', {type: 'button', class: 'btn', 'data-view': v, 'aria-pressed': String(v === view)},
+      t(`board.view.${v}`))));
+  const roomsBox = h('div', {class: 'rooms', 'data-board-view': view});
+  const mimics = new Map();
+  let alarmsNow = [];
+  const build = () => {
+    mimics.clear();
+    roomsBox.dataset.boardView = view;
+    roomsBox.replaceChildren(...ctx.site.rooms.map((room) => {
+      let body;
+      if (view === 'mimic') {
+        const mimic = roomMimic(ctx, room);
+        mimics.set(room.id, mimic);
+        body = h('div', {class: 'mimic-wrap'}, mimic.el);
+      } else {
+        body = roomCards(ctx, room);
+      }
+      return h('section', {class: 'room panel', 'data-room': room.id, 'data-trouble': 'ok', 'aria-labelledby': `room-h-${room.id}`},
+        h('header', {class: 'room-head'},
+          h('h2', {id: `room-h-${room.id}`}, h('a', {href: `#/room/${encodeURIComponent(room.id)}`}, pick(room.name))),
+          h('a', {href: `#/room/${encodeURIComponent(room.id)}`, class: 'room-trends-link'}, t('board.trends'))),
+        h('div', {class: 'room-alarms', 'data-room-alarms': room.id}),
+        body);
+    }));
+  };
+  build();
+  mount(main, pageHeader(t('board.title'), status, h('span', {class: 'head-tools'}, viewButtons, desk.button)),
+    banner, alarmBox, roomsBox);
 
   let lastStatus = null;
+  const paintRooms = (alarms) => {
+    for (const room of ctx.site.rooms) {
+      const section = roomsBox.querySelector(`[data-room="${CSS.escape(room.id)}"]`);
+      const {level, el} = roomStatus(ctx, room, alarms);
+      if (section.dataset.trouble !== level || section.dataset.sig !== el.textContent) {
+        section.dataset.trouble = level;
+        section.dataset.sig = el.textContent;
+        section.querySelector('[data-room-alarms]').replaceChildren(el);
+      }
+      section.classList.toggle('is-flashing', alarms.some((a) => a.room === room.id && a.state === 'active'
+        && a.severity === 'critical' && !a.acknowledged_at));
+      const mimic = mimics.get(room.id);
+      if (mimic) mimic.paint(alarms.filter((a) => a.room === room.id), live, dutyOf(ctx, room));
+    }
+  };
   const tick = (alarms) => {
     paint(ctx, roomsBox, alarms);
+    paintRooms(alarms);
     if (live.status !== lastStatus) {
       lastStatus = live.status;
       banner.replaceChildren(connectionBanner(live.status) || '');
@@ -196,34 +296,36 @@ export async function boardPage(main, ctx) {
     const newest = live.lastReadingTs;
     status.textContent = newest ? t('board.updated', {time: fmtTime((newest - live.serverOffset) * 1000, true)}) : '';
   };
+  viewButtons.addEventListener('click', (event) => {
+    const button = event.target.closest('[data-view]');
+    if (!button || button.dataset.view === view) return;
+    view = button.dataset.view;
+    try { localStorage.setItem(VIEW_KEY, view); } catch { /* private mode: for this page only */ }
+    for (const b of viewButtons.querySelectorAll('[data-view]')) b.setAttribute('aria-pressed', String(b === button));
+    build();
+    tick(alarmsNow);
+  });
   const feed = liveAlarms(ctx, {
     onAlarms: (alarms, err) => {
+      alarmsNow = alarms;
       const slot = alarmBox.querySelector('.alarm-slot');
       slot.replaceChildren(alarmTable(ctx, alarms, {onChange: () => feed.reload()}),
         err ? h('p', {class: 'error', role: 'alert'}, errorText(err)) : '');
       alarmBox.querySelector('[data-alarm-count]').textContent = fmtNum(alarms.length, 0);
-      for (const room of ctx.site.rooms) {
-        const n = alarms.filter((a) => a.room === room.id).length;
-        const el = roomsBox.querySelector(`[data-room-alarms="${CSS.escape(room.id)}"]`);
-        el.replaceChildren(n ? chip('sev', 'critical', t('board.roomAlarmCount', {n})) : chip('st', 'ok', t('board.roomOk')));
+      alarmBox.dataset.count = String(alarms.length);
+      const critical = alarms.filter((a) => a.severity === 'critical' && !a.acknowledged_at);
+      for (const row of slot.querySelectorAll('tr[data-alarm-id]')) {
+        row.classList.toggle('is-flashing', critical.some((a) => String(a.id) === row.dataset.alarmId));
       }
+      desk.update(alarms);
       tick(alarms);
     },
     onTick: tick,
   });
   const ages = setInterval(() => refreshAges(alarmBox), 15000);
   tick([]);
-  return () => { feed.stop(); clearInterval(ages); };
+  return () => { feed.stop(); clearInterval(ages); desk.stop(); };
 }
-
-const RANGES = [
-  {key: '1h', seconds: 3600, live: true},
-  {key: '6h', seconds: 6 * 3600},
-  {key: '24h', seconds: 86400},
-  {key: '7d', seconds: 7 * 86400},
-  {key: '30d', seconds: 30 * 86400},
-];
-const POINTS = 240; // per chart: plenty for a 640 px wide line
 
 export async function roomPage(main, ctx, roomId) {
   const room = ctx.rooms.get(roomId);
@@ -239,93 +341,33 @@ export async function roomPage(main, ctx, roomId) {
     mount(main, pageHeader(pick(room.name)), h('p', {class: 'error', role: 'alert'}, errorText(err)));
     return () => {};
   }
+  const desk = alarmConsole();
   const {pumps} = roomLayout(ctx, room);
-  const analog = [...ctx.sensors.values()].filter((x) => x.room === room.id && ANALOG_KINDS.includes(x.kind)).map((x) => x.id);
-  let range = RANGES[0];
-  const series = new Map(); // sensor -> points
-  const dirty = new Set();
-  let loadToken = 0;
-
-  const rangeButtons = h('div', {class: 'segmented', role: 'group', 'aria-label': t('room.range')},
-    RANGES.map((r) => h('button', {type: 'button', class: 'btn', 'data-range': r.key, 'aria-pressed': String(r === range)},
-      t(`room.range.${r.key}`))));
   const banner = h('div', {class: 'conn-slot'});
+  const mimic = roomMimic(ctx, room);
   const hours = h('section', {class: 'panel', 'aria-labelledby': 'hours-h'},
     h('h2', {id: 'hours-h'}, t('room.pumps')),
     h('div', {class: 'pumps'}, pumps.map((p) => pumpTile(ctx, p))));
-  const charts = h('div', {class: 'charts'});
-  const cards = new Map();
-  for (const id of analog) {
-    const info = ctx.sensors.get(id);
-    const slot = h('div', {class: 'chart-slot'});
-    const card = h('figure', {class: 'chart-card', 'data-chart': id},
-      h('figcaption', {}, h('span', {class: 'chart-title'}, pick(info.name) || id),
-        h('span', {class: 'sensor chart-value', 'data-sensor': id, 'data-state': 'stale'},
-          h('span', {class: 'num'}, '—'), ' ', h('span', {class: 'unit'}), ' ', h('span', {class: 'sensor-chip'}))),
-      slot);
-    cards.set(id, slot);
-    charts.append(card);
-  }
-  const alarmsBox = h('section', {class: 'panel', 'aria-labelledby': 'room-alarms-h'},
+  const trends = chartKit.trendPanel(ctx, room, () => live.serverNow());
+  const alarmsBox = h('section', {class: 'panel alarms-panel', 'aria-labelledby': 'room-alarms-h', 'data-count': '0'},
     h('h2', {id: 'room-alarms-h'}, t('board.activeAlarms')), h('div', {class: 'alarm-slot'}));
+  const statusBox = h('div', {class: 'room-alarms', 'data-room-alarms': room.id});
+  const section = h('section', {class: 'room panel room-mimic', 'data-room': room.id, 'data-trouble': 'ok',
+    'aria-label': t('mimic.label', {room: pick(room.name)})}, statusBox, h('div', {class: 'mimic-wrap'}, mimic.el));
   mount(main,
-    pageHeader(pick(room.name), h('a', {href: '#/board', class: 'back'}, t('room.back'))),
-    banner, alarmsBox, hours,
-    h('section', {class: 'panel', 'aria-labelledby': 'trends-h'},
-      h('div', {class: 'section-head'}, h('h2', {id: 'trends-h'}, t('room.trends')), rangeButtons),
-      h('p', {class: 'muted range-note'}),
-      charts));
-
-  const draw = (id) => {
-    const info = ctx.sensors.get(id);
-    const end = live.serverNow();
-    cards.get(id).replaceChildren(trendChart({points: series.get(id) || [], start: end - range.seconds, end,
-      unit: info.unit, digits: digitsFor(info.kind), title: pick(info.name) || id}));
-  };
-  const loadHistory = async () => {
-    const token = ++loadToken;
-    const end = live.serverNow();
-    const start = end - range.seconds;
-    const step = Math.max(1, Math.ceil(range.seconds / POINTS));
-    main.querySelector('.range-note').textContent = t('room.step', {step: fmtNum(step, 0)});
-    await Promise.all(analog.map(async (id) => {
-      try {
-        const page = await get(`/api/sensors/${encodeURIComponent(id)}/history?start=${start}&end=${end + 1}&step=${step}`);
-        if (token !== loadToken) return;
-        series.set(id, page.data);
-      } catch {
-        if (token !== loadToken) return;
-        series.set(id, []);
-      }
-      draw(id);
-    }));
-    charts.dataset.loaded = range.key;
-  };
-  rangeButtons.addEventListener('click', (event) => {
-    const button = event.target.closest('[data-range]');
-    if (!button) return;
-    range = RANGES.find((r) => r.key === button.dataset.range);
-    for (const b of rangeButtons.querySelectorAll('[data-range]')) b.setAttribute('aria-pressed', String(b === button));
-    loadHistory();
-  });
-  const offReadings = live.on('readings', (batch) => {
-    if (!range.live) return;
-    for (const r of batch) {
-      if (!series.has(r.sensor) || r.stale) continue;
-      const points = series.get(r.sensor);
-      points.push({ts: r.ts, mean: r.value, min: r.value, max: r.value, count: 1});
-      const cut = r.ts - range.seconds;
-      while (points.length && points[0].ts < cut) points.shift();
-      dirty.add(r.sensor);
-    }
-  });
-  const redraw = setInterval(() => {
-    for (const id of dirty) draw(id);
-    dirty.clear();
-  }, 2000);
+    pageHeader(pick(room.name), h('span', {class: 'head-tools'}, desk.button), h('a', {href: '#/board', class: 'back'}, t('room.back'))),
+    banner, alarmsBox, section, trends.el, hours);
+  const offReadings = live.on('readings', (batch) => trends.feed(batch));
   let lastStatus = null;
   const tick = (alarms) => {
     paint(ctx, main, alarms);
+    const {level, el} = roomStatus(ctx, room, alarms);
+    if (section.dataset.trouble !== level || section.dataset.sig !== el.textContent) {
+      section.dataset.trouble = level;
+      section.dataset.sig = el.textContent;
+      statusBox.replaceChildren(el);
+    }
+    mimic.paint(alarms, live, dutyOf(ctx, room));
     if (live.status !== lastStatus) {
       lastStatus = live.status;
       banner.replaceChildren(connectionBanner(live.status) || '');
@@ -338,12 +380,13 @@ export async function roomPage(main, ctx, roomId) {
       alarmsBox.querySelector('.alarm-slot').replaceChildren(
         alarmTable(ctx, alarms, {showRoom: false, onChange: () => feed.reload()}),
         err ? h('p', {class: 'error', role: 'alert'}, errorText(err)) : '');
+      alarmsBox.dataset.count = String(alarms.length);
+      desk.update(alarms);
       tick(alarms);
     },
     onTick: tick,
   });
   tick([]);
-  loadHistory();
-  return () => { feed.stop(); offReadings(); clearInterval(redraw); };
+  trends.load();
+  return () => { feed.stop(); offReadings(); trends.stop(); desk.stop(); };
 }
-

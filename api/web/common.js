@@ -3,7 +3,7 @@
 
 import {ApiError, NetworkError, post} from './api.js';
 import {announce, h, toast} from './dom.js';
-import {fmtDateTime, fmtNum, fmtRel, has, pick, t} from './i18n.js';
+import {fmtDateTime, fmtDuration, fmtNum, fmtRel, has, pick, t} from './i18n.js';
 
 export const ACK_ROLES = ['operator', 'supervisor', 'admin'];
 export const MANAGER_ROLES = ['supervisor', 'admin'];
@@ -46,10 +46,27 @@ export function sensorState(info, reading, alarmsBySensor, stale) {
   if (!reading || stale) return 'stale';
   const alarm = alarmsBySensor.get(info.id);
   if (alarm) return SEVERITY_RANK[alarm.severity] >= SEVERITY_RANK.major ? 'alarm' : 'warning';
+  // Beyond a threshold in force: coloured at once, while the alarm still waits out its delay.
+  const crossed = limitCrossed(info, reading);
+  if (crossed) return SEVERITY_RANK[crossed.severity] >= SEVERITY_RANK.major ? 'alarm' : 'warning';
   if (info.kind === 'leak' && reading.state === 'WET') return 'alarm';
   if (info.kind === 'switch_position' && reading.state && reading.state !== 'AUTO') return 'warning';
   if (reading.quality === 'out_of_range') return 'warning';
   return 'ok';
+}
+
+/**
+ * The worst threshold in force (GET /api/sensors `thresholds`) that a reading is beyond, or null. The alarm
+ * rules wait `for_seconds` before they raise it; the screen says so at once.
+ */
+export function limitCrossed(info, reading) {
+  if (!info || !reading || !Array.isArray(info.thresholds) || !Number.isFinite(reading.value)) return null;
+  let worst = null;
+  for (const limit of info.thresholds) {
+    const beyond = limit.when === 'above' ? reading.value > limit.value : reading.value < limit.value;
+    if (beyond && (!worst || SEVERITY_RANK[limit.severity] > SEVERITY_RANK[worst.severity])) worst = limit;
+  }
+  return worst;
 }
 
 /** Active alarms by sensor, the worst one kept. */
@@ -91,12 +108,31 @@ export function personName(ctx, id) {
   return person ? person.display_name : t('people.user', {id});
 }
 
+// Problem types of the API (api/problems.py) and what they mean to the person who met one.
+const PROBLEM_TEXT = {
+  'not-found': 'err.type.not-found', forbidden: 'err.type.forbidden', 'illegal-transition': 'err.type.illegal-transition',
+  conflict: 'err.type.conflict', 'invalid-input': 'err.type.invalid-input', validation: 'err.type.validation',
+  'sign-in-throttled': 'err.type.sign-in-throttled', 'invalid-credentials': 'err.type.invalid-credentials',
+  'bad-request': 'err.type.bad-request', 'http-413': 'err.type.too-large', 'http-401': 'err.type.signed-out',
+};
+
+/** What a problem of the API means, in the user's language (null when the type is not known here). */
+export function problemMeaning(err) {
+  if (!(err instanceof ApiError)) return null;
+  const kind = String(err.problem.type || '').split('/').pop();
+  if (err.status === 409 && err.problem.current) return t('err.type.task-state', {current: word('task', err.problem.current)});
+  return PROBLEM_TEXT[kind] ? t(PROBLEM_TEXT[kind]) : null;
+}
+
+/**
+ * An error as text: what it means in the user's language first; the server's own detail (in English)
+ * on a second line (shown as a line of its own where the element keeps line breaks: `.error`, toasts).
+ */
 export function errorText(err) {
   if (err instanceof NetworkError) return t('err.network');
   if (err instanceof ApiError) {
-    if (err.status === 409) return t('err.conflict', {current: word('task', err.problem.current || '?'), detail: err.message});
-    if (err.status === 403) return t('err.forbidden', {detail: err.message});
-    return t('err.http', {status: err.status, detail: err.message});
+    const meaning = problemMeaning(err) || t('err.status', {status: err.status});
+    return err.message && err.message !== meaning ? `${meaning}\n${t('err.detail', {detail: err.message})}` : meaning;
   }
   return String(err && err.message || err);
 }
@@ -153,15 +189,20 @@ function alarmRow(ctx, a, canAck, showRoom, onChange) {
     }
   };
   fillAck(a);
-  const state = a.state === 'active' ? null : h('span', {class: 'cleared'}, ` · ${t('alarm.cleared')}`);
+  // A cleared alarm is told by its worst moment (peak severity and value), when it cleared and how long it lasted.
+  const cleared = a.state !== 'active';
+  const state = cleared ? h('span', {class: 'cleared', 'data-ended': a.ended_at || ''}, ` · ${t('alarm.cleared')}`,
+    a.ended_at ? ` ${fmtDateTime(a.ended_at, true)} · ${t('alarm.lasted', {d: fmtDuration((new Date(a.ended_at) - started) / 1000)})}` : '') : null;
   const kind = a.sensor ? ctx.sensors.get(a.sensor)?.kind : undefined;
-  const value = a.last_value !== null && a.last_value !== undefined && kind && !STATE_KINDS.has(kind)
-    ? h('span', {class: 'muted'}, ` (${fmtNum(a.last_value, digitsFor(ctx.sensors.get(a.sensor)?.kind))} ${ctx.sensors.get(a.sensor)?.unit || ''})`)
+  const shown = cleared && a.peak_value != null ? a.peak_value : a.last_value;
+  const value = shown !== null && shown !== undefined && kind && !STATE_KINDS.has(kind)
+    ? h('span', {class: 'muted'}, t('alarm.valueShown', {value: `${cleared ? `${t('alarm.peak')} ` : ''}${fmtNum(shown, digitsFor(kind))} ${ctx.sensors.get(a.sensor)?.unit || ''}`.trim()}))
     : null;
-  return h('tr', {class: ['alarm', `sev-row-${a.severity}`, a.acknowledged_at ? 'is-acked' : 'is-unacked'],
-    'data-alarm-id': a.id, 'data-alarm-type': a.alarm_type, 'data-asset': a.asset},
-  h('td', {}, severityChip(a.severity)),
-  h('td', {}, pick(a, 'message'), value, state,
+  const severity = cleared && a.peak_severity ? a.peak_severity : a.severity;
+  return h('tr', {class: ['alarm', `sev-row-${severity}`, a.acknowledged_at ? 'is-acked' : 'is-unacked'],
+    'data-alarm-id': a.id, 'data-alarm-type': a.alarm_type, 'data-asset': a.asset, 'data-severity': severity},
+  h('td', {}, severityChip(severity)),
+  h('td', {}, h('a', {href: `#/alarm/${a.id}`, class: 'alarm-link'}, pick(a, 'message')), value, state,
     a.repeat_count ? h('span', {class: 'muted'}, ` · ${t('alarm.repeat', {n: a.repeat_count})}`) : null,
     a.silenced_by_exception ? h('span', {class: 'muted', 'data-silenced-by': a.silenced_by_exception},
       ` · ${t('alarm.silenced', {id: a.silenced_by_exception, until: fmtDateTime(a.silenced_until, true)})}`) : null),

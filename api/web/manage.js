@@ -1,13 +1,17 @@
 // Supervisor and director pages: task verification, escalations (overdue tasks), the alarms overview,
-// the overview of both; QR labels; and pages for API routes that exist only on some servers.
+// the overview of both (counts that lead into the task board, KPIs as charts); QR labels.
 
 import {get} from './api.js';
+import {waitingForMe} from './approvals.js';
 import {
   OPEN_STATES, SEVERITY_RANK, alarmTable, chip, equipmentName, errorText, loading, pageHeader, personName,
   priorityChip, refreshAges, roomName, taskStateChip,
 } from './common.js';
 import {h, mount} from './dom.js';
 import {fmtDateTime, fmtDuration, fmtNum, fmtRel, pick, t} from './i18n.js';
+import {barChart, ring} from './kpi.js';
+import {monthBounds, siteMonth} from './sitetime.js';
+import {boardHref, lateness} from './taskboard.js';
 import {reportBlock, reviewActions, richText} from './tasks.js';
 
 function errorBox(err) { return h('p', {class: 'error', role: 'alert'}, errorText(err)); }
@@ -68,15 +72,15 @@ export async function verifyPage(main, ctx) {
   return () => {};
 }
 
-async function openTasks() {
+async function openTasks(states = OPEN_STATES) {
   const q = new URLSearchParams({limit: '500'});
-  for (const st of OPEN_STATES) q.append('state', st);
+  for (const st of states) q.append('state', st);
   return (await get(`/api/tasks?${q}`)).data;
 }
 
 function escalationTable(ctx, tasks) {
   const now = Date.now();
-  return h('table', {class: 'escalations'},
+  return h('div', {class: 'table-wrap', tabindex: '0'}, h('table', {class: 'escalations'},
     h('thead', {}, h('tr', {}, ['esc.level', 'task.priority', 'esc.task', 'task.asset', 'task.state', 'esc.late', 'task.assignees']
       .map((k) => h('th', {scope: 'col'}, t(k))))),
     h('tbody', {}, tasks.length ? tasks.map((task) => h('tr', {'data-task-id': task.id, 'data-level': task.escalation_level},
@@ -89,7 +93,7 @@ function escalationTable(ctx, tasks) {
         ? h('span', {class: 'is-overdue'}, t('esc.overdueBy', {d: fmtDuration((now - new Date(task.due_at)) / 1000)}))
         : t('esc.dueIn', {rel: fmtRel(task.due_at)})),
       h('td', {}, (task.assignee_ids || []).map((id) => personName(ctx, id)).join(', ') || t('task.unassigned'))))
-      : h('tr', {}, h('td', {colspan: 7, class: 'empty'}, t('esc.none')))));
+      : h('tr', {}, h('td', {colspan: 7, class: 'empty'}, t('esc.none'))))));
 }
 
 function lateTasks(tasks) {
@@ -109,26 +113,75 @@ export async function escalationsPage(main, ctx) {
   return () => {};
 }
 
+const OPEN_COLUMNS = [['raised', 'info'], ['assigned', 'info'], ['in_progress', 'warn'], ['sent_back', 'bad'], ['done', 'warn']];
+
+/** This month's inspection rounds due so far, and how many were done (technician signed) by their deadline. */
+async function inspectionCompliance(now) {
+  const {start} = monthBounds(siteMonth(new Date(now)));
+  const q = new URLSearchParams({kind: 'inspection', due_after: start.toISOString(), due_before: new Date(now).toISOString(),
+    limit: '500'});
+  const page = await get(`/api/tasks?${q}`);
+  const due = page.data.filter((task) => task.state !== 'cancelled');
+  const onTime = due.filter((task) => task.technician_signed_at && new Date(task.technician_signed_at) <= new Date(task.due_at));
+  return {due: due.length, onTime: onTime.length, share: due.length ? onTime.length / due.length : null};
+}
+
 export async function overviewPage(main, ctx) {
   mount(main, pageHeader(t('overview.title')), loading());
   const render = async () => {
+    const now = Date.now();
     try {
-      const [active, unacked, tasks, done] = await Promise.all([
+      const [active, unacked, tasks, report, inspection, approvals] = await Promise.all([
         get('/api/alarms?state=active&limit=200'), get('/api/alarms?state=active&acknowledged=false&limit=1'),
-        openTasks(), get('/api/tasks?state=done&limit=1')]);
-      const late = lateTasks(tasks);
+        openTasks([...OPEN_STATES, 'done']), get(`/api/reports/monthly/${siteMonth()}`).catch(() => null),
+        inspectionCompliance(now).catch(() => null), waitingForMe(ctx).catch(() => null)]);
+      const open = tasks.filter((task) => OPEN_STATES.includes(task.state));
+      const late = lateTasks(open);
+      const unassigned = open.filter((task) => !(task.assignee_ids || []).length && task.state !== 'in_progress');
+      const overdue = open.filter((task) => { const l = lateness(task, now); return l.response || l.resolution; });
+      const done = tasks.filter((task) => task.state === 'done');
       const worst = active.data.reduce((w, a) => (SEVERITY_RANK[a.severity] > SEVERITY_RANK[w] ? a.severity : w), 'warning');
       const tile = (key, value, tone, href) => h(href ? 'a' : 'div', {class: ['kpi', `kpi-${tone}`], href, 'data-kpi': key},
-        h('span', {class: 'kpi-value'}, fmtNum(value, 0)), h('span', {class: 'kpi-label'}, t(`overview.${key}`)));
-      mount(main, pageHeader(t('overview.title')),
+        h('span', {class: 'kpi-value'}, fmtNum(value, 0)), h('span', {class: 'kpi-label'}, t(`overview.${key}`)),
+        href ? h('span', {class: 'kpi-go', 'aria-hidden': 'true'}, '→') : null);
+      const board = ctx.can('supervisor', 'director', 'admin');
+      const sla = report?.sla || {};
+      const byState = barChart({title: t('overview.byState'), id: 'ov-states',
+        bars: OPEN_COLUMNS.map(([state, tone]) => ({key: state, label: t(`task.${state}`), tone,
+          value: tasks.filter((task) => task.state === state).length, href: boardHref({state})}))});
+      const byRoom = barChart({title: t('overview.byRoom'), id: 'ov-rooms',
+        bars: ctx.site.rooms.map((room) => ({key: room.id, label: pick(room.name), tone: 'info',
+          value: open.filter((task) => task.room === room.id).length, href: boardHref({room: room.id})}))});
+      const rings = h('div', {class: 'rings'},
+        ring({key: 'response', label: t('rep.sla.response'), share: sla.response?.attainment,
+          detail: t('rep.slaDetail', {met: fmtNum(sla.response?.met ?? 0, 0), missed: fmtNum(sla.response?.missed ?? 0, 0)})}),
+        ring({key: 'resolution', label: t('rep.sla.resolution'), share: sla.resolution?.attainment,
+          detail: t('rep.slaDetail', {met: fmtNum(sla.resolution?.met ?? 0, 0), missed: fmtNum(sla.resolution?.missed ?? 0, 0)})}),
+        ring({key: 'rotation', label: t('rep.rotation'), share: report?.rotation?.compliance,
+          detail: t('rep.rotationDetail', {on: fmtNum(report?.rotation?.on_time ?? 0, 0), planned: fmtNum(report?.rotation?.planned ?? 0, 0)})}),
+        ring({key: 'inspection', label: t('overview.inspection'), share: inspection?.share,
+          detail: t('overview.inspectionDetail', {on: fmtNum(inspection?.onTime ?? 0, 0), due: fmtNum(inspection?.due ?? 0, 0)})}));
+      const repeats = (report?.repeat_faults || []).slice().sort((a, b) => b.faults - a.faults).slice(0, 8);
+      const repeatChart = barChart({title: t('rep.repeatChart'), id: 'ov-repeat', empty: t('rep.noRepeat'),
+        bars: repeats.map((row) => ({key: row.asset, label: equipmentName(ctx, row.asset), value: row.faults,
+          text: t('rep.repeatBar', {faults: fmtNum(row.faults, 0), repeats: fmtNum(row.repeats, 0)}), tone: row.repeats ? 'bad' : 'warn',
+          href: boardHref({state: 'all'})}))});
+      mount(main, pageHeader(t('overview.title'), h('p', {class: 'muted'}, t('overview.asOf', {time: fmtDateTime(now, true)}))),
         h('div', {class: 'kpis'},
           tile('activeAlarms', active.count, active.count ? (SEVERITY_RANK[worst] >= 3 ? 'bad' : 'warn') : 'good', '#/alarms'),
-          tile('unacked', unacked.count, unacked.count ? 'bad' : 'good'),
-          tile('openTasks', tasks.length, 'neutral'),
-          tile('late', late.length, late.length ? 'bad' : 'good', '#/escalations'),
-          tile('awaiting', done.count, done.count ? 'warn' : 'good', ctx.can('supervisor', 'admin') ? '#/verify' : undefined)),
-        h('section', {class: 'panel', 'aria-labelledby': 'ov-esc'}, h('h2', {id: 'ov-esc'}, t('esc.title')),
-          escalationTable(ctx, late.slice(0, 10))),
+          tile('unacked', unacked.count, unacked.count ? 'bad' : 'good', '#/alarms'),
+          tile('openTasks', open.length, 'neutral', board ? boardHref() : undefined),
+          tile('unassigned', unassigned.length, unassigned.length ? 'warn' : 'good', board ? boardHref({assignee: 'none'}) : undefined),
+          tile('late', overdue.length, overdue.length ? 'bad' : 'good', board ? boardHref({due: 'overdue'}) : '#/escalations'),
+          tile('awaiting', done.length, done.length ? 'warn' : 'good', ctx.can('supervisor', 'admin') ? '#/verify' : boardHref({state: 'done'})),
+          approvals === null ? null : tile('approvals', approvals, approvals ? 'warn' : 'good', '#/approvals')),
+        h('div', {class: 'overview-grid'},
+          h('section', {class: 'panel', 'aria-labelledby': 'ov-tasks-h'}, h('h2', {id: 'ov-tasks-h'}, t('overview.tasksTitle')), byState, byRoom),
+          h('section', {class: 'panel', 'aria-labelledby': 'ov-sla-h'}, h('h2', {id: 'ov-sla-h'}, t('overview.slaTitle', {month: siteMonth()})),
+            rings, report ? h('p', {}, h('a', {href: `#/monthly/${siteMonth()}`}, t('overview.toReport'))) : null),
+          h('section', {class: 'panel', 'aria-labelledby': 'ov-rep-h'}, h('h2', {id: 'ov-rep-h'}, t('rep.repeat')), repeatChart)),
+        h('section', {class: 'panel', 'aria-labelledby': 'ov-esc'}, h('h2', {id: 'ov-esc'}, t('esc.title'),
+          ' ', h('a', {href: '#/escalations', class: 'muted small'}, t('overview.all'))), escalationTable(ctx, late.slice(0, 10))),
         h('section', {class: 'panel', 'aria-labelledby': 'ov-alarms'}, h('h2', {id: 'ov-alarms'}, t('board.activeAlarms')),
           alarmTable(ctx, active.data, {onChange: render})));
     } catch (err) {
@@ -192,84 +245,13 @@ export async function labelsPage(main, ctx) {
   return () => {};
 }
 
-/** A page for an API route this server may or may not have (plans, calendar, reports, approvals). */
+/** The old addresses of the plans, calendar, reports and approvals pages (`#/more/<key>`): their pages now. */
 export async function extraPage(main, ctx, key) {
-  const extra = ctx.extras[key];
-  if (!extra) {
-    mount(main, pageHeader(t('extra.missing')));
+  const target = {approvals: '#/approvals', plans: '#/plans', calendar: '#/calendar', reports: '#/monthly'}[key];
+  if (target) {
+    location.replace(target);
     return () => {};
   }
-  const title = t(`nav.${key}`);
-  mount(main, pageHeader(title), loading());
-  if (key === 'reports') return monthlyReport(main, ctx, extra, title);
-  try {
-    mount(main, pageHeader(title), genericData(await get(extra.path)));
-  } catch (err) {
-    mount(main, pageHeader(title), errorBox(err));
-  }
+  mount(main, pageHeader(t('extra.missing')));
   return () => {};
 }
-
-function thisMonth() {
-  const now = new Date();
-  return `${now.getFullYear()}-${String(now.getMonth() + 1).padStart(2, '0')}`;
-}
-
-async function monthlyReport(main, ctx, extra, title) {
-  const input = h('input', {type: 'month', id: 'report-month', value: thisMonth()});
-  const links = h('p', {class: 'actions'});
-  const body = h('div', {class: 'report-data'});
-  const load = async () => {
-    const month = input.value || thisMonth();
-    const base = extra.monthly ? `/api/reports/monthly/${month}` : extra.path;
-    links.replaceChildren(
-      extra.monthly ? h('a', {class: 'btn', href: `${base}?format=html`, target: '_blank', rel: 'noopener'}, t('report.printable')) : '',
-      ' ',
-      extra.monthly ? h('a', {class: 'btn', href: `${base}?format=csv`}, t('report.csv')) : '');
-    body.replaceChildren(loading());
-    try {
-      body.replaceChildren(genericData(await get(base)));
-    } catch (err) {
-      body.replaceChildren(errorBox(err));
-    }
-  };
-  input.addEventListener('change', load);
-  mount(main, pageHeader(title), extra.monthly ? h('div', {class: 'field field-inline'},
-    h('label', {for: 'report-month'}, t('report.month')), input) : null, links, body);
-  await load();
-  return () => {};
-}
-
-function cell(value) {
-  if (value === null || value === undefined) return '';
-  if (typeof value === 'object' && !Array.isArray(value) && ('zh' in value || 'en' in value)) return pick(value);
-  if (typeof value === 'number') return fmtNum(value, 2);
-  if (typeof value === 'boolean') return value ? '✓' : '✗';
-  if (typeof value === 'object') return JSON.stringify(value);
-  return String(value);
-}
-
-/** Any JSON the API returns, readable: lists of records as tables, objects as definition lists. */
-export function genericData(data, depth = 0) {
-  if (Array.isArray(data)) {
-    if (!data.length) return h('p', {class: 'empty-state'}, t('extra.empty'));
-    if (data.every((row) => row && typeof row === 'object' && !Array.isArray(row))) {
-      const columns = [...new Set(data.flatMap((row) => Object.keys(row)))].slice(0, 10);
-      return h('div', {class: 'table-wrap'}, h('table', {class: 'generic'},
-        h('thead', {}, h('tr', {}, columns.map((c) => h('th', {scope: 'col'}, c)))),
-        h('tbody', {}, data.slice(0, 500).map((row) => h('tr', {}, columns.map((c) => h('td', {}, cell(row[c]))))))));
-    }
-    return h('ul', {}, data.map((v) => h('li', {}, cell(v))));
-  }
-  if (data && typeof data === 'object') {
-    if (Array.isArray(data.data) && depth === 0) return genericData(data.data, depth + 1);
-    const dl = h('dl', {class: 'facts generic'});
-    for (const [key, value] of Object.entries(data)) {
-      dl.append(h('dt', {}, key), h('dd', {}, value && typeof value === 'object' && depth < 2 && !('zh' in value)
-        ? genericData(value, depth + 1) : cell(value)));
-    }
-    return dl;
-  }
-  return h('p', {}, cell(data));
-}
-

@@ -41,7 +41,7 @@ async function changed(synced = []) {
 /**
  * Queue changes, in order. kind: create | start | check | complete | note | attach.
  * taskId, or taskRef: '#i' (the i-th op of this batch, a `create`) or a queued create's id;
- * key (checklist), body (JSON), blob + filename (attach). A text field may name an attachment uploaded by
+ * key (checklist), body (JSON), blob + filename (+ checklistKey) (attach). A text field may name an attachment uploaded by
  * an earlier op as {att:#i}: it becomes [attachment:<id>] when sent. Syncing starts at once.
  */
 export async function enqueue(...batch) {
@@ -70,6 +70,7 @@ function requestFor(op, taskId) {
     case 'attach': {
       const form = new FormData();
       form.append('file', op.blob, op.filename || 'photo.jpg');
+      if (op.checklistKey) form.append('checklist_key', op.checklistKey); // a document for that checklist item
       return ['POST', `${base}/attachments`, {form}];
     }
     default: throw new Error(`unknown outbox change ${op.kind}`);

@@ -3,16 +3,20 @@
 // goes through the outbox, so it works the same with and without network.
 
 import {NetworkError, getCached, post, remember} from './api.js';
+import {alarmTypeText} from './alarmconsole.js';
 import {
   MANAGER_ROLES, OPEN_STATES, equipmentName, errorText, loading, pageHeader, personName, priorityChip, roomName,
   taskStateChip, word,
 } from './common.js';
 import {announce, h, mount, toast} from './dom.js';
-import {dayKey, fmtDate, fmtDateTime, fmtNum, fmtRel, fmtTime, pick, t} from './i18n.js';
+import {dayKey, fmtDate, fmtDateTime, fmtNum, fmtRel, fmtTime, lang, pick, t} from './i18n.js';
 import {photoInput, signaturePad} from './media.js';
 import {discard, enqueue, onOutboxChange, overlay, retry, summary, sync} from './outbox.js';
 
 const MY_STATES = [...OPEN_STATES, 'done'];
+
+/** Words in brackets: full-width in Chinese, half-width after a space in English. */
+function paren(text) { return lang() === 'en' ? ` (${text})` : `（${text}）`; }
 
 function offlineNote(result) {
   return result.offline
@@ -115,101 +119,180 @@ function inRange(item, value) {
   return (item.min == null || value >= item.min) && (item.max == null || value <= item.max);
 }
 
-/** One checklist item: its result as recorded, and when the task is being worked, the form to record it. */
-function checkItem(ctx, task, item, editable) {
+const MARK = {ok: '✓', fault: '✗', na: '–'};
+
+/** Whether an item's document (attachment: "required") is there: a file named in its note, or one on its way. */
+function hasDocument(item) {
+  return /\[attachment:\d+\]|\{att:[#\d]+\}/.test(item.note || '');
+}
+
+/** The compare sensors of a gauge item with their newest values, as the technician reads them beside the gauge. */
+function sensorBeside(ctx, item, latest) {
+  const ids = (item.compare || []).filter((id) => ctx.sensors.has(id));
+  if (!ids.length) return null;
+  return h('p', {class: 'check-sensor', 'data-compare': ids.join(' ')}, t('check.sensorNow'), ' ',
+    ids.map((id, i) => {
+      const info = ctx.sensors.get(id);
+      const r = latest.get(id);
+      const value = r ? `${fmtNum(r.value, 3)} ${info.unit || ''}`.trim() : '—';
+      return h('span', {class: 'check-sensor-value', 'data-sensor-value': id},
+        i ? '；' : '', pick(info.name) || id, ' ', h('strong', {}, value), r ? paren(fmtTime(r.ts * 1000, true)) : '');
+    }),
+    item.disagrees ? h('span', {class: 'check-disagree', role: 'note'}, ' ', t('check.disagrees')) : null);
+}
+
+/**
+ * One checklist item. Answered items fold to one line (tap to change); open ones show one-tap buttons
+ * that save at once (pass, fail, not applicable), a reading that judges itself against its range, and a
+ * note and photo that save themselves when left. A failure keeps the item open for its note.
+ */
+function checkItem(ctx, task, item, editable, latest) {
   const type = itemType(item);
   const id = `chk-${item.key}`;
+  const needsDoc = item.attachment === 'required';
+  const docState = needsDoc ? (hasDocument(item) ? 'attached' : 'missing') : null;
   const resultChip = item.result
     ? h('span', {class: ['chip', `check-${item.result}`], 'data-result': item.result}, t(`check.${item.result}`), item.pending ? ` · ${t('sync.pendingShort')}` : '')
     : h('span', {class: 'chip check-open'}, t('check.open'));
   const recorded = item.result ? h('p', {class: 'check-recorded'},
-    item.value != null ? h('span', {}, `${t('check.value')}: ${fmtNum(item.value, 3)}${item.unit ? ` ${item.unit}` : ''} `) : null,
+    item.value != null ? h('span', {}, `${t('check.value')}：${fmtNum(item.value, 3)}${item.unit ? ` ${item.unit}` : ''} `) : null,
     item.note ? h('span', {class: 'check-note'}, richText(task.id, item.note)) : null) : null;
-  const fieldset = h('fieldset', {class: ['check-item', item.result === 'fault' ? 'is-fault' : ''], 'data-key': item.key, 'data-type': type},
-    h('legend', {}, h('span', {class: 'check-text'}, pick(item) || item.key), ' ', resultChip),
-    rangeText(item) ? h('p', {class: 'muted check-range'}, rangeText(item)) : null,
-    recorded);
-  if (!editable) return fieldset;
+  const open = editable && (!item.result || (item.result === 'fault' && !(item.note || '').trim()) || docState === 'missing');
+  const wrap = h('details', {class: ['check-item', item.result === 'fault' ? 'is-fault' : '', item.result ? 'is-done' : ''],
+    'data-key': item.key, 'data-type': type, 'data-result': item.result || '', open: open || !editable ? true : undefined},
+  h('summary', {class: 'check-summary'},
+    h('span', {class: ['check-mark', `mark-${item.result || 'open'}`], 'aria-hidden': 'true'}, MARK[item.result] || '○'),
+    h('span', {class: 'check-text'}, pick(item) || item.key), ' ', resultChip,
+    docState ? h('span', {class: ['chip', docState === 'attached' ? 'check-ok' : 'doc-missing'], 'data-doc': docState},
+      t(docState === 'attached' ? 'check.docAttached' : 'check.docRequired')) : null),
+  rangeText(item) ? h('p', {class: 'muted check-range'}, rangeText(item)) : null,
+  sensorBeside(ctx, item, latest),
+  recorded);
+  if (!editable) return wrap;
 
-  const controls = [];
+  const error = h('p', {class: 'field-error', role: 'alert'});
+  const hint = h('p', {class: 'check-hint', 'aria-live': 'polite'});
   let valueInput = null;
   let textInput = null;
   let sig = null;
-  const radios = ['ok', 'fault', 'na'].map((r) => {
-    const rid = `${id}-${r}`;
-    return h('span', {class: ['radio', `radio-${r}`]},
-      h('input', {type: 'radio', name: `${id}-result`, id: rid, value: r, checked: item.result === r}),
-      h('label', {for: rid}, t(`check.${r}`)));
-  });
-  const resultGroup = h('div', {class: 'radio-row', role: 'radiogroup', 'aria-label': t('check.result')}, radios);
-  const setResult = (r) => { const el = fieldset.querySelector(`input[value="${r}"]`); if (el) el.checked = true; };
-  const hint = h('p', {class: 'check-hint', 'aria-live': 'polite'});
+  const note = h('input', {type: 'text', id: `${id}-note`, class: 'check-note-input', autocomplete: 'off',
+    value: type === 'text' ? '' : (item.note || '').replace(/\s*(\[attachment:\d+\]|\{att:[#\d]+\})/g, '')});
+  const currentValue = () => {
+    if (!valueInput || valueInput.value === '') return null;
+    return Number.isFinite(valueInput.valueAsNumber) ? valueInput.valueAsNumber : null;
+  };
+  const keptMarks = () => ((item.note || '').match(/\[attachment:\d+\]|\{att:[#\d]+\}/g) || []).join(' ');
+  /** Queue this item's result (and a file first, if one is given); the outbox sends it when it can. */
+  const save = async (result, {blob = null, filename = null, document = false} = {}) => {
+    error.textContent = '';
+    const value = currentValue();
+    if (type === 'number' && result !== 'na' && value === null) { error.textContent = t('check.needValue'); valueInput.focus(); return false; }
+    const text = textInput ? textInput.value.trim() : note.value.trim();
+    if (type === 'text' && result !== 'na' && !text) { error.textContent = t('check.needText'); textInput.focus(); return false; }
+    if (type === 'photo' && result === 'ok' && !blob && !keptMarks()) { error.textContent = t('check.needPhoto'); return false; }
+    if (sig && result === 'ok' && !blob) {
+      blob = await sig.get();
+      filename = `signature-${item.key}-${Date.now()}.png`;
+      if (!blob) { error.textContent = t('sig.missing'); return false; }
+    }
+    const ops = [];
+    if (blob) ops.push({kind: 'attach', taskId: task.id, blob, filename: filename || `check-${item.key}-${Date.now()}.jpg`,
+      checklistKey: document || needsDoc ? item.key : undefined});
+    const marks = [keptMarks(), blob ? '{att:#0}' : ''].filter(Boolean).join(' ');
+    const noteText = [text, marks].filter(Boolean).join(' ') || null;
+    ops.push({kind: 'check', taskId: task.id, key: item.key, body: {result, value, note: noteText}});
+    await enqueue(...ops);
+    announce(t('check.saved'));
+    return true;
+  };
+  const controls = [];
   if (type === 'number') {
     valueInput = h('input', {type: 'number', step: 'any', inputmode: 'decimal', id: `${id}-value`, class: 'check-value',
       value: item.value != null ? String(item.value) : ''});
-    valueInput.addEventListener('input', () => {
-      const v = valueInput.valueAsNumber;
-      if (!Number.isFinite(v)) { hint.textContent = ''; return; }
+    const judge = () => {
+      const v = currentValue();
+      if (v === null) { hint.textContent = ''; return null; }
       const ok = inRange(item, v);
       hint.textContent = ok ? t('check.inRange') : t('check.outOfRange');
       hint.className = `check-hint ${ok ? 'hint-ok' : 'hint-fault'}`;
-      setResult(ok ? 'ok' : 'fault');
-    });
+      return ok ? 'ok' : 'fault';
+    };
+    valueInput.addEventListener('input', judge);
+    valueInput.addEventListener('change', () => { const r = judge(); if (r) save(r); });
     controls.push(h('div', {class: 'field'},
-      h('label', {for: `${id}-value`}, t('check.value'), item.unit ? ` (${item.unit})` : ''), valueInput, hint));
+      h('label', {for: `${id}-value`}, t('check.value'), item.unit ? `（${item.unit}）` : ''), valueInput, hint));
   }
   if (type === 'text') {
     textInput = h('textarea', {id: `${id}-text`, rows: 2, class: 'check-textarea'}, item.note || '');
+    textInput.addEventListener('change', () => { if (textInput.value.trim()) save(item.result === 'fault' ? 'fault' : 'ok'); });
     controls.push(h('div', {class: 'field'}, h('label', {for: `${id}-text`}, t('check.text')), textInput));
   }
   if (type === 'signature') {
     sig = signaturePad(`${id}-sig`, t('check.signHere'));
     controls.push(sig.el);
   }
-  const photo = photoInput(`${id}-photo`, type === 'photo' ? t('check.photoRequired') : t('check.photoOptional'));
-  const note = h('input', {type: 'text', id: `${id}-note`, class: 'check-note-input', value: type === 'text' ? '' : (item.note || '').replace(/\s*\[attachment:\d+\]/g, '')});
-  const error = h('p', {class: 'field-error', role: 'alert'});
-  const save = h('button', {type: 'submit', class: 'btn btn-primary'}, t('check.save'));
-  controls.push(resultGroup,
-    type === 'text' ? null : h('div', {class: 'field'}, h('label', {for: `${id}-note`}, t('check.note')), note),
-    type === 'signature' ? null : photo.el,
-    error, save);
-  const form = h('form', {class: 'check-form', novalidate: true}, controls);
-  form.addEventListener('submit', async (event) => {
-    event.preventDefault();
-    error.textContent = '';
-    const chosen = form.querySelector(`input[name="${id}-result"]:checked`);
-    let value = null;
-    if (valueInput) {
-      value = valueInput.value === '' ? null : valueInput.valueAsNumber;
-      if (value === null || !Number.isFinite(value)) { error.textContent = t('check.needValue'); valueInput.focus(); return; }
-    }
-    let text = note.value.trim();
-    if (textInput) {
-      text = textInput.value.trim();
-      if (!text && (!chosen || chosen.value !== 'na')) { error.textContent = t('check.needText'); textInput.focus(); return; }
-    }
-    const result = chosen ? chosen.value : (type === 'text' && text ? 'ok' : null);
-    if (!result) { error.textContent = t('check.needResult'); radios[0].querySelector('input').focus(); return; }
-    if (result === 'fault' && !text) { error.textContent = t('check.needNote'); note.focus(); return; }
-    if (type === 'photo' && !photo.get() && result !== 'na') { error.textContent = t('check.needPhoto'); return; }
-    const ops = [];
-    let blob = photo.get();
-    let filename = `check-${item.key}-${Date.now()}.jpg`;
-    if (sig) {
-      blob = await sig.get();
-      filename = `signature-${item.key}-${Date.now()}.png`;
-      if (!blob && result !== 'na') { error.textContent = t('sig.missing'); return; }
-    }
-    if (blob) ops.push({kind: 'attach', taskId: task.id, blob, filename});
-    const noteText = [text, blob ? '{att:#0}' : ''].filter(Boolean).join(' ') || null;
-    ops.push({kind: 'check', taskId: task.id, key: item.key, body: {result, value, note: noteText}});
-    save.disabled = true;
-    await enqueue(...ops);
-    announce(t('check.saved'));
+  const buttons = ['ok', 'fault', 'na'].map((r) => {
+    const button = h('button', {type: 'button', class: ['btn', 'check-btn', `check-btn-${r}`], 'data-check': r,
+      'aria-pressed': String(item.result === r)}, t(`check.tap.${r}`));
+    button.addEventListener('click', async () => {
+      button.disabled = true;
+      const saved = await save(r);
+      button.disabled = false;
+      if (saved && r === 'fault') setTimeout(() => document.getElementById(`${id}-note`)?.focus(), 50);
+    });
+    return button;
   });
-  fieldset.append(form);
-  return fieldset;
+  controls.push(h('div', {class: 'check-buttons', role: 'group', 'aria-label': t('check.result')}, buttons));
+  // A note and a photo are there for a failure; otherwise one tap away, so an open item stays short.
+  const extras = [];
+  if (type !== 'text') {
+    note.addEventListener('change', () => { if (item.result || note.value.trim()) save(item.result || 'fault'); });
+    extras.push(h('div', {class: 'field check-note-field'},
+      h('label', {for: `${id}-note`}, t(item.result === 'fault' ? 'check.noteFault' : 'check.note')), note));
+  }
+  if (type !== 'signature') {
+    const photo = photoInput(`${id}-photo`, type === 'photo' ? t('check.photoRequired') : t('check.photoOptional'));
+    photo.el.addEventListener('change', () => {
+      // The photo saves itself once it is ready (shrunk), with the item's result (a photo item: passed).
+      const wait = setInterval(async () => {
+        if (!photo.get()) return;
+        clearInterval(wait);
+        await save(item.result || (type === 'photo' ? 'ok' : 'ok'), {blob: photo.get()});
+      }, 100);
+      setTimeout(() => clearInterval(wait), 10000);
+    });
+    if (type === 'photo') controls.push(photo.el);
+    else extras.push(photo.el);
+  }
+  if (extras.length) {
+    controls.push(item.result === 'fault' || (item.note || '').trim() ? extras
+      : h('details', {class: 'check-more'}, h('summary', {}, t('check.more')), extras));
+  }
+  if (needsDoc) {
+    const file = h('input', {type: 'file', id: `${id}-doc`, accept: 'image/*,application/pdf', class: 'doc-input'});
+    file.addEventListener('change', async () => {
+      const chosen = file.files && file.files[0];
+      if (!chosen) return;
+      await save(item.result || 'ok', {blob: chosen, filename: chosen.name || `document-${item.key}`, document: true});
+    });
+    controls.push(h('div', {class: 'field doc-field'},
+      h('label', {for: `${id}-doc`}, t('check.docUpload')), file,
+      h('p', {class: 'muted'}, t('check.docExplain'))));
+  }
+  controls.push(error);
+  wrap.append(h('div', {class: 'check-form'}, controls));
+  return wrap;
+}
+
+/** A progress bar of the checklist: answered items of all. */
+function progressBar(task) {
+  const total = task.checklist.length;
+  const done = task.checklist.filter((i) => i.result).length;
+  const bar = h('span', {class: 'progress-bar'});
+  bar.style.width = `${Math.round((done / Math.max(1, total)) * 100)}%`; // CSSOM: allowed by the page's CSP
+  return h('div', {class: 'progress', role: 'progressbar', 'aria-valuemin': 0, 'aria-valuemax': total, 'aria-valuenow': done,
+    'aria-label': t('check.progress', {done, total}), 'data-done': done, 'data-total': total},
+  bar, h('span', {class: 'progress-text'}, t('check.progress', {done, total})));
 }
 
 function factList(ctx, task) {
@@ -222,14 +305,30 @@ function factList(ctx, task) {
     row(t('task.room'), roomName(ctx, task.room)),
     // Two clocks: someone takes the task on (response), then the work is done (resolution, `due_at`).
     row(t('task.respondBy'), !task.responded_at && OPEN_STATES.includes(task.state) && task.response_due_at
-      ? `${fmtDateTime(task.response_due_at)} (${fmtRel(task.response_due_at)})` : null),
+      ? `${fmtDateTime(task.response_due_at)}${paren(fmtRel(task.response_due_at))}` : null),
     row(t('task.responded'), task.responded_at ? fmtDateTime(task.responded_at) : null),
-    row(t('task.due'), task.due_at ? `${fmtDateTime(task.due_at)} (${fmtRel(task.due_at)})` : null),
+    row(t('task.due'), task.due_at ? `${fmtDateTime(task.due_at)}${paren(fmtRel(task.due_at))}` : null),
     row(t('task.cycle'), task.cycle > 1 ? t('cycles.round', {n: fmtNum(task.cycle, 0)}) : null),
     row(t('task.created'), fmtDateTime(task.created_at)),
     row(t('task.assignees'), (task.assignee_ids || []).map((id) => personName(ctx, id)).join(', ') || t('task.unassigned')),
     row(t('task.repeat'), task.repeat_count ? fmtNum(task.repeat_count, 0) : null),
-    row(t('task.description'), task.description));
+    row(t('task.description'), describe(ctx, task)));
+}
+
+/**
+ * A task's description in the reader's language. The system writes its own as a Chinese line and an English
+ * line (plans, rounds, corrective tasks); an alarm task's `asset/alarm_type` is told in words.
+ */
+export function describe(ctx, task) {
+  const text = task.description || '';
+  if (!text) return null;
+  const alarm = task.kind === 'alarm' && text.match(/^([\w.-]+)\/([\w.:-]+)$/);
+  if (alarm) return t('task.alarmDescription', {asset: equipmentName(ctx, alarm[1]), type: alarmTypeText(alarm[2])});
+  const lines = text.split('\n');
+  if (task.created_by == null && lines.length >= 2 && /[\u3400-\u9fff]/.test(lines[0]) && !/[\u3400-\u9fff]/.test(lines[1].split(':')[0])) {
+    return [lang() === 'en' ? lines[1] : lines[0], ...lines.slice(2)].join('\n');
+  }
+  return text;
 }
 
 /** The completion report and checklist outcome, for anyone reading a finished task. */
@@ -279,7 +378,7 @@ function cycleRecord(ctx, task, cycle) {
         `${CHECK_MARK[item.result] || ''} ${pick(item) || item.key}`,
         item.value != null ? ` ${fmtNum(item.value, 3)}${item.unit ? ` ${item.unit}` : ''}` : '',
         item.note ? [' — ', richText(task.id, item.note)] : '',
-        item.by != null ? ` (${personName(ctx, item.by)})` : ''))) : null),
+        item.by != null ? paren(personName(ctx, item.by)) : ''))) : null),
       row(t('cycles.parts'), parts.join(', ')),
       row(t('complete.cause'), cycle.fault_cause),
       row(t('complete.action'), cycle.action_taken),
@@ -380,12 +479,20 @@ function conflictBox(ctx, task, op, rerender) {
   return h('div', {class: 'conflict', role: 'alert', 'data-conflict': op.kind}, h('p', {}, text), h('div', {class: 'actions'}, again, drop));
 }
 
-function completeForm(ctx, currentTask) {
+const ROUTINE_KINDS = ['plan', 'inspection'];
+
+/** A fault cause is asked for where a fault was found: not on a routine round whose items all passed. */
+function needsCause(task) {
+  if (!ROUTINE_KINDS.includes(task.kind)) return true;
+  return (task.checklist || []).some((i) => i.result === 'fault' || (i.value != null && !inRange(i, i.value)));
+}
+
+function completeForm(ctx, currentTask, askCause = true) {
   const field = (key, required, rows = 3) => {
     const input = h('textarea', {id: `complete-${key}`, name: key, rows, required, 'aria-required': String(required)});
     return {input, el: h('div', {class: 'field'}, h('label', {for: `complete-${key}`}, t(`complete.${key}`), required ? ' *' : ''), input)};
   };
-  const cause = field('cause', true);
+  const cause = askCause ? field('cause', true) : {input: {value: ''}, el: null};
   const action = field('action', true);
   const parts = field('parts', false, 2);
   const remarks = field('remarks', false, 2);
@@ -393,14 +500,16 @@ function completeForm(ctx, currentTask) {
   const error = h('p', {class: 'field-error', role: 'alert'});
   const submit = h('button', {type: 'submit', class: 'btn btn-primary btn-wide'}, t('complete.submit'));
   const form = h('form', {class: 'panel complete-form', novalidate: true, 'aria-labelledby': 'complete-h'},
-    h('h2', {id: 'complete-h'}, t('complete.title')), cause.el, action.el, parts.el, remarks.el, sig.el, error, submit);
+    h('h2', {id: 'complete-h'}, t('complete.title')),
+    askCause ? null : h('p', {class: 'muted', 'data-no-cause': ''}, t('complete.noCause')),
+    cause.el, action.el, parts.el, remarks.el, sig.el, error, submit);
   form.addEventListener('submit', async (event) => {
     event.preventDefault();
     error.textContent = '';
     const task = currentTask();
     const open = (task.checklist || []).filter((i) => !i.result);
     if (open.length) { error.textContent = t('complete.openItems', {n: open.length}); return; }
-    if (!cause.input.value.trim()) { error.textContent = t('complete.needCause'); cause.input.focus(); return; }
+    if (askCause && !cause.input.value.trim()) { error.textContent = t('complete.needCause'); cause.input.focus(); return; }
     if (!action.input.value.trim()) { error.textContent = t('complete.needAction'); action.input.focus(); return; }
     const signature = await sig.get();
     if (!signature) { error.textContent = t('sig.missing'); return; }
@@ -409,7 +518,7 @@ function completeForm(ctx, currentTask) {
       {kind: 'attach', taskId: task.id, blob: signature, filename: `signature-task-${task.id}.png`},
       {kind: 'note', taskId: task.id, body: {text: `${t('complete.signatureNote')} {att:#0}`}},
       {kind: 'complete', taskId: task.id, body: {
-        fault_cause: cause.input.value.trim(), action_taken: action.input.value.trim(),
+        fault_cause: cause.input.value.trim() || null, action_taken: action.input.value.trim(),
         parts_replaced: parts.input.value.trim() || null, remarks: remarks.input.value.trim() || null,
       }});
     submit.disabled = false;
@@ -463,6 +572,17 @@ export async function taskPage(main, ctx, id) {
     kept.set(key, {signature, el});
     return el;
   };
+  const latest = new Map(); // compare sensors' newest readings, for gauge items
+  const loadLatest = async () => {
+    const ids = new Set((server?.checklist || []).flatMap((i) => i.compare || []));
+    const rooms = new Set([...ids].map((id) => ctx.sensors.get(id)?.room).filter(Boolean));
+    for (const room of rooms) {
+      try {
+        const page = await getCached(`/api/rooms/${encodeURIComponent(room)}/latest`);
+        for (const r of page.data.data) if (ids.has(r.sensor)) latest.set(r.sensor, r);
+      } catch { /* offline with no copy: the gauge item shows no sensor value */ }
+    }
+  };
   const load = async () => {
     try {
       const result = await getCached(`/api/tasks/${taskId}`);
@@ -511,19 +631,25 @@ export async function taskPage(main, ctx, id) {
         task.checklist.length ? h('section', {class: 'panel checklist', 'aria-labelledby': 'check-h'},
           h('h2', {id: 'check-h'}, t('check.title'), ' ',
             h('span', {class: 'count'}, `${task.checklist.filter((i) => i.result).length}/${task.checklist.length}`)),
+          progressBar(task),
           task.checklist.map((item) => keep(`check-${item.key}`,
-            JSON.stringify([item.result, item.value, item.note, Boolean(item.pending), working, task.conflicts.length]),
-            () => checkItem(ctx, task, item, working)))) : null,
+            JSON.stringify([item.result, item.value, item.note, Boolean(item.pending), working, task.conflicts.length,
+              item.disagrees, (item.compare || []).map((id) => latest.get(id)?.ts)]),
+            () => checkItem(ctx, task, item, working, latest)))) : null,
         reportBlock(ctx, task),
         cyclesBlock(ctx, task),
         reviewActions(ctx, task, (updated) => { server = updated; render(); }),
         assignPanel(ctx, task, (updated) => { server = updated; render(); }),
-        working ? keep('complete', 'form', () => completeForm(ctx, () => current)) : null,
+        working ? keep('complete', `form-${needsCause(task)}`, () => completeForm(ctx, () => current, needsCause(task))) : null,
         h('section', {class: 'panel', 'aria-labelledby': 'notes-h'}, h('h2', {id: 'notes-h'}, t('notes.title')),
           notesList(ctx, task), keep('note', 'form', () => noteForm(task.id)))));
     if (focused) document.getElementById(focused)?.focus();
   };
-  if (await load()) await render();
+  if (await load()) {
+    await loadLatest();
+    await render();
+  }
+  const sensorsEvery = setInterval(() => { if (navigator.onLine && !stopped) loadLatest().then(render); }, 30000);
   const off = onOutboxChange(async (sum) => {
     const newest = [...sum.synced].reverse().find((s) => s.result && s.result.id === taskId && s.result.state);
     if (newest) server = newest.result;
@@ -534,7 +660,10 @@ export async function taskPage(main, ctx, id) {
   const onNet = () => { load().then(render); };
   window.addEventListener('online', onNet);
   window.addEventListener('offline', onNet);
-  return () => { stopped = true; off(); window.removeEventListener('online', onNet); window.removeEventListener('offline', onNet); };
+  return () => {
+    stopped = true; off(); clearInterval(sensorsEvery);
+    window.removeEventListener('online', onNet); window.removeEventListener('offline', onNet);
+  };
 }
 
 export async function reportPage(main, ctx, equipmentId) {

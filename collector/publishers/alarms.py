@@ -1,4 +1,8 @@
-"""Alarm events to MQTT (`pumpwatch/alarms/<room>/<asset>/<type>`, QoS 1) for other processes."""
+"""Alarm events to MQTT (`pumpwatch/alarms/<room>/<asset>/<type>`, QoS 1) for other processes.
+
+With a signer (this process's key, `PUMPWATCH_SIGNING__KEY_FILE`) every event is signed, so the API
+takes it only from a collector or scheduler whose key it trusts (`pumpwatch.signing`).
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,8 @@ import paho.mqtt.client as mqtt
 from pumpwatch.alarm_events import AlarmEvent
 from pumpwatch.mqttclient import new_client, start_client, stop_client
 from pumpwatch.mqtturl import BrokerAddress
-from pumpwatch.wire import alarm_topic, encode_alarm_event
+from pumpwatch.signing import Signer
+from pumpwatch.wire import ALARM_STREAM, alarm_topic, encode_alarm_event
 
 log = logging.getLogger(__name__)
 
@@ -27,8 +32,9 @@ class AlarmPublisher:
     edge's events this way and acknowledges the edge only then).
     """
 
-    def __init__(self, broker: BrokerAddress, client_id: str) -> None:
+    def __init__(self, broker: BrokerAddress, client_id: str, signer: Signer | None = None) -> None:
         self.broker = broker
+        self.signer = signer
         self.published = 0
         self.lost = 0
         self.client = new_client(broker, client_id, queue_limit=QUEUE_LIMIT)
@@ -56,7 +62,10 @@ class AlarmPublisher:
 
         False when paho's queue is full (the event is lost and counted; `on_sent` never runs).
         """
-        info = self.client.publish(alarm_topic(event), encode_alarm_event(event), qos=1)
+        topic, payload = alarm_topic(event), encode_alarm_event(event)
+        if self.signer is not None:
+            payload = self.signer.seal(topic, payload, ALARM_STREAM)
+        info = self.client.publish(topic, payload, qos=1)
         if info.rc == mqtt.MQTT_ERR_QUEUE_SIZE:
             self.lost += 1
             log.error("alarm event not published, %d queued already: %s", QUEUE_LIMIT, event.key)

@@ -5,6 +5,7 @@ events they announce wait in an outbox file (SQLite, fsync on each event: a few 
 reading) and go to the centre (`pumpwatch/edge/<edge>/alarm`, QoS 1) one after another when the
 link is up, each removed only once the broker acknowledged it. A restart or a power cut loses none;
 an event sent twice (PUBACK lost) carries the same outbox number, so the centre applies it once.
+Each sending is signed with the edge's key (`pumpwatch.signing`, a fresh sequence every time).
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ from collector.metrics import CollectorMetrics
 from collector.stores.centre_link import CentreLink
 from pumpwatch.alarm_events import AlarmEvent
 from pumpwatch.backoff import Backoff
-from pumpwatch.edge_wire import alarm_topic, encode_edge_alarm
+from pumpwatch.edge_wire import EDGE_ALARM_STREAM, alarm_topic, encode_edge_alarm
 from pumpwatch.errors import StoreUnavailable
+from pumpwatch.signing import Signer
 from pumpwatch.wire import decode_alarm_event, encode_alarm_event
 
 log = logging.getLogger(__name__)
@@ -75,8 +77,10 @@ class AlarmForwarder:
     """An alarm-engine listener on the edge: each event into the outbox, then to the centre in order."""
 
     def __init__(self, outbox: AlarmOutbox, link: CentreLink, metrics: CollectorMetrics, *,
-                 ack_timeout: float = 30.0, backoff: Backoff | None = None) -> None:
+                 ack_timeout: float = 30.0, backoff: Backoff | None = None,
+                 signer: Signer | None = None) -> None:
         self.outbox = outbox
+        self.signer = signer
         self.link = link
         self.metrics = metrics
         self.ack_timeout = ack_timeout
@@ -101,8 +105,11 @@ class AlarmForwarder:
                 await self._wake.wait()
                 continue
             for number, event in waiting:
+                payload = encode_edge_alarm(number, event)
+                if self.signer is not None:
+                    payload = self.signer.seal(self.topic, payload, EDGE_ALARM_STREAM)
                 try:
-                    await self.link.publish(self.topic, encode_edge_alarm(number, event), self.ack_timeout)
+                    await self.link.publish(self.topic, payload, self.ack_timeout)
                 except StoreUnavailable as err:
                     delay = self.backoff.next()
                     log.info("alarm event %s waits for the centre (%s); %d in the outbox",

@@ -3,7 +3,8 @@
 Live data is a view, not a record: QoS 0, one message per room per commit carrying the newest
 reading of each sensor in it (under load a commit holds several readings of a sensor; screens show
 the newest, history comes from the series store), and when the broker is away paho's bounded queue
-drops (the readings themselves are safe in the series store).
+drops (the readings themselves are safe in the series store). With a signer each message is signed
+(`pumpwatch.signing`), so the API shows only readings from a collector whose key it trusts.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from pumpwatch.catalog import SensorCatalog
 from pumpwatch.mqttclient import new_client, start_client, stop_client
 from pumpwatch.mqtturl import BrokerAddress
 from pumpwatch.readings import Reading
-from pumpwatch.wire import encode_live_readings, live_topic
+from pumpwatch.signing import Signer
+from pumpwatch.wire import LIVE_STREAM, encode_live_readings, live_topic
 
 QUEUE_LIMIT = 1000  # messages held while disconnected
 
@@ -25,9 +27,11 @@ QUEUE_LIMIT = 1000  # messages held while disconnected
 class LivePublisher:
     """A pipeline hook: each committed batch, grouped by room, published at QoS 0."""
 
-    def __init__(self, broker: BrokerAddress, client_id: str, catalog: SensorCatalog) -> None:
+    def __init__(self, broker: BrokerAddress, client_id: str, catalog: SensorCatalog,
+                 signer: Signer | None = None) -> None:
         self.broker = broker
         self.catalog = catalog
+        self.signer = signer
         self.dropped = 0
         self.client = new_client(broker, client_id, queue_limit=QUEUE_LIMIT)
 
@@ -48,6 +52,9 @@ class LivePublisher:
             if info is not None:
                 rooms[info.room].append(r)
         for room, batch in rooms.items():
-            sent = self.client.publish(live_topic(room), encode_live_readings(batch), qos=0)
+            topic, payload = live_topic(room), encode_live_readings(batch)
+            if self.signer is not None:
+                payload = self.signer.seal(topic, payload, LIVE_STREAM)
+            sent = self.client.publish(topic, payload, qos=0)
             if sent.rc != mqtt.MQTT_ERR_SUCCESS:
                 self.dropped += len(batch)

@@ -12,6 +12,13 @@ Subscribed (persistent session, QoS 1, manual acknowledgement; shared across col
   listeners) and is acknowledged once the broker has it; a repeat (same outbox number) is dropped.
 - A clock request is answered on the edge's reply topic with this collector's receive and send times.
 
+Batches and alarm events must be signed by the edge's own key (`pumpwatch.signing`, key id = edge id,
+from `PUMPWATCH_SIGNING__TRUSTED_DIR`; without trusted keys, in development, they are taken as they
+come). What fails is refused, acknowledged (sending it again would not help) and counted in
+`pumpwatch_wire_refused_total{channel="edge-batch" or "edge-alarm", reason}`: unsigned or signed by
+another key (`forged`), an alarm event sent before (`replayed`, marks kept on disk), an alarm about
+an asset that is not in the event's room (`unknown_asset`).
+
 The centre does not run the alarm rules of rooms an edge serves (the edge runs them, and its events
 arrive here); it watches each edge's heartbeat instead: `edge_offline_rules`.
 """
@@ -37,7 +44,11 @@ from collector.sources.base import SourceContext
 from pumpwatch.alarm_events import AlarmEvent, AlarmKey
 from pumpwatch.catalog import SensorCatalog
 from pumpwatch.edge_wire import (
+    BATCH_STREAM,
+    EDGE_ALARM_STREAM,
     EDGE_TOPIC,
+    alarm_topic,
+    batch_topic,
     decode_batch,
     decode_edge_alarm,
     decode_time_request,
@@ -47,8 +58,9 @@ from pumpwatch.edge_wire import (
 )
 from pumpwatch.mqttclient import new_client, start_client, stop_client
 from pumpwatch.mqtturl import BrokerAddress
+from pumpwatch.signing import Verifier, WireRefusals, edge_verifier
 from pumpwatch.site import Edge, Site, Text
-from pumpwatch.wire import WireError
+from pumpwatch.wire import Refused, SiteAssets, WireError
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +77,13 @@ class EdgeSource:
 
     def __init__(self, site: Site, broker: BrokerAddress, sink: ReadingSink, metrics: CollectorMetrics,
                  *, client_id: str, share_group: str | None = None, catalog: SensorCatalog | None = None,
-                 keepalive: int = 30) -> None:
+                 keepalive: int = 30, verifier: Verifier | None = None) -> None:
         self.broker = broker
+        self.verifier = verifier or Verifier({})
+        self.refusals = WireRefusals(metrics.registry)
+        # What an alarm event may be about; the service sets the whole site's (this one may lack the
+        # devices of edge rooms, which the centre does not poll).
+        self.assets = SiteAssets(site)
         self.sink = sink
         self.metrics = metrics
         self.keepalive = keepalive
@@ -144,6 +161,14 @@ class EdgeSource:
                 acknowledge()
             else:
                 acknowledge()  # our own replies, if a subscription ever matches them
+        except Refused as refused:
+            log.warning("refused a %s from edge %s: %s", kind, edge.id, refused)
+            self.refusals.count(f"edge-{kind}", refused)
+            if kind == "alarm":
+                self.metrics.edge_alarms.labels(edge=edge.id, outcome="refused").inc()
+            else:
+                self.metrics.edge_batches.labels(edge=edge.id, outcome="refused").inc()
+            acknowledge()  # sending it again would not help
         except WireError as err:
             log.warning("edge %s sent a malformed %s: %s", edge.id, kind, err)
             self.sink.reject(SOURCE, "malformed", f"{message.topic}: {err}")
@@ -155,7 +180,8 @@ class EdgeSource:
             acknowledge()
 
     def _batch(self, edge: Edge, payload: bytes | bytearray, acknowledge: Callable[[], None]) -> None:
-        batch = decode_batch(payload)
+        opened = self.verifier.open(batch_topic(edge.id), payload, BATCH_STREAM, sender=edge.id, replay=False)
+        batch = decode_batch(opened.body)
         key = edge_batch_key(edge.id, batch.seq)
         with self._lock:
             repeated = key in self._in_flight
@@ -187,13 +213,20 @@ class EdgeSource:
         self.metrics.edge_readings.labels(edge=edge.id).inc(len(batch.readings))
         self.sink.accept(readings, f"{SOURCE}:{edge.id}", on_durable=stored, key=key)
 
-    def _alarm(self, edge: Edge, payload: bytes | bytearray, acknowledge: Callable[[], None]) -> None:
-        number, event = decode_edge_alarm(payload)
+    def _alarm(self, edge: Edge, payload: bytes | bytearray, ack: Callable[[], None]) -> None:
+        opened = self.verifier.open(alarm_topic(edge.id), payload, EDGE_ALARM_STREAM, sender=edge.id)
+
+        def acknowledge() -> None:
+            opened.record()  # once taken: the same message again is a replay
+            ack()
+
+        number, event = decode_edge_alarm(opened.body)
         if event.room not in self.rooms[edge.id]:
             self.metrics.edge_alarms.labels(edge=edge.id, outcome="refused").inc()
             self.sink.reject(SOURCE, "not_this_edge", f"{edge.id}: alarm in room {event.room}")
             acknowledge()
             return
+        self.assets.check_event(event)  # an edge speaks for the assets of its own rooms only
         seen = (edge.id, number)
         with self._lock:
             repeated = seen in self._alarms_seen
@@ -233,5 +266,7 @@ def sources_from_site(context: SourceContext) -> list[EdgeSource]:
     if context.broker is None or not context.site.edges or context.settings.edge.id is not None:
         return []
     cfg = context.settings.collector
+    verifier = edge_verifier(context.settings, context.site, cfg.state_dir / "wire-marks-edges.db")
     return [EdgeSource(context.site, context.broker, context.sink, context.metrics,
-                       client_id=cfg.client_id, share_group=cfg.share_group, catalog=context.catalog)]
+                       client_id=cfg.client_id, share_group=cfg.share_group, catalog=context.catalog,
+                       verifier=verifier)]

@@ -21,5 +21,6 @@ def make_store(settings: Settings, catalog: SensorCatalog) -> SeriesStore:
             token=influx.token.get_secret_value() if influx.token else None,
             create_database=influx.create_database,
             timeout=influx.timeout,
+            ca_file=str(influx.ca_file) if influx.ca_file is not None else None,
         )
     return EmbeddedStore(settings.collector.state_dir / "series.db", catalog)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import json
 import logging
+import ssl
 from collections.abc import Sequence
 from typing import Any
 
@@ -31,7 +32,8 @@ class InfluxStore:
     def __init__(self, url: str, database: str, catalog: SensorCatalog | None = None, *,
                  retention_policy: str | None = None, username: str | None = None,
                  password: str | None = None, token: str | None = None,
-                 create_database: bool = True, timeout: float = 10.0, gzip_level: int = 1) -> None:
+                 create_database: bool = True, timeout: float = 10.0, gzip_level: int = 1,
+                 ca_file: str | None = None) -> None:
         self.url = url.rstrip("/")
         self.database = database
         self.catalog = catalog
@@ -40,7 +42,10 @@ class InfluxStore:
         self.gzip_level = gzip_level
         headers = {"Authorization": f"Token {token}"} if token else {}
         auth = httpx.BasicAuth(username, password or "") if username else None
-        self._client = httpx.AsyncClient(base_url=self.url, timeout=timeout, headers=headers, auth=auth)
+        # https:// to a server whose certificate the site's own CA signed (default: the system's CAs)
+        verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=ca_file) if ca_file else True
+        self._client = httpx.AsyncClient(base_url=self.url, timeout=timeout, headers=headers, auth=auth,
+                                         verify=verify)
         self._keys: dict[str, str] = {}
         self._database_ready = False
         target = quote_identifier(database)

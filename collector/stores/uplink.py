@@ -8,7 +8,8 @@ Batch numbers (per edge, on disk): the centre stores each (edge, number) once, s
 stand for other readings. Each batch's number is tied to a digest of its content and both are written
 with fsync before the first send: the same readings sent again (no PUBACK seen, a restart after the
 send) go under the same number and the centre recognises them; other readings always get a new
-number. The newest `KEEP_DIGESTS` pairs are kept.
+number. The newest `KEEP_DIGESTS` pairs are kept. Each sending is signed with the edge's key
+(`pumpwatch.signing`): the centre stores only batches its edge signed.
 """
 
 from __future__ import annotations
@@ -23,9 +24,10 @@ from pathlib import Path
 
 from collector.metrics import CollectorMetrics
 from collector.stores.centre_link import CentreLink
-from pumpwatch.edge_wire import batch_topic, encode_columns, pack_batch
+from pumpwatch.edge_wire import BATCH_STREAM, batch_topic, encode_columns, pack_batch
 from pumpwatch.readings import Reading
 from pumpwatch.series import HistoryPoint
+from pumpwatch.signing import Signer
 
 KEEP_DIGESTS = 10_000
 
@@ -81,8 +83,9 @@ class UplinkStore:
     """A `SeriesStore` whose writes go to the centre; it keeps no history (the centre has it)."""
 
     def __init__(self, link: CentreLink, state_dir: Path, metrics: CollectorMetrics, *,
-                 ack_timeout: float = 30.0, compression: int = 6) -> None:
+                 ack_timeout: float = 30.0, compression: int = 6, signer: Signer | None = None) -> None:
         self.link = link
+        self.signer = signer
         self.metrics = metrics
         self.ack_timeout = ack_timeout
         self.compression = compression
@@ -111,6 +114,8 @@ class UplinkStore:
         seq = await asyncio.to_thread(self.numbers.number_for, digest)
         payload = await asyncio.to_thread(pack_batch, seq, time.time(), len(readings), columns,
                                           self.compression)
+        if self.signer is not None:
+            payload = self.signer.seal(self.topic, payload, BATCH_STREAM)
         try:
             await self.link.publish(self.topic, payload, self.ack_timeout)
         except Exception:

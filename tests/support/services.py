@@ -299,20 +299,31 @@ class _ChildService(_Service):
 
 
 class Mosquitto(_ChildService):
-    """Mosquitto on a free loopback port, anonymous, persistent (QoS1 sessions survive restart)."""
+    """Mosquitto on a free loopback port, persistent (QoS1 sessions survive restart).
+
+    Anonymous, unless given a `password_file` and an `acl_file` (as `pumpwatch broker-acl` writes
+    them): then only those identities log in, each limited to its topics.
+    """
 
     name = "mosquitto"
 
     def __init__(self, start_timeout: float = 30.0, stop_timeout: float = 20.0,
-                 tls: tuple[Path, Path] | None = None) -> None:
+                 tls: tuple[Path, Path] | None = None, *, password_file: Path | None = None,
+                 acl_file: Path | None = None) -> None:
         super().__init__(start_timeout, stop_timeout)
         self._binary: Path | None = None
         self.tls = tls  # (certificate, key) PEM files: the listener speaks TLS only
+        self.password_file = password_file
+        self.acl_file = acl_file
 
     @property
     def url(self) -> str:
         """The broker as an `mqtt://host:port` (or `mqtts://`) URL."""
         return f"{'mqtts' if self.tls else 'mqtt'}://{HOST}:{self.port}"
+
+    def url_for(self, username: str, password: str) -> str:
+        """The broker's URL with a login."""
+        return f"{'mqtts' if self.tls else 'mqtt'}://{username}:{password}@{HOST}:{self.port}"
 
     def _locate_binaries(self) -> None:
         self._binary = find_binary("mosquitto", "mosquitto")
@@ -322,12 +333,24 @@ class Mosquitto(_ChildService):
             for source in self.tls:
                 shutil.copyfile(source, self.directory / source.name)
             self.tls = (self.directory / self.tls[0].name, self.directory / self.tls[1].name)
+        if self.password_file is not None:
+            self.password_file = self._copy(self.password_file, "passwd")
+        if self.acl_file is not None:
+            self.acl_file = self._copy(self.acl_file, "acl")
         if os.geteuid() == 0:
             # As root mosquitto drops to the `mosquitto` user, which must write the persistence file.
             with contextlib.suppress(KeyError):
                 entry = pwd.getpwnam("mosquitto")
-                for path in (self.directory, *(self.tls or ())):
+                files = (self.password_file, self.acl_file)
+                owned = [self.directory, *(self.tls or ()), *(path for path in files if path)]
+                for path in owned:
                     os.chown(path, entry.pw_uid, entry.pw_gid)
+
+    def _copy(self, source: Path, name: str) -> Path:
+        target = self.directory / name
+        shutil.copyfile(source, target)
+        target.chmod(0o600)  # mosquitto warns about a world-readable password file
+        return target
 
     def _config(self, port: int) -> str:
         directory = self.directory
@@ -336,7 +359,9 @@ class Mosquitto(_ChildService):
             [
                 f"listener {port} {HOST}",
                 *([f"certfile {self.tls[0]}", f"keyfile {self.tls[1]}"] if self.tls else []),
-                "allow_anonymous true",
+                f"allow_anonymous {'false' if self.password_file else 'true'}",
+                *([f"password_file {self.password_file}"] if self.password_file else []),
+                *([f"acl_file {self.acl_file}"] if self.acl_file else []),
                 "persistence true",
                 f"persistence_location {directory}/",  # mosquitto wants the trailing slash
                 # Offline persistent sessions keep every QoS 1 message (the default drops past 1000),

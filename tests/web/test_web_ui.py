@@ -307,6 +307,7 @@ def test_navigation_shows_pages_only_for_api_routes_that_exist(browsers: Browser
 def test_operator_sees_values_change_live_and_acknowledges_a_flange_leak(
         browsers: Browsers, demo: Demo, accounts: Accounts, screenshot: Shot) -> None:
     page = browsers.page("operator", path="/#/board")
+    page.click('[data-view="cards"]')  # the cards view (the mimic is tested in test_web_operator.py)
     pressure = page.locator('[data-sensor="dom-header-pressure"]')
     expect(pressure).to_have_attribute("data-state", "ok")
     expect(page.locator("#live-status")).to_have_attribute("data-live", "live")
@@ -376,12 +377,15 @@ def test_the_room_page_streams_trends_and_loads_history_by_range(browsers: Brows
 def test_the_board_shows_stale_sensors_and_a_lost_live_connection(browsers: Browsers, demo: Demo,
                                                                   screenshot: Shot) -> None:
     page = browsers.page("operator", path="/#/board")
+    page.click('[data-view="cards"]')
     pressure = page.locator('[data-sensor="dom-header-pressure"]')
     expect(pressure).to_have_attribute("data-state", "ok")
     demo.scenario("device_offline", True)  # the domestic room's PLC drops off the network
     try:
         expect(pressure).to_have_attribute("data-state", "stale", timeout=30_000)
         expect(pressure.locator(".sensor-chip")).to_have_text("数据过时")
+        expect(pressure.locator(".last-seen")).to_contain_text("最后数据")  # when it was last heard of
+        expect(page.locator('[data-room="dom"] .room-alarms')).to_contain_text("个传感器数据过时")
         expect(page.locator('[data-pump="dom-p1"]')).to_have_attribute("data-run", "unknown")
         expect(page.locator('[data-sensor="fire-main-pressure"]')).to_have_attribute("data-state", "ok")
         screenshot(page, "board-stale-sensors-desktop")
@@ -420,43 +424,39 @@ def test_a_technician_works_through_a_checklist_on_a_phone(browsers: Browsers, d
     expect(detail).to_have_attribute("data-state", "in_progress")
     assert unlabelled_controls(page) == []
 
-    gauge = page.locator('fieldset[data-key="gauge"]')
+    gauge = page.locator('details[data-key="gauge"]')
     expect(gauge.locator(".check-range")).to_contain_text("0.3")
-    gauge.locator("input.check-value").fill("0.62")  # above the expected range: a failure
-    expect(gauge.locator('input[value="fault"]')).to_be_checked()
+    gauge.locator("input.check-value").fill("0.62")  # above the expected range: a failure, saved at once
     expect(gauge.locator(".check-hint")).to_contain_text("超出正常范围")
-    gauge.locator("button[type=submit]").click()
-    expect(gauge.locator(".field-error")).to_have_text("异常时请在备注中说明。")
-    gauge.locator("input.check-note-input").fill("压力偏高，减压阀需调整")
-    gauge.locator("button[type=submit]").click()
-    expect(page.locator('fieldset[data-key="gauge"] [data-result="fault"]')).to_be_visible()
+    gauge.locator("input.check-value").blur()
+    expect(page.locator('details[data-key="gauge"]')).to_have_attribute("data-result", "fault")
+    note = page.locator("#chk-gauge-note")  # a failure stays open for its note, saved on leaving the field
+    note.fill("压力偏高，减压阀需调整")
+    note.blur()
+    expect(page.locator('details[data-key="gauge"] .check-note')).to_contain_text("压力偏高")
 
-    noise = page.locator('fieldset[data-key="noise"]')
-    noise.locator('label[for="chk-noise-ok"]').click()
-    noise.locator("button[type=submit]").click()
-    expect(page.locator('fieldset[data-key="noise"] [data-result="ok"]')).to_be_visible()
+    page.locator('details[data-key="noise"] [data-check="ok"]').click()  # one tap: saved, folded
+    expect(page.locator('details[data-key="noise"]')).to_have_attribute("data-result", "ok")
+    expect(page.locator('details[data-key="noise"]')).not_to_have_attribute("open", "")
 
-    leak = page.locator('fieldset[data-key="leak"]')
-    leak.locator('label[for="chk-leak-ok"]').click()
-    leak.locator("button[type=submit]").click()
+    leak = page.locator('details[data-key="leak"]')
+    leak.locator('[data-check="ok"]').click()
     expect(leak.locator(".field-error")).to_have_text("此项需要照片。")
-    leak.locator('input[type="file"]').set_input_files(files=photo("flange.png"))
-    expect(leak.locator(".photo-field")).to_have_attribute("data-ready", "true")
-    leak.locator("button[type=submit]").click()
-    expect(page.locator('fieldset[data-key="leak"] [data-result="ok"]')).to_be_visible()
+    leak.locator('input[type="file"]').set_input_files(files=photo("flange.png"))  # the photo saves the item
+    expect(page.locator('details[data-key="leak"]')).to_have_attribute("data-result", "ok")
 
-    log = page.locator('fieldset[data-key="log"]')
+    log = page.locator('details[data-key="log"]')
     log.locator("textarea").fill("两台泵运行正常")
-    log.locator("button[type=submit]").click()
-    expect(page.locator('fieldset[data-key="log"] [data-result="ok"]')).to_be_visible()
+    log.locator("textarea").blur()
+    expect(page.locator('details[data-key="log"]')).to_have_attribute("data-result", "ok")
 
-    signature = page.locator('fieldset[data-key="sign"]')
+    signature = page.locator('details[data-key="sign"]')
     sign(page, signature.locator("canvas"))
     expect(signature.locator(".sig")).to_have_attribute("data-signed", "true")
-    signature.locator('label[for="chk-sign-ok"]').click()
-    signature.locator("button[type=submit]").click()
-    expect(page.locator('fieldset[data-key="sign"] [data-result="ok"]')).to_be_visible()
+    signature.locator('[data-check="ok"]').click()
+    expect(page.locator('details[data-key="sign"]')).to_have_attribute("data-result", "ok")
     expect(page.locator("#sync-status")).to_have_attribute("data-sync", "synced")
+    expect(page.locator('.checklist [role="progressbar"]')).to_have_attribute("aria-valuenow", "5")
     screenshot(page, "task-checklist-phone")
 
     page.fill("#complete-cause", "减压阀设定偏高")
@@ -479,9 +479,12 @@ def test_a_technician_works_through_a_checklist_on_a_phone(browsers: Browsers, d
     assert items["log"]["note"] == "两台泵运行正常"
     # The failed gauge item raised one corrective task, linked to the round.
     corrective = accounts.api("supervisor").get("/api/tasks", params={"kind": "corrective"}).json()["data"]
-    linked = [t for t in corrective if f"task #{task_id}" in (t["description"] or "")]
+    linked = [t for t in corrective if t["plan_key"] == f"corrective:{task_id}:gauge"]
     assert len(linked) == 1
     assert "0.62" in linked[0]["title_en"]
+    origin = f"来自任务 #{task_id}（日常巡检：生活水泵房）的检查项「出水压力表读数」"
+    assert linked[0]["description"].startswith(origin)
+    assert f"From task #{task_id} (Daily round: domestic pump room)" in linked[0]["description"]
     api = accounts.api("tech")
     for key, kind in (("leak", "image/jpeg"), ("sign", "image/png")):
         found = re.search(r"\[attachment:(\d+)\]", items[key]["note"])
@@ -712,7 +715,8 @@ def test_english_is_remembered_and_the_app_works_by_keyboard(browsers: Browsers,
     page.keyboard.press("Enter")
     expect(page.locator("#page-title")).to_have_text("My tasks")
     expect(page.locator('[data-nav="report"]')).to_have_text("Report a fault")
-    page.locator('[data-nav="report"]').focus()
+    expect(page.locator('[data-bottom-nav="scan"]')).to_have_text("Scan")  # on a phone: the bottom bar
+    page.locator('[data-bottom-nav="scan"]').focus()
     page.keyboard.press("Enter")
     expect(page.locator("#page-title")).to_have_text("Report a fault")
     expect(page.locator("#page-title")).to_be_focused()  # focus follows the page change
