@@ -914,6 +914,17 @@ def main(argv: list[str] | None = None) -> int:
     if "thingsboard" in args.peers:
         versions |= thingsboard.install(homes["thingsboard"])
     results: list[dict[str, Any]] = []
+
+    def save() -> Path:
+        return write_results(args.name, {
+            "benchmark": "edge_peers",
+            "command": " ".join(["python -m bench.edge_peers", *sys.argv[1:]]),
+            "machine": machine(),
+            "versions": versions,
+            "settings": {k: v for k, v in vars(args).items() if not isinstance(v, Path)},
+            "runs": results,
+        })
+
     for run in range(1, args.repeat + 1):
         for peer in args.peers:
             print(f"run {run}: {peer} (load average {load_average()[0]:.2f})", flush=True)
@@ -923,6 +934,7 @@ def main(argv: list[str] | None = None) -> int:
                 log.exception("%s failed", peer)
                 result = {"peer": peer, "run": run, "error": f"{type(err).__name__}: {err}"}
             results.append(result)
+            save()  # after every peer: a long run interrupted keeps what it measured
             if "error" not in result:
                 print(f"  {peer}: CPU {result['steady']['cpu_pct_of_core']:.1f}% of a core, "
                       f"{result['steady']['cpu_us_per_reading']:.0f} µs/reading, peak RSS "
@@ -936,14 +948,7 @@ def main(argv: list[str] | None = None) -> int:
         ["peer", "CPU % core", "µs CPU/reading", "peak RSS MB", "link B/reading", "lost (cut)",
          f"lost ({args.kills} kills)", "lost (all)", "dup on the wire", "dup stored"],
         summarize(results))
-    path = write_results(args.name, {
-        "benchmark": "edge_peers",
-        "command": " ".join(["python -m bench.edge_peers", *sys.argv[1:]]),
-        "machine": machine(),
-        "versions": versions,
-        "settings": {k: v for k, v in vars(args).items() if not isinstance(v, Path)},
-        "runs": results,
-    })
+    path = save()
     print(f"\nresults: {path}")
     return 0
 

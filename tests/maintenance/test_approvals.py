@@ -99,7 +99,8 @@ def test_requests_expire_when_their_window_passes(approvals: ApprovalService, pe
         approvals.log_entry(approved, people.technician)
     with sessions() as session:
         actions = list(session.scalars(select(AuditLog.action).where(AuditLog.entity == "access_request",
-                                                                     AuditLog.entity_id == str(approved))))
+                                                                     AuditLog.entity_id == str(approved))
+                                     .order_by(AuditLog.id)))
     assert actions == ["requested", "approved", "approved", "expired"]
 
 
