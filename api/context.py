@@ -1,4 +1,8 @@
-"""Everything the API's routes reach: the site, stores, live buses, services and settings."""
+"""Everything the API's routes reach: the estates, stores, live buses, services and settings.
+
+A route that takes a room or sensor id resolves it within an estate: the `estate` query parameter, or the
+only estate of a single-estate deployment (`estate`, 422 when several estates and none given).
+"""
 
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ from maintenance.alarms import AlarmService
 from maintenance.approvals import ApprovalService
 from maintenance.audit import AuditTrail
 from maintenance.auth import AuthService
+from maintenance.estates import estate_of
 from maintenance.exceptions import ExceptionService
 from maintenance.handover import HandoverService
 from maintenance.reports import MonthlyReport
@@ -22,6 +27,7 @@ from pumpwatch.alarm_events import AlarmEvent
 from pumpwatch.bus import LiveBus
 from pumpwatch.catalog import SensorCatalog
 from pumpwatch.clock import Clock
+from pumpwatch.portfolio import Portfolio, sensor_key
 from pumpwatch.readings import Reading
 from pumpwatch.series import SeriesStore
 from pumpwatch.site import Site
@@ -31,7 +37,11 @@ HealthCheck = Callable[[], tuple[bool, str]]
 
 @dataclass
 class ApiContext:
-    """The API's view of the running system (one per app; tests build their own)."""
+    """The API's view of the running system (one per app; tests build their own).
+
+    `site` is the first estate's (the only one of a single-estate deployment); every estate is in
+    `portfolio`, and `catalog` holds every estate's sensors by key.
+    """
 
     site: Site
     catalog: SensorCatalog
@@ -56,7 +66,34 @@ class ApiContext:
     shutdown: asyncio.Event = field(default_factory=asyncio.Event)  # set when the server stops
 
     async def newest(self, sensors: Sequence[str]) -> dict[str, Reading]:
-        """The newest reading of each sensor: from the live cache when there is one, else the store."""
+        """The newest reading of each sensor key: from the live cache when there is one, else the store."""
         if self.latest is not None:
             return await self.latest.latest(sensors)
         return await self.store.latest(sensors)
+
+    @property
+    def portfolio(self) -> Portfolio:
+        """Every estate of the deployment."""
+        return self.catalog.portfolio
+
+    def estate(self, estate: str | None) -> str:
+        """The estate a room or sensor id given to a route is in: `estate`, or the only one (else 422)."""
+        return estate_of(self.portfolio, estate)
+
+    def estate_site(self, estate: str | None) -> Site:
+        """The site of the estate a route means (see `estate`)."""
+        return self.portfolio.estate(self.estate(estate))
+
+    def sensor_key(self, estate: str | None, sensor: str) -> str:
+        """The key of a sensor id given to a route (`<estate>/<sensor>`)."""
+        return sensor_key(self.estate(estate), sensor)
+
+    def take_portfolio(self, portfolio: Portfolio) -> None:
+        """The estates as a reload left them: their sensors and rooms."""
+        for estate in [e for e in self.portfolio.estates if e not in portfolio.estates]:
+            self.catalog.remove_estate(estate)
+        for estate, site in portfolio.estates.items():
+            if self.catalog.portfolio.estates.get(estate) != site:
+                self.catalog.replace_estate(site)
+        if len(portfolio):
+            self.site = portfolio.first

@@ -41,7 +41,7 @@ class ApiService:
         cfg = settings.api
         self.state = state
         self.ctx = ApiContext(
-            site=state.site, catalog=SensorCatalog(state.site), store=store, readings=readings,
+            site=state.site, catalog=SensorCatalog(state.portfolio), store=store, readings=readings,
             alarm_events=alarm_events, auth=state.auth, tasks=state.tasks, alarms=state.alarms,
             clock=state.clock,
             attachments_dir=cfg.attachments_dir or Path(settings.collector.state_dir) / "attachments",

@@ -1,4 +1,6 @@
-"""What an edge and the centre each do with a site that has `edges:`.
+"""What an edge and the centre each do with an estate that has `edges:`.
+
+An edge belongs to one estate (`edge_estate`): an edge box reads its own estate's file, scoped to its rooms.
 
 The edge reads only its own rooms: their sensors, the Modbus devices in them, the custom rules
 about them; it runs their alarm rules and forwards the events. The centre runs every other rule and,
@@ -14,7 +16,22 @@ from collections.abc import Sequence
 
 from collector.rules.engine import AlarmRule
 from collector.sources.edge import edge_offline_rules
+from pumpwatch.portfolio import Portfolio
 from pumpwatch.site import ModbusDevice, Site
+
+
+def edge_estate(portfolio: Portfolio, edge_id: str) -> str:
+    """The estate an edge belongs to (edge ids are unique across the deployment); KeyError if none has it."""
+    estate = portfolio.edge_estates().get(edge_id)
+    if estate is None:
+        raise KeyError(edge_id)
+    return estate
+
+
+def scope_portfolio_to_edge(portfolio: Portfolio, edge_id: str) -> Portfolio:
+    """What an edge box reads of a deployment: its own estate, scoped to its rooms (`scope_to_edge`)."""
+    estate = edge_estate(portfolio, edge_id)
+    return Portfolio.of(scope_to_edge(portfolio.estate(estate), edge_id), organisation=portfolio.organisation)
 
 
 def scope_to_edge(site: Site, edge_id: str) -> Site:

@@ -3,23 +3,39 @@
 What other roles of the same process may use is a method here (add a readings hook, add an alarm
 listener, send a command, the store and the buses); `parts` is for tests and benchmarks to look inside.
 
+One collector serves many estates (`collector.estates`: why sensor keys, not a collector per
+estate): all of the deployment, or those `COLLECTOR__ESTATES` names. The pipeline, buffer, writer,
+store, MQTT intake and edge intake are shared; each estate has its own Modbus pollers and alarm
+engine. `update_estate` and `remove_estate` take a changed, added or removed site file while the
+collector runs: that estate's pollers and rules are swapped, the shared sources get its new topic
+maps and edges, and nothing the pipeline holds is touched (its buffered readings are still written).
+
 On an edge (`settings.edge.id` set: `pumpwatch edge`) the same collector reads only the edge's rooms
 (`collector.edge_scope`), its series store is the centre (`UplinkStore`, fresh readings first after an
 outage), its buffer drops the oldest readings when full instead of waiting (a PLC cannot wait), its
 alarm events also go to the centre through a durable outbox, and it reports its own health. At the
-centre, a site with `edges:` adds the edge intake and leaves the rules of edge rooms to the edges.
+centre, an estate with `edges:` adds the edge intake and leaves the rules of edge rooms to the edges.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 from prometheus_client import CollectorRegistry
 
-from collector.edge_scope import centre_devices, centre_rules, edge_rules, scope_to_edge
+from collector.edge_scope import (
+    centre_devices,
+    centre_rules,
+    edge_estate,
+    edge_rules,
+    scope_portfolio_to_edge,
+    scope_to_edge,
+)
+from collector.estates import EstateRules, adopt_memory, memory_path
 from collector.metrics import CollectorMetrics
 from collector.pipeline.buffer import DurableBuffer
 from collector.pipeline.intake import Pipeline, ReadingsHook
@@ -30,9 +46,9 @@ from collector.publishers.live import LivePublisher
 from collector.rules.engine import AlarmEngine
 from collector.rules.memory import AlarmMemory
 from collector.rules.rulebook import Rulebook
-from collector.sources import build_sources
-from collector.sources.base import CommandTarget, Source, SourceContext
-from collector.sources.edge import EdgeSource
+from collector.sources import ESTATE_BUILDERS, SHARED_BUILDERS
+from collector.sources.base import CommandTarget, Source, SourceBuilder, SourceContext
+from collector.sources.edge import EdgeSource, trusted_edge_keys
 from collector.sources.edge_health import EdgeHealth
 from collector.sources.modbus import ModbusCollector
 from collector.sources.mqtt import MqttSource
@@ -45,6 +61,7 @@ from pumpwatch.bus import LiveBus
 from pumpwatch.catalog import SensorCatalog
 from pumpwatch.clock import Clock, SystemClock
 from pumpwatch.mqtturl import BrokerAddress
+from pumpwatch.portfolio import Portfolio, as_portfolio
 from pumpwatch.readings import Reading
 from pumpwatch.series import SeriesStore
 from pumpwatch.settings import Settings
@@ -55,6 +72,16 @@ from pumpwatch.wire import SiteAssets
 log = logging.getLogger(__name__)
 
 AlarmListener = Callable[[AlarmEvent], None]
+
+
+@dataclass
+class EstateParts:
+    """What one estate has of its own in the collector: its site, its alarm engine, its sources."""
+
+    site: Site
+    engine: AlarmEngine
+    sources: list[Source]
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
 
 @dataclass
@@ -69,44 +96,60 @@ class CollectorParts:
     sources: list[Source]
     metrics: CollectorMetrics
     live: LiveBus[Sequence[Reading]]
-    alarms: AlarmEngine
+    alarms: EstateRules
     alarm_bus: LiveBus[AlarmEvent]
     alarm_publisher: AlarmPublisher | None
     edge: Edge | None = None  # on an edge: which one
     uplink: CentreLink | None = None  # on an edge: its connection to the centre
     forwarder: AlarmForwarder | None = None  # on an edge: its alarm events to the centre
+    estates: dict[str, EstateParts] = field(default_factory=dict)
 
     @property
     def modbus(self) -> ModbusCollector | None:
-        """The Modbus source, when the site (or this shard) has devices."""
+        """The Modbus source of the first estate that has one (the only one, of a single estate)."""
         return next((s for s in self.sources if isinstance(s, ModbusCollector)), None)
 
     @property
     def mqtt(self) -> MqttSource | None:
-        """The MQTT source, when the site has topic maps and there is a broker."""
+        """The MQTT source, when the estates have topic maps and there is a broker."""
         return next((s for s in self.sources if isinstance(s, MqttSource)), None)
 
     @property
     def edges(self) -> EdgeSource | None:
-        """The centre's edge intake, when the site has edges."""
+        """The centre's edge intake, when the estates have edges."""
         return next((s for s in self.sources if isinstance(s, EdgeSource)), None)
 
 
 class CollectorService:
-    """Builds the collector from the site and settings and runs it until cancelled."""
+    """Builds the collector from the estates and settings and runs it until cancelled."""
 
-    def __init__(self, site: Site, settings: Settings, clock: Clock, broker: BrokerAddress | None,
+    def __init__(self, site: Site | Portfolio, settings: Settings, clock: Clock, broker: BrokerAddress | None,
                  *, metrics: CollectorMetrics | None = None, store: SeriesStore | None = None,
                  live: LiveBus[Sequence[Reading]] | None = None, publish_live: bool = False) -> None:
         cfg = settings.collector
         metrics = metrics or CollectorMetrics()
-        edge = site.edge(settings.edge.id) if settings.edge.id is not None else None
-        whole_site = site
+        portfolio = as_portfolio(site)
+        edge: Edge | None = None
+        self.edge_estate: str | None = None
+        if settings.edge.id is not None:
+            self.edge_estate = edge_estate(portfolio, settings.edge.id)
+            edge = portfolio.estate(self.edge_estate).edge(settings.edge.id)
+            portfolio = scope_portfolio_to_edge(portfolio, edge.id)
+        else:
+            unknown = sorted(set(cfg.estates or ()) - set(portfolio.estates))
+            if unknown:
+                raise ValueError(f"PUMPWATCH_COLLECTOR__ESTATES names {', '.join(unknown)}, which the "
+                                 f"deployment does not have (estates: {', '.join(portfolio.estates)})")
+            portfolio = portfolio.restricted(cfg.estates)
+        if not len(portfolio):
+            raise ValueError("a collector serves at least one estate (PUMPWATCH_COLLECTOR__ESTATES is empty)")
+        self.settings = settings
+        self.clock = clock
+        self.broker = broker
+        self.portfolio = portfolio
         # What this process publishes for other processes is signed with its own key, if it has one.
         signer = signer_for(settings, edge.id if edge is not None else None)
-        if edge is not None:
-            site = scope_to_edge(site, edge.id)
-        catalog = SensorCatalog(site)
+        catalog = SensorCatalog(portfolio)
         live = live or LiveBus(on_drop=lambda name: metrics.live_dropped.labels(subscriber=name).inc())
         buffer = DurableBuffer(cfg.state_dir / "buffer.db", capacity=cfg.buffer_capacity,
                                when_full=settings.edge.when_full if edge is not None else "wait",
@@ -120,26 +163,22 @@ class CollectorService:
         store = store or make_store(settings, catalog)
         alarm_bus: LiveBus[AlarmEvent] = LiveBus(
             on_drop=lambda name: metrics.live_dropped.labels(subscriber=name).inc())
-        rulebook = Rulebook(site)
-        rules = edge_rules(rulebook.rules, site) if edge is not None else centre_rules(rulebook.rules, site)
-        engine = AlarmEngine(rules, clock, transport=SystemClock(), history=rulebook.history,
-                             bus=alarm_bus, memory=AlarmMemory(cfg.state_dir / "alarms.json"))
-        pipeline.hooks.append(engine.on_readings)
+        rules = EstateRules(clock)
+        pipeline.hooks.append(rules.on_readings)
         publisher = (AlarmPublisher(broker, f"{cfg.client_id}-alarms", signer)
                      if broker is not None else None)
         if publisher is not None:
-            engine.listeners.append(publisher)
+            rules.listeners.append(publisher)
         if forwarder is not None:
-            engine.listeners.append(forwarder)
+            rules.listeners.append(forwarder)
         self.live_publisher = (LivePublisher(broker, f"{cfg.client_id}-live", catalog, signer)
                                if broker is not None and publish_live else None)
         if self.live_publisher is not None:
             pipeline.hooks.append(self.live_publisher)
-        sources = build_sources(SourceContext(site=centre_devices(site) if edge is None else site,
-                                              settings=settings, sink=pipeline, metrics=metrics,
-                                              clock=clock, catalog=catalog, broker=broker))
-        if edge is not None and link is not None:
-            sources.append(EdgeHealth(edge, pipeline, buffer, link, clock, metrics))
+        self._context = SourceContext(site=portfolio.first, settings=settings, sink=pipeline, metrics=metrics,
+                                      clock=clock, catalog=catalog, broker=broker, portfolio=portfolio)
+        if len(portfolio) == 1:
+            adopt_memory(cfg.state_dir, next(iter(portfolio.estates)))
         self.parts = CollectorParts(
             catalog=catalog,
             store=store,
@@ -150,21 +189,62 @@ class CollectorService:
                                 linger=settings.edge.linger if edge is not None else cfg.write_linger,
                                 backoff=Backoff(cap=cfg.retry_cap), probe_interval=cfg.probe_interval,
                                 fresh_first=edge is not None),
-            sources=sources,
+            sources=[],
             metrics=metrics,
             live=live,
-            alarms=engine,
+            alarms=rules,
             alarm_bus=alarm_bus,
             alarm_publisher=publisher,
             edge=edge,
             uplink=link,
             forwarder=forwarder,
         )
+        for estate_site in portfolio:
+            parts = self._estate_parts(estate_site)
+            rules.put(estate_site.site.id, parts.engine)
+            self.parts.estates[estate_site.site.id] = parts
+        # The sources one builder made for every estate (an empty list: none needed yet).
+        self._shared_by: dict[SourceBuilder, list[Source]] = {build: list(build(self._context))
+                                                              for build in SHARED_BUILDERS}
+        self._health: list[Source] = []
+        if edge is not None and link is not None:
+            assert self.edge_estate is not None
+            self._health.append(EdgeHealth(edge, pipeline, buffer, link, clock, metrics, self.edge_estate))
+        self._list_sources()
         writer = self.parts.writer
         pipeline.store_up = lambda: writer.healthy
-        if self.parts.edges is not None:
-            self.parts.edges.relay = self._relay_edge_alarm
-            self.parts.edges.assets = SiteAssets(whole_site)
+        self._wire_edges()
+        self._tasks: asyncio.TaskGroup | None = None
+        self._reloading = asyncio.Lock()
+
+    def _estate_parts(self, site: Site) -> EstateParts:
+        """An estate's own alarm engine and sources (its Modbus pollers)."""
+        estate = site.site.id
+        edge = self.parts.edge
+        rulebook = Rulebook(site)
+        rules = edge_rules(rulebook.rules, site) if edge is not None else centre_rules(rulebook.rules, site)
+        engine = AlarmEngine(rules, self.clock, transport=SystemClock(), history=rulebook.history,
+                             bus=self.parts.alarm_bus,
+                             memory=AlarmMemory(memory_path(self.settings.collector.state_dir, estate),
+                                                estate))
+        context = replace(self._context, site=site if edge is not None else centre_devices(site))
+        sources = [source for build in ESTATE_BUILDERS for source in build(context)]
+        return EstateParts(site, engine, sources)
+
+    def _list_sources(self) -> None:
+        """`parts.sources`: every estate's own, the shared ones, then the edge's health."""
+        own = [source for parts in self.parts.estates.values() for source in parts.sources]
+        self.parts.sources[:] = [*own, *self._shared, *self._health]
+
+    @property
+    def _shared(self) -> list[Source]:
+        return [source for made in self._shared_by.values() for source in made]
+
+    def _wire_edges(self) -> None:
+        edges = self.parts.edges
+        if edges is not None:
+            edges.relay = self._relay_edge_alarm
+            edges.assets = SiteAssets(self.portfolio)  # every estate's whole site, edge rooms' devices too
 
     # --- what the other roles of this process use ----------------------------------------------
 
@@ -288,13 +368,17 @@ class CollectorService:
             self.live_publisher.start()
         try:
             async with asyncio.TaskGroup() as tasks:
+                self._tasks = tasks
                 tasks.create_task(p.writer.run(), name="collector-writer")
                 tasks.create_task(p.alarms.run(), name="collector-alarm-timer")
                 if p.forwarder is not None:
                     tasks.create_task(p.forwarder.run(), name="collector-alarm-forwarder")
-                for source in p.sources:
+                for source in [*self._shared, *self._health]:
                     tasks.create_task(source.run(), name=f"collector-{source.name}")
+                for estate, parts in p.estates.items():
+                    self._start(estate, parts)
         finally:
+            self._tasks = None
             if p.alarm_publisher is not None:
                 p.alarm_publisher.stop()
             if self.live_publisher is not None:
@@ -306,6 +390,102 @@ class CollectorService:
             p.buffer.close()
             log.info("collector stopped; %d readings wait in the buffer for the next start",
                      p.buffer.depth)
+
+    # --- reload ------------------------------------------------------------------------------------
+
+    @property
+    def estates(self) -> list[str]:
+        """The estates this collector serves now."""
+        return list(self.parts.estates)
+
+    def serves(self, estate: str) -> bool:
+        """Whether this collector takes an estate (`COLLECTOR__ESTATES`; an edge: its own)."""
+        if self.edge_estate is not None:
+            return estate == self.edge_estate
+        wanted = self.settings.collector.estates
+        return wanted is None or estate in wanted
+
+    async def update_estate(self, site: Site) -> None:
+        """Take an added estate or an estate's changed site file, while running; the others are untouched.
+
+        Its sensors, rules, Modbus pollers, topic maps and edges are swapped: its old pollers stop, its new
+        ones start, its alarm engine is replaced (raised alarms and recent readings carry over) and the
+        shared sources get its new topic maps and edges. What the pipeline holds is not touched.
+        """
+        estate = site.site.id
+        if not self.serves(estate):
+            return
+        edge = self.parts.edge
+        if edge is not None:
+            site = scope_to_edge(site, edge.id)
+        async with self._reloading:
+            p = self.parts
+            p.catalog.replace_estate(site)  # first: readings of its new sensors pass validation
+            self.portfolio = self.portfolio.with_estate(site)
+            parts = self._estate_parts(site)
+            old = p.estates.get(estate)
+            if old is not None:
+                await _stop(old)
+            p.alarms.put(estate, parts.engine)
+            p.estates[estate] = parts
+            self._start(estate, parts)
+            self._share()
+            log.info("estate %s %s: %d rules, %d sources of its own", estate,
+                     "reloaded" if old is not None else "added", len(parts.engine.rules), len(parts.sources))
+
+    async def remove_estate(self, estate: str) -> None:
+        """Stop serving an estate (its file was removed): its pollers and rules stop, its topics go.
+
+        Its readings already in the pipeline and the buffer are still written.
+        """
+        async with self._reloading:
+            p = self.parts
+            old = p.estates.pop(estate, None)
+            if old is None:
+                return
+            await _stop(old)
+            p.alarms.remove(estate)
+            self.portfolio = self.portfolio.without(estate)
+            p.catalog.remove_estate(estate)
+            self._share()
+            log.info("estate %s removed", estate)
+
+    def _start(self, estate: str, parts: EstateParts) -> None:
+        if self._tasks is None:
+            return  # not running yet: `run` starts it
+        for source in parts.sources:
+            name = f"collector-{estate}-{source.name}"
+            parts.tasks.append(self._tasks.create_task(source.run(), name=name))
+
+    def _share(self) -> None:
+        """The shared sources take the estates as they now are; one is started if an estate now needs it."""
+        context = replace(self._context, portfolio=self.portfolio)
+        self._context = context
+        for source in self._shared:
+            if isinstance(source, MqttSource):
+                source.set_portfolio(self.portfolio)
+            elif isinstance(source, EdgeSource):
+                source.set_portfolio(self.portfolio)
+                trusted_edge_keys(source, context, self.portfolio)
+        for build, made in self._shared_by.items():
+            if made or not len(self.portfolio):
+                continue  # it exists already and took the new estates above
+            made += build(context)
+            for source in made:
+                if self._tasks is not None:
+                    self._tasks.create_task(source.run(), name=f"collector-{source.name}")
+        self._list_sources()
+        self._wire_edges()
+
+
+async def _stop(parts: EstateParts) -> None:
+    """Cancel an estate's own sources and wait until they have let go of their devices."""
+    for task in parts.tasks:
+        task.cancel()
+    for task in parts.tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    parts.tasks.clear()
 
 
 def _uplink(edge: Edge, settings: Settings, metrics: CollectorMetrics, signer: Signer | None

@@ -37,6 +37,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from maintenance import audit
 from maintenance.calendar import plan_targets
+from maintenance.estates import estate_key
 from maintenance.models import JsonDict, Task, utc_from_epoch
 from maintenance.task_history import sync_cycle
 from maintenance.tasks import task_snapshot
@@ -159,6 +160,13 @@ class PumpTestRuns:
         self._running: dict[str, bool] = {}
         self._runs: dict[str, _Run] = {}
         self._finished: list[RunSeen] = []
+
+    def carry_over(self, old: PumpTestRuns) -> None:
+        """Keep the readings seen and the runs under way of the watcher this one replaces (a reload)."""
+        self._latest = dict(old._latest)
+        self._running = {pump: on for pump, on in old._running.items() if pump in self.points}
+        self._runs = {pump: run for pump, run in old._runs.items() if pump in self.points}
+        self._finished = list(old._finished)
 
     # -- readings ----------------------------------------------------------------------------------
     def sensors(self) -> set[str]:
@@ -318,7 +326,8 @@ class PumpTestRuns:
         """
         opened = utc_from_epoch(run.started)
         rows = session.scalars(
-            select(Task).where(Task.plan_key.startswith(f"{plan.id}:{run.pump}@", autoescape=True),
+            select(Task).where(Task.plan_key.startswith(
+                estate_key(self.site.site.id, f"{plan.id}:{run.pump}@"), autoescape=True),
                                Task.state.in_([s.value for s in OPEN_TASK_STATES]))
             .order_by(Task.due_at, Task.id).with_for_update()).all()
         lead = plan.lead_hours * 3600

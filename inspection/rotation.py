@@ -19,6 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from inspection.duty_points import group_points
+from maintenance.estates import estate_key
 from maintenance.models import Alarm, Task
 from maintenance.tasks import TaskService
 from maintenance.vocab import OPEN_TASK_STATES, AlarmState, Priority, TaskKind, TaskState
@@ -115,6 +116,7 @@ class DutyRotation:
         self.listeners: list[EventListener] = []
         self.results: list[RotationResult] = []
         self.groups = group_points(site, self.settings)
+        self.estate = site.site.id
         self._sessions = sessions
         self._tasks = tasks
         self._latest: dict[str, Reading] = {}
@@ -132,10 +134,24 @@ class DutyRotation:
                 return pump
         with self._sessions() as session:
             return session.scalar(select(Task.asset)
-                                  .where(Task.plan_key.startswith(f"{self.plan_id}:{group_id}@",
+                                  .where(Task.plan_key.startswith(self._key_prefix(group_id),
                                                                   autoescape=True),
                                          Task.kind != TaskKind.CORRECTIVE.value)
                                   .order_by(Task.created_at.desc(), Task.id.desc()).limit(1))
+
+    def carry_over(self, old: DutyRotation) -> None:
+        """Keep the readings seen and the rotations under way of the rotation this one replaces (a reload).
+
+        A rotation of a group the site file no longer has is dropped.
+        """
+        self._latest = dict(old._latest)
+        self._alarmed = {group for group in old._alarmed if group in self.groups}
+        self._pending.watches = {g: w for g, w in old._pending.watches.items() if g in self.groups}
+        self._pending.awaiting = {g: a for g, a in old._pending.awaiting.items() if g in self.groups}
+
+    def _key_prefix(self, group_id: str) -> str:
+        """How the task keys of this group's rotations begin: `<estate>:<plan>:<group>@`."""
+        return estate_key(self.estate, f"{self.plan_id}:{group_id}@")
 
     def unavailable(self, group_id: str) -> dict[str, str]:
         """Pumps of the group that must not take duty, with why: maintenance, alarm, failed rotation."""
@@ -145,14 +161,16 @@ class DutyRotation:
         out: dict[str, str] = {}
         with self._sessions() as session:
             for pump in session.scalars(select(Task.asset).where(
-                    Task.asset.in_(pumps), Task.state == TaskState.IN_PROGRESS.value)):
+                    Task.estate == self.estate, Task.asset.in_(pumps),
+                    Task.state == TaskState.IN_PROGRESS.value)):
                 if pump is not None:
                     out.setdefault(pump, "under maintenance")
             for asset in session.scalars(select(Alarm.asset).where(
-                    Alarm.asset.in_(pumps + list(owner)), Alarm.state == AlarmState.ACTIVE.value)):
+                    Alarm.estate == self.estate, Alarm.asset.in_(pumps + list(owner)),
+                    Alarm.state == AlarmState.ACTIVE.value)):
                 out.setdefault(owner.get(asset, asset), "active alarm")
             for pump in session.scalars(select(Task.asset).where(
-                    Task.plan_key.startswith(f"{self.plan_id}:{group_id}@", autoescape=True),
+                    Task.plan_key.startswith(self._key_prefix(group_id), autoescape=True),
                     Task.plan_key.endswith(":failed"), Task.asset.in_(pumps),
                     Task.state.in_([s.value for s in OPEN_TASK_STATES]))):
                 if pump is not None:
@@ -355,14 +373,14 @@ class DutyRotation:
             try:
                 self._tasks.create_from_plan(f"{watch.plan_key}:failed", title, kind=TaskKind.CORRECTIVE,
                                              priority=Priority.HIGH, asset=choice.chosen, room=choice.room,
-                                             description=f"{reason.en} / {reason.zh}")
+                                             description=f"{reason.en} / {reason.zh}", estate=self.estate)
             except Exception:  # the alarm event is out; the next check may not see this failure again
                 log.exception("could not create the task for the failed rotation of %s", choice.group)
 
     def _emit(self, action: AlarmAction, choice: RotationChoice, ts: float, reason: Text) -> None:
         message = Text(zh=f"{choice.group} 主备泵轮换失败：{choice.chosen} {reason.zh}",
                        en=f"Duty rotation of {choice.group} failed: {choice.chosen} {reason.en}")
-        key = AlarmKey(choice.group, ALARM_TYPE)
+        key = AlarmKey(choice.group, ALARM_TYPE, self.estate)
         event = AlarmEvent(action, key, Severity.MAJOR, ts, choice.room, message)
         log.log(logging.INFO if action is AlarmAction.CLEARED else logging.WARNING, "rotation %s %s: %s",
                 choice.group, action.value, reason.en)

@@ -8,6 +8,11 @@ half-yearly tank cleaning) cannot be missed: a window still open when the plan b
 at once, and one that opened while no scheduler ran is created at the restart, however long the outage.
 The timer only calls it: a loop on the injected clock (tests, simulations), or APScheduler 3 with its jobs
 in the state database for a process on the wall clock. One process leads (`LeaderLock`).
+
+One scheduler serves every estate of the deployment: each estate's plans, rotation and test runs come from
+its own site file (`EstateSchedule`), its task keys are `<estate>:<plan>:<occurrence>`, and its catch-up
+starts from its own `scheduled_from` floors (a new estate, or one added by a reload, starts its own). A
+reload (`update_estate`, `remove_estate`) replaces one estate's schedule; the others keep theirs.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from maintenance.calendar import (
     windows_since,
     zone_of,
 )
+from maintenance.estates import estate_key
 from maintenance.models import AuditLog, JsonDict, Task, utc_from_epoch
 from maintenance.task_flow import ChecklistItem
 from maintenance.task_history import sync_cycle
@@ -45,6 +51,7 @@ from maintenance.tasks import TaskService, task_snapshot
 from maintenance.vocab import Priority, TaskKind
 from pumpwatch.clock import Clock
 from pumpwatch.plans import CALENDAR_SCHEDULES, ChecklistEntry, ItemType, Plan, RunHours
+from pumpwatch.portfolio import KEY_SEPARATOR, Portfolio, as_portfolio, sensor_key
 from pumpwatch.readings import Reading
 from pumpwatch.site import Pump, Site, Text
 
@@ -78,23 +85,16 @@ class Scheduled:
     late: bool
 
 
-class InspectionScheduler:
-    """Turns the site's plans into tasks, runs duty rotation, and keeps one leader among replicas."""
+class EstateSchedule:
+    """One estate's plans: its occurrences into tasks, run hours, pump test runs and duty rotation."""
 
     def __init__(self, site: Site, sessions: sessionmaker[Session], tasks: TaskService, clock: Clock, *,
                  command: Command | None = None, rotation: DutyRotation | None = None,
-                 listeners: Sequence[EventListener] = (), latest: LatestReadings | None = None,
-                 tick: float = 60.0, timer: Timer = "clock", offload: bool = True,
-                 name: str = "pumpwatch-inspection", engine: Engine | None = None,
-                 failure_tasks: bool = True) -> None:
+                 listeners: Sequence[EventListener] = (), failure_tasks: bool = True) -> None:
         self.site = site
+        self.estate = site.site.id
         self.clock = clock
         self.tasks = tasks
-        self.tick_seconds = tick
-        self.timer = timer
-        self.offload = offload
-        self.name = name
-        self.latest = latest
         self.plans = site.plans.effective()
         self.zone = zone_of(site)
         self.late_after = timedelta(minutes=site.plans.late_after_minutes)
@@ -111,17 +111,15 @@ class InspectionScheduler:
                                                  plan_id=rotate, failure_tasks=failure_tasks)
         self.rotation.listeners.extend(listeners)
         self.test_runs = PumpTestRuns(site, sessions, clock)
-        bound = engine or sessions.kw.get("bind")
-        if not isinstance(bound, Engine):
-            raise ValueError("pass `engine`: the session factory is not bound to one")
-        self.engine = bound
-        self.lock = LeaderLock(bound, name)
         self._done_until: datetime | None = None
         self._since: dict[tuple[str, str], datetime] = {}  # when each plan began to apply to each target
         self._hours: dict[str, Reading] = {}
         self._hours_done: set[str] = set()
         self._rotations: dict[str, tuple[RotationChoice, Occurrence, int]] = {}
-        self._aps: Any = None
+
+    def key(self, occ: Occurrence) -> str:
+        """The task key of an occurrence: `<estate>:<plan>:<occurrence>`."""
+        return estate_key(self.estate, occ.plan_key)
 
     # -- the core ----------------------------------------------------------------------------------
     def catch_up(self, now: datetime | None = None) -> list[Scheduled]:
@@ -146,11 +144,11 @@ class InspectionScheduler:
                 due += occurrences(plan, targets, self.zone, start, end, "opens")
         due = [o for o in due if not o.skipped]
         due.sort(key=lambda o: (o.opens_at, o.plan, o.target.id))
-        existing = self._existing([o.plan_key for o in due])
+        existing = self._existing([self.key(o) for o in due])
         plans = {p.id: p for p in self.plans}
         out: list[Scheduled] = []
         for occ in due:
-            if occ.plan_key in existing:
+            if self.key(occ) in existing:
                 continue
             # Late counts from the opening, or from when the plan began to apply if that came later: a
             # window already open when a site starts is not missed work.
@@ -159,8 +157,8 @@ class InspectionScheduler:
             task_id = self._create(plans[occ.plan], occ, now, late)
             out.append(Scheduled(occ, task_id, late))
             if late:
-                log.warning("plan %s: created %s late (it opened %s)", occ.plan, occ.plan_key,
-                            occ.opens_at.isoformat())
+                log.warning("plan %s of estate %s: created %s late (it opened %s)", occ.plan, self.estate,
+                            self.key(occ), occ.opens_at.isoformat())
         self._done_until = now
         return out
 
@@ -179,15 +177,15 @@ class InspectionScheduler:
         for plan, target, sensor in self._run_hours:
             reading = self._hours.get(sensor)
             occ = run_hours_occurrence(plan, target, reading.value, now) if reading is not None else None
-            if occ is None or occ.plan_key in self._hours_done:
+            if occ is None or self.key(occ) in self._hours_done:
                 continue
-            if occ.plan_key not in self._existing([occ.plan_key]):
+            if self.key(occ) not in self._existing([self.key(occ)]):
                 out.append(Scheduled(occ, self._create(plan, occ, now, late=False), False))
-            self._hours_done.add(occ.plan_key)
+            self._hours_done.add(self.key(occ))
         return out
 
     def on_readings(self, readings: Sequence[Reading]) -> None:
-        """Readings hook (the collector's pipeline): run hours for plans, pump test runs, rotation."""
+        """The estate's readings (its own sensor ids): run hours for plans, pump test runs, rotation."""
         wanted = {sensor for _p, _t, sensor in self._run_hours}
         for reading in readings:
             if reading.sensor in wanted:
@@ -201,117 +199,26 @@ class InspectionScheduler:
         """Put the pump test runs seen since the last call on their tasks (the leader's tick does this)."""
         return self.test_runs.record()
 
-    # -- one tick ----------------------------------------------------------------------------------
-    async def tick(self) -> list[Scheduled]:
-        """Lead (or not), catch up, start the newest rotation of each group, check running rotations."""
-        if self.latest is not None:
-            await self._poll_latest()
-        if not await self._call(self.lock.acquire):
-            return []
-        now = utc_from_epoch(self.clock.now())
-        created = await self._call(self.catch_up, now)
-        created += await self._call(self.run_hours_due, now)
-        await self._call(self.record_test_runs)
+    async def start_rotations(self) -> None:
+        """Start the newest rotation of each duty group the catch-up created, then check running ones."""
         rotations, self._rotations = self._rotations, {}
         for choice, occ, task_id in rotations.values():
-            await self.rotation.start(choice, occ.plan_key, task_id)
+            await self.rotation.start(choice, self.key(occ), task_id)
         self.rotation.check()
-        return created
 
-    async def run(self) -> None:
-        """Tick until cancelled: on the injected clock, or through APScheduler (wall clock only)."""
-        if self.timer == "apscheduler":
-            await self._run_apscheduler()
-            return
-        try:
-            while True:
-                await self._tick_logged()
-                await self.clock.sleep(self.sleep_seconds())
-        finally:
-            await self._call(self.close)
+    def carry_over(self, old: EstateSchedule) -> None:
+        """Keep what the schedule this one replaces was following (a reload of the estate's file)."""
+        self._hours, self._hours_done = old._hours, old._hours_done
+        self.rotation.carry_over(old.rotation)
+        self.test_runs.carry_over(old.test_runs)
 
-    def sleep_seconds(self) -> float:
-        """How long the timer may sleep: until the next opening, rotation deadline or poll."""
-        now = self.clock.now()
-        wakes = [now + self.tick_seconds]
-        following = self.next_wakeup(utc_from_epoch(now))
-        if following is not None:
-            wakes.append(following.timestamp() + _EPSILON)
-        deadline = self.rotation.next_deadline()
-        if deadline is not None:
-            wakes.append(deadline + _EPSILON)
-        if (self.rotation.busy or self.test_runs.busy) and self.latest is not None:
-            wakes.append(now + POLL_WHILE_VERIFYING)
-        if self.test_runs.pending:
-            wakes.append(now + _EPSILON)  # a finished test run goes on its task at once
-        return max(_EPSILON, min(wakes) - now)
+    def sensors(self) -> set[str]:
+        """The sensors this estate's schedule follows (polled from the store when no collector is here)."""
+        return self.rotation.sensors() | self.test_runs.sensors() | {s for _p, _t, s in self._run_hours}
 
-    def close(self) -> None:
-        """Give up leadership."""
-        self.lock.release()
-
-    # -- APScheduler -------------------------------------------------------------------------------
-    async def timer_tick(self) -> None:
-        """One APScheduler-driven tick, then a one-off job for the next wake-up."""
-        await self._tick_logged()
-        if self._aps is not None:
-            wake = datetime.now(UTC) + timedelta(seconds=self.sleep_seconds())
-            self._aps.add_job(f"{__name__}:timer_fired", "date", args=[self.name], run_date=wake,
-                              id=f"{self.name}:next", replace_existing=True)
-
-    async def _run_apscheduler(self) -> None:
-        from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
-        from apscheduler.schedulers.asyncio import AsyncIOScheduler
-
-        _RUNNING[self.name] = self
-        store = SQLAlchemyJobStore(engine=self.engine, tablename=JOB_TABLE)
-        defaults = {"coalesce": True, "max_instances": 1, "misfire_grace_time": None}
-        aps = AsyncIOScheduler(jobstores={"default": store}, timezone=UTC, job_defaults=defaults)
-        if logging.getLogger("apscheduler").level == logging.NOTSET:
-            logging.getLogger("apscheduler").setLevel(logging.WARNING)  # it logs every run at INFO
-        aps.start()
-        self._aps = aps
-        try:
-            # The safety net; timer_tick also books a one-off job for the exact next opening.
-            aps.add_job(f"{__name__}:timer_fired", "interval", args=[self.name], seconds=self.tick_seconds,
-                        id=f"{self.name}:tick", replace_existing=True, next_run_time=datetime.now(UTC))
-            await asyncio.Event().wait()
-        finally:
-            aps.shutdown(wait=False)
-            self._aps = None
-            _RUNNING.pop(self.name, None)
-            await self._call(self.close)
-
-    # -- plumbing ----------------------------------------------------------------------------------
-    async def _tick_logged(self) -> None:
-        try:
-            await self.tick()
-        except Exception:  # the database may be away for a while: the next tick catches up
-            log.exception("inspection scheduler tick failed")
-
-    async def _call(self, fn: Callable[..., _T], *args: Any) -> _T:
-        if self.offload:
-            return await asyncio.to_thread(fn, *args)
-        return fn(*args)
-
-    async def _poll_latest(self) -> None:
-        assert self.latest is not None
-        sensors = sorted(self.rotation.sensors() | self.test_runs.sensors()
-                         | {s for _p, _t, s in self._run_hours})
-        if not sensors:
-            return
-        try:
-            found = await self.latest(sensors)
-        except Exception:  # the series store is away: rotation waits, its deadline still runs
-            log.exception("reading the latest values for the scheduler failed")
-            return
-        fresh = []
-        for reading in found.values():
-            seen = (self.rotation.latest(reading.sensor) or self.test_runs.latest(reading.sensor)
-                    or self._hours.get(reading.sensor))
-            if seen is None or reading.ts > seen.ts:
-                fresh.append(reading)
-        self.on_readings(fresh)
+    def seen(self, sensor: str) -> Reading | None:
+        """The newest reading of one of its sensors this schedule has."""
+        return self.rotation.latest(sensor) or self.test_runs.latest(sensor) or self._hours.get(sensor)
 
     def _floors(self, now: datetime) -> dict[tuple[str, str], datetime]:
         """When each plan began to apply to each target: where the first catch-up of this process starts.
@@ -321,16 +228,22 @@ class InspectionScheduler:
         unmissable work that is open now. A known one looks back for what was missed while the scheduler
         was down: at most `catch_up_days` (the caller's cap), except unmissable work.
         """
-        pairs = {_pair_id(plan.id, target.id): (plan.id, target.id)
+        pairs = {_pair_id(self.estate, plan.id, target.id): (plan.id, target.id)
                  for plan, targets in self._calendar for target in targets}
         with self._sessions.begin() as session:
             known = dict(session.execute(
                 select(AuditLog.entity_id, func.min(AuditLog.ts))
                 .where(AuditLog.entity == "plan", AuditLog.action == "scheduled_from")
                 .group_by(AuditLog.entity_id)).all())
+            if _adopted(session, self.estate):  # its floors from before estates were written without it
+                for entity_id, (plan_id, target_id) in pairs.items():
+                    legacy = known.get(_pair_id("", plan_id, target_id))
+                    if legacy is not None and (entity_id not in known or legacy < known[entity_id]):
+                        known[entity_id] = legacy
             for entity_id in pairs.keys() - known.keys():
                 audit.record(session, audit.SYSTEM, "plan", entity_id, "scheduled_from", None,
-                             {"plan": pairs[entity_id][0], "target": pairs[entity_id][1]}, now)
+                             {"estate": self.estate, "plan": pairs[entity_id][0],
+                              "target": pairs[entity_id][1]}, now)
                 known[entity_id] = now
         return {pair: known[entity_id] for entity_id, pair in pairs.items()}
 
@@ -359,10 +272,10 @@ class InspectionScheduler:
             due_at += timedelta(hours=self.rotation.settings.confirm_hours)
             asset = choice.duty
         items = [ChecklistItem(e.key, _item_text(e)) for e in plan.checklist]
-        task = self.tasks.create_from_plan(occ.plan_key, title, kind=TaskKind(plan.task_kind),
+        task = self.tasks.create_from_plan(self.key(occ), title, kind=TaskKind(plan.task_kind),
                                            priority=Priority(plan.priority), due_at=due_at, asset=asset,
                                            room=occ.target.room, description="\n".join(lines) or None,
-                                           checklist=items)
+                                           checklist=items, estate=self.estate)
         self._annotate(task.id, plan, occ.target, late, now)
         if choice is not None and occ.target.asset is not None:
             self._rotations[occ.target.asset] = (choice, occ, task.id)  # the newest one per group wins
@@ -423,10 +336,266 @@ class InspectionScheduler:
         return own or [sid for _eq, sid in found]
 
 
-def _pair_id(plan: str, target: str) -> str:
-    """The audit entity id of a plan applied to a target (hashed when too long for the column)."""
-    text = f"{plan}:{target}"
+class InspectionScheduler:
+    """Turns every estate's plans into tasks, runs duty rotation, and keeps one leader among replicas."""
+
+    def __init__(self, site: Site | Portfolio, sessions: sessionmaker[Session], tasks: TaskService,
+                 clock: Clock, *, command: Command | None = None,
+                 commands: Callable[[str], Command] | None = None, rotation: DutyRotation | None = None,
+                 listeners: Sequence[EventListener] = (), latest: LatestReadings | None = None,
+                 tick: float = 60.0, timer: Timer = "clock", offload: bool = True,
+                 name: str = "pumpwatch-inspection", engine: Engine | None = None,
+                 failure_tasks: bool = True) -> None:
+        """The scheduler of the estates of `site` (a site or a whole deployment).
+
+        `command` writes a duty-select point by its sensor id (one estate); `commands` gives each
+        estate its own (`commands(estate)`); `latest` reads the newest values by sensor key.
+        """
+        portfolio = as_portfolio(site)
+        self.clock = clock
+        self.tasks = tasks
+        self.tick_seconds = tick
+        self.timer = timer
+        self.offload = offload
+        self.name = name
+        self.latest = latest
+        self.listeners = list(listeners)
+        self.failure_tasks = failure_tasks
+        self._command = command
+        self._commands = commands
+        self._sessions = sessions
+        self.estates: dict[str, EstateSchedule] = {}
+        for estate_site in portfolio:
+            given = rotation if len(portfolio) == 1 else None
+            self.estates[estate_site.site.id] = self._schedule(estate_site, given)
+        bound = engine or sessions.kw.get("bind")
+        if not isinstance(bound, Engine):
+            raise ValueError("pass `engine`: the session factory is not bound to one")
+        self.engine = bound
+        self.lock = LeaderLock(bound, name)
+        self._aps: Any = None
+
+    def _schedule(self, site: Site, rotation: DutyRotation | None = None) -> EstateSchedule:
+        estate = site.site.id
+        command = self._commands(estate) if self._commands is not None else self._command
+        return EstateSchedule(site, self._sessions, self.tasks, self.clock, command=command,
+                              rotation=rotation, listeners=self.listeners, failure_tasks=self.failure_tasks)
+
+    # -- one estate ----------------------------------------------------------------------------------
+    @property
+    def only(self) -> EstateSchedule:
+        """The schedule of the only estate (the first, with several)."""
+        return next(iter(self.estates.values()))
+
+    def estate(self, estate: str) -> EstateSchedule:
+        """One estate's schedule; KeyError when the scheduler does not serve it."""
+        return self.estates[estate]
+
+    @property
+    def site(self) -> Site:
+        """The first estate's site."""
+        return self.only.site
+
+    @property
+    def plans(self) -> list[Plan]:
+        """Every estate's plans in force."""
+        return [plan for schedule in self.estates.values() for plan in schedule.plans]
+
+    @property
+    def rotation(self) -> DutyRotation:
+        """The duty rotation of the only estate."""
+        return self.only.rotation
+
+    @property
+    def test_runs(self) -> PumpTestRuns:
+        """The pump test runs of the only estate."""
+        return self.only.test_runs
+
+    @property
+    def zone(self) -> Any:
+        """The only estate's time zone."""
+        return self.only.zone
+
+    def update_estate(self, site: Site) -> None:
+        """Take an added estate or its changed site file (a reload); its catch-up starts from its floors.
+
+        What the old schedule was following carries over: the readings it has seen, the run-hour marks
+        done, and rotations under way (of groups the new file still has).
+        """
+        schedule = self._schedule(site)
+        old = self.estates.get(site.site.id)
+        if old is not None:
+            schedule.carry_over(old)
+        self.estates[site.site.id] = schedule
+        log.info("inspection scheduler: estate %s %s", site.site.id, "reloaded" if old else "added")
+
+    def remove_estate(self, estate: str) -> None:
+        """Stop scheduling an estate (its file was removed); its tasks stay."""
+        self.estates.pop(estate, None)
+
+    def _schedules(self) -> list[EstateSchedule]:
+        return list(self.estates.values())  # a reload may replace one meanwhile
+
+    # -- the core ----------------------------------------------------------------------------------
+    def catch_up(self, now: datetime | None = None) -> list[Scheduled]:
+        """Create the task of every occurrence opened since the last catch-up, every estate's (idempotent)."""
+        now = now or utc_from_epoch(self.clock.now())
+        return [made for schedule in self._schedules() for made in schedule.catch_up(now)]
+
+    def next_wakeup(self, after: datetime) -> datetime | None:
+        """When the next occurrence of any estate opens after `after` (two days ahead), if one does."""
+        found = [w for schedule in self._schedules() if (w := schedule.next_wakeup(after)) is not None]
+        return min(found, default=None)
+
+    def run_hours_due(self, now: datetime | None = None) -> list[Scheduled]:
+        """Create the task of every run-hour mark a pump's hours have reached (idempotent)."""
+        now = now or utc_from_epoch(self.clock.now())
+        return [made for schedule in self._schedules() for made in schedule.run_hours_due(now)]
+
+    def on_readings(self, readings: Sequence[Reading]) -> None:
+        """Readings hook (the collector's pipeline, keys `<estate>/<sensor>`): to each estate's schedule."""
+        groups: dict[str, list[Reading]] = {}
+        for r in readings:
+            estate, _sep, sensor = r.sensor.partition(KEY_SEPARATOR)
+            groups.setdefault(estate, []).append(Reading(sensor, r.ts, r.value, r.quality, r.state))
+        for estate, batch in groups.items():
+            schedule = self.estates.get(estate)
+            if schedule is not None:
+                schedule.on_readings(batch)
+
+    def record_test_runs(self) -> list[RunRecorded]:
+        """Put the pump test runs seen since the last call on their tasks (the leader's tick does this)."""
+        return [run for schedule in self._schedules() for run in schedule.record_test_runs()]
+
+    def _create(self, plan: Plan, occ: Occurrence, now: datetime, late: bool) -> int:
+        return self.only._create(plan, occ, now, late)
+
+    # -- one tick ----------------------------------------------------------------------------------
+    async def tick(self) -> list[Scheduled]:
+        """Lead (or not), catch up, start the newest rotation of each group, check running rotations."""
+        if self.latest is not None:
+            await self._poll_latest()
+        if not await self._call(self.lock.acquire):
+            return []
+        now = utc_from_epoch(self.clock.now())
+        created = await self._call(self.catch_up, now)
+        created += await self._call(self.run_hours_due, now)
+        await self._call(self.record_test_runs)
+        for schedule in self._schedules():
+            await schedule.start_rotations()
+        return created
+
+    async def run(self) -> None:
+        """Tick until cancelled: on the injected clock, or through APScheduler (wall clock only)."""
+        if self.timer == "apscheduler":
+            await self._run_apscheduler()
+            return
+        try:
+            while True:
+                await self._tick_logged()
+                await self.clock.sleep(self.sleep_seconds())
+        finally:
+            await self._call(self.close)
+
+    def sleep_seconds(self) -> float:
+        """How long the timer may sleep: until the next opening, rotation deadline or poll."""
+        now = self.clock.now()
+        wakes = [now + self.tick_seconds]
+        following = self.next_wakeup(utc_from_epoch(now))
+        if following is not None:
+            wakes.append(following.timestamp() + _EPSILON)
+        for schedule in self._schedules():
+            deadline = schedule.rotation.next_deadline()
+            if deadline is not None:
+                wakes.append(deadline + _EPSILON)
+            if (schedule.rotation.busy or schedule.test_runs.busy) and self.latest is not None:
+                wakes.append(now + POLL_WHILE_VERIFYING)
+            if schedule.test_runs.pending:
+                wakes.append(now + _EPSILON)  # a finished test run goes on its task at once
+        return max(_EPSILON, min(wakes) - now)
+
+    def close(self) -> None:
+        """Give up leadership."""
+        self.lock.release()
+
+    # -- APScheduler -------------------------------------------------------------------------------
+    async def timer_tick(self) -> None:
+        """One APScheduler-driven tick, then a one-off job for the next wake-up."""
+        await self._tick_logged()
+        if self._aps is not None:
+            wake = datetime.now(UTC) + timedelta(seconds=self.sleep_seconds())
+            self._aps.add_job(f"{__name__}:timer_fired", "date", args=[self.name], run_date=wake,
+                              id=f"{self.name}:next", replace_existing=True)
+
+    async def _run_apscheduler(self) -> None:
+        from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+        from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+        _RUNNING[self.name] = self
+        store = SQLAlchemyJobStore(engine=self.engine, tablename=JOB_TABLE)
+        defaults = {"coalesce": True, "max_instances": 1, "misfire_grace_time": None}
+        aps = AsyncIOScheduler(jobstores={"default": store}, timezone=UTC, job_defaults=defaults)
+        if logging.getLogger("apscheduler").level == logging.NOTSET:
+            logging.getLogger("apscheduler").setLevel(logging.WARNING)  # it logs every run at INFO
+        aps.start()
+        self._aps = aps
+        try:
+            # The safety net; timer_tick also books a one-off job for the exact next opening.
+            aps.add_job(f"{__name__}:timer_fired", "interval", args=[self.name], seconds=self.tick_seconds,
+                        id=f"{self.name}:tick", replace_existing=True, next_run_time=datetime.now(UTC))
+            await asyncio.Event().wait()
+        finally:
+            aps.shutdown(wait=False)
+            self._aps = None
+            _RUNNING.pop(self.name, None)
+            await self._call(self.close)
+
+    # -- plumbing ----------------------------------------------------------------------------------
+    async def _tick_logged(self) -> None:
+        try:
+            await self.tick()
+        except Exception:  # the database may be away for a while: the next tick catches up
+            log.exception("inspection scheduler tick failed")
+
+    async def _call(self, fn: Callable[..., _T], *args: Any) -> _T:
+        if self.offload:
+            return await asyncio.to_thread(fn, *args)
+        return fn(*args)
+
+    async def _poll_latest(self) -> None:
+        assert self.latest is not None
+        schedules = self._schedules()
+        keys = sorted(sensor_key(schedule.estate, sensor)
+                      for schedule in schedules for sensor in schedule.sensors())
+        if not keys:
+            return
+        try:
+            found = await self.latest(keys)
+        except Exception:  # the series store is away: rotation waits, its deadline still runs
+            log.exception("reading the latest values for the scheduler failed")
+            return
+        fresh = []
+        for key, reading in found.items():
+            estate, _sep, sensor = key.partition(KEY_SEPARATOR)
+            schedule = self.estates.get(estate)
+            seen = schedule.seen(sensor) if schedule is not None else None
+            if seen is None or reading.ts > seen.ts:
+                fresh.append(Reading(key, reading.ts, reading.value, reading.quality, reading.state))
+        self.on_readings(fresh)
+
+def _pair_id(estate: str, plan: str, target: str) -> str:
+    """The audit entity id of an estate's plan applied to a target (hashed when too long for the column).
+
+    `<estate>:<plan>:<target>`; `<plan>:<target>` for the floors written before estates (estate '').
+    """
+    text = estate_key(estate, f"{plan}:{target}")
     return text if len(text) <= 64 else "sha1:" + hashlib.sha1(text.encode()).hexdigest()
+
+
+def _adopted(session: Session, estate: str) -> bool:
+    """Whether this estate took the records from before estates (`maintenance.estates.adopt_unassigned`)."""
+    return session.scalar(select(AuditLog.id).where(AuditLog.entity == "estate", AuditLog.entity_id == estate,
+                                                    AuditLog.action == "adopted").limit(1)) is not None
 
 
 def _item_text(entry: ChecklistEntry) -> Text:

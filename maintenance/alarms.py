@@ -1,5 +1,8 @@
 """AlarmService: alarm events from the rules become alarm rows (one active per key) and their tasks.
 
+A key is (estate, asset, alarm type): the same alarm on the same asset id in two estates is two alarms
+with two tasks. An event without its estate cannot be told apart and is refused (InvalidInput).
+
 A switch-not-in-AUTO alarm raised while an approved exception covers its key (maintenance/exceptions.py)
 is recorded silenced: no task, no notice; the exception's end opens the task if the alarm is still on.
 """
@@ -41,6 +44,7 @@ class AlarmFilter:
     room: str | None = None
     asset: str | None = None
     since: datetime | None = None
+    estate: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,17 +94,20 @@ class AlarmService:
         raise AssertionError("unreachable")  # the loop returns or raises
 
     def _active(self, session: Session, key: AlarmKey) -> Alarm | None:
-        query = select(Alarm).where(Alarm.asset == key.asset, Alarm.alarm_type == key.alarm_type,
+        query = select(Alarm).where(Alarm.estate == key.estate, Alarm.asset == key.asset,
+                                    Alarm.alarm_type == key.alarm_type,
                                     Alarm.state == AlarmState.ACTIVE.value)
         return session.scalar(query.with_for_update())
 
     def _apply(self, session: Session, event: AlarmEvent) -> tuple[Alarm | None, str | None]:
+        if not event.key.estate:
+            raise InvalidInput(f"alarm event {event.key} names no estate")
         now = self.now()
         at = utc_from_epoch(event.ts)
         held = None
         if event.action is not AlarmAction.CLEARED and event.key.alarm_type.startswith(SWITCH_ALARM):
             # Looked up (and locked) before the alarm row: the exception's end locks in the same order.
-            held = holding_exception(session, event.key.asset, event.key.alarm_type, now)
+            held = holding_exception(session, event.key.estate, event.key.asset, event.key.alarm_type, now)
         alarm = self._active(session, event.key)
         if event.action is AlarmAction.CLEARED:
             if alarm is not None:
@@ -134,7 +141,8 @@ class AlarmService:
     def _raise(self, session: Session, event: AlarmEvent, at: datetime, now: datetime) -> tuple[Alarm, str]:
         severity = Severity(event.severity).value
         recent = session.scalar(
-            select(Alarm).where(Alarm.asset == event.key.asset, Alarm.alarm_type == event.key.alarm_type,
+            select(Alarm).where(Alarm.estate == event.key.estate, Alarm.asset == event.key.asset,
+                                Alarm.alarm_type == event.key.alarm_type,
                                 Alarm.state == AlarmState.CLEARED.value, Alarm.ended_at.is_not(None),
                                 Alarm.ended_at >= at - self.reopen_window)
             .order_by(Alarm.ended_at.desc(), Alarm.id.desc()).limit(1).with_for_update())
@@ -149,7 +157,8 @@ class AlarmService:
                          repeat_count=recent.repeat_count + 1, acknowledged_by=None, acknowledged_at=None)
             self._tasks.reopen_for_alarm(session, task, Severity(severity), now)
             return recent, "reopened"
-        alarm = Alarm(asset=event.key.asset, alarm_type=event.key.alarm_type, room=event.room,
+        alarm = Alarm(estate=event.key.estate, asset=event.key.asset, alarm_type=event.key.alarm_type,
+                      room=event.room,
                       sensor=event.sensor, severity=severity, peak_severity=severity,
                       state=AlarmState.ACTIVE.value, started_at=at, peak_value=event.value,
                       last_value=event.value, message_zh=event.message.zh, message_en=event.message.en,
@@ -168,7 +177,8 @@ class AlarmService:
         which is not a repeat fault.
         """
         severity = Severity(event.severity).value
-        alarm = Alarm(asset=event.key.asset, alarm_type=event.key.alarm_type, room=event.room,
+        alarm = Alarm(estate=event.key.estate, asset=event.key.asset, alarm_type=event.key.alarm_type,
+                      room=event.room,
                       sensor=event.sensor, severity=severity, peak_severity=severity,
                       state=AlarmState.ACTIVE.value, started_at=at, peak_value=event.value,
                       last_value=event.value, message_zh=event.message.zh, message_en=event.message.en,
@@ -237,7 +247,7 @@ class AlarmService:
 
     def silences(self, alarms: Sequence[Alarm]) -> dict[int, Silence]:
         """Which of these alarms an approved exception silences now: alarm id -> exception and its end."""
-        keys = {(a.asset, a.alarm_type): a.id for a in alarms
+        keys = {(a.estate, a.asset, a.alarm_type): a.id for a in alarms
                 if a.state == AlarmState.ACTIVE.value and a.alarm_type.startswith(SWITCH_ALARM)}
         if not keys:
             return {}
@@ -245,11 +255,12 @@ class AlarmService:
         found: dict[int, Silence] = {}
         with self._sessions() as session:
             rows = session.scalars(select(SwitchException).where(
-                SwitchException.asset.in_({asset for asset, _ in keys}), SwitchException.state == "approved",
+                SwitchException.asset.in_({asset for _, asset, _ in keys}),
+                SwitchException.state == "approved",
                 SwitchException.starts_at <= now, SwitchException.ends_at > now)
                 .order_by(SwitchException.ends_at))
             for row in rows:  # the latest end wins when two approved exceptions follow each other
-                alarm_id = keys.get((row.asset, row.alarm_type))
+                alarm_id = keys.get((row.estate, row.asset, row.alarm_type))
                 if alarm_id is not None:
                     found[alarm_id] = Silence(row.id, row.ends_at)
         return found
@@ -271,6 +282,8 @@ class AlarmService:
             conditions.append(Alarm.room == filters.room)
         if filters.asset is not None:
             conditions.append(Alarm.asset == filters.asset)
+        if filters.estate is not None:
+            conditions.append(Alarm.estate == filters.estate)
         if filters.since is not None:
             conditions.append(Alarm.started_at >= filters.since)
         query = (select(Alarm).where(*conditions).order_by(Alarm.started_at.desc(), Alarm.id.desc())

@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import CheckConstraint, ForeignKey, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from maintenance.models import Base
+from maintenance.models import ESTATE_LENGTH, Base
 
 
 class AccessRequest(Base):
@@ -21,6 +21,7 @@ class AccessRequest(Base):
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
+    estate: Mapped[str] = mapped_column(String(ESTATE_LENGTH), server_default="", index=True)
     visitor: Mapped[str] = mapped_column(String(200))
     organisation: Mapped[str | None] = mapped_column(String(200))
     purpose: Mapped[str] = mapped_column(Text)
@@ -52,6 +53,7 @@ class ChangeRequest(Base):
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
+    estate: Mapped[str] = mapped_column(String(ESTATE_LENGTH), server_default="", index=True)
     title: Mapped[str] = mapped_column(String(200))
     description: Mapped[str] = mapped_column(Text)
     room: Mapped[str | None] = mapped_column(String(100))

@@ -54,8 +54,11 @@ class ApprovalService:
 
     def request_access(self, user: User, visitor: str, purpose: str, room: str, window_start: datetime,
                        window_end: datetime, escort_id: int, organisation: str | None = None,
-                       escort_deputy_id: int | None = None) -> AccessRequest:
-        """File a request (any staff member); the escort, and the deputy escort if one is named, are staff."""
+                       escort_deputy_id: int | None = None, estate: str = "") -> AccessRequest:
+        """File a request (any staff member); the escort, and the deputy escort if one is named, are staff.
+
+        `estate` is the estate of the room (the caller resolves it).
+        """
         if window_end <= window_start:
             raise InvalidInput("the visit must end after it starts")
         if window_end - window_start > MAX_WINDOW:
@@ -78,7 +81,8 @@ class ApprovalService:
                 if deputy is None or not any(has_role(session, deputy, r, now) for r in _STAFF):
                     raise InvalidInput(f"user {escort_deputy_id} cannot be the deputy escort: "
                                        "not an active member of staff")
-            row = AccessRequest(visitor=visitor.strip(), organisation=(organisation or "").strip() or None,
+            row = AccessRequest(estate=estate, visitor=visitor.strip(),
+                                organisation=(organisation or "").strip() or None,
                                 purpose=purpose.strip(), room=room, window_start=window_start,
                                 window_end=window_end, escort_id=escort.id, escort_deputy_id=escort_deputy_id,
                                 requested_by=actor.id, state="pending", created_at=now, updated_at=now)
@@ -169,9 +173,12 @@ class ApprovalService:
                 expired.append(row.id)
         return expired
 
-    def list_access(self, state: str | None = None, room: str | None = None) -> list[AccessRequest]:
-        """Requests, newest first."""
+    def list_access(self, state: str | None = None, room: str | None = None,
+                    estate: str | None = None) -> list[AccessRequest]:
+        """Requests, newest first (of one estate, or of all when None)."""
         query = select(AccessRequest).order_by(AccessRequest.id.desc()).limit(500)
+        if estate is not None:
+            query = query.where(AccessRequest.estate == estate)
         if state is not None:
             query = query.where(AccessRequest.state == state)
         if room is not None:
@@ -203,13 +210,13 @@ class ApprovalService:
     # --- change requests ---------------------------------------------------------------------------
 
     def request_change(self, user: User, title: str, description: str, room: str | None = None,
-                       asset: str | None = None) -> ChangeRequest:
-        """File a change to wiring or equipment (any staff member)."""
+                       asset: str | None = None, estate: str = "") -> ChangeRequest:
+        """File a change to wiring or equipment (any staff member), in `estate` (the caller resolves it)."""
         now = self.now()
         with self._sessions.begin() as session:
             actor = _user(session, user.id)
             require_any_role(session, actor, _STAFF, now, "requesting a change")
-            row = ChangeRequest(title=_required(title, "a title"),
+            row = ChangeRequest(estate=estate, title=_required(title, "a title"),
                                 description=_required(description, "a description"), room=room,
                                 asset=asset, requested_by=actor.id, state="pending", created_at=now,
                                 updated_at=now)
@@ -249,7 +256,7 @@ class ApprovalService:
         if approve:
             task = self._tasks.create_task(actor, Text(zh=f"变更：{row.title}", en=f"Change: {row.title}"),
                                            TaskKind.CHANGE, Priority.NORMAL, row.asset, row.room,
-                                           row.description)
+                                           row.description, estate=row.estate)
             with self._sessions.begin() as session:
                 stored = session.get(ChangeRequest, request_id)
                 assert stored is not None
@@ -257,9 +264,11 @@ class ApprovalService:
                 row = stored
         return row
 
-    def list_changes(self, state: str | None = None) -> list[ChangeRequest]:
-        """Change requests, newest first."""
+    def list_changes(self, state: str | None = None, estate: str | None = None) -> list[ChangeRequest]:
+        """Change requests, newest first (of one estate, or of all when None)."""
         query = select(ChangeRequest).order_by(ChangeRequest.id.desc()).limit(500)
+        if estate is not None:
+            query = query.where(ChangeRequest.estate == estate)
         if state is not None:
             query = query.where(ChangeRequest.state == state)
         with self._sessions() as session:

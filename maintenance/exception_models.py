@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import CheckConstraint, ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from maintenance.models import Base
+from maintenance.models import ESTATE_LENGTH, Base
 
 EXCEPTION_STATES = ("pending", "approved", "rejected", "cancelled", "revoked", "expired")
 # The alarm type the rulebook gives a switch not in AUTO (collector/rules/rulebook.py); an asset with
@@ -29,10 +29,11 @@ class SwitchException(Base):
     __table_args__ = (
         CheckConstraint("ends_at > starts_at", name="window_order"),
         CheckConstraint(f"state IN ({', '.join(repr(s) for s in EXCEPTION_STATES)})", name="state_known"),
-        Index("ix_switch_exceptions_key", "asset", "alarm_type", "state"),
+        Index("ix_switch_exceptions_key", "estate", "asset", "alarm_type", "state"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
+    estate: Mapped[str] = mapped_column(String(ESTATE_LENGTH), server_default="")
     asset: Mapped[str] = mapped_column(String(100))
     alarm_type: Mapped[str] = mapped_column(String(64))
     sensor: Mapped[str | None] = mapped_column(String(100))

@@ -26,12 +26,14 @@ from sqlalchemy.orm import Session, sessionmaker
 from maintenance import audit
 from maintenance.duties import not_the_requester, require_decider
 from maintenance.errors import Conflict, Forbidden, InvalidInput, NotFound
+from maintenance.estates import estate_of
 from maintenance.exception_models import SWITCH_ALARM, SwitchException
 from maintenance.models import Alarm, Task, User, utc_from_epoch
 from maintenance.roles import has_role, require_any_role
 from maintenance.tasks import MAX_PAGE, TaskService
 from maintenance.vocab import CLOSED_TASK_STATES, AlarmState, Role, TaskState
 from pumpwatch.clock import Clock
+from pumpwatch.portfolio import Portfolio, as_portfolio
 from pumpwatch.site import SensorKind, Severity, Site
 
 MAX_EXCEPTION = timedelta(days=31)  # a longer special reason is asked for again, so a supervisor looks again
@@ -47,6 +49,7 @@ class SwitchTarget:
     alarm_type: str
     sensor: str
     room: str
+    estate: str = ""
 
 
 def switch_targets(site: Site) -> dict[str, SwitchTarget]:
@@ -65,7 +68,7 @@ def switch_targets(site: Site) -> dict[str, SwitchTarget]:
         asset = equipment.id if equipment is not None else room.id
         alarm_type = SWITCH_ALARM if asset not in taken else f"{SWITCH_ALARM}:{sensor.id}"
         taken.add(asset)
-        targets[sensor.id] = SwitchTarget(asset, alarm_type, sensor.id, room.id)
+        targets[sensor.id] = SwitchTarget(asset, alarm_type, sensor.id, room.id, site.site.id)
     return targets
 
 
@@ -78,15 +81,16 @@ class ExceptionEnded:
     task_id: int | None
 
 
-def holding_exception(session: Session, asset: str, alarm_type: str, now: datetime,
+def holding_exception(session: Session, estate: str, asset: str, alarm_type: str, now: datetime,
                       lock: bool = True) -> SwitchException | None:
-    """The approved exception that silences (asset, alarm_type) at `now`, if any (locked for the caller).
+    """The approved exception silencing (estate, asset, alarm_type) at `now`, if any (locked for the caller).
 
     Locking it orders the alarm service against an exception that is ending at the same moment: the
     exception's row is always locked before the alarm's, by both.
     """
     query = (select(SwitchException)
-             .where(SwitchException.asset == asset, SwitchException.alarm_type == alarm_type,
+             .where(SwitchException.estate == estate, SwitchException.asset == asset,
+                    SwitchException.alarm_type == alarm_type,
                     SwitchException.state == "approved", SwitchException.starts_at <= now,
                     SwitchException.ends_at > now)
              .order_by(SwitchException.ends_at.desc(), SwitchException.id).limit(1))
@@ -96,20 +100,35 @@ def holding_exception(session: Session, asset: str, alarm_type: str, now: dateti
 class ExceptionService:
     """Requests, decisions and ends of approved exceptions; each step audited."""
 
-    def __init__(self, sessions: sessionmaker[Session], clock: Clock, tasks: TaskService, site: Site) -> None:
+    def __init__(self, sessions: sessionmaker[Session], clock: Clock, tasks: TaskService,
+                 site: Site | Portfolio) -> None:
         self._sessions = sessions
         self._clock = clock
         self._tasks = tasks
-        self.targets = switch_targets(site)
+        self.set_portfolio(as_portfolio(site))
+
+    def set_portfolio(self, portfolio: Portfolio) -> None:
+        """The estates' switches as their site files now have them (a reload)."""
+        self.portfolio = portfolio
+        self.switches = {estate: switch_targets(site) for estate, site in portfolio.estates.items()}
+
+    @property
+    def targets(self) -> dict[str, SwitchTarget]:
+        """The switches of the only estate (of a single-estate deployment), by sensor id."""
+        return self.switches[estate_of(self.portfolio, None)]
 
     def now(self) -> datetime:
         """The injected clock as an aware UTC datetime."""
         return utc_from_epoch(self._clock.now())
 
-    def target(self, asset: str | None, sensor: str | None) -> SwitchTarget:
-        """The switch named by its sensor, or by its asset when the asset has exactly one switch."""
+    def target(self, asset: str | None, sensor: str | None, estate: str | None = None) -> SwitchTarget:
+        """The switch named by its sensor, or by its asset when the asset has exactly one switch.
+
+        Within `estate`, or the only estate of a single-estate deployment.
+        """
+        targets = self.switches[estate_of(self.portfolio, estate)]
         if sensor is not None:
-            found = self.targets.get(sensor)
+            found = targets.get(sensor)
             if found is None:
                 raise InvalidInput(f"{sensor!r} is not a switch with an AUTO position on this site")
             if asset is not None and asset != found.asset:
@@ -117,7 +136,7 @@ class ExceptionService:
             return found
         if asset is None:
             raise InvalidInput("name the switch: its sensor, or the pump (asset) it belongs to")
-        of_asset = [t for t in self.targets.values() if t.asset == asset]
+        of_asset = [t for t in targets.values() if t.asset == asset]
         if not of_asset:
             raise InvalidInput(f"{asset!r} has no switch with an AUTO position on this site")
         if len(of_asset) > 1:
@@ -128,7 +147,8 @@ class ExceptionService:
     # --- requests and decisions --------------------------------------------------------------------
 
     def request(self, user: User, reason: str, starts_at: datetime, ends_at: datetime,
-                asset: str | None = None, sensor: str | None = None) -> SwitchException:
+                asset: str | None = None, sensor: str | None = None,
+                estate: str | None = None) -> SwitchException:
         """Ask for a switch to stay out of AUTO from `starts_at` until `ends_at`, saying why (staff)."""
         why = (reason or "").strip()
         if not why:
@@ -140,11 +160,12 @@ class ExceptionService:
         now = self.now()
         if ends_at <= now:
             raise InvalidInput("the exception's time is already over")
-        target = self.target(asset, sensor)
+        target = self.target(asset, sensor, estate)
         with self._sessions.begin() as session:
             actor = _user(session, user.id)
             require_any_role(session, actor, _REQUESTERS, now, "requesting an exception")
-            row = SwitchException(asset=target.asset, alarm_type=target.alarm_type, sensor=target.sensor,
+            row = SwitchException(estate=target.estate, asset=target.asset, alarm_type=target.alarm_type,
+                                  sensor=target.sensor,
                                   room=target.room, reason=why, starts_at=starts_at, ends_at=ends_at,
                                   state="pending", requested_by=actor.id, created_at=now, updated_at=now)
             session.add(row)
@@ -163,7 +184,8 @@ class ExceptionService:
             if row.ends_at <= now:
                 raise Conflict("the exception's time is already over; ask again")
             overlapping = session.scalar(select(SwitchException.id).where(
-                SwitchException.asset == row.asset, SwitchException.alarm_type == row.alarm_type,
+                SwitchException.estate == row.estate, SwitchException.asset == row.asset,
+                SwitchException.alarm_type == row.alarm_type,
                 SwitchException.state == "approved", SwitchException.starts_at < row.ends_at,
                 SwitchException.ends_at > row.starts_at, SwitchException.id != row.id).limit(1))
             if overlapping is not None:
@@ -251,7 +273,8 @@ class ExceptionService:
         """
         successor = session.scalar(
             select(SwitchException).where(
-                SwitchException.asset == row.asset, SwitchException.alarm_type == row.alarm_type,
+                SwitchException.estate == row.estate, SwitchException.asset == row.asset,
+                SwitchException.alarm_type == row.alarm_type,
                 SwitchException.state == "approved", SwitchException.starts_at <= now,
                 SwitchException.ends_at > now, SwitchException.id != row.id)
             .order_by(SwitchException.ends_at.desc()).limit(1).with_for_update())
@@ -286,13 +309,14 @@ class ExceptionService:
             return row
 
     def list_exceptions(self, state: str | None = None, asset: str | None = None, room: str | None = None,
-                        offset: int = 0, limit: int = 100) -> tuple[list[SwitchException], int]:
-        """Exceptions, newest first, and how many match."""
+                        offset: int = 0, limit: int = 100,
+                        estate: str | None = None) -> tuple[list[SwitchException], int]:
+        """Exceptions, newest first, and how many match (of one estate, or of all when None)."""
         if offset < 0 or not 1 <= limit <= MAX_PAGE:
             raise InvalidInput(f"offset must be >= 0 and limit between 1 and {MAX_PAGE}")
         conditions: list[Any] = []
         for column, value in ((SwitchException.state, state), (SwitchException.asset, asset),
-                              (SwitchException.room, room)):
+                              (SwitchException.room, room), (SwitchException.estate, estate)):
             if value is not None:
                 conditions.append(column == value)
         with self._sessions() as session:
@@ -321,8 +345,8 @@ class ExceptionService:
 
 
 def _active_alarm(session: Session, row: SwitchException, lock: bool) -> Alarm | None:
-    query = select(Alarm).where(Alarm.asset == row.asset, Alarm.alarm_type == row.alarm_type,
-                                Alarm.state == AlarmState.ACTIVE.value)
+    query = select(Alarm).where(Alarm.estate == row.estate, Alarm.asset == row.asset,
+                                Alarm.alarm_type == row.alarm_type, Alarm.state == AlarmState.ACTIVE.value)
     return session.scalar(query.with_for_update() if lock else query)
 
 

@@ -6,8 +6,10 @@ idempotently); live readings (QoS 0) go to `on_readings`. Payloads follow `pumpw
 malformed one is counted in `rejected` and logged, never applied.
 
 What arrives is believed only when a trusted collector signed it (`pumpwatch.signing`: a key in
-`PUMPWATCH_SIGNING__TRUSTED_DIR`), it was not taken before, and it is about what the site file has:
-an alarm event's asset in its room, a live reading's sensor in the topic's room (`SiteAssets`).
+`PUMPWATCH_SIGNING__TRUSTED_DIR`), it was not taken before, and it is about what the deployment has:
+an alarm event's asset in its estate's room, a live reading's sensor in the topic's estate and room
+(`SiteAssets`). Live readings are handed on under their sensor keys (`<estate>/<sensor>`), as a
+collector in the same process hands them.
 Anything else is refused, logged and counted in `pumpwatch_wire_refused_total{channel, reason}`
 (`forged`, `replayed`, `unknown_key`, `unknown_asset`). Without trusted keys (development) messages
 are taken as they come; a production start refuses a feed without keys.
@@ -26,6 +28,7 @@ from prometheus_client import CollectorRegistry
 from pumpwatch.alarm_events import AlarmEvent
 from pumpwatch.mqttclient import new_client, start_client, stop_client
 from pumpwatch.mqtturl import BrokerAddress
+from pumpwatch.portfolio import sensor_key
 from pumpwatch.readings import Reading
 from pumpwatch.signing import Verifier, WireRefusals
 from pumpwatch.wire import (
@@ -41,7 +44,7 @@ from pumpwatch.wire import (
     decode_alarm_event,
     decode_live_readings,
     is_live_topic,
-    live_room,
+    live_place,
 )
 
 log = logging.getLogger(__name__)
@@ -118,9 +121,11 @@ class AlarmFeed:
     def _live(self, topic: str, payload: bytes | bytearray) -> None:
         opened = self.verifier.open(topic, payload, LIVE_STREAM)
         batch = decode_live_readings(opened.body)
+        estate, room = live_place(topic)
         if self.assets is not None:
-            self.assets.check_readings(live_room(topic), batch)
+            self.assets.check_readings(estate, room, batch)
         opened.record()
+        batch = [Reading(sensor_key(estate, r.sensor), r.ts, r.value, r.quality, r.state) for r in batch]
         if self.on_readings is not None and self._loop is not None and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self.on_readings, batch)
 

@@ -21,11 +21,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from maintenance import audit
 from maintenance.errors import Conflict, Forbidden, InvalidInput, NotFound
+from maintenance.estates import estate_of
 from maintenance.handover_models import HANDOVER_STATES, Handover
 from maintenance.models import Alarm, JsonDict, Task, User, utc_from_epoch
 from maintenance.roles import has_any_role, require_any_role
 from maintenance.vocab import OPEN_TASK_STATES, AlarmState, Role
 from pumpwatch.clock import Clock
+from pumpwatch.portfolio import Portfolio, as_portfolio
 from pumpwatch.site import Site
 
 ACCEPT_WITHIN = timedelta(minutes=30)  # then the supervisor hears of it
@@ -100,6 +102,7 @@ class HandoverFilter:
     until: datetime | None = None
     state: str | None = None
     text: str | None = None
+    estate: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,18 +115,36 @@ class HandoverEscalation:
     outgoing: str
     incoming: str | None
     submitted_at: datetime
+    estate: str = ""
 
 
 class HandoverService:
     """Drafts, submits, accepts, disputes, searches and escalates shift handovers."""
 
-    def __init__(self, sessions: sessionmaker[Session], clock: Clock, site: Site | None = None,
+    def __init__(self, sessions: sessionmaker[Session], clock: Clock, site: Site | Portfolio | None = None,
                  accept_within: timedelta = ACCEPT_WITHIN) -> None:
         self._sessions = sessions
         self._clock = clock
         self.accept_within = accept_within
-        self._rooms = None if site is None else frozenset(r.id for r in site.rooms)
-        self._sensors = None if site is None else frozenset(s.id for _r, _e, s in site.iter_sensors())
+        self.portfolio: Portfolio | None = None
+        self._rooms: dict[str, frozenset[str]] = {}
+        self._sensors: dict[str, frozenset[str]] = {}
+        if site is not None:
+            self.set_portfolio(as_portfolio(site))
+
+    def set_portfolio(self, portfolio: Portfolio) -> None:
+        """The estates' rooms and sensors as their site files now have them (a reload)."""
+        self.portfolio = portfolio
+        self._rooms = {estate: frozenset(r.id for r in site.rooms)
+                       for estate, site in portfolio.estates.items()}
+        self._sensors = {estate: frozenset(s.id for _r, _e, s in site.iter_sensors())
+                         for estate, site in portfolio.estates.items()}
+
+    def estate(self, estate: str | None) -> str:
+        """The estate a handover is of: the one given, or the only one (InvalidInput with several)."""
+        if self.portfolio is None:
+            return estate or ""
+        return estate_of(self.portfolio, estate)
 
     def now(self) -> datetime:
         """The injected clock as an aware UTC datetime."""
@@ -131,26 +152,29 @@ class HandoverService:
 
     # --- writing -----------------------------------------------------------------------------------
 
-    def draft(self, room: str | None, shift_started_at: datetime | None = None) -> HandoverDraft:
-        """What a handover of `room` (None: every room) would carry if submitted now.
+    def draft(self, room: str | None, shift_started_at: datetime | None = None,
+              estate: str | None = None) -> HandoverDraft:
+        """What a handover of `room` (None: every room of the estate) would carry if submitted now.
 
         The open alarms and tasks, and the alarms raised since the shift started (default: 12 hours ago).
         """
         now = self.now()
-        self._check_room(room)
+        estate = self.estate(estate)
+        self._check_room(estate, room)
         start = self._shift_start(shift_started_at, now)
         with self._sessions() as session:
-            return HandoverDraft(room, start, *_carried(session, room, start))
+            return HandoverDraft(room, start, *_carried(session, estate, room, start))
 
     def submit(self, user: User, room: str | None, shift_started_at: datetime | None,
                abnormal_readings: Sequence[AbnormalReading] = (), keys_tools: Sequence[KeyOrTool] = (),
                notes: str | None = None, urgent: str | None = None,
-               incoming_id: int | None = None) -> Handover:
+               incoming_id: int | None = None, estate: str | None = None) -> Handover:
         """Hand the shift over (operator or technician); the open items are filled in now."""
         now = self.now()
-        self._check_room(room)
+        estate = self.estate(estate)
+        self._check_room(estate, room)
         start = self._shift_start(shift_started_at, now)
-        readings = [self._reading(r) for r in abnormal_readings]
+        readings = [self._reading(estate, r) for r in abnormal_readings]
         items = [_item(i) for i in keys_tools]
         with self._sessions.begin() as session:
             actor = _user(session, user.id)
@@ -162,8 +186,9 @@ class HandoverService:
                 if incoming is None or not has_any_role(session, incoming, _SHIFT_STAFF, now):
                     raise InvalidInput(f"user {incoming_id} cannot take over the shift: "
                                        "not an active operator or technician")
-            open_alarms, open_tasks, shift_alarms = _carried(session, room, start)
-            row = Handover(room=room, shift_started_at=start, submitted_at=now, outgoing_id=actor.id,
+            open_alarms, open_tasks, shift_alarms = _carried(session, estate, room, start)
+            row = Handover(estate=estate, room=room, shift_started_at=start, submitted_at=now,
+                           outgoing_id=actor.id,
                            incoming_id=incoming_id, open_alarms=open_alarms, open_tasks=open_tasks,
                            shift_alarms=shift_alarms, abnormal_readings=readings, keys_tools=items,
                            notes=_optional(notes), urgent=_optional(urgent), state="submitted",
@@ -227,7 +252,7 @@ class HandoverService:
                 steps.append(HandoverEscalation(
                     row.id, row.room, row.state, names.get(row.outgoing_id, f"#{row.outgoing_id}"),
                     None if row.incoming_id is None else names.get(row.incoming_id, f"#{row.incoming_id}"),
-                    row.submitted_at))
+                    row.submitted_at, row.estate))
         return steps
 
     # --- reading -----------------------------------------------------------------------------------
@@ -250,6 +275,8 @@ class HandoverService:
         conditions: list[Any] = []
         if filters.room is not None:
             conditions.append(Handover.room == filters.room)
+        if filters.estate is not None:
+            conditions.append(Handover.estate == filters.estate)
         if filters.person is not None:
             person = filters.person
             conditions.append(or_(Handover.outgoing_id == person, Handover.incoming_id == person,
@@ -296,9 +323,10 @@ class HandoverService:
                                 audit.snapshot(row), now)
             return row
 
-    def _check_room(self, room: str | None) -> None:
-        if room is not None and self._rooms is not None and room not in self._rooms:
-            raise InvalidInput(f"there is no room {room!r} on this site")
+    def _check_room(self, estate: str, room: str | None) -> None:
+        rooms = self._rooms.get(estate)
+        if room is not None and rooms is not None and room not in rooms:
+            raise InvalidInput(f"there is no room {room!r} in estate {estate!r}")
 
     def _shift_start(self, start: datetime | None, now: datetime) -> datetime:
         if start is None:
@@ -309,18 +337,25 @@ class HandoverService:
             raise InvalidInput("a shift is at most 24 hours long")
         return start
 
-    def _reading(self, reading: AbnormalReading) -> JsonDict:
-        if self._sensors is not None and reading.sensor not in self._sensors:
-            raise InvalidInput(f"there is no sensor {reading.sensor!r} on this site")
+    def _reading(self, estate: str, reading: AbnormalReading) -> JsonDict:
+        sensors = self._sensors.get(estate)
+        if sensors is not None and reading.sensor not in sensors:
+            raise InvalidInput(f"there is no sensor {reading.sensor!r} in estate {estate!r}")
         return {"sensor": reading.sensor, "value": reading.value,
                 "at": None if reading.at is None else reading.at.isoformat(), "note": _optional(reading.note)}
 
 
-def _carried(session: Session, room: str | None,
+def _carried(session: Session, estate: str, room: str | None,
              since: datetime) -> tuple[list[JsonDict], list[JsonDict], list[JsonDict]]:
-    """The open alarms, open tasks and alarms raised since `since`, of `room` (None: all), as snapshots."""
+    """The open alarms, open tasks and alarms raised since `since`, of `room` (None: all), as snapshots.
+
+    Of `estate` (an empty estate: a service without a site, every estate).
+    """
     alarm_room = [] if room is None else [Alarm.room == room]
     task_room = [] if room is None else [Task.room == room]
+    if estate:
+        alarm_room.append(Alarm.estate == estate)
+        task_room.append(Task.estate == estate)
     open_alarms = session.scalars(
         select(Alarm).where(Alarm.state == AlarmState.ACTIVE.value, *alarm_room)
         .order_by(_SEVERITY_ORDER.desc(), Alarm.started_at, Alarm.id).limit(MAX_CARRIED))

@@ -7,13 +7,13 @@ from datetime import datetime
 from sqlalchemy import CheckConstraint, ForeignKey, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from maintenance.models import Base, JsonDict
+from maintenance.models import ESTATE_LENGTH, Base, JsonDict
 
 HANDOVER_STATES = ("submitted", "accepted", "disputed")
 
 
 class Handover(Base):
-    """One handover of a room (or of the whole site when `room` is None) from one shift to the next.
+    """One handover of a room (or of the whole estate when `room` is None) from one shift to the next.
 
     The open alarms and tasks are snapshots taken when it was submitted (what the incoming person was
     told); abnormal readings, keys and tools are as the outgoing person wrote them. The incoming person
@@ -28,6 +28,7 @@ class Handover(Base):
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
+    estate: Mapped[str] = mapped_column(String(ESTATE_LENGTH), server_default="", index=True)
     room: Mapped[str | None] = mapped_column(String(100), index=True)
     shift_started_at: Mapped[datetime]
     submitted_at: Mapped[datetime] = mapped_column(index=True)

@@ -28,6 +28,10 @@ from maintenance.vocab import AlarmState, CycleReason, Priority, TaskState, Toke
 
 JsonDict = dict[str, Any]
 
+# The estate of a record (`pumpwatch.portfolio`: ids are unique within an estate only). Rows from before
+# estates have '' until the start-up step `maintenance.estates.adopt_unassigned` gives them theirs.
+ESTATE_LENGTH = 64
+
 # Stable constraint names, so migrations can refer to them on every database.
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -121,18 +125,19 @@ class ApiToken(Base):
 
 
 class Alarm(Base):
-    """One alarm of one (asset, alarm type); at most one row per key is active (partial unique index)."""
+    """One alarm of one (estate, asset, alarm type); at most one active row per key (partial unique index)."""
 
     __tablename__ = "alarms"
     __table_args__ = (
         CheckConstraint(sql_in("state", AlarmState), name="state"),
         # The dedup guarantee lives in the database, so concurrent writers cannot both insert.
-        Index("ux_alarms_active_key", "asset", "alarm_type", unique=True,
+        Index("ux_alarms_active_key", "estate", "asset", "alarm_type", unique=True,
               sqlite_where=text("state = 'active'"), postgresql_where=text("state = 'active'")),
-        Index("ix_alarms_key_ended", "asset", "alarm_type", "ended_at"),
+        Index("ix_alarms_key_ended", "estate", "asset", "alarm_type", "ended_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
+    estate: Mapped[str] = mapped_column(String(ESTATE_LENGTH), server_default="")
     asset: Mapped[str] = mapped_column(String(100))
     alarm_type: Mapped[str] = mapped_column(String(64))
     room: Mapped[str] = mapped_column(String(100), index=True)
@@ -163,6 +168,7 @@ class Task(Base):
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
+    estate: Mapped[str] = mapped_column(String(ESTATE_LENGTH), server_default="", index=True)
     kind: Mapped[str] = mapped_column(String(20))
     title_zh: Mapped[str] = mapped_column(Text)
     title_en: Mapped[str] = mapped_column(Text)
@@ -174,7 +180,8 @@ class Task(Base):
     due_at: Mapped[datetime | None] = mapped_column(index=True)
     # Unique: an alarm has one task for its whole life (a repeat within the window reopens it).
     alarm_id: Mapped[int | None] = mapped_column(ForeignKey("alarms.id", ondelete="SET NULL"), unique=True)
-    # Unique: a plan occurrence ("plan-id@2026-01-05") becomes exactly one task, whoever creates it.
+    # Unique: a plan occurrence ("<estate>:<plan>:<target>@2026-01-05") becomes exactly one task, whoever
+    # creates it.
     plan_key: Mapped[str | None] = mapped_column(String(200), unique=True)
     checklist: Mapped[list[JsonDict]] = mapped_column(default=list)
     notes: Mapped[list[JsonDict]] = mapped_column(default=list)

@@ -16,24 +16,27 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from maintenance.models import Base, JsonDict
+from maintenance.models import ESTATE_LENGTH, Base, JsonDict
 
 
 class ReportSnapshot(Base):
-    """The report of one month: built on the 1st of the next, closed on the 6th or by the director signing.
+    """The report of one estate's month: built on the 1st of the next, closed on the 6th or by the director.
 
-    `figures` never change once `state` is closed. Unique per month, so two replicas that build the same
-    report at once end with one row. The signature lines keep the signer's name as it was when they signed.
+    `figures` never change once `state` is closed. Unique per estate and month, so two replicas that build
+    the same report at once end with one row. The signature lines keep the signer's name as it was when
+    they signed.
     """
 
     __tablename__ = "report_snapshots"
     __table_args__ = (
         CheckConstraint("state IN ('built', 'closed')", name="state_known"),
         CheckConstraint("closed_reason IS NULL OR closed_reason IN ('due', 'signed')", name="closed_reason"),
+        UniqueConstraint("estate", "month"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    month: Mapped[str] = mapped_column(String(7), unique=True)  # "2026-03"
+    estate: Mapped[str] = mapped_column(String(ESTATE_LENGTH), server_default="")
+    month: Mapped[str] = mapped_column(String(7))  # "2026-03"
     state: Mapped[str] = mapped_column(String(10))
     figures: Mapped[JsonDict]
     task_ids: Mapped[list[int]] = mapped_column(JSON)  # the tasks the figures count: later changes amend

@@ -7,6 +7,10 @@ the order they arrived; one that fails because the database is briefly away is r
 with backoff, so a later event of the same alarm never overtakes it. One that fails for any other
 reason would fail again: it is logged and counted (`pumpwatch_alarm_events_refused_total`) and the
 intake goes on.
+
+One maintenance state serves every estate of the deployment: each record names its estate, an event
+without one (made before estates) is taken as the only estate's, and `set_portfolio` takes the
+estates' site files after a reload (their SLA limits, switches, rooms and reports).
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from maintenance.tasks import TaskService
 from pumpwatch.alarm_events import AlarmEvent
 from pumpwatch.backoff import Backoff
 from pumpwatch.clock import Clock, SystemClock
+from pumpwatch.portfolio import Portfolio, as_portfolio
 from pumpwatch.settings import Settings
 from pumpwatch.site import Site
 
@@ -57,20 +62,22 @@ class MaintenanceMetrics:
 class MaintenanceService:
     """Tasks, alarms, approvals, people and reports over one state database; `run` applies alarm events."""
 
-    def __init__(self, site: Site, settings: Settings, clock: Clock, engine: Engine, *,
+    def __init__(self, site: Site | Portfolio, settings: Settings, clock: Clock, engine: Engine, *,
                  backoff: Backoff | None = None) -> None:
-        self.site = site
+        portfolio = as_portfolio(site)
+        self.portfolio = portfolio
+        self.site = portfolio.first
         self.engine = engine
         self.clock = clock
         sessions = session_factory(engine)
-        self.tasks = TaskService(sessions, clock, SlaPolicy.from_settings(site.sla))
+        self.tasks = TaskService(sessions, clock, SlaPolicy.from_settings(self.site.sla))
         self.alarms = AlarmService(sessions, clock, self.tasks)
         self.approvals = ApprovalService(sessions, clock, self.tasks)
-        self.exceptions = ExceptionService(sessions, clock, self.tasks, site)
-        self.handovers = HandoverService(sessions, clock, site)
+        self.exceptions = ExceptionService(sessions, clock, self.tasks, portfolio)
+        self.handovers = HandoverService(sessions, clock, portfolio)
         self.audit = AuditTrail(sessions)
         self.auth = AuthService(sessions, SystemClock())
-        self.reports = MonthlyReport(sessions, self.tasks.sla, site=site, clock=clock)
+        self.reports = MonthlyReport(sessions, self.tasks.sla, site=portfolio, clock=clock)
         registry = CollectorRegistry()
         self.metrics = MaintenanceMetrics(
             registry,
@@ -82,14 +89,39 @@ class MaintenanceService:
                     "Attempts to apply an alarm event that failed and were retried", registry=registry),
             Counter("pumpwatch_alarm_events_refused_total",
                     "Alarm events that cannot be applied (not a database outage)", registry=registry))
-        self.notifier = Notifier(settings.notify, registry, site.site.timezone, site.site.name.zh)
+        self.notifier = Notifier(settings.notify, registry, self.site.site.timezone,
+                                 portfolio.organisation.zh)
+        self.set_portfolio(portfolio)
         self.backoff = backoff or Backoff(first=0.5, cap=30.0)
         self._events: asyncio.Queue[AlarmEvent] | None = None
+
+    def set_portfolio(self, portfolio: Portfolio) -> None:
+        """Take the estates as their site files now have them (at start, and after a reload)."""
+        self.portfolio = portfolio
+        if len(portfolio):
+            self.site = portfolio.first
+        self.tasks.estate_slas = {estate: SlaPolicy.from_settings(site.sla)
+                                  for estate, site in portfolio.estates.items()}
+        self.exceptions.set_portfolio(portfolio)
+        self.handovers.set_portfolio(portfolio)
+        self.reports.set_portfolio(portfolio)
+        self.notifier.formatter.estate_names = {e: s.site.name.zh for e, s in portfolio.estates.items()}
 
     # --- alarm intake ------------------------------------------------------------------------------
 
     def accept_event(self, event: AlarmEvent) -> None:
-        """An alarm-engine listener (call on the event loop's thread)."""
+        """An alarm-engine listener (call on the event loop's thread).
+
+        An event without its estate (made before estates) is the only estate's; with several estates it
+        cannot be placed and is refused (counted, logged).
+        """
+        if not event.key.estate:
+            only = self.portfolio.only
+            if only is None:
+                self.metrics.events_refused.inc()
+                log.error("alarm event without an estate in a deployment of several: %s", event)
+                return
+            event = event.in_estate(only)
         if self._events is None:
             self._events = asyncio.Queue(EVENT_QUEUE)
         try:

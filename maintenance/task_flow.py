@@ -175,6 +175,7 @@ class Escalation:
     assignees: tuple[int, ...]
     clock: SlaClock = SlaClock.RESOLUTION
     cycle: int = 1
+    estate: str = ""
 
     @property
     def notify(self) -> Role | None:

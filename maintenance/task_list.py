@@ -30,6 +30,7 @@ class TaskFilter:
     kind: str | None = None
     due_before: datetime | None = None
     due_after: datetime | None = None  # at or after: with due_before, a period (the plan calendar's month)
+    estate: str | None = None
 
 
 def task_conditions(filters: TaskFilter) -> list[ColumnElement[bool]]:
@@ -42,7 +43,8 @@ def task_conditions(filters: TaskFilter) -> list[ColumnElement[bool]]:
                                       .where(TaskAssignee.user_id == filters.assignee)))
     if filters.priority is not None:
         conditions.append(Task.priority == Priority(filters.priority).value)
-    equal = ((Task.room, filters.room), (Task.asset, filters.asset), (Task.kind, filters.kind))
+    equal = ((Task.room, filters.room), (Task.asset, filters.asset), (Task.kind, filters.kind),
+             (Task.estate, filters.estate))
     for column, value in equal:
         if value is not None:
             conditions.append(column == value)

@@ -1,5 +1,9 @@
 """TaskService: tasks by hand, from alarms and from plans; lifecycle and role rules; SLA escalation; lists.
 
+Every task belongs to an estate (`Task.estate`): tasks by hand name it, an alarm's task takes its
+alarm's, a plan occurrence's its plan's (keyed `<estate>:<plan>:<occurrence>`), corrective work its
+task's (keyed `<estate>:corrective:<task>:<item>`).
+
 A task's record is never rewritten: each cycle of work (the first, one per repeat alarm that reopens a
 finished task, one per send-back) is a row of `task_cycles`, and the task row holds the current one.
 """
@@ -17,6 +21,7 @@ from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from maintenance import audit, task_history
 from maintenance.errors import Conflict, Forbidden, IllegalTransition, InvalidInput, NotFound
+from maintenance.estates import estate_key
 from maintenance.models import (
     Alarm,
     Attachment,
@@ -89,6 +94,11 @@ class TaskService:
         self._sessions = session_factory
         self._clock = clock
         self.sla = sla or SlaPolicy()
+        self.estate_slas: dict[str, SlaPolicy] = {}  # an estate's own limits (`sla:` of its site file)
+
+    def sla_of(self, estate: str) -> SlaPolicy:
+        """The SLA limits of an estate's tasks: its own, else the service's."""
+        return self.estate_slas.get(estate, self.sla)
 
     def now(self) -> datetime:
         """Return the injected clock's time as an aware UTC datetime."""
@@ -141,10 +151,11 @@ class TaskService:
     def create_task(self, user: User, title: Text, kind: TaskKind = TaskKind.FAULT,
                     priority: Priority = Priority.NORMAL, asset: str | None = None, room: str | None = None,
                     description: str | None = None, due_at: datetime | None = None,
-                    checklist: Sequence[ChecklistItem] = ()) -> Task:
+                    checklist: Sequence[ChecklistItem] = (), estate: str = "") -> Task:
         """Create a task by hand: anyone may report a fault; other kinds need a supervisor or admin.
 
-        `due_at` is the resolution deadline (by default the priority's resolution limit from now).
+        `due_at` is the resolution deadline (by default the priority's resolution limit from now);
+        `estate` the estate its room and asset are in (the caller resolves it).
         """
         kind = TaskKind(kind)
         if kind in (TaskKind.ALARM, TaskKind.PLAN):
@@ -155,14 +166,17 @@ class TaskService:
             if kind is not TaskKind.FAULT:
                 require_any_role(session, actor, _MANAGERS, now, f"creating a {kind.value} task")
             task = self._new_task(kind, title, priority, now, asset=asset, room=room, description=description,
-                                  due_at=due_at, checklist=checklist, created_by=actor.id)
+                                  due_at=due_at, checklist=checklist, created_by=actor.id, estate=estate)
             return self._insert(session, task, audit.actor_id(actor), now)
 
     def create_from_plan(self, plan_key: str, title: Text, kind: TaskKind = TaskKind.PLAN,
                          priority: Priority = Priority.NORMAL, due_at: datetime | None = None,
                          asset: str | None = None, room: str | None = None, description: str | None = None,
-                         checklist: Sequence[ChecklistItem] = ()) -> Task:
-        """Create the task of one plan occurrence, or return the one that exists (idempotent by plan_key)."""
+                         checklist: Sequence[ChecklistItem] = (), estate: str = "") -> Task:
+        """Create the task of one plan occurrence, or return the one that exists (idempotent by plan_key).
+
+        The key names the estate (`<estate>:<plan>:<occurrence>`, `maintenance.estates.estate_key`).
+        """
         plan_key = _text_required(plan_key, "plan_key")
         now = self.now()
         try:
@@ -171,7 +185,8 @@ class TaskService:
                 if existing is not None:
                     return existing
                 task = self._new_task(TaskKind(kind), title, priority, now, asset=asset, room=room,
-                                      description=description, due_at=due_at, checklist=checklist)
+                                      description=description, due_at=due_at, checklist=checklist,
+                                      estate=estate)
                 task.plan_key = plan_key
                 return self._insert(session, task, audit.SYSTEM, now)
         except IntegrityError:
@@ -187,7 +202,7 @@ class TaskService:
         title = Text(zh=alarm.message_zh, en=alarm.message_en)
         task = self._new_task(TaskKind.ALARM, title, priority_for_severity(Severity(alarm.severity)), now,
                               asset=alarm.asset, room=alarm.room,
-                              description=f"{alarm.asset}/{alarm.alarm_type}")
+                              description=f"{alarm.asset}/{alarm.alarm_type}", estate=alarm.estate)
         task.alarm_id = alarm.id
         return self._insert(session, task, audit.SYSTEM, now)
 
@@ -221,7 +236,7 @@ class TaskService:
         task.priority = wanted.value
         if TaskState(task.state) in OPEN_TASK_STATES:
             # The tighter limits run from now, but never extend a deadline already set.
-            response, resolution = self.sla.deadlines(now, wanted)
+            response, resolution = self.sla_of(task.estate).deadlines(now, wanted)
             if task.responded_at is None:
                 task.response_due_at = _earlier(task.response_due_at, response)
             task.resolution_due_at = _earlier(task.resolution_due_at, resolution)
@@ -234,12 +249,13 @@ class TaskService:
 
     def _new_task(self, kind: TaskKind, title: Text, priority: Priority, now: datetime, *, asset: str | None,
                   room: str | None, description: str | None = None, due_at: datetime | None = None,
-                  checklist: Sequence[ChecklistItem] = (), created_by: int | None = None) -> Task:
+                  checklist: Sequence[ChecklistItem] = (), created_by: int | None = None,
+                  estate: str = "") -> Task:
         priority = Priority(priority)
         keys = [item.key for item in checklist]
         if len(set(keys)) != len(keys):
             raise InvalidInput("checklist keys must be distinct")
-        task = Task(kind=kind.value, title_zh=_text_required(title.zh, "title (zh)"),
+        task = Task(estate=estate, kind=kind.value, title_zh=_text_required(title.zh, "title (zh)"),
                     title_en=_text_required(title.en, "title (en)"), description=description, asset=asset,
                     room=room, priority=priority.value, state=TaskState.RAISED.value,
                     checklist=[dict(i.spec) | {"key": i.key, "zh": i.text.zh, "en": i.text.en, "result": None,
@@ -256,7 +272,7 @@ class TaskService:
         if task.cycles:
             ending = sync_cycle(task)  # the ending cycle keeps the task's fields as they are now
             ending.closed_at = ending.closed_at or now
-        response_due, resolution_due = self.sla.deadlines(now, task.priority, resolve_by)
+        response_due, resolution_due = self.sla_of(task.estate).deadlines(now, task.priority, resolve_by)
         for name in _REPORT_FIELDS:
             setattr(task, name, None)
         task.cycle += 1
@@ -453,11 +469,11 @@ class TaskService:
             f"：{note}" if note else "。")
         origin_en = f"From task #{task.id} ({task.title_en}), item “{en}”" + (f": {note}" if note else ".")
         return self.create_from_plan(
-            f"corrective:{task.id}:{item['key']}",
+            estate_key(task.estate, f"corrective:{task.id}:{item['key']}"),
             Text(zh=f"整改：{zh}" + (f"（{reading}）" if reading else ""),
                  en=f"Fix: {en}" + (f" ({reading})" if reading else "")),
             TaskKind.CORRECTIVE, Priority.HIGH if urgent else Priority.NORMAL, asset=task.asset,
-            room=task.room, description=f"{origin_zh}\n{origin_en}")
+            room=task.room, description=f"{origin_zh}\n{origin_en}", estate=task.estate)
 
     def add_note(self, task_id: int, user: User, text: str) -> Task:
         """Add a note to the task's record (any active user, any state); it belongs to the current cycle."""
@@ -564,7 +580,7 @@ class TaskService:
         current: int = getattr(task, field)
         if due is None:
             return []
-        reached = self.sla.level_at(now, cycle.opened_at, due, clock, task.priority)
+        reached = self.sla_of(task.estate).level_at(now, cycle.opened_at, due, clock, task.priority)
         steps = []
         for level in range(current + 1, reached + 1):
             step = EscalationLevel(level)
@@ -575,7 +591,7 @@ class TaskService:
             steps.append(Escalation(
                 task_id=task.id, level=step, priority=Priority(task.priority), due_at=due,
                 title=Text(zh=task.title_zh, en=task.title_en), room=task.room, asset=task.asset,
-                assignees=tuple(task.assignee_ids), clock=clock, cycle=task.cycle))
+                assignees=tuple(task.assignee_ids), clock=clock, cycle=task.cycle, estate=task.estate))
         if reached > current:
             setattr(task, field, int(reached))
         return steps

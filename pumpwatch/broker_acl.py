@@ -1,4 +1,8 @@
-"""The broker's identities and their topic rules, from the site file(s): `pumpwatch broker-acl`.
+"""The broker's identities and their topic rules, from the site files of every estate: `pumpwatch broker-acl`.
+
+The topics of alarm events and live readings carry the estate (`pumpwatch/alarms/<estate>/<room>/...`,
+`pumpwatch/live/<estate>/<room>`), so a rule names exactly one estate's room; device topics are the
+site files' own, and no two estates claim one (`pumpwatch.portfolio.conflicts`).
 
 Each process and each publisher of readings logs in with its own identity, and may publish and read
 only its own topics:
@@ -46,7 +50,7 @@ from pathlib import Path
 from pumpwatch.edge_wire import alarm_topic as edge_alarm_topic
 from pumpwatch.edge_wire import batch_topic, time_reply_topic, time_topic
 from pumpwatch.site import MqttMapping, Site
-from pumpwatch.wire import ALARM_TOPIC, SIM_CONTROL_TOPIC, live_topic
+from pumpwatch.wire import ALARM_TOPIC, SIM_CONTROL_TOPIC, live_topic, room_alarm_topics
 from pumpwatch.wireless import plan_devices
 
 ROTATION_ALARM = "rotation_failed"  # the only alarm the scheduler raises (inspection/rotation.py)
@@ -137,7 +141,11 @@ def device_topics(site: Site, rooms: Iterable[str] | None = None) -> dict[int, l
 def centre_identities(sites: Sequence[Site], roles: Roles) -> list[Identity]:
     """The identities of the centre's broker (the one collectors, APIs and edges share)."""
     ids = _Identities()
-    rooms = [room.id for site in sites for room in site.rooms]
+    estates = [site.site.id for site in sites]
+    twice = sorted({estate for estate in estates if estates.count(estate) > 1})
+    if twice:
+        raise AclError(f"estate {twice[0]!r} is given twice: give each estate's site file once")
+    rooms = [(site.site.id, room.id) for site in sites for room in site.rooms]
     subscriptions = sorted({m.subscription for site in sites for m in site.mqtt})
     has_edges = any(site.edges for site in sites)
     for site in sites:
@@ -145,18 +153,18 @@ def centre_identities(sites: Sequence[Site], roles: Roles) -> list[Identity]:
     for name in roles.collectors:
         collector = ids.add(name, "collector", "readings in; alarm events and live readings out")
         collector.allow("read", subscriptions)
-        collector.allow("write", [f"{ALARM_TOPIC}/{room}/#" for room in rooms])
-        collector.allow("write", [live_topic(room) for room in rooms])
+        collector.allow("write", [room_alarm_topics(estate, room) for estate, room in rooms])
+        collector.allow("write", [live_topic(estate, room) for estate, room in rooms])
         if has_edges:
             collector.allow("read", [batch_topic("+"), edge_alarm_topic("+"), time_topic("+")])
             collector.allow("write", [time_reply_topic("+")])
     for name in roles.apis:
         api = ids.add(name, "api", "takes alarm events and live readings, publishes nothing")
-        api.allow("read", [f"{ALARM_TOPIC}/{room}/#" for room in rooms])
-        api.allow("read", [live_topic(room) for room in rooms])
+        api.allow("read", [room_alarm_topics(estate, room) for estate, room in rooms])
+        api.allow("read", [live_topic(estate, room) for estate, room in rooms])
     for name in roles.schedulers:
         scheduler = ids.add(name, "scheduler", "the alarm of a failed duty rotation")
-        scheduler.allow("write", [f"{ALARM_TOPIC}/{room.id}/{group.id}/{ROTATION_ALARM}"
+        scheduler.allow("write", [f"{ALARM_TOPIC}/{site.site.id}/{room.id}/{group.id}/{ROTATION_ALARM}"
                                   for site in sites for room in site.rooms for group in room.duty_groups])
     if roles.simulator is not None:
         simulator = ids.add(roles.simulator, "simulator",
@@ -167,8 +175,8 @@ def centre_identities(sites: Sequence[Site], roles: Roles) -> list[Identity]:
         simulator.allow("readwrite", [SIM_CONTROL_TOPIC])
     for site in sites:
         for edge in site.edges:
-            box = ids.add(edge.username, "edge", f"edge {edge.id} (rooms {', '.join(edge.rooms)}): its own "
-                          "batches, alarm events and clock requests")
+            box = ids.add(edge.username, "edge", f"edge {edge.id} (estate {site.site.id}, rooms "
+                          f"{', '.join(edge.rooms)}): its own batches, alarm events and clock requests")
             box.allow("write", [batch_topic(edge.id), edge_alarm_topic(edge.id), time_topic(edge.id)])
             box.allow("read", [time_reply_topic(edge.id)])
     _monitor(ids, roles.monitor)
@@ -187,7 +195,7 @@ def room_identities(site: Site, edge_id: str, roles: Roles) -> list[Identity]:
     box = ids.add(edge.username, "edge",
                   f"{edge.id} on its room's broker: reads its rooms' devices, announces its alarms")
     box.allow("read", [topic for listed in topics.values() for topic in listed])
-    box.allow("write", [f"{ALARM_TOPIC}/{room}/#" for room in edge.rooms])
+    box.allow("write", [room_alarm_topics(site.site.id, room) for room in edge.rooms])
     _monitor(ids, roles.monitor)
     return ids.listed()
 
@@ -328,9 +336,10 @@ def run_command(paths: Sequence[Path], sites: Sequence[Site], roles: Roles,
     origin = "pumpwatch " + shlex.join(words)
     try:
         if edge is not None:
-            if len(sites) != 1:
-                raise AclError("--edge: give the one site file that has this edge")
-            identities = room_identities(sites[0], edge, roles)
+            holders = [site for site in sites if any(e.id == edge for e in site.edges)]
+            if len(holders) > 1:
+                raise AclError(f"--edge {edge}: edge {edge!r} is in more than one estate")
+            identities = room_identities(holders[0] if holders else sites[0], edge, roles)
         else:
             identities = centre_identities(sites, roles)
         known = read_passwords(passwords) if passwords is not None else None

@@ -1,4 +1,8 @@
-"""The `pumpwatch` command: read a site file (check-site, registers, thresholds), run the roles, add users."""
+"""The `pumpwatch` command: read a deployment (check-site, registers, thresholds), run the roles, add users.
+
+`--site` (or `PUMPWATCH_SITE`) is a site file (one estate), a folder of site files or a deployment file
+(`pumpwatch.portfolio`).
+"""
 
 from __future__ import annotations
 
@@ -11,10 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from pumpwatch.logs import configure_logging
+from pumpwatch.portfolio import Portfolio, as_portfolio, load_portfolio
+from pumpwatch.portfolio import summary as deployment_summary
 from pumpwatch.settings import Settings
 from pumpwatch.site import Site
-from pumpwatch.sitefile import SiteFileError, load_site
-from pumpwatch.sitereport import register_table, summary, threshold_table
+from pumpwatch.sitefile import SiteFileError
+from pumpwatch.sitereport import per_estate, register_table, summary, threshold_table
 
 EXIT_USAGE = 2  # the user's input is wrong (bad site file, bad arguments)
 EXIT_FAILURE = 1  # the environment is wrong (port in use, broker unreachable)
@@ -36,13 +42,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         site = _load_or_report(args.site)
         if site is None:
             return EXIT_USAGE
-        print(register_table(site))
+        print(per_estate(site, register_table))
         return 0
     if args.command == "thresholds":
         site = _load_or_report(args.site)
         if site is None:
             return EXIT_USAGE
-        print(threshold_table(site))
+        print(per_estate(site, threshold_table))
         return 0
     if args.command == "broker-acl":
         return _broker_acl(args, settings)
@@ -56,6 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     from sqlalchemy.exc import SQLAlchemyError
 
+    from maintenance.estates import UnassignedRecords
     from pumpwatch.signing import SigningError
     from pumpwatch.stack import StackOptions, migrate_state, run_stack
     from simulators.scenarios import ScenarioError
@@ -97,7 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         if options.serve or options.schedule:
-            migrate_state(settings)
+            migrate_state(settings, site)
         if options.serve and settings.environment == "production":
             problems = _demo_logins(settings)
             if problems:
@@ -106,7 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"pumpwatch {args.command}: {refusal_text(problems)}", file=sys.stderr)
                 return EXIT_FAILURE
         return asyncio.run(_until_signal(run_stack(site, settings, options)))
-    except (ScenarioError, SigningError) as err:
+    except (ScenarioError, SigningError, UnassignedRecords) as err:
         print(f"pumpwatch: {err}", file=sys.stderr)
         return EXIT_USAGE
     except (OSError, RuntimeError) as err:
@@ -142,9 +149,10 @@ def _broker_acl(args: argparse.Namespace, settings: Settings) -> int:
     from pumpwatch.broker_acl import Roles, run_command
 
     paths: list[Path] = args.site or [settings.site]
-    sites = [_load_or_report(path) for path in paths]
-    if any(site is None for site in sites):
+    deployments = [_load_or_report(path) for path in paths]
+    if any(found is None for found in deployments):
         return EXIT_USAGE
+    sites = [site for found in deployments if found is not None for site in found]
     roles = Roles(collectors=tuple(args.collector or ["pumpwatch-collector"]),
                   apis=tuple(args.api or ["pumpwatch-api"]),
                   schedulers=tuple(args.scheduler or ["pumpwatch-scheduler"]),
@@ -152,8 +160,7 @@ def _broker_acl(args: argparse.Namespace, settings: Settings) -> int:
     given = {"collector": args.collector or [], "api": args.api or [], "scheduler": args.scheduler or [],
              "simulator": [args.simulator] if args.simulator else [],
              "monitor": [args.monitor] if args.monitor else [], "edge": [args.edge] if args.edge else []}
-    return run_command(paths, [site for site in sites if site is not None], roles, given, edge=args.edge,
-                       out=args.out, passwords=args.passwords)
+    return run_command(paths, sites, roles, given, edge=args.edge, out=args.out, passwords=args.passwords)
 
 
 def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
@@ -177,7 +184,7 @@ def _parser(settings: Settings) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pumpwatch", description=__doc__)
     parser.add_argument("--log-level", default=settings.log_level)
     sub = parser.add_subparsers(dest="command", required=True)
-    check = sub.add_parser("check-site", help="validate a site file")
+    check = sub.add_parser("check-site", help="validate a site file, a folder of them or a deployment file")
     check.add_argument("file", type=Path)
     account = sub.add_parser("add-user", help="create a login in the state database "
                              "(password from standard input, or asked twice)")
@@ -186,7 +193,7 @@ def _parser(settings: Settings) -> argparse.ArgumentParser:
                          choices=("operator", "technician", "supervisor", "director", "admin"),
                          help="a role of the user (repeatable)")
     account.add_argument("--display-name", default=None, help="the name colleagues see")
-    registers = sub.add_parser("registers", help="print the Modbus register map of a site")
+    registers = sub.add_parser("registers", help="print the Modbus register map of every estate")
     registers.add_argument("--site", type=Path, default=settings.site)
     thresholds = sub.add_parser("thresholds", help="print the alarm thresholds in force on every sensor and "
                                                    "where each comes from")
@@ -218,7 +225,8 @@ def _parser(settings: Settings) -> argparse.ArgumentParser:
                 ("up", "every service (no simulators), against the configured broker and stores"))
     for name, text in commands:
         p = sub.add_parser(name, help=text)
-        p.add_argument("--site", type=Path, default=settings.site, help="site file (YAML)")
+        p.add_argument("--site", type=Path, default=settings.site,
+                       help="site file (YAML), folder of site files, or deployment file")
         p.add_argument("--mqtt", default=settings.mqtt.url, metavar="URL",
                        help="broker URL; default: an in-process broker")
         p.add_argument("--mqtt-port", type=int, default=settings.mqtt.embedded_port,
@@ -247,7 +255,7 @@ def _parser(settings: Settings) -> argparse.ArgumentParser:
     return parser
 
 
-def _edge_settings(args: argparse.Namespace, settings: Settings, site: Site) -> str | None:
+def _edge_settings(args: argparse.Namespace, settings: Settings, site: Site | Portfolio) -> str | None:
     """Take the edge's options into the settings; what is wrong with them, or None."""
     from pydantic import SecretStr
 
@@ -258,7 +266,7 @@ def _edge_settings(args: argparse.Namespace, settings: Settings, site: Site) -> 
         settings.edge.uplink_url = SecretStr(args.uplink)
     if settings.edge.id is None:
         return "which edge is this box? set --edge-id or PUMPWATCH_EDGE__ID"
-    known = [edge.id for edge in site.edges]
+    known = list(as_portfolio(site).edge_estates())
     if settings.edge.id not in known:
         return (f"the site has no edge {settings.edge.id!r} (edges: {', '.join(known) or 'none'}); "
                 "add it to the site file's edges:")
@@ -283,9 +291,10 @@ def _positive(text: str) -> float:
     return value
 
 
-def _load_or_report(path: Path) -> Site | None:
+def _load_or_report(path: Path) -> Portfolio | None:
+    """The deployment at `path`, or None after printing every problem (file:line: field: message)."""
     try:
-        return load_site(path)
+        return load_portfolio(path)
     except SiteFileError as err:
         for issue in err.issues:
             print(issue, file=sys.stderr)
@@ -293,8 +302,13 @@ def _load_or_report(path: Path) -> Site | None:
 
 
 def _check_site(path: Path) -> int:
-    site = _load_or_report(path)
-    if site is None:
+    found = _load_or_report(path)
+    if found is None:
         return EXIT_USAGE
-    print(f"{path}: OK: {summary(site)}")
+    if len(found) == 1 and not path.is_dir():
+        print(f"{path}: OK: {summary(found.first)}")
+    else:
+        print(f"{path}: OK: {deployment_summary(found)}")
+        for estate, site in found.estates.items():
+            print(f"  {found.files.get(estate, estate)}: {summary(site)}")
     return 0

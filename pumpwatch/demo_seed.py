@@ -107,7 +107,8 @@ def _todays_rounds(site: Site, state: MaintenanceService, scheduler: InspectionS
     local = now.astimezone(zone)
     day_start = datetime(local.year, local.month, local.day, tzinfo=zone)
     made: list[int] = []
-    for plan in scheduler.plans:
+    schedule = scheduler.estate(site.site.id)
+    for plan in schedule.plans:
         if plan.task_kind != TaskKind.INSPECTION.value:
             continue
         for scheduled, targets in plan_schedules(site, plan):
@@ -117,7 +118,7 @@ def _todays_rounds(site: Site, state: MaintenanceService, scheduler: InspectionS
                 # The scheduler's own way of turning an occurrence into its task (plan key, title,
                 # checklist types, ranges and sensors), so this round is the one it would have made at the
                 # opening time; the scheduler later finds the plan key taken and leaves it be.
-                made.append(scheduler._create(plan, occ, now, late=False))
+                made.append(schedule._create(plan, occ, now, late=False))
     supervisor = users.get("supervisor")
     for i, task_id in enumerate(made):
         technician = users.get(ROUND_TECHNICIANS[i % len(ROUND_TECHNICIANS)])
@@ -140,7 +141,7 @@ def _faults(site: Site, state: MaintenanceService, users: dict[str, User]) -> di
         name, room = names[fault.asset]
         title = Text(zh=f"报修：{name.zh}，{fault.zh}", en=f"Fault report: {name.en}, {fault.en}")
         task = tasks.create_task(operator, title, TaskKind.FAULT, fault.priority, asset=fault.asset,
-                                 room=room, description=fault.description)
+                                 room=room, description=fault.description, estate=site.site.id)
         made[fault.state] = task.id
         if fault.state == "raised":
             continue
@@ -170,7 +171,7 @@ def _access_request(site: Site, state: MaintenanceService, users: dict[str, User
     row = state.approvals.request_access(users["operator"], "李工", "检修生活泵房配电箱",
                                          room, start, start + timedelta(hours=3), escort_id=users["tech"].id,
                                          organisation="安达机电工程有限公司",
-                                         escort_deputy_id=users["tech2"].id)
+                                         escort_deputy_id=users["tech2"].id, estate=site.site.id)
     state.approvals.approve_access(row.id, users["supervisor"])
     return row.id
 
@@ -187,5 +188,5 @@ def _handover(site: Site, state: MaintenanceService, users: dict[str, User]) -> 
         keys_tools=[KeyOrTool("泵房门钥匙", 2), KeyOrTool("控制柜钥匙", 1),
                     KeyOrTool("管钳", 1, ItemState.LENT, "借给保洁班清理集水坑")],
         notes="夜班巡检一次，两台生活泵运行正常。", urgent="2号泵机械密封渗水，已报修待处理。",
-        incoming_id=users["operator"].id)
+        incoming_id=users["operator"].id, estate=site.site.id)
     return row.id

@@ -26,6 +26,11 @@ values change little, so the batch is sent column by column and compressed with 
   split into eight planes (unchanged and slowly changing values become runs of zero bytes), one
   quality byte each, and state names through a second dictionary (0: none).
 
+Sensor ids travel as the edge's site file writes them: an edge belongs to one estate, so the centre
+qualifies them with the edge's estate once per batch (`decode_batch(..., estate=...)`), and an edge
+strips its own estate from its pipeline's keys once per sensor of a batch (`encode_columns(...,
+strip_estate=True)`).
+
 Values travel bit for bit; timestamps to the microsecond. `tests/collector/test_edge_wire.py` measures
 the bytes per reading (about 2-4 on a pump room's readings, against 70-90 as JSON).
 """
@@ -40,6 +45,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pumpwatch.alarm_events import AlarmEvent
+from pumpwatch.portfolio import sensor_key, split_key
 from pumpwatch.readings import Quality, Reading
 from pumpwatch.wire import WireError, alarm_event_from_json, alarm_event_json
 
@@ -108,8 +114,12 @@ def pack_batch(seq: int, sent_at: float, count: int, columns: bytes, level: int 
     return _header(seq, sent_at, count) + zlib.compress(columns, level)
 
 
-def encode_columns(readings: list[Reading]) -> bytes:
-    """The batch's columns before compression (the digest of a batch's content is taken over these)."""
+def encode_columns(readings: list[Reading], *, strip_estate: bool = False) -> bytes:
+    """The batch's columns before compression (the digest of a batch's content is taken over these).
+
+    `strip_estate`: the readings carry sensor keys (`<estate>/<sensor>`, an edge's pipeline); the batch
+    carries the sensor ids.
+    """
     sensors: dict[str, int] = {}
     states: dict[str, int] = {}
     index = bytearray()
@@ -133,7 +143,7 @@ def encode_columns(readings: list[Reading]) -> bytes:
         qualities.append(int(r.quality))
         _varint(state_refs, 0 if r.state is None else states.setdefault(r.state, len(states)) + 1)
     out = bytearray()
-    _strings(out, list(sensors))
+    _strings(out, [split_key(name)[1] for name in sensors] if strip_estate else list(sensors))
     _strings(out, list(states))
     for column in (index, times, *planes, qualities, state_refs):
         _varint(out, len(column))
@@ -141,8 +151,12 @@ def encode_columns(readings: list[Reading]) -> bytes:
     return bytes(out)
 
 
-def decode_batch(payload: bytes | bytearray) -> EdgeBatch:
-    """A batch from its payload; `WireError` when it is not one (nothing of it is taken then)."""
+def decode_batch(payload: bytes | bytearray, estate: str | None = None) -> EdgeBatch:
+    """A batch from its payload; `WireError` when it is not one (nothing of it is taken then).
+
+    With `estate` the readings carry sensor keys (`<estate>/<sensor>`, as the centre's pipeline
+    does), made once per sensor of the batch.
+    """
     data = bytes(payload)
     if not data.startswith(MAGIC):
         raise WireError("not an edge batch (no PWE1 header)")
@@ -158,7 +172,7 @@ def decode_batch(payload: bytes | bytearray) -> EdgeBatch:
         body = inflater.decompress(data[pos:], MAX_INFLATED)
         if inflater.unconsumed_tail or not inflater.eof:
             raise WireError("batch body truncated or larger than allowed")
-        readings = _decode_columns(body, count)
+        readings = _decode_columns(body, count, estate)
     except WireError:
         raise
     except (struct.error, zlib.error, IndexError, ValueError, UnicodeDecodeError) as err:
@@ -168,9 +182,11 @@ def decode_batch(payload: bytes | bytearray) -> EdgeBatch:
     return EdgeBatch(seq, sent_at, readings)
 
 
-def _decode_columns(body: bytes, count: int) -> list[Reading]:
+def _decode_columns(body: bytes, count: int, estate: str | None) -> list[Reading]:
     pos = 0
     sensors, pos = _read_strings(body, pos)
+    if estate is not None:
+        sensors = [sensor_key(estate, name) for name in sensors]
     states, pos = _read_strings(body, pos)
     columns: list[bytes] = []
     for _ in range(12):

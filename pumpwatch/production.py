@@ -38,6 +38,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from pumpwatch.mqtturl import BrokerAddress
+from pumpwatch.portfolio import Portfolio, as_portfolio
 from pumpwatch.settings import Settings
 from pumpwatch.signing import load_key, load_keyring
 from pumpwatch.site import Site
@@ -53,10 +54,10 @@ _COOKIES = {"serve", "up"}
 _SIGNS = {"collect", "schedule", "edge"}
 
 
-def role_problems(settings: Settings, role: str, site: Site | None) -> list[str]:
+def role_problems(settings: Settings, role: str, site: Site | Portfolio | None) -> list[str]:
     """Everything that makes this configuration unfit to run `role` in production (empty when fit).
 
-    `site` tells which edges there are (None: a site without edges).
+    `site` (a site or a whole deployment) tells which edges there are (None: no edges).
     """
     if role not in ROLES:
         raise ValueError(f"unknown role {role!r}")
@@ -131,10 +132,10 @@ def database_problems(url: str | None) -> list[str]:
             "sslmode=verify-full and a client certificate: sslcert, sslkey)"]
 
 
-def signing_problems(settings: Settings, role: str, site: Site | None) -> list[str]:
+def signing_problems(settings: Settings, role: str, site: Site | Portfolio | None) -> list[str]:
     """Missing or unusable signing keys for what this role sends to or takes from other processes."""
     cfg = settings.signing
-    edges = [edge.id for edge in site.edges] if site is not None else []
+    edges = list(as_portfolio(site).edge_estates()) if site is not None else []
     problems: list[str] = []
     if role in _SIGNS:
         problems += _own_key_problems(settings, settings.edge.id if role == "edge" else None)

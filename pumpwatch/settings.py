@@ -59,6 +59,18 @@ class CollectorSettings(BaseModel):
     client_id: str = "pumpwatch-collector"
     share_group: str | None = Field(None, description="MQTT shared-subscription group for several collectors")
     shard: int | None = Field(None, ge=0, description="poll only Modbus devices of this shard")
+    estates: list[str] | None = Field(None, description="the estates this collector serves (their Modbus "
+                                      "devices, topic maps, edges and rules); default all of the deployment. "
+                                      "JSON list or comma-separated ids")
+    reload_interval: float = Field(5.0, ge=0, le=3600, description="seconds between two looks at the "
+                                   "deployment's files for changes (0: only on SIGHUP)")
+
+    @field_validator("estates", mode="before")
+    @classmethod
+    def _comma_separated(cls, v: object) -> object:
+        if isinstance(v, str) and not v.strip().startswith("["):
+            return [part.strip() for part in v.split(",") if part.strip()]
+        return v
     retry_cap: float = Field(30.0, ge=0.5, le=3600, description="longest pause, seconds, between two "
                              "writes to a series store that is away (the pause doubles up to it)")
     probe_interval: float = Field(1.0, gt=0, le=60, description="while the series store is away, how "
@@ -304,7 +316,11 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PUMPWATCH_", env_nested_delimiter="__",
                                       extra="ignore")
 
-    site: Path = Path("examples/site.yaml")
+    site: Path = Field(Path("examples/site.yaml"), description="the deployment: a site file (one estate), a "
+                       "folder of site files, or a deployment file (kind: deployment)")
+    adopt_estate: str | None = Field(None, description="the estate given to maintenance records from before "
+                                     "estates (no estate yet) when the deployment has several; with one "
+                                     "estate they are given that one")
     mqtt: MqttSettings = MqttSettings()
     simulator: SimulatorSettings = SimulatorSettings()
     influx: InfluxSettings = InfluxSettings()

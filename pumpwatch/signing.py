@@ -49,6 +49,7 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry, Counter
 
 from pumpwatch.edge_wire import EDGE_ALARM_STREAM
+from pumpwatch.portfolio import Portfolio, as_portfolio
 from pumpwatch.settings import Settings
 from pumpwatch.site import Site
 from pumpwatch.wire import ALARM_STREAM, LIVE_STREAM, Refusal, Refused
@@ -357,17 +358,17 @@ def signer_for(settings: Settings, edge_id: str | None = None) -> Signer | None:
     return Signer(kid, load_key(cfg.key_file), sequences)
 
 
-def feed_verifier(settings: Settings, site: Site, marks: Path | None) -> Verifier:
-    """The API's check of collectors' alarm events and live readings (edges' keys left out)."""
+def feed_verifier(settings: Settings, site: Site | Portfolio, marks: Path | None) -> Verifier:
+    """The API's check of collectors' alarm events and live readings (every estate's edges' keys left out)."""
     cfg = settings.signing
-    keys = load_keyring(cfg.trusted_dir, leave_out=[edge.id for edge in site.edges])
+    keys = load_keyring(cfg.trusted_dir, leave_out=list(as_portfolio(site).edge_estates()))
     return Verifier(keys, ReplayGuard(marks if keys else None, durable=[ALARM_STREAM]),
                     max_age={ALARM_STREAM: cfg.max_age, LIVE_STREAM: cfg.live_max_age})
 
 
-def edge_verifier(settings: Settings, site: Site, marks: Path | None) -> Verifier:
-    """The centre's check of its edges' batches and alarm events (edges' own keys only)."""
+def edge_verifier(settings: Settings, site: Site | Portfolio, marks: Path | None) -> Verifier:
+    """The centre's check of its edges' batches and alarm events (the edges' own keys, every estate's)."""
     cfg = settings.signing
-    keys = load_keyring(cfg.trusted_dir, only=[edge.id for edge in site.edges])
+    keys = load_keyring(cfg.trusted_dir, only=list(as_portfolio(site).edge_estates()))
     return Verifier(keys, ReplayGuard(marks if keys else None, durable=[EDGE_ALARM_STREAM]),
                     max_age={EDGE_ALARM_STREAM: cfg.max_age})

@@ -771,11 +771,20 @@ class Edge(Model):
 
 
 class SiteInfo(Model):
-    """Who and where."""
+    """Who and where: the estate (项目 / 小区) this file describes.
+
+    Its `id` is the estate's id across the deployment (`pumpwatch.portfolio`): unique among the
+    estates of one deployment, and the `estate` field of everything outside the file (series tags,
+    topics, alarm keys, task keys). `region` and `group` only sort estates for the overview's filters.
+    """
 
     id: Identifier
     name: Text
     timezone: str = "Asia/Shanghai"
+    region: str | None = Field(None, min_length=1, max_length=64,
+                               description="where the estate is (a district), for the overview's filters")
+    group: str | None = Field(None, min_length=1, max_length=64,
+                              description="the team or contract of the estate, for the overview's filters")
 
     @field_validator("timezone")
     @classmethod

@@ -37,8 +37,44 @@ class SiteFileError(Exception):
         super().__init__("\n".join(str(i) for i in issues))
 
 
+@dataclass(frozen=True)
+class LocatedSite:
+    """A valid site with the file it came from and the line of each of its keys (for later checks)."""
+
+    site: Site
+    file: str
+    lines: dict[Path, int]
+
+    def issue(self, path: Path, message: str) -> SiteIssue:
+        """A problem at `path` of this file, located at the line of the deepest key the file has."""
+        return _locate(Problem(path, message), self.lines, self.file)
+
+
+@dataclass(frozen=True)
+class YamlDocument:
+    """A YAML file read as data, with the line of each key and item."""
+
+    data: Any
+    file: str
+    lines: dict[Path, int]
+
+    def issue(self, path: Path, message: str) -> SiteIssue:
+        """A problem at `path` of this document."""
+        return _locate(Problem(path, message), self.lines, self.file)
+
+
 def load_site(path: str | FsPath) -> Site:
     """Read and validate a site file, raising `SiteFileError` with located messages."""
+    return read_site(path).site
+
+
+def read_site(path: str | FsPath) -> LocatedSite:
+    """Read and validate a site file, keeping its line index; `SiteFileError` with located messages."""
+    return site_from_document(read_document(path))
+
+
+def read_document(path: str | FsPath) -> YamlDocument:
+    """Read a YAML file (a site or a deployment file) as data; `SiteFileError` when it cannot be read."""
     name = str(path)
     try:
         raw = FsPath(path).read_bytes()
@@ -50,14 +86,25 @@ def load_site(path: str | FsPath) -> Site:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as err:
         raise SiteFileError([SiteIssue(name, 0, "", f"not UTF-8 text ({err.reason})")]) from err
-    return parse_site(text, name)
+    return parse_document(text, name)
+
+
+def parse_document(text: str, name: str = "<site>") -> YamlDocument:
+    """YAML text as data with its line index; `SiteFileError` for bad YAML or a key given twice."""
+    data, lines, dup_issues = _read_yaml(text, name)
+    if dup_issues:
+        raise SiteFileError(dup_issues)
+    return YamlDocument(data, name, lines)
 
 
 def parse_site(text: str, name: str = "<site>") -> Site:
     """Validate site YAML given as text; `name` is used in messages."""
-    data, lines, dup_issues = _read_yaml(text, name)
-    if dup_issues:
-        raise SiteFileError(dup_issues)
+    return site_from_document(parse_document(text, name)).site
+
+
+def site_from_document(document: YamlDocument) -> LocatedSite:
+    """Validate a document as a site file: shape, then what crosses its sections."""
+    data, lines, name = document.data, document.lines, document.file
     if not isinstance(data, dict):
         raise SiteFileError([SiteIssue(name, 1, "", "a site file is a mapping with site, rooms, ...")])
     try:
@@ -67,7 +114,7 @@ def parse_site(text: str, name: str = "<site>") -> Site:
     problems = check_references(site)
     if problems:
         raise SiteFileError([_locate(p, lines, name) for p in problems])
-    return site
+    return LocatedSite(site, name, lines)
 
 
 def _read_yaml(text: str, name: str) -> tuple[Any, dict[Path, int], list[SiteIssue]]:
@@ -115,6 +162,11 @@ def _index(node: yaml.Node, path: Path, lines: dict[Path, int],
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
             _index(item, (*path, i), lines, duplicates, name)
+
+
+def validation_issues(err: ValidationError, document: YamlDocument) -> list[SiteIssue]:
+    """A model's validation errors on a document, each located at its line."""
+    return _from_validation(err, document.data, document.lines, document.file)
 
 
 def _from_validation(err: ValidationError, data: Any, lines: dict[Path, int],

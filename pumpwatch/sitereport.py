@@ -1,7 +1,13 @@
-"""Human-readable views of a site file: the one-line summary, the Modbus register map, the thresholds."""
+"""Human-readable views of a site file: the one-line summary, the Modbus register map, the thresholds.
+
+A deployment of several estates gets each estate's tables under its own heading (`per_estate`).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+from pumpwatch.portfolio import Portfolio
 from pumpwatch.registers import bus_cycle
 from pumpwatch.site import Site
 from pumpwatch.thresholds import site_thresholds
@@ -97,3 +103,14 @@ def threshold_table(site: Site) -> str:
                        f"{t.for_seconds:g} s | {t.hysteresis:g} | {where} |")
     out.append("")
     return "\n".join(out)
+
+
+def per_estate(portfolio: Portfolio, table: Callable[[Site], str]) -> str:
+    """`table` of each estate; under a heading per estate when the deployment has several."""
+    if len(portfolio) == 1:
+        return table(portfolio.first)
+    parts = []
+    for site in portfolio:
+        info = site.site
+        parts.append(f"## estate {info.id}: {info.name.zh} / {info.name.en}\n\n{table(site)}")
+    return "\n".join(parts)

@@ -1,12 +1,18 @@
-"""Which roles run in this process: `collect`, `edge`, `serve`, `schedule`, `up` (all), `demo`."""
+"""Which roles run in this process: `collect`, `edge`, `serve`, `schedule`, `up` (all), `demo`.
+
+The roles run over the deployment's estates (`pumpwatch.portfolio`); a `DeploymentWatcher`
+(`pumpwatch.reload`) hands each estate's added, changed or removed site file to the roles of the process
+while they run (every `COLLECTOR__RELOAD_INTERVAL` seconds, and on SIGHUP).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+import signal
 import socket
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -15,6 +21,8 @@ from pumpwatch.broker import EmbeddedBroker, port_or_free
 from pumpwatch.clock import Clock, ScaledClock
 from pumpwatch.errors import StoreUnavailable
 from pumpwatch.mqtturl import BrokerAddress
+from pumpwatch.portfolio import Portfolio, sensor_key
+from pumpwatch.reload import DeploymentWatcher, EstateChange
 from pumpwatch.series import SeriesStore
 from pumpwatch.settings import Settings
 from pumpwatch.site import Site
@@ -26,6 +34,7 @@ if TYPE_CHECKING:
     from collector.metrics_server import MetricsServer
     from collector.service import CollectorService
     from inspection.scheduler import InspectionScheduler
+    from maintenance.feed import AlarmFeed
     from maintenance.service import MaintenanceService
     from simulators.simulation import Simulation
 
@@ -76,23 +85,44 @@ async def broker_for(settings: Settings, demo: bool) -> AsyncIterator[tuple[Brok
         await embedded.stop()
 
 
-def migrate_state(settings: Settings) -> None:
-    """Bring the state database to the current schema (before any role's event loop starts)."""
-    from maintenance.db import state_url, upgrade
+def migrate_state(settings: Settings, portfolio: Portfolio | None = None) -> None:
+    """Bring the state database to the current schema (before any role's event loop starts).
+
+    With the deployment given, records from before estates are given theirs (`maintenance.estates`);
+    `UnassignedRecords` when that cannot be decided.
+    """
+    from maintenance.db import make_engine, state_url, upgrade
+    from maintenance.estates import adopt_unassigned
+    from maintenance.models import utc_from_epoch
+    from pumpwatch.clock import SystemClock
 
     upgrade(state_url(settings))
+    if portfolio is None:
+        return
+    engine = make_engine(state_url(settings))
+    try:
+        adopted = adopt_unassigned(engine, list(portfolio.estates), settings.adopt_estate,
+                                   utc_from_epoch(SystemClock().now()))
+    finally:
+        engine.dispose()
+    if adopted:
+        print(f"Records from before estates given to their estate: "
+              f"{', '.join(f'{n} {table}' for table, n in adopted.items())}", flush=True)
 
 
-async def run_stack(site: Site, settings: Settings, options: StackOptions) -> int:
+async def run_stack(portfolio: Site | Portfolio, settings: Settings, options: StackOptions) -> int:
     """Run the chosen roles together until cancelled (the state database already migrated)."""
     from simulators.run import start_simulation
 
+    if isinstance(portfolio, Site):
+        portfolio = Portfolio.of(portfolio)
+    site = portfolio.first  # what the banner and the simulators of a single estate speak of
     clock: Clock = ScaledClock(options.speed)
     async with local_broker(settings, options) as (local, embedded), contextlib.AsyncExitStack() as stack:
         if local is None:  # an edge with no room broker: only the collector runs
             from collector.service import CollectorService
 
-            edge_collector = CollectorService(site, settings, clock, None)
+            edge_collector = CollectorService(portfolio, settings, clock, None)
             metrics = await _start_metrics(settings, edge_collector, stack)
             print(_banner(site, settings, None, False, options, None, edge_collector, metrics), flush=True)
             async with asyncio.TaskGroup() as tasks:
@@ -102,6 +132,9 @@ async def run_stack(site: Site, settings: Settings, options: StackOptions) -> in
         broker = local
         sim = None
         if options.simulate:
+            if len(portfolio) > 1:
+                raise RuntimeError(f"the simulators run one estate's site file; the deployment "
+                                   f"{portfolio.source} has {len(portfolio)} (give one site file)")
             sim = await start_simulation(site, clock, broker, seed=options.seed,
                                          scenarios=options.scenarios,
                                          modbus_port_base=options.modbus_port_base,
@@ -109,24 +142,29 @@ async def run_stack(site: Site, settings: Settings, options: StackOptions) -> in
             stack.push_async_callback(sim.stop)
             if options.modbus_port_base is not None or options.demo:
                 site = sim.served_site()  # the collector polls where the simulated PLCs listen
+                portfolio = portfolio.with_estate(site)
         collector = None
         if options.collect:
             from collector.service import CollectorService
 
-            collector = CollectorService(site, settings, clock, broker, publish_live=not options.serve)
-        state = api = None
+            collector = CollectorService(portfolio, settings, clock, broker, publish_live=not options.serve)
+        state = api = feed = None
         if options.serve:
-            state, api = await _start_api(site, settings, clock, broker, collector, options, stack)
+            state, api, feed = await _start_api(portfolio, settings, clock, broker, collector, options, stack)
         scheduler = None
         if options.schedule:
-            scheduler = await _start_scheduler(site, settings, clock, broker, collector, state, options,
+            scheduler = await _start_scheduler(portfolio, settings, clock, broker, collector, state, options,
                                                stack)
         metrics = await _start_metrics(settings, collector, stack) if not options.serve else None
-        print(_banner(site, settings, broker, embedded, options, sim, collector, metrics), flush=True)
+        watcher = _watch(portfolio, settings, options, collector, state, api, feed, scheduler)
+        print(_banner(site, settings, broker, embedded, options, sim, collector, metrics, portfolio),
+              flush=True)
         if scheduler is not None:
             print(f"Inspection scheduler: {len(scheduler.plans)} plans, state in "
                   f"{scheduler.engine.url.render_as_string(hide_password=True)}", flush=True)
         async with asyncio.TaskGroup() as tasks:
+            if watcher is not None:
+                tasks.create_task(watcher.run(), name="deployment-watcher")
             if sim is not None:
                 tasks.create_task(sim.run(), name="simulation")
             if collector is not None:
@@ -161,7 +199,7 @@ async def _start_metrics(settings: Settings, collector: CollectorService | None,
     return server
 
 
-async def _start_scheduler(site: Site, settings: Settings, clock: Clock, broker: BrokerAddress,
+async def _start_scheduler(portfolio: Portfolio, settings: Settings, clock: Clock, broker: BrokerAddress,
                            collector: CollectorService | None, state: MaintenanceService | None,
                            options: StackOptions, stack: contextlib.AsyncExitStack) -> InspectionScheduler:
     """The scheduler on the API's database (or its own), fed and commanding through the collector if here."""
@@ -179,7 +217,9 @@ async def _start_scheduler(site: Site, settings: Settings, clock: Clock, broker:
     else:
         engine = state_engine(settings)
         stack.callback(engine.dispose)
-        tasks = TaskService(session_factory(engine), clock, SlaPolicy.from_settings(site.sla))
+        tasks = TaskService(session_factory(engine), clock, SlaPolicy.from_settings(portfolio.first.sla))
+        tasks.estate_slas = {estate: SlaPolicy.from_settings(site.sla)
+                             for estate, site in portfolio.estates.items()}
     # A failed rotation is an alarm event: the maintenance state makes the alarm and its task.
     listeners: list[Callable[[AlarmEvent], None]] = []
     if state is not None:
@@ -199,13 +239,22 @@ async def _start_scheduler(site: Site, settings: Settings, clock: Clock, broker:
             listeners.append(collector.alarm_events.publish)
     latest: LatestReadings | None = None
     if collector is None:  # no readings in this process: poll the series store the collector writes
-        store = make_store(settings, SensorCatalog(site))
+        store = make_store(settings, SensorCatalog(portfolio))
         await store.start()
         stack.push_async_callback(store.close)
         latest = store.latest
+    commands = None
+    if collector is not None:
+        here = collector
+
+        def commands(estate: str) -> Callable[[str, float], Awaitable[None]]:
+            """An estate's duty-select commands, through this process's collector (by sensor key)."""
+            async def command(sensor: str, value: float) -> None:
+                await here.send_command(sensor_key(estate, sensor), value)
+            return command
+
     scheduler = InspectionScheduler(
-        site, session_factory(engine), tasks, clock, engine=engine,
-        command=collector.send_command if collector is not None else None,
+        portfolio, session_factory(engine), tasks, clock, engine=engine, commands=commands,
         listeners=listeners, latest=latest, failure_tasks=False,
         timer="apscheduler" if options.speed == 1.0 else "clock")
     if collector is not None:
@@ -213,9 +262,10 @@ async def _start_scheduler(site: Site, settings: Settings, clock: Clock, broker:
     return scheduler
 
 
-async def _start_api(site: Site, settings: Settings, clock: Clock, broker: BrokerAddress,
+async def _start_api(portfolio: Portfolio, settings: Settings, clock: Clock, broker: BrokerAddress,
                      collector: CollectorService | None, options: StackOptions,
-                     stack: contextlib.AsyncExitStack) -> tuple[MaintenanceService, ApiService]:
+                     stack: contextlib.AsyncExitStack
+                     ) -> tuple[MaintenanceService, ApiService, AlarmFeed | None]:
     """The maintenance state and the API over the collector's store and buses, or over their own."""
     from maintenance.db import state_engine
     from maintenance.service import MaintenanceService
@@ -225,14 +275,14 @@ async def _start_api(site: Site, settings: Settings, clock: Clock, broker: Broke
     # A production start was checked by the command line before the event loop (`pumpwatch.production`).
     engine = state_engine(settings)
     stack.callback(engine.dispose)
-    state = MaintenanceService(site, settings, clock, engine)
-    api = await _build_api(site, settings, broker, collector, state, stack)
-    return state, api
+    state = MaintenanceService(portfolio, settings, clock, engine)
+    api, feed = await _build_api(portfolio, settings, broker, collector, state, stack)
+    return state, api, feed
 
 
-async def _build_api(site: Site, settings: Settings, broker: BrokerAddress,
+async def _build_api(portfolio: Portfolio, settings: Settings, broker: BrokerAddress,
                      collector: CollectorService | None, state: MaintenanceService,
-                     stack: contextlib.AsyncExitStack) -> ApiService:
+                     stack: contextlib.AsyncExitStack) -> tuple[ApiService, AlarmFeed | None]:
     from api.service import ApiService
     from collector.stores.factory import make_store
     from maintenance.feed import AlarmFeed
@@ -246,21 +296,59 @@ async def _build_api(site: Site, settings: Settings, broker: BrokerAddress,
     if collector is not None:
         collector.add_alarm_listener(state.accept_event)
         return ApiService(settings, state, collector.store, collector.live, collector.alarm_events,
-                          [collector.registry])
-    store = make_store(settings, SensorCatalog(site))
+                          [collector.registry]), None
+    store = make_store(settings, SensorCatalog(portfolio))
     await store.start()
     stack.push_async_callback(store.close)
     alarm_bus: LiveBus[AlarmEvent] = LiveBus()
     readings_bus: LiveBus[Sequence[Reading]] = LiveBus()
     client_id = f"{settings.collector.client_id}-api-{socket.gethostname()}-{settings.api.port}"
     # Collectors' signatures checked; the replay marks of this session's alarm events kept on disk.
-    verifier = feed_verifier(settings, site, settings.collector.state_dir / f"wire-marks-{client_id}.db")
+    verifier = feed_verifier(settings, portfolio, settings.collector.state_dir / f"wire-marks-{client_id}.db")
     feed = AlarmFeed(broker, client_id, [state.accept_event, alarm_bus.publish],
-                     on_readings=readings_bus.publish, verifier=verifier, assets=SiteAssets(site))
+                     on_readings=readings_bus.publish, verifier=verifier, assets=SiteAssets(portfolio))
     api = ApiService(settings, state, store, readings_bus, alarm_bus, [feed.registry])
     feed.start(asyncio.get_running_loop())
     stack.callback(feed.stop)
-    return api
+    return api, feed
+
+
+def _watch(portfolio: Portfolio, settings: Settings, options: StackOptions,
+           collector: CollectorService | None, state: MaintenanceService | None, api: ApiService | None,
+           feed: AlarmFeed | None, scheduler: InspectionScheduler | None) -> DeploymentWatcher | None:
+    """The watcher of the deployment's files, handing each estate's change to this process's roles.
+
+    Nothing is watched for a deployment not read from files, nor by the demo (its simulators run the
+    estate as it started). SIGHUP asks for a look at once.
+    """
+    if portfolio.source is None or options.demo or options.simulate:
+        return None
+    watcher = DeploymentWatcher(portfolio, interval=settings.collector.reload_interval)
+
+    async def apply(change: EstateChange) -> None:
+        if collector is not None:
+            if change.site is not None:
+                await collector.update_estate(change.site)
+            else:
+                await collector.remove_estate(change.estate)
+        if scheduler is not None:
+            if change.site is not None:
+                scheduler.update_estate(change.site)
+            else:
+                scheduler.remove_estate(change.estate)
+        if state is not None:
+            state.set_portfolio(change.portfolio)
+        if api is not None:
+            api.ctx.take_portfolio(change.portfolio)
+        if feed is not None:
+            from pumpwatch.wire import SiteAssets
+
+            feed.assets = SiteAssets(change.portfolio)
+
+    watcher.listeners.append(apply)
+    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):  # not the main thread
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, watcher.request)
+    return watcher
 
 
 async def _announce_api(api: ApiService, state: MaintenanceService, options: StackOptions, site: Site,
@@ -296,7 +384,9 @@ async def _backfill(site: Site, clock: Clock, store: SeriesStore, seed: int) -> 
     batches = iter(past_readings(site, started, seed=seed))
     written = 0
     backoff = Backoff(first=0.5, cap=5.0)
-    while (batch := await asyncio.to_thread(next, batches, None)) is not None:
+    estate = site.site.id
+    while (found := await asyncio.to_thread(next, batches, None)) is not None:
+        batch = [r._replace(sensor=sensor_key(estate, r.sensor)) for r in found]  # the store's keys
         while True:
             try:
                 await store.write(batch)
@@ -312,12 +402,17 @@ async def _backfill(site: Site, clock: Clock, store: SeriesStore, seed: int) -> 
 
 def _banner(site: Site, settings: Settings, broker: BrokerAddress | None, embedded: bool,
             options: StackOptions, sim: Simulation | None,
-            collector: CollectorService | None, metrics: MetricsServer | None = None) -> str:
+            collector: CollectorService | None, metrics: MetricsServer | None = None,
+            portfolio: Portfolio | None = None) -> str:
     from simulators.run import banner_lines
 
     what = "PumpWatch demo" if options.demo else "PumpWatch"
-    lines = [f"{what}: site {site.site.id} ({site.site.name.zh} / {site.site.name.en})"
-             + (f", simulated at x{options.speed:g}, seed {options.seed}" if sim else ""),
+    if portfolio is not None and len(portfolio) > 1:
+        heading = (f"{what}: {portfolio.organisation.zh} / {portfolio.organisation.en}, "
+                   f"{len(portfolio)} estates ({', '.join(portfolio.estates)})")
+    else:
+        heading = f"{what}: site {site.site.id} ({site.site.name.zh} / {site.site.name.en})"
+    lines = [heading + (f", simulated at x{options.speed:g}, seed {options.seed}" if sim else ""),
              f"MQTT broker: {broker}{' (in-process)' if embedded else ''}" if broker is not None
              else "MQTT broker: none in the room (no wireless sensors)"]
     if sim is not None and broker is not None:
@@ -332,8 +427,12 @@ def _banner(site: Site, settings: Settings, broker: BrokerAddress | None, embedd
         store = (f"InfluxDB {settings.influx.url} database {settings.influx.database}"
                  if settings.influx.url else
                  f"embedded store {settings.collector.state_dir / 'series.db'}")
-        lines.append(f"Collector: {len(site.modbus)} Modbus devices, {len(site.mqtt)} MQTT topic maps "
-                     f"-> durable buffer {settings.collector.state_dir / 'buffer.db'} -> {store}")
+        served = collector.portfolio
+        devices = sum(len(s.modbus) for s in served)
+        maps = sum(len(s.mqtt) for s in served)
+        lines.append(f"Collector: {len(served)} estate{'s' if len(served) != 1 else ''}, {devices} Modbus "
+                     f"devices, {maps} MQTT topic maps -> durable buffer "
+                     f"{settings.collector.state_dir / 'buffer.db'} -> {store}")
     if metrics is not None:
         lines.append(f"Metrics: {metrics.url}/metrics  (health: {metrics.url}/healthz)")
     lines.append("Press Ctrl+C to stop.")

@@ -6,13 +6,16 @@ changes in one place. Decoding refuses what does not fit with a `WireError` sayi
 
 | topic | QoS | payload |
 |---|---|---|
-| `pumpwatch/alarms/<room>/<asset>/<alarm type>` | 1 | one alarm event (`encode_alarm_event`) |
-| `pumpwatch/live/<room>` | 0 | the newest reading of each sensor of the room (`encode_live_readings`) |
+| `pumpwatch/alarms/<estate>/<room>/<asset>/<alarm type>` | 1 | one alarm event (`encode_alarm_event`) |
+| `pumpwatch/live/<estate>/<room>` | 0 | the newest reading of each sensor of a room (`encode_live_readings`)|
 | `pumpwatch/sim/control` | 1 | `{"scenario": NAME, "target": ID, "on": true}` (`decode_sim_control`) |
 
 Across processes the alarm events and live readings travel signed (`pumpwatch.signing`: a header line
 before the payload); a receiver refuses with a `Refused` and its `Refusal` what is forged, replayed,
-signed by an unknown key, or about an asset or room the site file does not have (`SiteAssets`).
+signed by an unknown key, or about an estate, asset or room the deployment does not have (`SiteAssets`).
+
+Ids are unique within an estate only: the estate is a level of every topic, a field of every alarm
+event, and live readings carry the sensor ids of the topic's estate.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from enum import StrEnum
 from typing import Any
 
 from pumpwatch.alarm_events import AlarmAction, AlarmEvent, AlarmKey
+from pumpwatch.portfolio import Portfolio, as_portfolio
 from pumpwatch.readings import Quality, Reading
 from pumpwatch.site import Severity, Site, Text
 
@@ -45,7 +49,7 @@ class Refusal(StrEnum):
     FORGED = "forged"  # unsigned where signatures are required, a bad signature, a key out of its place
     REPLAYED = "replayed"  # a sequence taken before, or older than the stream allows
     UNKNOWN_KEY = "unknown_key"  # signed with a key this receiver does not trust
-    UNKNOWN_ASSET = "unknown_asset"  # a room, asset or sensor the site file does not have (there)
+    UNKNOWN_ASSET = "unknown_asset"  # an estate, room, asset or sensor the deployment does not have
 
 
 class Refused(WireError):
@@ -57,13 +61,20 @@ class Refused(WireError):
 
 
 def alarm_topic(event: AlarmEvent) -> str:
-    """The topic an alarm event is published on."""
-    return f"{ALARM_TOPIC}/{event.room}/{event.key.asset}/{event.key.alarm_type}"
+    """The topic an alarm event is published on; ValueError for an event without its estate."""
+    if not event.key.estate:
+        raise ValueError(f"alarm event {event.key} has no estate: it cannot leave its process")
+    return f"{ALARM_TOPIC}/{event.key.estate}/{event.room}/{event.key.asset}/{event.key.alarm_type}"
 
 
-def live_topic(room: str) -> str:
+def room_alarm_topics(estate: str, room: str) -> str:
+    """The topic filter of every alarm event of one room."""
+    return f"{ALARM_TOPIC}/{estate}/{room}/#"
+
+
+def live_topic(estate: str, room: str) -> str:
     """The topic a room's live readings are published on."""
-    return f"{LIVE_TOPIC}/{room}"
+    return f"{LIVE_TOPIC}/{estate}/{room}"
 
 
 def is_live_topic(topic: str) -> bool:
@@ -76,8 +87,9 @@ def is_live_topic(topic: str) -> bool:
 
 def alarm_event_json(event: AlarmEvent) -> dict[str, object]:
     """An alarm event as JSON-ready data (broker, live stream, the collector's alarm memory)."""
-    return {"action": event.action.value, "asset": event.key.asset, "alarm_type": event.key.alarm_type,
-            "severity": event.severity.value, "ts": event.ts, "room": event.room,
+    return {"action": event.action.value, "estate": event.key.estate, "asset": event.key.asset,
+            "alarm_type": event.key.alarm_type, "severity": event.severity.value, "ts": event.ts,
+            "room": event.room,
             "message": {"zh": event.message.zh, "en": event.message.en}, "value": event.value,
             "sensor": event.sensor}
 
@@ -92,8 +104,10 @@ def alarm_event_from_json(data: object) -> AlarmEvent:
             raise TypeError("message must be an object with zh and en")
         value = data.get("value")
         sensor = data.get("sensor")
+        estate = data.get("estate")  # absent in a collector's alarm memory from before estates
         return AlarmEvent(action=AlarmAction(str(data["action"])),
-                          key=AlarmKey(str(data["asset"]), str(data["alarm_type"])),
+                          key=AlarmKey(str(data["asset"]), str(data["alarm_type"]),
+                                       "" if estate is None else str(estate)),
                           severity=Severity(str(data["severity"])),
                           ts=_finite(data["ts"], "ts"),
                           room=str(data["room"]),
@@ -148,11 +162,40 @@ def decode_live_readings(payload: bytes | bytearray | str) -> list[Reading]:
 
 
 class SiteAssets:
-    """The rooms, assets and sensors of a site: what an alarm event or a live reading may be about.
+    """The estates, rooms, assets and sensors of a deployment: what an event or a reading may be about.
 
     An alarm's asset is a room, a piece of equipment, a sensor, a Modbus device, a duty group or an
-    edge (the ids the alarm rules and the scheduler use), and it must be in the event's room.
+    edge of its estate (the ids the alarm rules and the scheduler use), and it must be in the event's
+    room.
     """
+
+    def __init__(self, sites: Site | Portfolio) -> None:
+        self.estates = {site.site.id: _EstateAssets(site) for site in as_portfolio(sites)}
+
+    def check_event(self, event: AlarmEvent) -> None:
+        """`Refused(UNKNOWN_ASSET)` unless the event's estate exists and its room holds its asset."""
+        own = self.estates.get(event.key.estate)
+        if own is None:
+            raise Refused(Refusal.UNKNOWN_ASSET, f"no estate {event.key.estate!r} in the deployment")
+        if event.room not in own.rooms:
+            raise Refused(Refusal.UNKNOWN_ASSET, f"no room {event.room!r} in estate {event.key.estate!r}")
+        if event.room not in own.assets.get(event.key.asset, ()):
+            raise Refused(Refusal.UNKNOWN_ASSET, f"no asset {event.key.asset!r} in room {event.room!r} "
+                                                 f"of estate {event.key.estate!r}")
+
+    def check_readings(self, estate: str, room: str, readings: Sequence[Reading]) -> None:
+        """`Refused(UNKNOWN_ASSET)` unless every reading is of a sensor of `room` in `estate`."""
+        own = self.estates.get(estate)
+        if own is None:
+            raise Refused(Refusal.UNKNOWN_ASSET, f"no estate {estate!r} in the deployment")
+        for r in readings:
+            if own.sensors.get(r.sensor) != room:
+                raise Refused(Refusal.UNKNOWN_ASSET, f"no sensor {r.sensor!r} in room {room!r} of "
+                                                     f"estate {estate!r}")
+
+
+class _EstateAssets:
+    """One estate's rooms, each asset's rooms and each sensor's room."""
 
     def __init__(self, site: Site) -> None:
         self.rooms = frozenset(room.id for room in site.rooms)
@@ -189,23 +232,13 @@ class SiteAssets:
         self.assets = {asset: frozenset(rooms) for asset, rooms in assets.items()}
         self.sensors = sensors
 
-    def check_event(self, event: AlarmEvent) -> None:
-        """`Refused(UNKNOWN_ASSET)` unless the event's room exists and holds its asset."""
-        if event.room not in self.rooms:
-            raise Refused(Refusal.UNKNOWN_ASSET, f"no room {event.room!r} in the site")
-        if event.room not in self.assets.get(event.key.asset, ()):
-            raise Refused(Refusal.UNKNOWN_ASSET, f"no asset {event.key.asset!r} in room {event.room!r}")
 
-    def check_readings(self, room: str, readings: Sequence[Reading]) -> None:
-        """`Refused(UNKNOWN_ASSET)` unless every reading is of a sensor of `room`."""
-        for r in readings:
-            if self.sensors.get(r.sensor) != room:
-                raise Refused(Refusal.UNKNOWN_ASSET, f"no sensor {r.sensor!r} in room {room!r}")
-
-
-def live_room(topic: str) -> str:
-    """The room of a live-readings topic."""
-    return topic[len(LIVE_TOPIC) + 1:]
+def live_place(topic: str) -> tuple[str, str]:
+    """(estate, room) of a live-readings topic; `WireError` for one without both."""
+    estate, slash, room = topic[len(LIVE_TOPIC) + 1:].partition("/")
+    if not slash or not estate or not room or "/" in room:
+        raise WireError(f"not a live-readings topic of an estate's room: {topic!r}")
+    return estate, room
 
 
 # --- simulator control -----------------------------------------------------------------------------

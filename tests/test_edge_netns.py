@@ -302,7 +302,7 @@ def test_cuts_a_broker_restart_and_a_sigkill_lose_and_duplicate_nothing(link: Li
         assert re.search(r"alarm e1/edge_offline raised", centre.text())
         assert re.search(r"alarm e1/edge_offline cleared", centre.text())
         # The leak raised in the room during the cut reached the centre's alarm topic afterwards.
-        _wait(lambda: "pumpwatch/alarms/r1/r1/leak" in watch.topics if watch else False, 60,
+        _wait(lambda: "pumpwatch/alarms/cut/r1/r1/leak" in watch.topics if watch else False, 60,
               "the edge's leak alarm on the centre's alarm topic")
         _, centre_metrics = _metrics(link, link.centre)
         repeated = _counter(centre_metrics, "pumpwatch_edge_batches_total", edge="e1", outcome="repeated")

@@ -57,7 +57,7 @@ def site() -> Site:
 
 def test_an_edge_brings_its_health_sensors_into_the_catalog(site: Site) -> None:
     catalog = SensorCatalog(site)
-    heartbeat = catalog.get("gw1.heartbeat")
+    heartbeat = catalog.get("t/gw1.heartbeat")
     assert heartbeat is not None
     assert (heartbeat.room, heartbeat.equipment, heartbeat.kind) == ("r1", "gw1", SensorKind.EDGE_HEARTBEAT)
     assert {i.id for i in catalog if i.equipment == "gw1"} == {

@@ -58,6 +58,8 @@ ROLES = Roles(collectors=("collector-a",), apis=("api-1", "api-2"), schedulers=(
 KEY_A = "collector-a-" + "k" * 40
 ROGUE = "rogue-" + "r" * 40
 
+HV = "harbour-view"  # the estate of examples/site.yaml
+
 
 def _password(name: str) -> str:
     return f"{name}-pw"
@@ -161,8 +163,8 @@ class Probe:
 
 
 def _event(action: AlarmAction, asset: str, alarm_type: str, room: str,
-           severity: Severity = Severity.CRITICAL) -> AlarmEvent:
-    return AlarmEvent(action, AlarmKey(asset, alarm_type), severity, 1_800_000_000.0, room,
+           severity: Severity = Severity.CRITICAL, estate: str = HV) -> AlarmEvent:
+    return AlarmEvent(action, AlarmKey(asset, alarm_type, estate), severity, 1_800_000_000.0, room,
                       Text(zh="测试", en="test"))
 
 
@@ -184,6 +186,8 @@ async def _never_arrives(broker: Mosquitto, forger: str, topic: str, payload: by
             probe.close()
 
 
+RAISED_ELSEWHERE = encode_alarm_event(_event(AlarmAction.RAISED, "fire-p1", "leak", "fire",
+                                             estate="elsewhere"))
 RAISED_FIRE = encode_alarm_event(_event(AlarmAction.RAISED, "fire-p1", "leak", "fire"))
 RAISED_GHOST = encode_alarm_event(_event(AlarmAction.RAISED, "ghost-pump", "leak", "ghost-room"))
 CLEARED_LEAK = encode_alarm_event(_event(AlarmAction.CLEARED, "dom", "leak", "dom"))
@@ -191,24 +195,25 @@ LIVE_GOOD = encode_live_readings([Reading("dom-header-pressure", 1_800_000_000.0
 
 
 @pytest.mark.parametrize(("forger", "topic", "payload"), [
-    ("harbour-view-zigbee2mqtt", "pumpwatch/alarms/fire/fire-p1/leak", RAISED_FIRE),
-    ("harbour-view-zigbee2mqtt", "pumpwatch/alarms/ghost-room/ghost-pump/leak", RAISED_GHOST),
-    ("harbour-view-tele-sensor", "pumpwatch/alarms/dom/dom/leak", CLEARED_LEAK),
-    ("simulator", "pumpwatch/alarms/fire/fire-p1/leak", RAISED_FIRE),
-    ("scheduler", "pumpwatch/alarms/fire/fire-p1/leak", RAISED_FIRE),
-    ("api-2", "pumpwatch/alarms/fire/fire-p1/leak", RAISED_FIRE),  # a stolen API login
-    ("edge-room1-gw", "pumpwatch/alarms/room1/pump1/leak", RAISED_FIRE),
+    ("harbour-view-zigbee2mqtt", f"pumpwatch/alarms/{HV}/fire/fire-p1/leak", RAISED_FIRE),
+    ("harbour-view-zigbee2mqtt", f"pumpwatch/alarms/{HV}/ghost-room/ghost-pump/leak", RAISED_GHOST),
+    ("harbour-view-tele-sensor", f"pumpwatch/alarms/{HV}/dom/dom/leak", CLEARED_LEAK),
+    ("simulator", f"pumpwatch/alarms/{HV}/fire/fire-p1/leak", RAISED_FIRE),
+    ("scheduler", f"pumpwatch/alarms/{HV}/fire/fire-p1/leak", RAISED_FIRE),
+    ("api-2", f"pumpwatch/alarms/{HV}/fire/fire-p1/leak", RAISED_FIRE),  # a stolen API login
+    ("edge-room1-gw", "pumpwatch/alarms/edge-example/room1/pump1/leak", RAISED_FIRE),
+    ("collector-a", "pumpwatch/alarms/elsewhere/fire/fire-p1/leak", RAISED_ELSEWHERE),  # no such estate
 ])
 async def test_only_collectors_reach_the_alarm_topics(acl_broker: Mosquitto, forger: str, topic: str,
                                                       payload: bytes) -> None:
     await _never_arrives(acl_broker, forger, topic, payload, "api-1", "pumpwatch/alarms/#",
-                         "collector-a", "pumpwatch/alarms/dom/marker/test")
+                         "collector-a", f"pumpwatch/alarms/{HV}/dom/marker/test")
 
 
 @pytest.mark.parametrize("forger", ["harbour-view-zigbee2mqtt", "simulator", "api-2", "edge-room1-gw"])
 async def test_only_collectors_reach_the_live_topics(acl_broker: Mosquitto, forger: str) -> None:
-    await _never_arrives(acl_broker, forger, "pumpwatch/live/dom", LIVE_GOOD, "api-1", "pumpwatch/live/#",
-                         "collector-a", "pumpwatch/live/dom")
+    await _never_arrives(acl_broker, forger, f"pumpwatch/live/{HV}/dom", LIVE_GOOD, "api-1",
+                         "pumpwatch/live/#", "collector-a", f"pumpwatch/live/{HV}/dom")
 
 
 async def test_a_device_cannot_publish_as_another_device(acl_broker: Mosquitto) -> None:
@@ -240,8 +245,9 @@ async def test_an_edge_cannot_speak_for_another_edge(acl_broker: Mosquitto) -> N
 async def test_every_identity_reaches_what_it_is_for(acl_broker: Mosquitto) -> None:
     routes = [("harbour-view-zigbee2mqtt", "zigbee2mqtt/dom-floor-leak", "collector-a", "zigbee2mqtt/+"),
               ("simulator", "tele/dom-room-temp/SENSOR", "collector-a", "tele/+/SENSOR"),
-              ("collector-a", "pumpwatch/alarms/fire/fire-p1/leak", "api-2", "pumpwatch/alarms/#"),
-              ("scheduler", "pumpwatch/alarms/dom/dom-duty/rotation_failed", "api-1", "pumpwatch/alarms/#"),
+              ("collector-a", f"pumpwatch/alarms/{HV}/fire/fire-p1/leak", "api-2", "pumpwatch/alarms/#"),
+              ("scheduler", f"pumpwatch/alarms/{HV}/dom/dom-duty/rotation_failed", "api-1",
+               "pumpwatch/alarms/#"),
               ("edge-room1-gw", "pumpwatch/edge/room1-gw/alarm", "collector-a", "pumpwatch/edge/+/alarm"),
               ("collector-a", "pumpwatch/edge/room1-gw/time/reply", "edge-room1-gw",
                "pumpwatch/edge/room1-gw/time/reply")]
@@ -387,19 +393,19 @@ async def test_events_and_readings_about_what_the_site_has_not_are_refused(
                 topic = alarm_topic(event)
                 wire.publish(topic, signer.seal(topic, encode_alarm_event(event), ALARM_STREAM))
             misplaced = [Reading("fire-main-pressure", 1_800_000_000.0, 0.5, Quality.GOOD)]
-            live_dom = "pumpwatch/live/dom"
+            live_dom = f"pumpwatch/live/{HV}/dom"
             wire.publish(live_dom, signer.seal(live_dom, encode_live_readings(misplaced), LIVE_STREAM))
-            wire.publish("pumpwatch/live/dom", LIVE_GOOD)  # unsigned
+            wire.publish(live_dom, LIVE_GOOD)  # unsigned
             await _settled(feed, 0, 4)
             assert feed.refused("unknown_asset") == 3
             assert feed.refused("forged") == 1
             assert feed.readings == []
-            live([Reading("dom-header-pressure", 1_800_000_000.0, 0.42, Quality.GOOD)])  # a collector's own
+            live([Reading(f"{HV}/dom-header-pressure", 1_800_000_000.0, 0.42, Quality.GOOD)])  # its own
 
             async def shown() -> bool:
                 return bool(feed.readings)
             await eventually(shown, 10, interval=0.02)
-            assert [r.sensor for r in feed.readings[0]] == ["dom-header-pressure"]
+            assert [r.sensor for r in feed.readings[0]] == [f"{HV}/dom-header-pressure"]  # its key
     finally:
         live.stop()
         wire.close()

@@ -30,6 +30,8 @@ from pumpwatch.stack import StackOptions, run_stack
 from tests.support.services import HOST, Mosquitto, free_ports
 from tests.support.waiting import eventually
 
+HV = "harbour-view"  # the estate of examples/site.yaml
+
 ROOT = Path(__file__).resolve().parents[1]
 KEY = "collector-a-" + "t" * 40
 
@@ -115,7 +117,8 @@ async def test_a_signed_alarm_event_becomes_a_task_seen_over_https(
             await asyncio.sleep(0.5)  # the API's feed subscribes once connected
 
             collector.start()
-            collector.publish(AlarmEvent(AlarmAction.RAISED, AlarmKey("fire-p1", "leak"), Severity.CRITICAL,
+            collector.publish(AlarmEvent(AlarmAction.RAISED, AlarmKey("fire-p1", "leak", HV),
+                                         Severity.CRITICAL,
                                          1_800_000_000.0, "fire", Text(zh="漏水", en="leak")))
             token = (await http.post("/api/auth/token",
                                      data={"username": "sup", "password": "a long passphrase"})).json()

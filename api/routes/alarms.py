@@ -23,11 +23,13 @@ def list_alarms(ctx: Ctx, _user: CurrentUser, state: AlarmState | None = None,
                 acknowledged: bool | None = None, severity: Severity | None = None,
                 room: str | None = None, asset: str | None = None, since: datetime | None = None,
                 offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
-                limit: Annotated[int, Query(ge=1, le=500)] = 100) -> Page[AlarmOnBoard]:
-    """Alarms, newest first, filtered."""
+                limit: Annotated[int, Query(ge=1, le=500)] = 100,
+                estate: str | None = None) -> Page[AlarmOnBoard]:
+    """Alarms, newest first, filtered; a room or asset is one estate's (`estate`, needed with several)."""
+    place = ctx.estate(estate) if estate is not None or room is not None or asset is not None else None
     items, total = ctx.alarms.list_alarms(AlarmFilter(state=state, acknowledged=acknowledged,
                                                       severity=severity, room=room, asset=asset,
-                                                      since=since), offset, limit)
+                                                      since=since, estate=place), offset, limit)
     return Page(data=_on_board(ctx, items), count=total)
 
 

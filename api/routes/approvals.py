@@ -92,18 +92,20 @@ def _service(ctx: Ctx) -> ApprovalService:
 
 @router.get("/access-requests", response_model=Page[AccessPublic])
 def list_access(ctx: Ctx, user: CurrentUser, state: str | None = None,
-                room: str | None = None) -> Page[AccessPublic]:
-    """Access requests, newest first (any signed-in user)."""
-    rows = _service(ctx).list_access(state, room)
+                room: str | None = None, estate: str | None = None) -> Page[AccessPublic]:
+    """Access requests, newest first (any signed-in user); a room is one estate's (`estate`)."""
+    place = ctx.estate(estate) if estate is not None or room is not None else None
+    rows = _service(ctx).list_access(state, room, place)
     return Page(data=[AccessPublic.model_validate(r) for r in rows], count=len(rows))
 
 
 @router.post("/access-requests", response_model=AccessPublic, status_code=201)
-def request_access(ctx: Ctx, user: CurrentUser, body: AccessCreate) -> AccessPublic:
-    """Request a visit (staff)."""
+def request_access(ctx: Ctx, user: CurrentUser, body: AccessCreate,
+                   estate: str | None = None) -> AccessPublic:
+    """Request a visit (staff) to a room of `estate` (needed when the deployment has several)."""
     row = _service(ctx).request_access(user, body.visitor, body.purpose, body.room, body.window_start,
                                        body.window_end, body.escort_id, body.organisation,
-                                       body.escort_deputy_id)
+                                       body.escort_deputy_id, estate=ctx.estate(estate))
     return AccessPublic.model_validate(row)
 
 
@@ -132,16 +134,19 @@ def leave(request_id: PathId, ctx: Ctx, user: CurrentUser) -> AccessPublic:
 
 
 @router.get("/change-requests", response_model=Page[ChangePublic])
-def list_changes(ctx: Ctx, user: CurrentUser, state: str | None = None) -> Page[ChangePublic]:
-    """Change requests, newest first."""
-    rows = _service(ctx).list_changes(state)
+def list_changes(ctx: Ctx, user: CurrentUser, state: str | None = None,
+                 estate: str | None = None) -> Page[ChangePublic]:
+    """Change requests, newest first (every estate's, or `estate`'s)."""
+    rows = _service(ctx).list_changes(state, ctx.estate(estate) if estate is not None else None)
     return Page(data=[ChangePublic.model_validate(r) for r in rows], count=len(rows))
 
 
 @router.post("/change-requests", response_model=ChangePublic, status_code=201)
-def request_change(ctx: Ctx, user: CurrentUser, body: ChangeCreate) -> ChangePublic:
-    """Ask for a change to wiring or equipment (staff)."""
-    row = _service(ctx).request_change(user, body.title, body.description, body.room, body.asset)
+def request_change(ctx: Ctx, user: CurrentUser, body: ChangeCreate,
+                   estate: str | None = None) -> ChangePublic:
+    """Ask for a change to wiring or equipment (staff) of `estate` (needed with several estates)."""
+    row = _service(ctx).request_change(user, body.title, body.description, body.room, body.asset,
+                                       estate=ctx.estate(estate))
     return ChangePublic.model_validate(row)
 
 

@@ -31,19 +31,22 @@ def _out(row: object) -> ExceptionPublic:
 @router.get("", response_model=Page[ExceptionPublic])
 def list_exceptions(ctx: Ctx, _user: CurrentUser, state: str | None = None, asset: str | None = None,
                     room: str | None = None, offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
-                    limit: Annotated[int, Query(ge=1, le=500)] = 100) -> Page[ExceptionPublic]:
-    """Exceptions, newest first (any signed-in user)."""
+                    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+                    estate: str | None = None) -> Page[ExceptionPublic]:
+    """Exceptions, newest first (any signed-in user); a room or asset is one estate's (`estate`)."""
     if state is not None and state not in EXCEPTION_STATES:
         raise InvalidInput(f"state is one of {', '.join(EXCEPTION_STATES)}")
-    rows, total = _service(ctx).list_exceptions(state, asset, room, offset, limit)
+    place = ctx.estate(estate) if estate is not None or room is not None or asset is not None else None
+    rows, total = _service(ctx).list_exceptions(state, asset, room, offset, limit, estate=place)
     return Page(data=[_out(r) for r in rows], count=total)
 
 
 @router.post("", response_model=ExceptionPublic, status_code=201)
-def request_exception(ctx: Ctx, user: CurrentUser, body: ExceptionCreate) -> ExceptionPublic:
+def request_exception(ctx: Ctx, user: CurrentUser, body: ExceptionCreate,
+                      estate: str | None = None) -> ExceptionPublic:
     """Ask for a switch to stay out of AUTO from `starts_at` until `ends_at`, and why (staff)."""
     return _out(_service(ctx).request(user, body.reason, body.starts_at, body.ends_at, body.asset,
-                                      body.sensor))
+                                      body.sensor, ctx.estate(estate)))
 
 
 @router.get("/{exception_id}", response_model=ExceptionPublic)

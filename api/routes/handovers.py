@@ -41,12 +41,13 @@ def _out(row: object) -> HandoverPublic:
 
 @router.get("/draft", response_model=HandoverDraftOut)
 def draft(ctx: Ctx, _user: CurrentUser, room: str | None = None,
-          shift_started_at: AwareDatetime | None = None) -> HandoverDraftOut:
-    """What a handover of `room` (none: the whole site) would carry now.
+          shift_started_at: AwareDatetime | None = None, estate: str | None = None) -> HandoverDraftOut:
+    """What a handover of `room` (none: the whole estate) would carry now.
 
-    The open alarms and tasks, and the alarms raised since the shift started.
+    The open alarms and tasks, and the alarms raised since the shift started (of `estate`: needed when
+    the deployment has several).
     """
-    return HandoverDraftOut.model_validate(_service(ctx).draft(room, shift_started_at))
+    return HandoverDraftOut.model_validate(_service(ctx).draft(room, shift_started_at, estate))
 
 
 @router.get("", response_model=Page[HandoverPublic])
@@ -55,19 +56,22 @@ def search(ctx: Ctx, _user: CurrentUser, room: str | None = None,
            until: AwareDatetime | None = None, state: str | None = None,
            q: Annotated[str | None, Query(max_length=200)] = None,
            offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
-           limit: Annotated[int, Query(ge=1, le=500)] = 50) -> Page[HandoverPublic]:
-    """Handovers, newest first: by room, person (wrote, named or received), period, state and text."""
-    rows, total = _service(ctx).search(HandoverFilter(room, person, since, until, state, q), offset, limit)
+           limit: Annotated[int, Query(ge=1, le=500)] = 50,
+           estate: str | None = None) -> Page[HandoverPublic]:
+    """Handovers, newest first: by estate, room, person (wrote, named or received), period, state, text."""
+    place = ctx.estate(estate) if estate is not None or room is not None else None
+    rows, total = _service(ctx).search(HandoverFilter(room, person, since, until, state, q, place), offset,
+                                       limit)
     return Page(data=[_out(r) for r in rows], count=total)
 
 
 @router.post("", response_model=HandoverPublic, status_code=201)
-def submit(ctx: Ctx, user: CurrentUser, body: HandoverCreate) -> HandoverPublic:
-    """Hand the shift over (the outgoing operator or technician)."""
+def submit(ctx: Ctx, user: CurrentUser, body: HandoverCreate, estate: str | None = None) -> HandoverPublic:
+    """Hand the shift over (the outgoing operator or technician), of `estate` (needed with several)."""
     readings = [AbnormalReading(r.sensor, r.value, r.at, r.note) for r in body.abnormal_readings]
     items = [KeyOrTool(i.item, i.quantity, i.state, i.note) for i in body.keys_tools]
     return _out(_service(ctx).submit(user, body.room, body.shift_started_at, readings, items, body.notes,
-                                     body.urgent, body.incoming_id))
+                                     body.urgent, body.incoming_id, estate))
 
 
 @router.get("/{handover_id}", response_model=HandoverPublic)

@@ -23,8 +23,14 @@ HEARTBEAT = 15.0
 
 
 @router.get("/live", response_class=StreamingResponse)
-async def live(request: Request, ctx: Ctx, user: CurrentUser, room: str | None = None) -> StreamingResponse:
-    """`event: readings` (a list of readings) and `event: alarm` (an alarm event), as text/event-stream."""
+async def live(request: Request, ctx: Ctx, user: CurrentUser, room: str | None = None,
+               estate: str | None = None) -> StreamingResponse:
+    """`event: readings` (a list of readings) and `event: alarm` (an alarm event), as text/event-stream.
+
+    Every estate's, or one estate's (`estate`; a `room` is one estate's, so it needs the estate when the
+    deployment has several).
+    """
+    wanted = ctx.estate(estate) if estate is not None or room is not None else None
     readings = ctx.readings.subscribe(f"live:{user.username}", maxsize=200)
     alarms = ctx.alarm_events.subscribe(f"live-alarms:{user.username}", maxsize=500)
 
@@ -45,7 +51,7 @@ async def live(request: Request, ctx: Ctx, user: CurrentUser, room: str | None =
                 if get_alarm in done:
                     event = get_alarm.result()
                     get_alarm = asyncio.ensure_future(alarms.get())
-                    if room is None or event.room == room:
+                    if _here(event.key.estate, event.room, wanted, room):
                         data = json.dumps(alarm_event_json(event), ensure_ascii=False)
                         yield f"event: alarm\ndata: {data}\n\n"
                 if get_readings in done:
@@ -54,7 +60,7 @@ async def live(request: Request, ctx: Ctx, user: CurrentUser, room: str | None =
                     now = ctx.clock.now()
                     out = [reading_out(ctx, r, now).model_dump() for r in batch
                            if (info := ctx.catalog.get(r.sensor)) is not None
-                           and (room is None or info.room == room)]
+                           and _here(info.estate, info.room, wanted, room)]
                     if out:
                         yield f"event: readings\ndata: {json.dumps(out, ensure_ascii=False)}\n\n"
         finally:
@@ -67,3 +73,8 @@ async def live(request: Request, ctx: Ctx, user: CurrentUser, room: str | None =
 
     return StreamingResponse(stream(), media_type="text/event-stream",
                              headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+
+def _here(estate: str, room: str, wanted_estate: str | None, wanted_room: str | None) -> bool:
+    """Whether something of `estate`'s `room` is what the stream asked for."""
+    return (wanted_estate is None or estate == wanted_estate) and (wanted_room is None or room == wanted_room)

@@ -1,4 +1,7 @@
-"""Latest readings per room and downsampled history (any signed-in user)."""
+"""Latest readings per room and downsampled history (any signed-in user).
+
+A room or sensor id is one of an estate (`estate`: needed when the deployment has several).
+"""
 
 from __future__ import annotations
 
@@ -17,23 +20,25 @@ MAX_POINTS = 5000  # per history request: ask for a larger step beyond that
 
 
 def reading_out(ctx: Ctx, reading: Reading, now: float) -> ReadingOut:
-    """A reading with its unit, kind and whether it is stale."""
+    """A reading (by sensor key) with its sensor id, unit, kind and whether it is stale."""
     info = ctx.catalog.get(reading.sensor)
     assert info is not None
-    period = info.sensor.expected_period or ctx.site.defaults.expected_period
+    site = ctx.portfolio.estates.get(info.estate, ctx.site)
+    period = info.sensor.expected_period or site.defaults.expected_period
     stale = reading.quality is Quality.STALE or now - reading.ts > 3 * period
-    return ReadingOut(sensor=reading.sensor, ts=reading.ts, value=reading.value,
+    return ReadingOut(sensor=info.id, ts=reading.ts, value=reading.value,
                       quality=reading.quality.name.lower(), state=reading.state,
                       unit=info.sensor.display_unit, kind=info.kind.value, equipment=info.equipment,
                       stale=stale)
 
 
 @router.get("/rooms/{room_id}/latest", response_model=ReadingPage)
-async def latest(room_id: str, ctx: Ctx, _user: CurrentUser) -> Response:
+async def latest(room_id: str, ctx: Ctx, _user: CurrentUser, estate: str | None = None) -> Response:
     """The newest reading of every sensor of a room."""
-    if not any(r.id == room_id for r in ctx.site.rooms):
+    estate = ctx.estate(estate)
+    if not any(r.id == room_id for r in ctx.portfolio.estate(estate).rooms):
         raise NotFound("room", room_id)
-    sensors = [i.id for i in ctx.catalog if i.room == room_id]
+    sensors = [i.key for i in ctx.catalog.in_estate(estate) if i.room == room_id]
     found = await ctx.newest(sensors)
     now = ctx.clock.now()
     data = [reading_out(ctx, found[s], now) for s in sensors if s in found]
@@ -45,16 +50,17 @@ async def latest(room_id: str, ctx: Ctx, _user: CurrentUser) -> Response:
 async def history(sensor_id: str, ctx: Ctx, _user: CurrentUser,
                   start: Annotated[float, Query(description="epoch seconds")],
                   end: Annotated[float, Query(description="epoch seconds")],
-                  step: Annotated[float, Query(gt=0, le=86400 * 31, description="seconds per point")]
-                  ) -> Page[HistoryPointOut]:
-    """Mean, min, max and count per step over [start, end)."""
-    if sensor_id not in ctx.catalog:
+                  step: Annotated[float, Query(gt=0, le=86400 * 31, description="seconds per point")],
+                  estate: str | None = None) -> Page[HistoryPointOut]:
+    """Mean, min, max and count per step over [start, end): the points of that estate's sensor."""
+    key = ctx.sensor_key(estate, sensor_id)
+    if key not in ctx.catalog:
         raise NotFound("sensor", sensor_id)
     if not end > start:
         raise InvalidInput("end must be after start")
     if (end - start) / step > MAX_POINTS:
         raise InvalidInput(f"at most {MAX_POINTS} points per request: use a step of at least "
                            f"{(end - start) / MAX_POINTS:.0f} s")
-    points = await ctx.store.history(sensor_id, start, end, step)
+    points = await ctx.store.history(key, start, end, step)
     data = [HistoryPointOut(ts=p.ts, mean=p.mean, min=p.min, max=p.max, count=p.count) for p in points]
     return Page(data=data, count=len(data))

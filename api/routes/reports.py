@@ -39,35 +39,43 @@ def _reports(ctx: Ctx) -> MonthlyReport:
 
 @router.get("/monthly/{month}", response_model=None)
 async def monthly(month: str, ctx: Ctx, _user: Reader, format: Annotated[Format, Query()] = "json",
-                  edition: Annotated[int | None, Query(ge=1, le=1000)] = None) -> Response:
-    """The report of `YYYY-MM`: closed (`status: closed`, with amendments) or a live preview."""
+                  edition: Annotated[int | None, Query(ge=1, le=1000)] = None,
+                  estate: str | None = None) -> Response:
+    """The report of an estate's `YYYY-MM`: closed (`status: closed`, with amendments) or a live preview.
+
+    `estate` is needed when the deployment has several.
+    """
     reports = _reports(ctx)
-    period = reports.month(month)
+    place = ctx.estate(estate)
+    period = reports.month(month, place)
     now = utc_from_epoch(ctx.clock.now())
-    filename = f"pumpwatch-report-{period}"
+    filename = (f"pumpwatch-report-{period}" if len(ctx.portfolio) == 1
+                else f"pumpwatch-report-{place}-{period}")
     if format == "pdf":
-        pdf, digest = await asyncio.to_thread(reports.pdf, period, now, edition)
+        pdf, digest = await asyncio.to_thread(reports.pdf, period, now, edition, place)
         headers = {"Content-Disposition": f'attachment; filename="{filename}.pdf"'}
         if digest is not None:
             headers |= {"X-Content-SHA256": digest, "ETag": f'"{digest}"', "Cache-Control": "private"}
         else:
             headers["Cache-Control"] = "no-store"  # a preview changes until the month closes
         return Response(pdf, media_type="application/pdf", headers=headers)
-    report = await asyncio.to_thread(reports.report, period, now)
+    report = await asyncio.to_thread(reports.report, period, now, place)
     if format == "csv":
         return PlainTextResponse(to_csv(report), media_type="text/csv; charset=utf-8", headers={
             "Content-Disposition": f'attachment; filename="{filename}.csv"'})
     if format == "html":
-        return HTMLResponse(to_html(report, ctx.site.site.name.zh), headers={
+        return HTMLResponse(to_html(report, ctx.portfolio.estate(place).site.name.zh), headers={
             "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'"})
     return JSONResponse(report)
 
 
 @router.post("/monthly/{month}/sign", response_model=None)
-async def sign(month: str, ctx: Ctx, user: Signer, body: SignBody | None = None) -> JSONResponse:
-    """Sign the report of a month that is over; the director's signature closes and archives it."""
+async def sign(month: str, ctx: Ctx, user: Signer, body: SignBody | None = None,
+               estate: str | None = None) -> JSONResponse:
+    """Sign the report of an estate's month that is over; the director's signature closes and archives it."""
     reports = _reports(ctx)
-    period = reports.month(month)
+    place = ctx.estate(estate)
+    period = reports.month(month, place)
     now = utc_from_epoch(ctx.clock.now())
     line = body.line if body is not None else None
-    return JSONResponse(await asyncio.to_thread(reports.sign, period, user, now, line))
+    return JSONResponse(await asyncio.to_thread(reports.sign, period, user, now, line, place))

@@ -1,4 +1,7 @@
-"""The site as configured: rooms, equipment and sensors (any signed-in user)."""
+"""The estates as configured: rooms, equipment and sensors (any signed-in user).
+
+`estate` names the estate of a deployment of several (422 without it where a room is meant).
+"""
 
 from __future__ import annotations
 
@@ -32,17 +35,17 @@ def _room(room: Room) -> dict[str, Any]:
 
 
 @router.get("/site")
-def site(ctx: Ctx, _user: CurrentUser) -> dict[str, Any]:
-    """The site, its rooms and equipment."""
-    s = ctx.site
+def site(ctx: Ctx, _user: CurrentUser, estate: str | None = None) -> dict[str, Any]:
+    """The estate's site, its rooms and equipment."""
+    s = ctx.estate_site(estate)
     return {"id": s.site.id, "name": s.site.name.model_dump(), "timezone": s.site.timezone,
-            "rooms": [_room(r) for r in s.rooms]}
+            "region": s.site.region, "group": s.site.group, "rooms": [_room(r) for r in s.rooms]}
 
 
 @router.get("/rooms/{room_id}")
-def room(room_id: str, ctx: Ctx, _user: CurrentUser) -> dict[str, Any]:
+def room(room_id: str, ctx: Ctx, _user: CurrentUser, estate: str | None = None) -> dict[str, Any]:
     """One room."""
-    for r in ctx.site.rooms:
+    for r in ctx.estate_site(estate).rooms:
         if r.id == room_id:
             return _room(r)
     raise NotFound("room", room_id)
@@ -57,17 +60,24 @@ def _limits(found: InForce | None) -> list[dict[str, Any]]:
 
 
 @router.get("/sensors")
-def sensors(ctx: Ctx, _user: CurrentUser, room: str | None = None) -> dict[str, Any]:
-    """Every sensor with its place, unit, range, states and the alarm thresholds in force on it.
+def sensors(ctx: Ctx, _user: CurrentUser, room: str | None = None,
+            estate: str | None = None) -> dict[str, Any]:
+    """Every sensor with its estate, place, unit, range, states and the alarm thresholds in force on it.
 
     `thresholds` lets a screen colour a value beyond a limit at once, while its alarm still waits out its
     `for_seconds`; `threshold_source` says where they come from (sensor, site default, default, none).
+    Every estate's sensors, or those of `estate` (a room is one estate's: `room` needs it, or one estate).
     """
-    in_force = {found.sensor.id: found for found in site_thresholds(ctx.site)}
-    data = [{"id": i.id, "room": i.room, "equipment": i.equipment, "kind": i.kind.value,
-             "unit": i.sensor.display_unit, "name": i.sensor.name.model_dump() if i.sensor.name else None,
-             "range": list(i.sensor.range) if i.sensor.range else None, "states": i.sensor.state_codes,
-             "source": i.sensor.source, "thresholds": _limits(in_force.get(i.id)),
-             "threshold_source": found.source if (found := in_force.get(i.id)) is not None else "none"}
-            for i in ctx.catalog if room is None or i.room == room]
+    wanted = ctx.estate(estate) if estate is not None or room is not None else None
+    estates = [wanted] if wanted is not None else list(ctx.portfolio.estates)
+    data: list[dict[str, Any]] = []
+    for name in estates:
+        in_force = {found.sensor.id: found for found in site_thresholds(ctx.portfolio.estate(name))}
+        data += [{"id": i.id, "estate": i.estate, "room": i.room, "equipment": i.equipment,
+                  "kind": i.kind.value, "unit": i.sensor.display_unit,
+                  "name": i.sensor.name.model_dump() if i.sensor.name else None,
+                  "range": list(i.sensor.range) if i.sensor.range else None, "states": i.sensor.state_codes,
+                  "source": i.sensor.source, "thresholds": _limits(in_force.get(i.id)),
+                  "threshold_source": found.source if (found := in_force.get(i.id)) is not None else "none"}
+                 for i in ctx.catalog.in_estate(name) if room is None or i.room == room]
     return {"data": data, "count": len(data)}

@@ -35,6 +35,7 @@ from maintenance.task_flow import ChecklistItem
 from maintenance.tasks import TaskFilter
 from maintenance.uploads import store_upload
 from maintenance.vocab import Priority, TaskState
+from pumpwatch.portfolio import sensor_key
 from pumpwatch.site import Text
 
 router = APIRouter(prefix="/api/tasks", tags=["tasks"])
@@ -52,10 +53,15 @@ def list_tasks(ctx: Ctx, user: CurrentUser, state: Annotated[list[TaskState] | N
                room: str | None = None, asset: str | None = None, kind: str | None = None,
                due_before: datetime | None = None, due_after: datetime | None = None,
                offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
-               limit: Annotated[int, Query(ge=1, le=500)] = 100) -> Response:
-    """Tasks by due time then priority; `mine=true` for the signed-in user's; due_after is inclusive."""
+               limit: Annotated[int, Query(ge=1, le=500)] = 100, estate: str | None = None) -> Response:
+    """Tasks by due time then priority; `mine=true` for the signed-in user's; due_after is inclusive.
+
+    Every estate's, or `estate`'s; a room or asset is one estate's (needs `estate` with several).
+    """
+    place = ctx.estate(estate) if estate is not None or room is not None or asset is not None else None
     filters = TaskFilter(states=state, assignee=user.id if mine else assignee, priority=priority,
-                         room=room, asset=asset, kind=kind, due_before=due_before, due_after=due_after)
+                         room=room, asset=asset, kind=kind, due_before=due_before, due_after=due_after,
+                         estate=place)
     rows, total = ctx.tasks.list_rows(filters, offset, limit)
     # Validated and serialised once here; FastAPI would otherwise check the returned page a second time.
     return Response(TaskPage.model_validate({"data": rows, "count": total}).model_dump_json(),
@@ -63,20 +69,24 @@ def list_tasks(ctx: Ctx, user: CurrentUser, state: Annotated[list[TaskState] | N
 
 
 @router.post("", response_model=TaskDetail, status_code=201)
-def create(ctx: Ctx, user: CurrentUser, body: TaskCreate) -> TaskDetail:
-    """Report a fault (anyone) or create another kind of task (supervisor), from a plan's checklist."""
+def create(ctx: Ctx, user: CurrentUser, body: TaskCreate, estate: str | None = None) -> TaskDetail:
+    """Report a fault (anyone) or create another kind of task (supervisor), from a plan's checklist.
+
+    The task is of `estate` (the only estate's when the deployment has one).
+    """
+    place = ctx.estate(estate)
     task = ctx.tasks.create_task(user, Text(zh=body.title.zh, en=body.title.en), body.kind, body.priority,
                                  body.asset, body.room, body.description, body.due_at,
-                                 _template_checklist(ctx, body.template))
+                                 _template_checklist(ctx, body.template, place), estate=place)
     return _out(task)
 
 
-def _template_checklist(ctx: Ctx, plan_id: str | None) -> list[ChecklistItem]:
+def _template_checklist(ctx: Ctx, plan_id: str | None, estate: str) -> list[ChecklistItem]:
     """The checklist of plan `plan_id` with how each item is answered (type, unit, range, attachment)."""
     if plan_id is None:
         return []
     try:
-        plan = ctx.site.plans.plan(plan_id)
+        plan = ctx.portfolio.estate(estate).plans.plan(plan_id)
     except KeyError as err:
         raise InvalidInput(f"no plan {plan_id!r} to take a checklist from") from err
     items = []
@@ -140,11 +150,13 @@ async def check(task_id: PathId, key: str, ctx: Ctx, user: CurrentUser, body: Ch
     task = await asyncio.to_thread(ctx.tasks.record_check, task_id, user, key, body.result, body.value,
                                    body.note)
     item = next((i for i in task.checklist if i["key"] == key), None)
-    sensors = [s for s in (item or {}).get("compare") or [] if s in ctx.catalog]
+    estate = task.estate or ctx.portfolio.only or ""  # its sensors are its estate's
+    keys = {sensor_key(estate, s): s for s in (item or {}).get("compare") or []}
+    sensors = [k for k in keys if k in ctx.catalog]
     if body.value is not None and sensors:
         found = await ctx.newest(sensors)
         if found:
-            values = {s: r.value for s, r in found.items()}
+            values = {keys[k]: r.value for k, r in found.items()}
             task = await asyncio.to_thread(ctx.tasks.compare_reading, task_id, user, key, values)
     return _out(task)
 

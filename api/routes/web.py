@@ -147,8 +147,9 @@ def _signed_in(request: Request, ctx: Ctx) -> bool:
     return bool(session) and ctx.auth.resolve_token(str(session), TokenKind.SESSION) is not None
 
 
-def _equipment(ctx: Ctx) -> list[tuple[Room, EquipmentBase]]:
-    return [(room, item) for room in ctx.site.rooms for item in room.equipment]
+def _equipment(ctx: Ctx, estate: str | None) -> list[tuple[Room, EquipmentBase]]:
+    """The equipment of an estate's rooms (`estate`: needed when the deployment has several)."""
+    return [(room, item) for room in ctx.estate_site(estate).rooms for item in room.equipment]
 
 
 def report_url(request: Request, equipment_id: str) -> str:
@@ -207,23 +208,26 @@ def _login_redirect(next_path: str) -> RedirectResponse:
 
 
 @router.get("/label/{equipment_id}")
-def label(equipment_id: str, request: Request, ctx: Ctx) -> Response:
+def label(equipment_id: str, request: Request, ctx: Ctx,
+          estate: Annotated[str | None, Query(max_length=64)] = None) -> Response:
     """A printable QR label for one piece of equipment (signed-in users)."""
     if not _signed_in(request, ctx):
         return _login_redirect(f"/label/{equipment_id}")
-    for room, item in _equipment(ctx):
+    name = ctx.estate_site(estate).site.name.zh
+    for room, item in _equipment(ctx, estate):
         if item.id == equipment_id:
-            return _label_page(f"{item.id} · PumpWatch", [_label(request, room, item, ctx.site.site.name.zh)])
+            return _label_page(f"{item.id} · PumpWatch", [_label(request, room, item, name)])
     raise NotFound("equipment", equipment_id)
 
 
 @router.get("/labels")
-def labels(request: Request, ctx: Ctx, room: Annotated[str | None, Query(max_length=100)] = None) -> Response:
-    """Printable QR labels for every piece of equipment (of one room, with `room`)."""
+def labels(request: Request, ctx: Ctx, room: Annotated[str | None, Query(max_length=100)] = None,
+           estate: Annotated[str | None, Query(max_length=64)] = None) -> Response:
+    """Printable QR labels for every piece of equipment of an estate (of one room, with `room`)."""
     if not _signed_in(request, ctx):
         return _login_redirect("/labels" + (f"?room={quote(room, safe='')}" if room else ""))
-    chosen = [(r, item) for r, item in _equipment(ctx) if room is None or r.id == room]
+    chosen = [(r, item) for r, item in _equipment(ctx, estate) if room is None or r.id == room]
     if not chosen:
         raise NotFound("room", room or "")
-    return _label_page("QR labels · PumpWatch",
-                       [_label(request, r, item, ctx.site.site.name.zh) for r, item in chosen])
+    name = ctx.estate_site(estate).site.name.zh
+    return _label_page("QR labels · PumpWatch", [_label(request, r, item, name) for r, item in chosen])

@@ -1,4 +1,4 @@
-"""Alarm events to MQTT (`pumpwatch/alarms/<room>/<asset>/<type>`, QoS 1) for other processes.
+"""Alarm events to MQTT (`pumpwatch/alarms/<estate>/<room>/<asset>/<type>`, QoS 1) for other processes.
 
 With a signer (this process's key, `PUMPWATCH_SIGNING__KEY_FILE`) every event is signed, so the API
 takes it only from a collector or scheduler whose key it trusts (`pumpwatch.signing`).

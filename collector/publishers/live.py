@@ -1,10 +1,11 @@
-"""Live readings to MQTT (`pumpwatch/live/<room>`), for API processes running apart from the collector.
+"""Live readings to MQTT (`pumpwatch/live/<estate>/<room>`), for API processes apart from the collector.
 
 Live data is a view, not a record: QoS 0, one message per room per commit carrying the newest
 reading of each sensor in it (under load a commit holds several readings of a sensor; screens show
 the newest, history comes from the series store), and when the broker is away paho's bounded queue
 drops (the readings themselves are safe in the series store). With a signer each message is signed
-(`pumpwatch.signing`), so the API shows only readings from a collector whose key it trusts.
+(`pumpwatch.signing`), so the API shows only readings from a collector whose key it trusts. The
+readings carry the sensor ids of the topic's estate.
 """
 
 from __future__ import annotations
@@ -46,13 +47,13 @@ class LivePublisher:
     def __call__(self, readings: Sequence[Reading]) -> None:
         """Publish one message per room with the newest reading of each sensor."""
         newest = {r.sensor: r for r in readings}  # later readings of a sensor replace earlier ones
-        rooms: dict[str, list[Reading]] = defaultdict(list)
-        for sensor, r in newest.items():
-            info = self.catalog.get(sensor)
+        rooms: dict[tuple[str, str], list[Reading]] = defaultdict(list)
+        for key, r in newest.items():
+            info = self.catalog.get(key)
             if info is not None:
-                rooms[info.room].append(r)
-        for room, batch in rooms.items():
-            topic, payload = live_topic(room), encode_live_readings(batch)
+                rooms[(info.site, info.room)].append(Reading(info.id, r.ts, r.value, r.quality, r.state))
+        for (estate, room), batch in rooms.items():
+            topic, payload = live_topic(estate, room), encode_live_readings(batch)
             if self.signer is not None:
                 payload = self.signer.seal(topic, payload, LIVE_STREAM)
             sent = self.client.publish(topic, payload, qos=0)

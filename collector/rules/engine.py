@@ -221,8 +221,9 @@ class AlarmEngine:
 
     def _emit(self, event: AlarmEvent) -> None:
         log.log(logging.WARNING if event.action is not AlarmAction.CLEARED else logging.INFO,
-                "alarm %s %s (%s): %s", event.key, event.action.value, event.severity.value,
-                event.message.en, extra={"alarm": str(event.key), "action": event.action.value})
+                "alarm %s %s (%s): %s [estate %s]", event.key, event.action.value, event.severity.value,
+                event.message.en, event.key.estate or "-",
+                extra={"alarm": str(event.key), "estate": event.key.estate, "action": event.action.value})
         if self.memory is not None:
             try:
                 self.memory.remember(event)

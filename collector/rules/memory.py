@@ -22,10 +22,14 @@ _LIFECYCLE = {AlarmAction.RAISED, AlarmAction.ESCALATED, AlarmAction.DEESCALATED
 
 
 class AlarmMemory:
-    """Raised alarms by key in a JSON file; a broken file is set aside, never fatal."""
+    """Raised alarms by key in a JSON file; a broken file is set aside, never fatal.
 
-    def __init__(self, path: Path) -> None:
+    One file per estate; `estate` is given to the alarms of a file written before estates.
+    """
+
+    def __init__(self, path: Path, estate: str = "") -> None:
         self.path = path
+        self.estate = estate
         self.raised: dict[AlarmKey, AlarmEvent] = self._load()
 
     def remember(self, event: AlarmEvent) -> None:
@@ -52,6 +56,8 @@ class AlarmMemory:
             log.warning("alarm memory %s is unreadable (%s); set aside as %s, starting with no alarms",
                         self.path, err, aside)
             return {}
+        if self.estate:
+            events = [event if event.key.estate else event.in_estate(self.estate) for event in events]
         return {event.key: event for event in events}
 
     def _save(self) -> None:

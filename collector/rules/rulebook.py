@@ -64,10 +64,11 @@ class Rulebook:
         self._build()
 
     def _add(self, rule: AlarmRule) -> None:
-        if any(r.key == rule.key for r in self.rules):
-            rule = AlarmRule(AlarmKey(rule.key.asset, f"{rule.key.alarm_type}:{rule.sensor}"), rule.room,
-                             rule.message, rule.levels, rule.sensor, rule.worse)
-        self.rules.append(rule)
+        estate = self.site.site.id  # asset ids repeat across estates: every key names its estate
+        key = rule.key.in_estate(estate)
+        if any(r.key == key for r in self.rules):
+            key = AlarmKey(rule.key.asset, f"{rule.key.alarm_type}:{rule.sensor}", estate)
+        self.rules.append(AlarmRule(key, rule.room, rule.message, rule.levels, rule.sensor, rule.worse))
 
     def _need(self, sensor: str, seconds: float) -> None:
         self.history[sensor] = max(self.history[sensor], seconds + 5.0)

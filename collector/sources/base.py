@@ -11,6 +11,7 @@ from collector.pipeline.sink import ReadingSink
 from pumpwatch.catalog import SensorCatalog
 from pumpwatch.clock import Clock
 from pumpwatch.mqtturl import BrokerAddress
+from pumpwatch.portfolio import Portfolio
 from pumpwatch.settings import Settings
 from pumpwatch.site import Site
 
@@ -45,7 +46,12 @@ class CommandTarget(Protocol):
 
 @dataclass(frozen=True)
 class SourceContext:
-    """What a source builder gets: the site, the settings and the pipeline's parts it feeds."""
+    """What a source builder gets: the site, the settings and the pipeline's parts it feeds.
+
+    `site` is one estate's site as its file has it (a source makes its readings' keys with
+    `collector.estates.source_view`); a shared source reads every estate of `portfolio` (None: `site`
+    alone).
+    """
 
     site: Site
     settings: Settings
@@ -54,6 +60,7 @@ class SourceContext:
     clock: Clock
     catalog: SensorCatalog
     broker: BrokerAddress | None
+    portfolio: Portfolio | None = None
 
 
 SourceBuilder = Callable[[SourceContext], Sequence[Source]]

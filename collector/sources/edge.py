@@ -3,6 +3,9 @@
 Subscribed (persistent session, QoS 1, manual acknowledgement; shared across collectors with
 `collector.share_group`) to `pumpwatch/edge/+/batch` and `.../alarm`, and to `.../time` (QoS 0).
 
+Each edge belongs to one estate (edge ids are unique across the deployment): its readings are keyed
+with that estate as they are decoded, and an alarm event it forwards must be of that estate.
+
 - A batch is decoded (`pumpwatch.edge_wire`) and its readings go to the pipeline with the delivery
   key (edge, batch number): the PUBACK goes back only once they are in the durable buffer, and a
   batch seen before (sent again after a lost PUBACK, a restart) is acknowledged and not stored twice.
@@ -58,7 +61,8 @@ from pumpwatch.edge_wire import (
 )
 from pumpwatch.mqttclient import new_client, start_client, stop_client
 from pumpwatch.mqtturl import BrokerAddress
-from pumpwatch.signing import Verifier, WireRefusals, edge_verifier
+from pumpwatch.portfolio import Portfolio, as_portfolio
+from pumpwatch.signing import Verifier, WireRefusals, edge_verifier, load_keyring
 from pumpwatch.site import Edge, Site, Text
 from pumpwatch.wire import Refused, SiteAssets, WireError
 
@@ -75,21 +79,25 @@ class EdgeSource:
 
     name = SOURCE
 
-    def __init__(self, site: Site, broker: BrokerAddress, sink: ReadingSink, metrics: CollectorMetrics,
-                 *, client_id: str, share_group: str | None = None, catalog: SensorCatalog | None = None,
-                 keepalive: int = 30, verifier: Verifier | None = None) -> None:
+    def __init__(self, site: Site | Portfolio, broker: BrokerAddress, sink: ReadingSink,
+                 metrics: CollectorMetrics, *, client_id: str, share_group: str | None = None,
+                 catalog: SensorCatalog | None = None, keepalive: int = 30,
+                 verifier: Verifier | None = None) -> None:
+        portfolio = as_portfolio(site)
         self.broker = broker
         self.verifier = verifier or Verifier({})
         self.refusals = WireRefusals(metrics.registry)
-        # What an alarm event may be about; the service sets the whole site's (this one may lack the
-        # devices of edge rooms, which the centre does not poll).
-        self.assets = SiteAssets(site)
+        # What an alarm event may be about; the service sets the whole deployment's (this one may lack
+        # the devices of edge rooms, which the centre does not poll).
+        self.assets = SiteAssets(portfolio)
         self.sink = sink
         self.metrics = metrics
         self.keepalive = keepalive
-        self.catalog = catalog or SensorCatalog(site)
-        self.edges = {edge.id: edge for edge in site.edges}
-        self.rooms = {edge.id: frozenset(edge.rooms) for edge in site.edges}
+        self.catalog = catalog or SensorCatalog(portfolio)
+        self.edges: dict[str, Edge] = {}
+        self.estates: dict[str, str] = {}
+        self.rooms: dict[str, frozenset[str]] = {}
+        self.set_portfolio(portfolio)
         # Set by the collector service: where a forwarded alarm event goes, and `done` once it is safe.
         self.relay: AlarmRelay | None = None
         prefix = f"$share/{share_group}/" if share_group else ""
@@ -106,6 +114,13 @@ class EdgeSource:
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         self.client = client
+
+    def set_portfolio(self, portfolio: Portfolio) -> None:
+        """Take the edges of these estates (a reload swaps the tables whole; messages in flight finish)."""
+        edges = {edge.id: edge for _estate, edge in portfolio.edges()}
+        self.estates = portfolio.edge_estates()
+        self.rooms = {edge.id: frozenset(edge.rooms) for edge in edges.values()}
+        self.edges = edges
 
     async def run(self) -> None:
         """Take messages until cancelled; then disconnect (unacknowledged batches stay at the broker)."""
@@ -181,7 +196,7 @@ class EdgeSource:
 
     def _batch(self, edge: Edge, payload: bytes | bytearray, acknowledge: Callable[[], None]) -> None:
         opened = self.verifier.open(batch_topic(edge.id), payload, BATCH_STREAM, sender=edge.id, replay=False)
-        batch = decode_batch(opened.body)
+        batch = decode_batch(opened.body, self.estates[edge.id])
         key = edge_batch_key(edge.id, batch.seq)
         with self._lock:
             repeated = key in self._in_flight
@@ -221,6 +236,14 @@ class EdgeSource:
             ack()
 
         number, event = decode_edge_alarm(opened.body)
+        estate = self.estates[edge.id]
+        if not event.key.estate:  # an edge from before estates: its events are of its own estate
+            event = event.in_estate(estate)
+        if event.key.estate != estate:
+            self.metrics.edge_alarms.labels(edge=edge.id, outcome="refused").inc()
+            self.sink.reject(SOURCE, "not_this_edge", f"{edge.id}: alarm of estate {event.key.estate}")
+            acknowledge()
+            return
         if event.room not in self.rooms[edge.id]:
             self.metrics.edge_alarms.labels(edge=edge.id, outcome="refused").inc()
             self.sink.reject(SOURCE, "not_this_edge", f"{edge.id}: alarm in room {event.room}")
@@ -253,7 +276,7 @@ def edge_offline_rules(site: Site) -> list[AlarmRule]:
         label = edge.name or Text(zh=edge.id, en=edge.id)
         heartbeat = edge.sensor_id("heartbeat")
         rules.append(AlarmRule(
-            AlarmKey(edge.id, "edge_offline"), edge.rooms[0],
+            AlarmKey(edge.id, "edge_offline", site.site.id), edge.rooms[0],
             Text(zh=f"边缘网关 {label.zh} 离线(超过 {edge.offline_after:g} 秒无心跳)",
                  en=f"Edge gateway {label.en} offline (no heartbeat for {edge.offline_after:g} s)"),
             (Level(edge.offline_severity, Silent(frozenset({heartbeat}), edge.offline_after)),),
@@ -265,8 +288,22 @@ def sources_from_site(context: SourceContext) -> list[EdgeSource]:
     """The edge intake of the centre, when the site has edges (never on an edge itself)."""
     if context.broker is None or not context.site.edges or context.settings.edge.id is not None:
         return []
+    return [edge_source(context.portfolio or context.site, context)]
+
+
+def edge_source(sites: Site | Portfolio, context: SourceContext) -> EdgeSource:
+    """The centre's edge intake for the edges of these estates."""
+    assert context.broker is not None
     cfg = context.settings.collector
-    verifier = edge_verifier(context.settings, context.site, cfg.state_dir / "wire-marks-edges.db")
-    return [EdgeSource(context.site, context.broker, context.sink, context.metrics,
-                       client_id=cfg.client_id, share_group=cfg.share_group, catalog=context.catalog,
-                       verifier=verifier)]
+    verifier = edge_verifier(context.settings, sites, cfg.state_dir / "wire-marks-edges.db")
+    return EdgeSource(sites, context.broker, context.sink, context.metrics,
+                      client_id=cfg.client_id, share_group=cfg.share_group, catalog=context.catalog,
+                      verifier=verifier)
+
+
+def trusted_edge_keys(source: EdgeSource, context: SourceContext, portfolio: Portfolio) -> None:
+    """Reload the keys the intake trusts (a reload added or removed an edge)."""
+    if source.verifier.required or context.settings.signing.trusted_dir is not None:
+        source.verifier.keys = load_keyring(context.settings.signing.trusted_dir,
+                                            only=list(portfolio.edge_estates()))
+

@@ -18,6 +18,7 @@ from collector.pipeline.buffer import DurableBuffer
 from collector.pipeline.sink import ReadingSink
 from collector.stores.centre_link import CentreLink
 from pumpwatch.clock import Clock
+from pumpwatch.portfolio import sensor_key
 from pumpwatch.readings import Reading
 from pumpwatch.site import Edge
 
@@ -45,8 +46,9 @@ class EdgeHealth:
     name = SOURCE
 
     def __init__(self, edge: Edge, sink: ReadingSink, buffer: DurableBuffer, link: CentreLink,
-                 clock: Clock, metrics: CollectorMetrics) -> None:
+                 clock: Clock, metrics: CollectorMetrics, estate: str) -> None:
         self.edge = edge
+        self.estate = estate
         self.sink = sink
         self.buffer = buffer
         self.link = link
@@ -67,7 +69,9 @@ class EdgeHealth:
         oldest = self.buffer.oldest_ts()
         backlog = max(0.0, now - oldest) if oldest is not None else 0.0
         self.metrics.backlog_age.set(backlog)
-        sensor = self.edge.sensor_id
+        def sensor(name: str) -> str:
+            return sensor_key(self.estate, self.edge.sensor_id(name))
+
         out = [Reading(sensor("heartbeat"), now, round(time.monotonic() - self._started, 3)),
                Reading(sensor("buffer_depth"), now, float(self.buffer.depth)),
                Reading(sensor("backlog_age"), now, round(backlog, 3)),

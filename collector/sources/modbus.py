@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 
+from collector.estates import source_view
 from collector.metrics import CollectorMetrics
 from collector.pipeline.sink import ReadingSink
 from collector.sources.base import SourceContext
@@ -366,9 +367,13 @@ def _stop_if_cancelled() -> None:
 
 
 def sources_from_site(context: SourceContext) -> list[ModbusCollector]:
-    """The Modbus source for the site's devices (those of `COLLECTOR__SHARD` when one is set)."""
+    """The Modbus source for one estate's devices (those of `COLLECTOR__SHARD` when one is set).
+
+    Its devices feed sensor keys (`<estate>/<sensor>`) and are named `<estate>/<device>`.
+    """
     shard = context.settings.collector.shard
-    devices = [d for d in context.site.modbus if shard is None or d.shard == shard]
+    site = source_view(context.site)
+    devices = [d for d in site.modbus if shard is None or d.shard == shard]
     if not devices:
         return []
-    return [ModbusCollector(devices, context.sink, context.metrics, context.clock, context.site.buses)]
+    return [ModbusCollector(devices, context.sink, context.metrics, context.clock, site.buses)]

@@ -3,6 +3,10 @@
 The broker keeps every message this collector has not acknowledged, so a crash or a restart of
 either side loses nothing that was published at QoS 1: a message is acknowledged only once its
 readings are on disk (or once it proved undecodable, when redelivery would not help).
+
+One source serves every estate of the collector: one client, one session, the topic maps of all of
+them (no two estates claim one topic, `pumpwatch.portfolio.conflicts`), each resolving to its
+estate's sensor keys. A reload swaps the decoder whole and changes only the subscriptions that differ.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
+from collector.estates import source_view
 from collector.metrics import CollectorMetrics
 from collector.pipeline.sink import ReadingSink
 from collector.sources.base import SourceContext
@@ -22,7 +27,8 @@ from pumpwatch.catalog import SensorCatalog
 from pumpwatch.clock import Clock
 from pumpwatch.mqttclient import new_client, start_client, stop_client
 from pumpwatch.mqtturl import BrokerAddress
-from pumpwatch.site import Site
+from pumpwatch.portfolio import Portfolio, as_portfolio
+from pumpwatch.site import MqttMapping, Site
 
 log = logging.getLogger(__name__)
 
@@ -30,21 +36,24 @@ SOURCE = "mqtt"
 
 
 class MqttSource:
-    """Subscribes to every topic map of the site and feeds the sink from paho's network thread."""
+    """Subscribes to every topic map of the estates and feeds the sink from paho's network thread."""
 
     name = SOURCE
 
-    def __init__(self, site: Site, broker: BrokerAddress, sink: ReadingSink, metrics: CollectorMetrics,
-                 clock: Clock, *, client_id: str = "pumpwatch-collector", share_group: str | None = None,
-                 keepalive: int = 30, catalog: SensorCatalog | None = None) -> None:
+    def __init__(self, site: Site | Portfolio, broker: BrokerAddress, sink: ReadingSink,
+                 metrics: CollectorMetrics, clock: Clock, *, client_id: str = "pumpwatch-collector",
+                 share_group: str | None = None, keepalive: int = 30,
+                 catalog: SensorCatalog | None = None) -> None:
+        portfolio = as_portfolio(site)
         self.broker = broker
         self.sink = sink
         self.metrics = metrics
         self.clock = clock
         self.keepalive = keepalive
-        self.decoder = MqttDecoder(site.mqtt, catalog or SensorCatalog(site))
-        prefix = f"$share/{share_group}/" if share_group else ""
-        self.subscriptions = sorted({prefix + m.subscription for m in site.mqtt})
+        self.catalog = catalog or SensorCatalog(portfolio)
+        self._prefix = f"$share/{share_group}/" if share_group else ""
+        self.decoder = MqttDecoder(_maps(portfolio), self.catalog)
+        self.subscriptions = self._subscriptions(portfolio)
         self.connected = False
         self._stopping = False
         client = new_client(broker, client_id, persistent=True, manual_ack=True)
@@ -71,6 +80,31 @@ class MqttSource:
         self._stopping = True
         stop_client(self.client)
         self._set_connected(False)
+
+    def set_portfolio(self, portfolio: Portfolio) -> None:
+        """Take the topic maps of these estates (a reload): a new decoder, changed subscriptions only.
+
+        A message decoded meanwhile uses the decoder it started with; the last timestamp of each sensor
+        carries over, so two messages in one instant still keep both points.
+        """
+        decoder = MqttDecoder(_maps(portfolio), self.catalog)
+        decoder.carry_over(self.decoder)
+        self.decoder = decoder
+        wanted = self._subscriptions(portfolio)
+        added = sorted(set(wanted) - set(self.subscriptions))
+        gone = sorted(set(self.subscriptions) - set(wanted))
+        self.subscriptions = wanted
+        if self.connected:
+            if added:
+                self.client.subscribe([(topic, 1) for topic in added])
+            if gone:
+                self.client.unsubscribe(gone)
+        if added or gone:
+            log.info("MQTT subscriptions changed: +%s -%s", ", ".join(added) or "none",
+                     ", ".join(gone) or "none")
+
+    def _subscriptions(self, portfolio: Portfolio) -> list[str]:
+        return sorted({self._prefix + m.subscription for site in portfolio for m in site.mqtt})
 
     # --- paho callbacks (network thread) --------------------------------------------------------
 
@@ -125,10 +159,16 @@ class MqttSource:
         self.metrics.mqtt_connected.set(1 if connected else 0)
 
 
+def _maps(portfolio: Portfolio) -> tuple[MqttMapping, ...]:
+    """Every estate's topic maps, their sensor templates resolving to sensor keys."""
+    return tuple(mapping for site in portfolio for mapping in source_view(site).mqtt)
+
+
 def sources_from_site(context: SourceContext) -> list[MqttSource]:
-    """The MQTT source for the site's topic maps, when there are some and a broker."""
-    if context.broker is None or not context.site.mqtt:
+    """The MQTT source for the estates' topic maps, when there are some and a broker."""
+    sites = context.portfolio or as_portfolio(context.site)
+    if context.broker is None or not any(site.mqtt for site in sites):
         return []
     cfg = context.settings.collector
-    return [MqttSource(context.site, context.broker, context.sink, context.metrics, context.clock,
+    return [MqttSource(sites, context.broker, context.sink, context.metrics, context.clock,
                        client_id=cfg.client_id, share_group=cfg.share_group, catalog=context.catalog)]

@@ -71,6 +71,10 @@ class MqttDecoder:
         self._last_ts: dict[str, float] = {}
         self._targets_of: dict[tuple[int, str], list[_Target]] = {}
 
+    def carry_over(self, before: MqttDecoder) -> None:
+        """Keep the last timestamp of each sensor from the decoder this one replaces (a reload)."""
+        self._last_ts = before._last_ts
+
     def decode(self, topic: str, payload: bytes | bytearray, now: float) -> Decoded:
         """Readings from one message received at `now` (epoch seconds)."""
         out = Decoded()
@@ -145,7 +149,7 @@ def _read(target: _Target, document: Any) -> tuple[float, str | None]:
     """The value of one target in a parsed message, as (number, state name)."""
     info = target.info
     if info is None:
-        raise ValueRejected("unknown_sensor", f"no sensor {target.sensor!r} in the site")
+        raise ValueRejected("unknown_sensor", f"no sensor {target.sensor!r} in the deployment")
     raw = document
     if target.path is not None:
         for key in target.path:

@@ -1,14 +1,20 @@
 """The embedded series store: SQLite in the state directory, for a site without an InfluxDB server.
 
-Points are keyed by (sensor, ts), so writing a reading twice keeps one point; a `latest` table
+A reading's sensor key (`<estate>/<sensor>`, `pumpwatch.portfolio`) is stored as two columns, estate
+and sensor, so two estates with the same sensor ids keep apart. Points are keyed by (estate, sensor,
+ts), so writing a reading twice keeps one point; a `latest` table
 keeps the newest point of each sensor so the live board never scans history, and a `minutes` table
 keeps sum, min, max and count per sensor and minute, recomputed from the points of every minute a
 write touches, so history at steps of whole minutes reads one row per minute instead of every point.
+
+A file from before estates (no estate column) is taken over when opened: its points become the
+deployment's only estate's (with several estates they keep an empty estate, and are not shown).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import sqlite3
 import threading
@@ -19,38 +25,52 @@ from typing import Any
 from collector.stores.lineprotocol import quality_of
 from pumpwatch.catalog import SensorCatalog
 from pumpwatch.errors import StoreUnavailable
+from pumpwatch.portfolio import sensor_key, split_key
 from pumpwatch.readings import Reading
 from pumpwatch.series import HistoryPoint
 
+log = logging.getLogger(__name__)
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS points (
-    sensor TEXT NOT NULL, ts REAL NOT NULL, value REAL NOT NULL, quality INTEGER NOT NULL, state TEXT,
-    PRIMARY KEY (sensor, ts)) WITHOUT ROWID;
+    estate TEXT NOT NULL, sensor TEXT NOT NULL, ts REAL NOT NULL, value REAL NOT NULL,
+    quality INTEGER NOT NULL, state TEXT, PRIMARY KEY (estate, sensor, ts)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS latest (
-    sensor TEXT PRIMARY KEY, ts REAL NOT NULL, value REAL NOT NULL, quality INTEGER NOT NULL, state TEXT);
+    estate TEXT NOT NULL, sensor TEXT NOT NULL, ts REAL NOT NULL, value REAL NOT NULL,
+    quality INTEGER NOT NULL, state TEXT, PRIMARY KEY (estate, sensor)) WITHOUT ROWID;
 """
 # Minute m holds the points with m * 60 <= ts < (m + 1) * 60.
 _MINUTES = """
 CREATE TABLE minutes (
-    sensor TEXT NOT NULL, minute INTEGER NOT NULL, total REAL NOT NULL, low REAL NOT NULL,
-    high REAL NOT NULL, n INTEGER NOT NULL, PRIMARY KEY (sensor, minute)) WITHOUT ROWID;
-INSERT INTO minutes SELECT sensor, m - (m * 60 > ts) + (ts >= m * 60 + 60) AS minute, sum(value),
+    estate TEXT NOT NULL, sensor TEXT NOT NULL, minute INTEGER NOT NULL, total REAL NOT NULL,
+    low REAL NOT NULL, high REAL NOT NULL, n INTEGER NOT NULL,
+    PRIMARY KEY (estate, sensor, minute)) WITHOUT ROWID;
+INSERT INTO minutes SELECT estate, sensor, m - (m * 60 > ts) + (ts >= m * 60 + 60) AS minute, sum(value),
     min(value), max(value), count(*)
-    FROM (SELECT sensor, ts, value, CAST(ts / 60 AS INTEGER) AS m FROM points) GROUP BY sensor, minute;
+    FROM (SELECT estate, sensor, ts, value, CAST(ts / 60 AS INTEGER) AS m FROM points)
+    GROUP BY estate, sensor, minute;
 """
-_REMINUTE = ("INSERT OR REPLACE INTO minutes SELECT sensor, ?, sum(value), min(value), max(value), count(*) "
-             "FROM points WHERE sensor = ? AND ts >= ? AND ts < ? GROUP BY sensor")
+# A file from before estates: its tables renamed aside, copied into the new ones with an estate.
+_OLD_TABLES = ("points", "latest", "minutes")
+_ADOPT = {
+    "points": "INSERT INTO points SELECT ?, sensor, ts, value, quality, state FROM points_before_estates",
+    "latest": "INSERT INTO latest SELECT ?, sensor, ts, value, quality, state FROM latest_before_estates",
+}
+_REMINUTE = ("INSERT OR REPLACE INTO minutes SELECT estate, sensor, ?, sum(value), min(value), max(value), "
+             "count(*) FROM points WHERE estate = ? AND sensor = ? AND ts >= ? AND ts < ? "
+             "GROUP BY estate, sensor")
 _HISTORY_POINTS = ("SELECT CAST(ts / ? AS INTEGER) AS bucket, avg(value), min(value), max(value), count(*) "
-                   "FROM points WHERE sensor = ? AND ts >= ? AND ts < ? GROUP BY bucket ORDER BY bucket")
+                   "FROM points WHERE estate = ? AND sensor = ? AND ts >= ? AND ts < ? GROUP BY bucket "
+                   "ORDER BY bucket")
 # Whole minutes from `minutes`, the partial minutes at either end from `points`.
 _HISTORY_MINUTES = (
     "SELECT bucket, sum(total) / sum(n), min(low), max(high), sum(n) FROM ("
-    "SELECT minute / ? AS bucket, total, low, high, n FROM minutes WHERE sensor = ? AND minute >= ? "
-    "AND minute < ? UNION ALL "
-    "SELECT CAST(ts / ? AS INTEGER), value, value, value, 1 FROM points WHERE sensor = ? AND ts >= ? "
-    "AND ts < ? UNION ALL "
-    "SELECT CAST(ts / ? AS INTEGER), value, value, value, 1 FROM points WHERE sensor = ? AND ts >= ? "
-    "AND ts < ?) GROUP BY bucket ORDER BY bucket")
+    "SELECT minute / ? AS bucket, total, low, high, n FROM minutes WHERE estate = ? AND sensor = ? "
+    "AND minute >= ? AND minute < ? UNION ALL "
+    "SELECT CAST(ts / ? AS INTEGER), value, value, value, 1 FROM points WHERE estate = ? AND sensor = ? "
+    "AND ts >= ? AND ts < ? UNION ALL "
+    "SELECT CAST(ts / ? AS INTEGER), value, value, value, 1 FROM points WHERE estate = ? AND sensor = ? "
+    "AND ts >= ? AND ts < ?) GROUP BY bucket ORDER BY bucket")
 
 
 class EmbeddedStore:
@@ -79,36 +99,45 @@ class EmbeddedStore:
             await asyncio.to_thread(self._write, list(readings))
 
     async def latest(self, sensors: Sequence[str] | None = None) -> dict[str, Reading]:
-        """The newest reading of each sensor."""
-        rows = await asyncio.to_thread(self._select, "SELECT sensor, ts, value, quality, state FROM latest",
-                                       ())
+        """The newest reading of each sensor key."""
+        rows = await asyncio.to_thread(
+            self._select, "SELECT estate, sensor, ts, value, quality, state FROM latest", ())
         wanted = set(sensors) if sensors is not None else None
-        return {str(row[0]): _reading(row) for row in rows if wanted is None or row[0] in wanted}
+        found: dict[str, Reading] = {}
+        for estate, sensor, ts, value, quality, state in rows:
+            key = _key(str(estate), str(sensor))
+            if wanted is None or key in wanted:
+                found[key] = _reading((key, ts, value, quality, state))
+        return found
 
     async def history(self, sensor: str, start: float, end: float, step: float) -> list[HistoryPoint]:
-        """Mean, min, max and count per `step` seconds, buckets aligned to the epoch like InfluxDB's."""
+        """Mean, min, max and count per `step` seconds, buckets aligned to the epoch like InfluxDB's.
+
+        `sensor` is a sensor key: the points of that estate's sensor.
+        """
         if step <= 0 or end <= start:
             return []
+        estate, sensor = split_key(sensor)
         first = minute_of(start)
         first += first * 60 < start
         last = minute_of(end)  # the whole minutes inside [start, end) are first .. last - 1
         args: tuple[object, ...]
         if step % 60 == 0 and start >= 0 and first < last:
-            sql, args = _HISTORY_MINUTES, (int(step // 60), sensor, first, last, step, sensor, start,
-                                           first * 60, step, sensor, last * 60, end)
+            sql, args = _HISTORY_MINUTES, (int(step // 60), estate, sensor, first, last, step, estate, sensor,
+                                           start, first * 60, step, estate, sensor, last * 60, end)
         else:
-            sql, args = _HISTORY_POINTS, (step, sensor, start, end)
+            sql, args = _HISTORY_POINTS, (step, estate, sensor, start, end)
         rows = await asyncio.to_thread(self._select, sql, args)
         return [HistoryPoint(int(bucket) * step, float(mean), float(low), float(high), int(n))
                 for bucket, mean, low, high, n in rows]
 
     async def count(self, sensor: str | None = None) -> int:
-        """Points stored, of one sensor or all."""
+        """Points stored, of one sensor key or all."""
         if sensor is None:
             rows = await asyncio.to_thread(self._select, "SELECT count(*) FROM points", ())
         else:
-            rows = await asyncio.to_thread(self._select, "SELECT count(*) FROM points WHERE sensor = ?",
-                                           (sensor,))
+            rows = await asyncio.to_thread(self._select, "SELECT count(*) FROM points WHERE estate = ? AND "
+                                           "sensor = ?", split_key(sensor))
         return int(rows[0][0])
 
     # --- internals -----------------------------------------------------------------------------
@@ -122,12 +151,36 @@ class EmbeddedStore:
                 db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
                 db.execute("PRAGMA journal_mode=WAL")
                 db.execute("PRAGMA synchronous=FULL")
+                before = _before_estates(db)
+                if before:
+                    for table in before:
+                        db.execute(f"ALTER TABLE {table} RENAME TO {table}_before_estates")
                 db.executescript(_SCHEMA)
                 if not db.execute("SELECT 1 FROM sqlite_master WHERE name = 'minutes'").fetchone():
-                    db.executescript(f"BEGIN; {_MINUTES} COMMIT;")  # a file from before the table
+                    db.executescript(f"BEGIN; {_MINUTES} COMMIT;")  # a new file, or one from before the table
+                if before:
+                    self._adopt(db, before)
             except (OSError, sqlite3.Error) as err:
                 raise StoreUnavailable(f"embedded store {self.path}: {err}") from err
             self._db = db
+
+    def _adopt(self, db: sqlite3.Connection, before: list[str]) -> None:
+        """Copy a file's points from before estates into the new tables, as the only estate's."""
+        portfolio = self.catalog.portfolio if self.catalog is not None else None
+        estate = portfolio.only if portfolio is not None else None
+        db.execute("BEGIN")
+        for table in before:
+            if table in _ADOPT:
+                db.execute(_ADOPT[table], (estate or "",))
+            db.execute(f"DROP TABLE {table}_before_estates")
+        db.execute("DELETE FROM minutes")
+        db.execute(_MINUTES.split(";", 1)[1].strip().rstrip(";"))  # the minutes, made again from the points
+        db.execute("COMMIT")
+        if estate is None:
+            log.warning("embedded store %s: its points from before estates keep no estate (the deployment "
+                        "has several); they are not shown", self.path)
+        else:
+            log.info("embedded store %s: points from before estates are estate %s's", self.path, estate)
 
     def _connection(self) -> sqlite3.Connection:
         if self._db is None:
@@ -135,20 +188,28 @@ class EmbeddedStore:
         return self._db
 
     def _write(self, readings: list[Reading]) -> None:
-        rows = [(r.sensor, r.ts, r.value, int(r.quality), r.state) for r in readings]
-        minutes = {(r.sensor, minute_of(r.ts)) for r in readings}
-        newest: dict[str, tuple[str, float, float, int, str | None]] = {}
+        places: dict[str, tuple[str, str]] = {}  # sensor key -> (estate, sensor), split once per batch
+        rows = []
+        for r in readings:
+            place = places.get(r.sensor)
+            if place is None:
+                place = places[r.sensor] = split_key(r.sensor)
+            rows.append((place[0], place[1], r.ts, r.value, int(r.quality), r.state))
+        minutes = {(row[0], row[1], minute_of(row[2])) for row in rows}
+        newest: dict[tuple[str, str], tuple[str, str, float, float, int, str | None]] = {}
         for row in rows:
-            if row[0] not in newest or row[1] >= newest[row[0]][1]:
-                newest[row[0]] = row
+            known = newest.get((row[0], row[1]))
+            if known is None or row[2] >= known[2]:
+                newest[(row[0], row[1])] = row
         with self._lock:
             db = self._connection()
             try:
                 db.execute("BEGIN")
-                db.executemany("INSERT OR REPLACE INTO points VALUES (?, ?, ?, ?, ?)", rows)
-                db.executemany(_REMINUTE, [(m, sensor, m * 60, m * 60 + 60) for sensor, m in minutes])
+                db.executemany("INSERT OR REPLACE INTO points VALUES (?, ?, ?, ?, ?, ?)", rows)
+                db.executemany(_REMINUTE, [(m, estate, sensor, m * 60, m * 60 + 60)
+                                           for estate, sensor, m in minutes])
                 db.executemany(
-                    "INSERT INTO latest VALUES (?, ?, ?, ?, ?) ON CONFLICT (sensor) DO UPDATE SET "
+                    "INSERT INTO latest VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (estate, sensor) DO UPDATE SET "
                     "ts = excluded.ts, value = excluded.value, quality = excluded.quality, "
                     "state = excluded.state WHERE excluded.ts >= latest.ts", list(newest.values()))
                 db.execute("COMMIT")
@@ -169,6 +230,20 @@ def minute_of(ts: float) -> int:
     """The minute m with m * 60 <= ts < (m + 1) * 60, exact even where ts / 60 rounds across a minute."""
     m = math.floor(ts / 60)
     return m - (m * 60 > ts) + (ts >= m * 60 + 60)
+
+
+def _key(estate: str, sensor: str) -> str:
+    """A stored point's key: `<estate>/<sensor>`, or the bare sensor of a point without an estate."""
+    return sensor_key(estate, sensor) if estate else sensor
+
+
+def _before_estates(db: sqlite3.Connection) -> list[str]:
+    """The tables of a file written before estates (no estate column), to be renamed and taken over."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(points)")}
+    if not columns or "estate" in columns:
+        return []
+    query = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"
+    return [table for table in _OLD_TABLES if db.execute(query, (table,)).fetchone()]
 
 
 def _reading(row: tuple[Any, ...]) -> Reading:

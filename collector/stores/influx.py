@@ -1,9 +1,13 @@
 """InfluxDB through its v1 HTTP API (InfluxDB 1.x, and 2.x/3.x through their v1 compatibility API).
 
-Schema: measurement `reading`; tags site, room, equipment, sensor, kind; fields value (float),
-quality (integer, see `Quality`) and state (string, for state sensors). Timestamps in nanoseconds,
-so writing the same reading twice keeps one point. Queries pass user-supplied names as bound
-parameters, never spliced into InfluxQL.
+Schema: measurement `reading`; tags estate, site (the same id), room, equipment, sensor, kind; fields
+value (float), quality (integer, see `Quality`) and state (string, for state sensors). Timestamps in
+nanoseconds, so writing the same reading twice keeps one point. Queries pass user-supplied names as
+bound parameters, never spliced into InfluxQL.
+
+A reading's sensor key (`<estate>/<sensor>`) is split into the estate and sensor tags; queries ask for
+both, so two estates with the same sensor ids keep apart. Points written before estates have no estate
+tag, only `site` (the estate's id): a query of an estate's sensor takes those too.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import httpx
 from collector.stores.lineprotocol import MEASUREMENT, lines, quality_of, quote_identifier, series_key
 from pumpwatch.catalog import SensorCatalog
 from pumpwatch.errors import StoreRejected, StoreUnavailable
+from pumpwatch.portfolio import sensor_key, split_key
 from pumpwatch.readings import Reading
 from pumpwatch.series import HistoryPoint
 
@@ -47,6 +52,9 @@ class InfluxStore:
         self._client = httpx.AsyncClient(base_url=self.url, timeout=timeout, headers=headers, auth=auth,
                                          verify=verify)
         self._keys: dict[str, str] = {}
+        self._gone: dict[str, str] = {}  # series keys of sensors an estate's reload dropped
+        if catalog is not None:
+            catalog.listeners.append(self.forget_estate)
         self._database_ready = False
         target = quote_identifier(database)
         if retention_policy:
@@ -100,36 +108,52 @@ class InfluxStore:
         raise StoreUnavailable(f"InfluxDB write failed ({resp.status_code}): {message}")
 
     async def latest(self, sensors: Sequence[str] | None = None) -> dict[str, Reading]:
-        """The newest point of each sensor."""
+        """The newest point of each sensor key."""
         if sensors is not None and not sensors:
             return {}
         where, params = _sensor_filter(sensors)
         series = await self._query(
-            f"SELECT last(value) AS value, quality, state FROM {self._from}{where} GROUP BY sensor", params)
+            f"SELECT last(value) AS value, quality, state FROM {self._from}{where} "
+            "GROUP BY estate, site, sensor", params)
+        wanted = None if sensors is None else {split_key(key): key for key in sensors}
         latest: dict[str, Reading] = {}
         for tags, rows in series:
+            sensor, estate = tags["sensor"], tags.get("estate") or ""
+            place = (estate or tags.get("site") or "", sensor)  # a point from before estates: its site's
+            if wanted is None:
+                key = sensor_key(place[0], sensor) if place[0] else sensor
+            elif place in wanted:
+                key = wanted[place]
+            elif not estate and ("", sensor) in wanted:
+                key = wanted[("", sensor)]  # asked for without an estate: points that have none
+            else:
+                continue
             for row in rows:
-                if row.get("value") is not None:
-                    sensor = tags["sensor"]
-                    latest[sensor] = Reading(sensor, row["time"] / 1e9, float(row["value"]),
-                                             quality_of(row.get("quality")), row.get("state"))
+                known = latest.get(key)
+                if row.get("value") is not None and (known is None or row["time"] / 1e9 >= known.ts):
+                    latest[key] = Reading(key, row["time"] / 1e9, float(row["value"]),
+                                          quality_of(row.get("quality")), row.get("state"))
         return latest
 
     async def history(self, sensor: str, start: float, end: float, step: float) -> list[HistoryPoint]:
-        """Mean, min, max and count per `step` seconds (buckets aligned to the epoch, empty ones left out)."""
+        """Mean, min, max and count per `step` seconds (buckets aligned to the epoch, empty ones left out).
+
+        `sensor` is a sensor key: the points of that estate's sensor.
+        """
         if step <= 0 or end <= start:
             return []
         step_us = max(1, round(step * 1e6))
+        where, params = _sensor_filter([sensor])
         series = await self._query(
-            f"SELECT mean(value), min(value), max(value), count(value) FROM {self._from} "
-            f"WHERE sensor = $sensor AND time >= {round(start * 1e9)} AND time < {round(end * 1e9)} "
-            f"GROUP BY time({step_us}u) fill(none)", {"sensor": sensor})
+            f"SELECT mean(value), min(value), max(value), count(value) FROM {self._from}{where} "
+            f"AND time >= {round(start * 1e9)} AND time < {round(end * 1e9)} "
+            f"GROUP BY time({step_us}u) fill(none)", params)
         return [HistoryPoint(row["time"] / 1e9, float(row["mean"]), float(row["min"]), float(row["max"]),
                              int(row["count"]))
                 for _tags, rows in series for row in rows]
 
     async def count(self, sensor: str | None = None) -> int:
-        """Points stored, of one sensor or all."""
+        """Points stored, of one sensor key or all."""
         where, params = _sensor_filter([sensor] if sensor is not None else None)
         series = await self._query(f"SELECT count(value) AS n FROM {self._from}{where}", params)
         return sum(int(row["n"]) for _tags, rows in series for row in rows)
@@ -140,8 +164,16 @@ class InfluxStore:
         key = self._keys.get(sensor)
         if key is None:
             info = self.catalog.get(sensor) if self.catalog is not None else None
-            key = self._keys[sensor] = series_key(sensor, info)
+            # A sensor its estate's new file dropped keeps the tags it had (readings still buffered).
+            gone = self._gone.get(sensor)
+            key = self._keys[sensor] = gone if info is None and gone is not None else series_key(sensor, info)
         return key
+
+    def forget_estate(self, estate: str) -> None:
+        """Drop the cached series keys of an estate whose site changed (its rooms and kinds may have)."""
+        prefix = sensor_key(estate, "")
+        for key in [k for k in self._keys if k.startswith(prefix)]:
+            self._gone[key] = self._keys.pop(key)
 
     async def _ensure_database(self) -> None:
         if self._database_ready or not self.create_database:
@@ -180,11 +212,21 @@ class InfluxStore:
 
 
 def _sensor_filter(sensors: Sequence[str] | None) -> tuple[str, dict[str, str]]:
-    """A WHERE clause with one bound parameter per sensor."""
+    """A WHERE clause with bound parameters: each sensor key's estate and sensor.
+
+    A point without an estate tag counts as the estate its `site` tag names (written before estates).
+    """
     if sensors is None:
         return "", {}
-    params = {f"s{i}": sensor for i, sensor in enumerate(sensors)}
-    return " WHERE (" + " OR ".join(f"sensor = ${name}" for name in params) + ")", params
+    params: dict[str, str] = {}
+    terms = []
+    for i, key in enumerate(sensors):
+        estate, sensor = split_key(key)
+        params[f"s{i}"] = sensor
+        params[f"e{i}"] = estate
+        terms.append(f"(sensor = $s{i} AND (estate = $e{i} OR (estate = '' AND site = $e{i})))" if estate
+                     else f"(sensor = $s{i} AND estate = '')")
+    return " WHERE (" + " OR ".join(terms) + ")", params
 
 
 def _error_text(resp: httpx.Response) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 from pumpwatch.catalog import SensorInfo
+from pumpwatch.portfolio import split_key
 from pumpwatch.readings import Quality, Reading
 
 MEASUREMENT = "reading"
@@ -20,10 +21,16 @@ def escape_tag(text: str) -> str:
 
 
 def series_key(sensor: str, info: SensorInfo | None) -> str:
-    """`reading,equipment=..,kind=..,room=..,sensor=..,site=..` with tags in key order."""
-    tags = {"sensor": sensor}
+    """`reading,equipment=..,estate=..,kind=..,room=..,sensor=..,site=..` with tags in key order.
+
+    `sensor` is a sensor key (`<estate>/<sensor>`) or a sensor id: the `sensor` tag is the id, the
+    `estate` tag the estate (`site` holds the same id, as points from before estates had it).
+    """
+    estate, own = split_key(sensor)
+    tags = {"sensor": own, "estate": estate}
     if info is not None:
-        tags.update(site=info.site, room=info.room, equipment=info.equipment, kind=str(info.kind))
+        tags.update(estate=info.site, site=info.site, room=info.room, equipment=info.equipment,
+                    kind=str(info.kind))
     return MEASUREMENT + "".join(f",{key}={escape_tag(value)}" for key, value in sorted(tags.items())
                                  if value)
 

@@ -109,7 +109,7 @@ class UplinkStore:
         """Publish one batch and return on its PUBACK; `StoreUnavailable` when the link cannot take it."""
         if not readings:
             return
-        columns = encode_columns(list(readings))
+        columns = encode_columns(list(readings), strip_estate=True)  # an edge is one estate's
         digest = hashlib.blake2b(columns, digest_size=16).digest()
         seq = await asyncio.to_thread(self.numbers.number_for, digest)
         payload = await asyncio.to_thread(pack_batch, seq, time.time(), len(readings), columns,

@@ -57,11 +57,19 @@ class Notice:
 
 
 class NoticeFormatter:
-    """Turns alarm changes and escalation steps into notices, with times in the site's zone."""
+    """Turns alarm changes and escalation steps into notices, with times in the site's zone.
 
-    def __init__(self, timezone: str, site_name: str) -> None:
+    A notice is headed with the name of its estate (`estate_names`: estate id -> name; `site_name` for
+    one the names do not know).
+    """
+
+    def __init__(self, timezone: str, site_name: str, estate_names: dict[str, str] | None = None) -> None:
         self.zone = ZoneInfo(timezone)
         self.site_name = site_name
+        self.estate_names = dict(estate_names or {})
+
+    def _name(self, estate: str) -> str:
+        return self.estate_names.get(estate, self.site_name)
 
     def alarm(self, change: str | None, alarm: Alarm | None) -> Notice | None:
         """The notice of an alarm change, if it is one that is told (raised, back, escalated)."""
@@ -70,11 +78,12 @@ class NoticeFormatter:
         severity = Severity(alarm.severity)
         zh, en = TOLD_ALARM_CHANGES[change]
         value = "" if alarm.last_value is None else f"\n数值 value: {alarm.last_value:g}"
-        text = (f"【{self.site_name}】{_SEVERITY_ZH[severity]}{zh} / {severity.value} {en}\n"
+        text = (f"【{self._name(alarm.estate)}】{_SEVERITY_ZH[severity]}{zh} / {severity.value} {en}\n"
                 f"{alarm.message_zh} / {alarm.message_en}\n"
                 f"泵房 room: {alarm.room}  设备 asset: {alarm.asset}{value}\n"
                 f"时间 at: {self._local(alarm.started_at)}  告警 #{alarm.id}")
-        return Notice(text, {"kind": "alarm", "change": change, "id": alarm.id, "asset": alarm.asset,
+        return Notice(text, {"kind": "alarm", "change": change, "id": alarm.id, "estate": alarm.estate,
+                             "asset": alarm.asset,
                              "alarm_type": alarm.alarm_type, "room": alarm.room, "severity": severity.value,
                              "value": alarm.last_value,
                              "message": {"zh": alarm.message_zh, "en": alarm.message_en},
@@ -85,13 +94,14 @@ class NoticeFormatter:
         zh, en = _LEVEL_TEXT.get((step.clock, step.level), ("任务升级", "task escalated"))
         where = " ".join(part for part in (step.room and f"泵房 room: {step.room}",
                                            step.asset and f"设备 asset: {step.asset}") if part)
-        text = (f"【{self.site_name}】{zh} / {en}\n"
+        text = (f"【{self._name(step.estate)}】{zh} / {en}\n"
                 f"任务 task #{step.task_id}: {step.title.zh} / {step.title.en}\n"
                 f"优先级 priority: {step.priority.value}  "
                 f"{_DEADLINE_TEXT[step.clock]}: {self._local(step.due_at)}"
                 + (f"\n{where}" if where else ""))
         notify = step.notify
-        return Notice(text, {"kind": "escalation", "task_id": step.task_id, "level": int(step.level),
+        return Notice(text, {"kind": "escalation", "task_id": step.task_id, "estate": step.estate,
+                             "level": int(step.level),
                              "clock": step.clock.value, "cycle": step.cycle,
                              "notify": notify.value if notify is not None else None,
                              "priority": step.priority.value, "due_at": step.due_at.isoformat(),
@@ -104,10 +114,11 @@ class NoticeFormatter:
                   else ("交接班超时未被接收", "handover not accepted in time"))
         room = f"泵房 room: {step.room}" if step.room else "全站 whole site"
         incoming = f"  接班 to: {step.incoming}" if step.incoming else ""
-        text = (f"【{self.site_name}】{zh}，已通知主管 / {en}: supervisor told\n"
+        text = (f"【{self._name(step.estate)}】{zh}，已通知主管 / {en}: supervisor told\n"
                 f"交接班 handover #{step.handover_id}  {room}\n"
                 f"交班 from: {step.outgoing}{incoming}  提交 submitted: {self._local(step.submitted_at)}")
-        return Notice(text, {"kind": "handover", "handover_id": step.handover_id, "state": step.state,
+        return Notice(text, {"kind": "handover", "handover_id": step.handover_id, "estate": step.estate,
+                             "state": step.state,
                              "notify": "supervisor", "room": step.room, "outgoing": step.outgoing,
                              "incoming": step.incoming, "submitted_at": step.submitted_at.isoformat()})
 

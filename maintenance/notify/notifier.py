@@ -110,9 +110,10 @@ class Notifier:
     """Formats notices and hands them to every configured channel; `run` delivers until cancelled."""
 
     def __init__(self, settings: NotifySettings, registry: CollectorRegistry, timezone: str,
-                 site_name: str, *, pauses: Callable[[], Backoff] = retry_pauses) -> None:
+                 site_name: str, *, pauses: Callable[[], Backoff] = retry_pauses,
+                 estate_names: dict[str, str] | None = None) -> None:
         self.settings = settings
-        self.formatter = NoticeFormatter(timezone, site_name)
+        self.formatter = NoticeFormatter(timezone, site_name, estate_names)
         self.told = Counter("pumpwatch_notifications_total", "Notifications, by channel and outcome",
                             ["channel", "outcome"], registry=registry)
         self.outboxes: dict[str, Outbox] = {}

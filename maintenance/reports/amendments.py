@@ -22,6 +22,7 @@ from maintenance import audit
 from maintenance.models import AuditLog
 from maintenance.report_models import ReportAmendment, ReportSnapshot
 from maintenance.reports.month import Month
+from maintenance.reports.snapshots import entity_id as report_entity
 from maintenance.vocab import CLOSED_TASK_STATES, TaskState
 from pumpwatch.site import Text
 
@@ -145,7 +146,7 @@ def sweep(session: Session, snapshots: Sequence[ReportSnapshot], tz: ZoneInfo, n
         by_month.setdefault(amendment.snapshot_id, []).append(amendment.id)
     for snapshot in snapshots:
         if snapshot.id in by_month:
-            audit.record(session, audit.SYSTEM, "report", snapshot.month, "amended", None,
+            audit.record(session, audit.SYSTEM, "report", report_entity(snapshot), "amended", None,
                          {"amendments": by_month[snapshot.id]}, now)
     return [a.id for a in added]
 

@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
+from maintenance.estates import estate_key
 from maintenance.models import AuditLog, Task
 from maintenance.reports.history import EventKind, TaskFacts, TaskHistory, Window, rebuild_all
 from maintenance.reports.month import Month
@@ -61,9 +62,9 @@ def _share(part: int, whole: int) -> float | None:
 class _Tally:
     """Counts one month while walking the task histories once."""
 
-    def __init__(self, month: Month, horizon: datetime, rotation_plan: str) -> None:
+    def __init__(self, month: Month, horizon: datetime, rotation_plan: str, estate: str = "") -> None:
         self.month, self.horizon = month, horizon
-        self.rotation_prefix = rotation_plan + ":"
+        self.rotation_prefix = estate_key(estate, rotation_plan) + ":"
         self.by_kind: dict[str, Counter[str]] = defaultdict(Counter)
         self.end_states: dict[str, Counter[str]] = defaultdict(Counter)
         self.sla: dict[str, Counter[str]] = {"response": Counter(), "resolution": Counter()}
@@ -196,12 +197,12 @@ def _repeat_faults(faults: dict[str, list[tuple[datetime, str]]]) -> list[dict[s
 
 
 def compute(month: Month, histories: Iterable[TaskHistory], horizon: datetime,
-            rotation_plan: str = DEFAULT_ROTATION_PLAN) -> MonthFigures:
-    """The month's figures from task histories, counting events before `horizon`."""
+            rotation_plan: str = DEFAULT_ROTATION_PLAN, estate: str = "") -> MonthFigures:
+    """The month's figures from task histories, counting events before `horizon` (of `estate`'s plans)."""
     histories = list(histories)
     failed = {h.plan_key.removesuffix(FAILED_SUFFIX) for h in histories
               if h.plan_key and h.plan_key.endswith(FAILED_SUFFIX) and h.created_at < horizon}
-    tally = _Tally(month, horizon, rotation_plan)
+    tally = _Tally(month, horizon, rotation_plan, estate)
     for history in histories:
         tally.task(history, failed)
     return MonthFigures(tally.result(rotation_plan), sorted(tally.touched))
@@ -224,24 +225,30 @@ def candidate_ids(session: Session, month: Month, horizon: datetime) -> list[int
 
 
 def load_histories(session: Session, month: Month, horizon: datetime,
-                   response_window: Window) -> list[TaskHistory]:
-    """The histories of the tasks that may count in `month`, from their audit rows before `horizon`."""
+                   response_window: Window, estate: str = "") -> list[TaskHistory]:
+    """The histories of the tasks that may count in `month`, from their audit rows before `horizon`.
+
+    The tasks of `estate` (an empty estate: every task).
+    """
     ids = candidate_ids(session, month, horizon)
+    of_estate = [Task.estate == estate] if estate else []
     facts: list[TaskFacts] = []
     rows: list[AuditLog] = []
     for chunk in _chunks(ids):
-        for task_id, kind, asset, plan_key, created_at, priority in session.execute(
-                select(Task.id, Task.kind, Task.asset, Task.plan_key, Task.created_at, Task.priority)
-                .where(Task.id.in_(chunk), Task.created_at < horizon)):
-            facts.append(TaskFacts(task_id, kind, asset, plan_key, created_at, priority))
+        kept = [TaskFacts(task_id, kind, asset, plan_key, created_at, priority)
+                for task_id, kind, asset, plan_key, created_at, priority in session.execute(
+                    select(Task.id, Task.kind, Task.asset, Task.plan_key, Task.created_at, Task.priority)
+                    .where(Task.id.in_(chunk), Task.created_at < horizon, *of_estate))]
+        facts += kept
         rows += session.scalars(select(AuditLog).where(
-            AuditLog.entity == "task", AuditLog.entity_id.in_([str(i) for i in chunk]), AuditLog.ts < horizon)
-            .order_by(AuditLog.id))
+            AuditLog.entity == "task", AuditLog.entity_id.in_([str(f.task_id) for f in kept]),
+            AuditLog.ts < horizon).order_by(AuditLog.id))
     return rebuild_all(facts, rows, response_window)
 
 
 def month_figures(session: Session, month: Month, now: datetime, response_window: Window,
-                  rotation_plan: str = DEFAULT_ROTATION_PLAN) -> MonthFigures:
-    """The figures of `month` as of `now` (the whole month once it is over)."""
+                  rotation_plan: str = DEFAULT_ROTATION_PLAN, estate: str = "") -> MonthFigures:
+    """The figures of `month` as of `now` (the whole month once it is over), of one estate's tasks."""
     horizon = min(now + _JUST_AFTER, month.end)  # what happened at `now` itself counts too
-    return compute(month, load_histories(session, month, horizon, response_window), horizon, rotation_plan)
+    histories = load_histories(session, month, horizon, response_window, estate)
+    return compute(month, histories, horizon, rotation_plan, estate)

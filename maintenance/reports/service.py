@@ -5,6 +5,10 @@ the director signs) the report is closed: its figures never change again, its PD
 changes to its tasks are listed as amendments. A month still open (the current one, or one not yet
 closed) is reported as a live preview. `close_due` runs in the maintenance state's periodic check of
 every replica: each step is idempotent and safe when two replicas run it at once.
+
+A report is one estate's month: its tasks, its time zone, its name and its rotation plan. The methods take
+the estate (None: the only estate of a single-estate deployment); `close_due` builds and closes every
+estate's. The report of the whole portfolio is built from these elsewhere.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from sqlalchemy.orm import Session, defer, sessionmaker
 
 from maintenance import audit
 from maintenance.errors import Conflict, Forbidden, InvalidInput, NotFound
+from maintenance.estates import estate_of
 from maintenance.models import User, utc_from_epoch
 from maintenance.report_models import ReportSnapshot
 from maintenance.reports import amendments, snapshots
@@ -30,6 +35,7 @@ from maintenance.roles import has_role, holds_role
 from maintenance.task_flow import SlaPolicy
 from maintenance.vocab import Role
 from pumpwatch.clock import Clock, SystemClock
+from pumpwatch.portfolio import Portfolio, as_portfolio
 from pumpwatch.site import Site, Text
 
 log = logging.getLogger(__name__)
@@ -57,39 +63,80 @@ def rotation_plan_of(site: Site | None) -> str:
 
 
 class MonthlyReport:
-    """The monthly reports of one site over the state database."""
+    """The monthly reports of each estate over the state database."""
 
     def __init__(self, sessions: sessionmaker[Session], sla: SlaPolicy | None = None,
-                 site: Site | None = None, clock: Clock | None = None) -> None:
+                 site: Site | Portfolio | None = None, clock: Clock | None = None) -> None:
         self._sessions = sessions
         self._clock = clock or SystemClock()
         self.sla = sla or SlaPolicy()
-        self.site = site
-        self.tz = ZoneInfo(site.site.timezone if site is not None else DEFAULT_ZONE)
-        self.site_name = site.site.name if site is not None else Text(zh="PumpWatch", en="PumpWatch")
-        self.rotation_plan = rotation_plan_of(site)
+        self.portfolio: Portfolio | None = None
+        if site is not None:
+            self.set_portfolio(as_portfolio(site))
 
-    def month(self, label: str) -> Month:
-        """The site's month `YYYY-MM`; InvalidInput otherwise."""
-        return Month.parse(label, self.tz)
+    def set_portfolio(self, portfolio: Portfolio) -> None:
+        """The estates as their site files now have them (a reload)."""
+        self.portfolio = portfolio
+
+    def estate(self, estate: str | None = None) -> str:
+        """The estate a request means: the one given, or the only one (InvalidInput with several)."""
+        if self.portfolio is None:
+            return estate or ""
+        return estate_of(self.portfolio, estate)
+
+    def _site(self, estate: str) -> Site | None:
+        return self.portfolio.estates.get(estate) if self.portfolio is not None else None
+
+    @property
+    def site(self) -> Site | None:
+        """The only estate's site (None without a site, or with several estates)."""
+        if self.portfolio is None or self.portfolio.only is None:
+            return None
+        return self.portfolio.first
+
+    def zone(self, estate: str | None = None) -> ZoneInfo:
+        """An estate's time zone (its months are its calendar's)."""
+        site = self._site(self.estate(estate))
+        return ZoneInfo(site.site.timezone if site is not None else DEFAULT_ZONE)
+
+    @property
+    def tz(self) -> ZoneInfo:
+        """The time zone of the only estate."""
+        return self.zone()
+
+    def site_name(self, estate: str | None = None) -> Text:
+        """An estate's name, as its report is headed."""
+        site = self._site(self.estate(estate))
+        return site.site.name if site is not None else Text(zh="PumpWatch", en="PumpWatch")
+
+    def rotation_plan(self, estate: str | None = None) -> str:
+        """The id of an estate's duty-rotation plan."""
+        return rotation_plan_of(self._site(self.estate(estate)))
+
+    def month(self, label: str, estate: str | None = None) -> Month:
+        """The estate's month `YYYY-MM`; InvalidInput otherwise."""
+        return Month.parse(label, self.zone(estate))
 
     # -- reading -----------------------------------------------------------------------------------
-    def report(self, month: Month, now: datetime) -> dict[str, Any]:
+    def report(self, month: Month, now: datetime, estate: str | None = None) -> dict[str, Any]:
         """The closed report of `month` with its amendments, or a live preview while it is open."""
         if now < month.start:
             raise InvalidInput(f"{month} has not begun: there is no report yet")
+        estate = self.estate(estate)
         with self._sessions.begin() as session:
-            snapshot = snapshots.find(session, month, lock=True)
+            snapshot = snapshots.find(session, month, lock=True, estate=estate)
             if snapshot is not None:
-                amendments.sweep(session, [snapshot], self.tz, now)
-            return self._document(session, month, snapshot, now)
+                amendments.sweep(session, [snapshot], self.zone(estate), now)
+            return self._document(session, month, snapshot, now, estate)
 
-    def pdf(self, month: Month, now: datetime, edition: int | None = None) -> tuple[bytes, str | None]:
+    def pdf(self, month: Month, now: datetime, edition: int | None = None,
+            estate: str | None = None) -> tuple[bytes, str | None]:
         """The PDF: the archived bytes of a closed month (and their SHA-256), else a preview rendered now."""
         if now < month.start:
             raise InvalidInput(f"{month} has not begun: there is no report yet")
+        estate = self.estate(estate)
         with self._sessions() as session:
-            snapshot = snapshots.find(session, month)
+            snapshot = snapshots.find(session, month, estate=estate)
             if snapshot is not None and snapshot.state == snapshots.CLOSED:
                 row = snapshots.archived_pdf(session, snapshot, edition)
                 if row is None:
@@ -97,20 +144,21 @@ class MonthlyReport:
                 return row.content, row.sha256
         if edition is not None:
             raise NotFound("report archive", f"{month} edition {edition}")
-        return to_pdf(self.report(month, now)), None
+        return to_pdf(self.report(month, now, estate)), None
 
-    def _figures(self, session: Session, month: Month, now: datetime) -> MonthFigures:
-        return month_figures(session, month, now, self.sla.window, self.rotation_plan)
+    def _figures(self, session: Session, month: Month, now: datetime, estate: str) -> MonthFigures:
+        return month_figures(session, month, now, self.sla.window, self.rotation_plan(estate), estate)
 
     def _document(self, session: Session, month: Month, snapshot: ReportSnapshot | None,
-                  now: datetime) -> dict[str, Any]:
+                  now: datetime, estate: str) -> dict[str, Any]:
         if snapshot is not None and snapshot.state == snapshots.CLOSED:
             figures = snapshot.figures
         else:
-            figures = self._figures(session, month, now).figures
+            figures = self._figures(session, month, now, estate).figures
+        name = self.site_name(estate)
         if snapshot is None:
-            return assemble(month, self.site_name, figures, None)
-        return assemble(month, self.site_name, figures, snapshot, amendments.listed(session, snapshot),
+            return assemble(month, name, figures, None)
+        return assemble(month, name, figures, snapshot, amendments.listed(session, snapshot),
                         snapshots.editions(session, snapshot))
 
     # -- building and closing by themselves --------------------------------------------------------
@@ -121,23 +169,34 @@ class MonthlyReport:
         an empty list when another replica (or an earlier call) already had.
         """
         now = now or utc_from_epoch(self._clock.now())
-        done = [f"built {m}" for m in self._months_to_build(now) if self._build(m, now)]
+        done: list[str] = []
+        estates = list(self.portfolio.estates) if self.portfolio is not None else [""]
+        for estate in estates:
+            steps = self._close_due(estate, now)
+            done += [f"{step} ({estate})" for step in steps] if len(estates) > 1 else steps
+        return done
+
+    def _close_due(self, estate: str, now: datetime) -> list[str]:
+        zone = self.zone(estate) if estate else ZoneInfo(DEFAULT_ZONE)
+        done = [f"built {m}" for m in self._months_to_build(now, estate, zone) if self._build(m, now, estate)]
         with self._sessions() as session:
-            due = [Month.parse(label, self.tz) for label in session.scalars(
-                select(ReportSnapshot.month).where(ReportSnapshot.state == snapshots.BUILT)
+            due = [Month.parse(label, zone) for label in session.scalars(
+                select(ReportSnapshot.month).where(ReportSnapshot.state == snapshots.BUILT,
+                                                   ReportSnapshot.estate == estate)
                 .order_by(ReportSnapshot.month))]
-        done += [f"closed {m}" for m in due if m.closes_at <= now and self._close_on_due(m, now)]
+        done += [f"closed {m}" for m in due if m.closes_at <= now and self._close_on_due(m, now, estate)]
         with self._sessions.begin() as session:
             every = list(session.scalars(select(ReportSnapshot).options(defer(ReportSnapshot.figures))
+                                         .where(ReportSnapshot.estate == estate)
                                          .order_by(ReportSnapshot.month).with_for_update()))
-            if amendments.sweep(session, every, self.tz, now):
+            if amendments.sweep(session, every, zone, now):
                 done.append("amended")
         return done
 
-    def _months_to_build(self, now: datetime) -> list[Month]:
-        last = Month.containing(now, self.tz).previous()
+    def _months_to_build(self, now: datetime, estate: str, zone: ZoneInfo) -> list[Month]:
+        last = Month.containing(now, zone).previous()
         with self._sessions() as session:
-            latest = snapshots.latest_month(session)
+            latest = snapshots.latest_month(session, estate)
             first = snapshots.first_record(session)
         if first is None or first >= last.end:
             return []  # nothing was recorded before that month ended: the system was not running yet
@@ -149,46 +208,51 @@ class MonthlyReport:
                 month = month.previous()
         return sorted(months, key=str)
 
-    def _build(self, month: Month, now: datetime) -> bool:
+    def _build(self, month: Month, now: datetime, estate: str) -> bool:
         """Store the month's report once; False when it already was (here or by another replica)."""
         with self._sessions() as session:
-            if snapshots.find(session, month) is not None:
+            if snapshots.find(session, month, estate=estate) is not None:
                 return False
         try:
             with self._sessions.begin() as session:
-                if snapshots.find(session, month) is not None:
+                if snapshots.find(session, month, estate=estate) is not None:
                     return False
-                snapshots.insert(session, month, self._figures(session, month, now), now)
+                snapshots.insert(session, month, self._figures(session, month, now, estate), now, estate)
         except IntegrityError:
             with self._sessions() as session:
-                if snapshots.find(session, month) is None:
+                if snapshots.find(session, month, estate=estate) is None:
                     raise
             return False  # another replica built it between our check and our insert
-        log.info("monthly report %s built", month)
+        log.info("monthly report %s of estate %s built", month, estate)
         return True
 
-    def _close_on_due(self, month: Month, now: datetime) -> bool:
+    def _close_on_due(self, month: Month, now: datetime, estate: str) -> bool:
         with self._sessions.begin() as session:
-            snapshot = snapshots.find(session, month, lock=True)
+            snapshot = snapshots.find(session, month, lock=True, estate=estate)
             if snapshot is None or snapshot.state == snapshots.CLOSED:
                 return False
             self._close(session, month, snapshot, "due", audit.SYSTEM, now)
             self._archive(session, month, snapshot, "closed", now)
-        log.info("monthly report %s closed on its due date", month)
+        log.info("monthly report %s of estate %s closed on its due date", month, estate)
         return True
 
     def _close(self, session: Session, month: Month, snapshot: ReportSnapshot, reason: str, actor: str,
                now: datetime) -> None:
-        amendments.sweep(session, [snapshot], self.tz, now)
-        snapshots.close(session, snapshot, self._figures(session, month, now), reason, actor, now)
+        estate = snapshot.estate
+        amendments.sweep(session, [snapshot], self._zone_of(estate), now)
+        snapshots.close(session, snapshot, self._figures(session, month, now, estate), reason, actor, now)
 
     def _archive(self, session: Session, month: Month, snapshot: ReportSnapshot, reason: str,
                  now: datetime) -> None:
-        document = self._document(session, month, snapshot, now)
+        document = self._document(session, month, snapshot, now, snapshot.estate)
         snapshots.archive(session, snapshot, to_pdf(document), reason, now)
 
+    def _zone_of(self, estate: str) -> ZoneInfo:
+        return self.zone(estate) if estate else ZoneInfo(DEFAULT_ZONE)
+
     # -- signing -----------------------------------------------------------------------------------
-    def sign(self, month: Month, user: User, now: datetime, line: str | None = None) -> dict[str, Any]:
+    def sign(self, month: Month, user: User, now: datetime, line: str | None = None,
+             estate: str | None = None) -> dict[str, Any]:
         """Sign the month's report and return it.
 
         The director (or a deputy) approves it (审核), which closes it; the supervisor (or a deputy) signs
@@ -197,13 +261,14 @@ class MonthlyReport:
         """
         if now < month.end:
             raise Conflict(f"{month} is not over: its report can be signed from {month.day(month.end)}")
-        self._build(month, now)
+        estate = self.estate(estate)
+        self._build(month, now, estate)
         with self._sessions.begin() as session:
             actor = session.get(User, user.id)
             if actor is None or not actor.active:
                 raise Forbidden("the account is unknown or inactive")
             line = self._line(session, actor, line, now)
-            snapshot = snapshots.find(session, month, lock=True)
+            snapshot = snapshots.find(session, month, lock=True, estate=estate)
             if snapshot is None:  # pragma: no cover - built just above
                 raise NotFound("report", str(month))
             self._check_line(snapshot, line, actor)
@@ -214,7 +279,7 @@ class MonthlyReport:
                 self._close(session, month, snapshot, "signed", str(actor.id), now)
             if snapshot.state == snapshots.CLOSED:
                 self._archive(session, month, snapshot, line, now)
-            return self._document(session, month, snapshot, now)
+            return self._document(session, month, snapshot, now, estate)
 
     @staticmethod
     def _line(session: Session, actor: User, wanted: str | None, now: datetime) -> str:

@@ -1,9 +1,10 @@
 """Stored reports: build a month's snapshot once, close it, record signatures, archive its PDF.
 
-Every function works in the caller's transaction and writes its audit row there. Building relies on the
-unique month (a replica that loses the race gets an IntegrityError and leaves the other's row standing);
-closing, signing and archiving run with the snapshot row locked (FOR UPDATE; SQLite's BEGIN IMMEDIATE
-serialises writers anyway), and check its state again once they hold it.
+Every function works in the caller's transaction and writes its audit row there. A report is one
+estate's (its audit rows name it `<estate>:<month>`). Building relies on the unique (estate, month): a
+replica that loses the race gets an IntegrityError and leaves the other's row standing; closing, signing
+and archiving run with the snapshot row locked (FOR UPDATE; SQLite's BEGIN IMMEDIATE serialises writers
+anyway), and check its state again once they hold it.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from maintenance import audit
+from maintenance.estates import estate_key
 from maintenance.models import AuditLog
 from maintenance.report_models import ReportArchive, ReportSnapshot
 from maintenance.reports.figures import MonthFigures
@@ -24,17 +26,22 @@ from maintenance.reports.month import Month
 BUILT, CLOSED = "built", "closed"
 
 
-def find(session: Session, month: Month, lock: bool = False) -> ReportSnapshot | None:
-    """The stored report of `month`, if built (locked for the transaction when `lock`)."""
-    query = select(ReportSnapshot).where(ReportSnapshot.month == str(month))
+def entity_id(snapshot: ReportSnapshot) -> str:
+    """The audit trail's id of a report: `<estate>:<month>` (the month alone for a report without estate)."""
+    return estate_key(snapshot.estate, snapshot.month)
+
+
+def find(session: Session, month: Month, lock: bool = False, estate: str = "") -> ReportSnapshot | None:
+    """The stored report of `estate`'s `month`, if built (locked for the transaction when `lock`)."""
+    query = select(ReportSnapshot).where(ReportSnapshot.estate == estate, ReportSnapshot.month == str(month))
     if lock:
         query = query.with_for_update()
     return session.scalar(query)
 
 
-def latest_month(session: Session) -> str | None:
-    """The newest month with a stored report."""
-    return session.scalar(select(func.max(ReportSnapshot.month)))
+def latest_month(session: Session, estate: str = "") -> str | None:
+    """The newest month with a stored report of `estate`."""
+    return session.scalar(select(func.max(ReportSnapshot.month)).where(ReportSnapshot.estate == estate))
 
 
 def first_record(session: Session) -> datetime | None:
@@ -42,14 +49,17 @@ def first_record(session: Session) -> datetime | None:
     return session.scalar(select(func.min(AuditLog.ts)))
 
 
-def insert(session: Session, month: Month, figures: MonthFigures, now: datetime) -> ReportSnapshot:
-    """Store the month's report as built; flushes, so a second copy fails here on the unique month."""
-    snapshot = ReportSnapshot(month=str(month), state=BUILT, figures=figures.figures,
+def insert(session: Session, month: Month, figures: MonthFigures, now: datetime,
+           estate: str = "") -> ReportSnapshot:
+    """Store the month's report as built; flushes, so a second copy fails on the unique (estate, month)."""
+    snapshot = ReportSnapshot(estate=estate, month=str(month), state=BUILT, figures=figures.figures,
                               task_ids=figures.task_ids, built_at=now, updated_at=now)
     session.add(snapshot)
     session.flush()
     summary = {"month": str(month), "tasks": len(figures.task_ids), "totals": figures.figures.get("totals")}
-    audit.record(session, audit.SYSTEM, "report", str(month), "built", None, summary, now)
+    if estate:
+        summary["estate"] = estate
+    audit.record(session, audit.SYSTEM, "report", entity_id(snapshot), "built", None, summary, now)
     return snapshot
 
 
@@ -60,7 +70,7 @@ def close(session: Session, snapshot: ReportSnapshot, figures: MonthFigures, rea
     snapshot.figures, snapshot.task_ids = figures.figures, figures.task_ids
     snapshot.state, snapshot.closed_at, snapshot.closed_reason = CLOSED, now, reason
     snapshot.updated_at = now
-    audit.record(session, actor, "report", snapshot.month, "closed", before,
+    audit.record(session, actor, "report", entity_id(snapshot), "closed", before,
                  {"state": CLOSED, "reason": reason, "totals": figures.figures.get("totals")}, now)
 
 
@@ -71,7 +81,7 @@ def sign(session: Session, snapshot: ReportSnapshot, line: str, user_id: int, na
     setattr(snapshot, f"{line}_name", name)
     setattr(snapshot, f"{line}_at", now)
     snapshot.updated_at = now
-    audit.record(session, str(user_id), "report", snapshot.month, "signed", None,
+    audit.record(session, str(user_id), "report", entity_id(snapshot), "signed", None,
                  {"line": line, "name": name}, now)
 
 
@@ -85,7 +95,7 @@ def archive(session: Session, snapshot: ReportSnapshot, pdf: bytes, reason: str,
                         content=pdf, created_at=now)
     session.add(row)
     session.flush()
-    audit.record(session, audit.SYSTEM, "report", snapshot.month, "archived", None,
+    audit.record(session, audit.SYSTEM, "report", entity_id(snapshot), "archived", None,
                  {"edition": edition, "reason": reason, "sha256": digest, "size": len(pdf)}, now)
     return row
 

@@ -32,6 +32,8 @@ from pumpwatch.settings import CollectorSettings, Settings
 from pumpwatch.site import Severity, Text
 from pumpwatch.sitefile import load_site
 
+HV = "harbour-view"  # the estate of examples/site.yaml
+
 EXAMPLE = Path(__file__).parents[2] / "examples" / "site.yaml"
 ARTIFACTS = Path(__file__).parents[2] / "test-artifacts"
 OUTCOMES: Counter[str] = Counter()
@@ -53,7 +55,7 @@ def fuzz_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, di
     state = MaintenanceService(site, settings, clock, engine)  # every service, as the roles build them
     admin = state.auth.create_user("fuzz", "fuzzing password 1",
                                    ["admin", "supervisor", "technician", "operator"])
-    state.alarms.apply(AlarmEvent(AlarmAction.RAISED, AlarmKey("dom-ptank", "leak"), Severity.CRITICAL,
+    state.alarms.apply(AlarmEvent(AlarmAction.RAISED, AlarmKey("dom-ptank", "leak", HV), Severity.CRITICAL,
                                   clock.now(), "dom", Text(zh="漏水", en="leak"), 1.0, "dom-flange-leak"))
     store = EmbeddedStore(tmp / "series.db", SensorCatalog(site))
     api = ApiService(settings, state, store, LiveBus(), LiveBus())

@@ -33,6 +33,8 @@ from pumpwatch.site import Severity, Text
 from pumpwatch.sitefile import load_site
 from tests.support.state import PASSWORD, People, clock_time
 
+HV = "harbour-view"  # the estate of examples/site.yaml
+
 EXAMPLE = Path(__file__).parents[2] / "examples" / "site.yaml"
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x01" * 64
 PDF = b"%PDF-1.4\n" + b"\x00" * 64
@@ -84,7 +86,7 @@ def refused(resp: httpx.Response, reason: str) -> None:
 
 def switch_alarm(ctx: ApiContext, clock: FakeClock, asset: str) -> int:
     message = Text(zh="开关未置于自动", en="switch not in AUTO")
-    key = AlarmKey(asset, "switch_not_auto")
+    key = AlarmKey(asset, "switch_not_auto", HV)
     alarm = ctx.alarms.apply(AlarmEvent(AlarmAction.RAISED, key, Severity.MINOR, clock.now(), "dom", message,
                                         1.0, f"{asset}-switch"))
     assert alarm is not None

@@ -76,7 +76,8 @@ async def api(tmp_path: Path, sessions: sessionmaker[Session], clock: FakeClock,
                     auth.now() + timedelta(days=365), people.admin)
     users = {"operator": people.operator, "technician": people.technician, "supervisor": people.supervisor,
              "director": people.director, "admin": people.admin, "deputy_director": deputy}
-    tasks.create_task(people.operator, Text(zh="漏水", en="leak"), asset="dom-p1")  # January has a task
+    tasks.create_task(people.operator, Text(zh="漏水", en="leak"), asset="dom-p1",
+                      estate="harbour-view")  # January has a task
     transport = httpx.ASGITransport(app=create_app(ctx))
     async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
         api = Api(client, {}, clock, sessions, auth, users)

@@ -40,6 +40,8 @@ from pumpwatch.site import Severity, Text
 from pumpwatch.sitefile import load_site
 from tests.support.state import People
 
+HV = "harbour-view"  # the estate of examples/site.yaml
+
 EXAMPLE = Path(__file__).parents[2] / "examples" / "site.yaml"
 ROLES = ("operator", "technician", "supervisor", "director", "admin", "deputy")
 
@@ -64,7 +66,7 @@ class Api:
     def new_alarm(self) -> int:
         """A fresh active alarm (and its task)."""
         self.serial += 1
-        event = AlarmEvent(AlarmAction.RAISED, AlarmKey(f"asset-{self.serial}", "leak"), Severity.MAJOR,
+        event = AlarmEvent(AlarmAction.RAISED, AlarmKey(f"asset-{self.serial}", "leak", HV), Severity.MAJOR,
                            self.clock.now(), "dom", Text(zh="漏水", en="leak"), 1.0, "dom-floor-leak")
         alarm = self.alarms.apply(event)
         assert alarm is not None
@@ -281,10 +283,10 @@ async def test_anonymous_calendar_is_refused(api: Api) -> None:
 
 async def test_a_gauge_reading_is_compared_with_its_sensor(api: Api) -> None:
     p = api.people
-    await api.store.write([Reading("dom-header-pressure", api.clock.now(), 0.45)])
+    await api.store.write([Reading("harbour-view/dom-header-pressure", api.clock.now(), 0.45)])
     items = [ChecklistItem("gauge", Text(zh="压力表", en="Pressure gauge"))]
     task = api.tasks.create_task(p.supervisor, Text(zh="巡检", en="Round"), kind=TaskKind.INSPECTION,
-                                 checklist=items)
+                                 checklist=items, estate=HV)
     api.tasks.assign(task.id, p.supervisor, [p.technician.id])
     api.tasks.start(task.id, p.technician)
     with api.tasks._sessions.begin() as session:  # what the scheduler gives a gauge item

@@ -309,6 +309,7 @@ async def test_real_device_payloads_arrive_and_bad_ones_are_counted_by_reason(
     # "perhaps" is no boolean and "{broken" no number: both wrong_type
     assert rejected == {"wrong_type": 2, "not_finite": 1, "unknown_sensor": 1, "unknown_state": 1,
                         "missing_field": 1}
+    latest = {key.removeprefix("devices/"): reading for key, reading in latest.items()}  # estate devices
     assert latest["leak1"].value == 1.0
     assert latest["leak1"].state == "WET"
     assert latest["leak1-battery"].value == 96.0  # the good neighbour of a bad value

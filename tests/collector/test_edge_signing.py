@@ -176,14 +176,14 @@ async def test_the_centre_takes_only_what_the_edge_signed_about_its_own_rooms(
     try:
         async with running(centre, edge):
             await _until(lambda: centre.parts.metrics.total(centre.parts.metrics.written) > 0)
-            assert await centre.store.count("e1.heartbeat") > 0  # the edge's own signed batches
+            assert await centre.store.count("signed/e1.heartbeat") > 0  # the edge's own signed batches
 
             forwarder = edge.parts.forwarder
             assert forwarder is not None
             forwarder(_event("t1", "r1"))
             await _until(lambda: [e.key.asset for e in relayed] == ["t1"])
 
-            before = await centre.store.count("t1")
+            before = await centre.store.count("signed/t1")
             readings = [Reading("t1", 1_800_000_000.0, 99.0, Quality.GOOD)]
             thief.publish(batch_topic("e1"), encode_batch(900_001, 1_800_000_000.0, readings))  # unsigned
             topic = batch_topic("e1")
@@ -201,6 +201,6 @@ async def test_the_centre_takes_only_what_the_edge_signed_about_its_own_rooms(
             assert intake.refusals.total("unknown_asset") == 1
             assert intake.refusals.total("replayed") == 1
             assert [e.key.asset for e in relayed] == ["t1", "t1"]
-            assert await centre.store.count("t1") == before  # neither forged batch was stored
+            assert await centre.store.count("signed/t1") == before  # neither forged batch was stored
     finally:
         thief.close()

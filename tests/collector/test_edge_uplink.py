@@ -128,14 +128,14 @@ async def test_readings_and_the_edge_health_reach_the_centre_once(
         await _until(lambda: centre.parts.metrics.total(centre.parts.metrics.written) >= 30)
 
         async def health_stored() -> bool:
-            return bool(await centre.store.count("e1.heartbeat")) and bool(
-                await centre.store.count("e1.clock_offset"))
+            return bool(await centre.store.count("up/e1.heartbeat")) and bool(
+                await centre.store.count("up/e1.clock_offset"))
 
         await eventually(health_stored, 20)
-        assert await centre.store.count("t1") == 30
-        assert await centre.store.count("t2") == 0
-        latest = await centre.store.latest(["e1.version", "e1.buffer_depth", "e1.clock_offset"])
-        assert latest["e1.version"].state == edge.parts.sources[-1].version  # type: ignore[attr-defined]
+        assert await centre.store.count("up/t1") == 30
+        assert await centre.store.count("up/t2") == 0
+        latest = await centre.store.latest(["up/e1.version", "up/e1.buffer_depth", "up/e1.clock_offset"])
+        assert latest["up/e1.version"].state == edge.parts.sources[-1].version  # type: ignore[attr-defined]
         # One clock: the measured offset is within its error bound, half the round trip.
         assert link.offset is not None
         assert link.round_trip is not None
@@ -161,8 +161,8 @@ async def test_a_batch_sent_twice_is_stored_once_even_after_the_centre_restarts(
         m = centre.parts.metrics
         await _until(lambda: m.by_label(m.edge_batches, "outcome").get("repeated") == 1)
         await _until(lambda: m.total(m.written) >= 50)
-        assert await centre.store.count("t1") == 50
-        assert await centre.store.count("t2") == 0
+        assert await centre.store.count("up/t1") == 50
+        assert await centre.store.count("up/t2") == 0
         assert m.by_label(m.rejected, "reason").get("not_this_edge") == 1
     async with running(_centre(site, centre_broker, state)) as again:
         await _until(lambda: again.parts.edges is not None and again.parts.edges.connected)

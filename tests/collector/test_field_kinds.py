@@ -81,42 +81,42 @@ def judged(validator: Validator, *readings: Reading) -> list[tuple[float, Qualit
 def test_an_energy_counter_that_falls_is_flagged_as_a_reset_and_starts_a_new_baseline(
         catalog: SensorCatalog) -> None:
     v = Validator(catalog)
-    got = judged(v, Reading("kwh", T0, 18234.7), Reading("kwh", T0 + 1, 18234.9),
-                 Reading("kwh", T0 + 2, 3.2),  # the meter was replaced
-                 Reading("kwh", T0 + 3, 3.4))
+    got = judged(v, Reading("s/kwh", T0, 18234.7), Reading("s/kwh", T0 + 1, 18234.9),
+                 Reading("s/kwh", T0 + 2, 3.2),  # the meter was replaced
+                 Reading("s/kwh", T0 + 3, 3.4))
     assert [q for _v, q, _s in got] == [Quality.GOOD, Quality.GOOD, Quality.COUNTER_RESET, Quality.GOOD]
     assert [value for value, _q, _s in got] == [18234.7, 18234.9, 3.2, 3.4]  # stored as read
     # A late reading (earlier than the last one) is not a reset; stale repeats are not compared.
-    assert judged(v, Reading("kwh", T0 + 1.5, 18234.8)) == [(18234.8, Quality.GOOD, None)]
-    assert judged(v, Reading("kwh", T0 + 4, 3.4, Quality.STALE)) == [(3.4, Quality.STALE, None)]
-    assert judged(v, Reading("kwh", T0 + 5, 3.5)) == [(3.5, Quality.GOOD, None)]
+    assert judged(v, Reading("s/kwh", T0 + 1.5, 18234.8)) == [(18234.8, Quality.GOOD, None)]
+    assert judged(v, Reading("s/kwh", T0 + 4, 3.4, Quality.STALE)) == [(3.4, Quality.STALE, None)]
+    assert judged(v, Reading("s/kwh", T0 + 5, 3.5)) == [(3.5, Quality.GOOD, None)]
     # A reset flagged upstream (an edge forwards its readings flagged) is this baseline too.
-    assert judged(v, Reading("kwh", T0 + 6, 0.5, Quality.COUNTER_RESET),
-                  Reading("kwh", T0 + 7, 0.7)) == [(0.5, Quality.COUNTER_RESET, None),
+    assert judged(v, Reading("s/kwh", T0 + 6, 0.5, Quality.COUNTER_RESET),
+                  Reading("s/kwh", T0 + 7, 0.7)) == [(0.5, Quality.COUNTER_RESET, None),
                                                    (0.7, Quality.GOOD, None)]
     # Only counters are checked: a falling power value is ordinary.
-    assert [q for _v, q, _s in judged(v, Reading("kw", T0, 5.0), Reading("kw", T0 + 1, 1.0))] == [
+    assert [q for _v, q, _s in judged(v, Reading("s/kw", T0, 5.0), Reading("s/kw", T0 + 1, 1.0))] == [
         Quality.GOOD, Quality.GOOD]
 
 
 async def test_a_counter_reset_is_stored_with_its_quality(catalog: SensorCatalog, tmp_path: Path) -> None:
     v = Validator(catalog)
-    kept = v.judge([Reading("kwh", T0, 500.0), Reading("kwh", T0 + 1, 2.0)], T0 + 10).kept
+    kept = v.judge([Reading("s/kwh", T0, 500.0), Reading("s/kwh", T0 + 1, 2.0)], T0 + 10).kept
     assert "quality=4i" in lines(kept, lambda s: series_key(s, catalog.get(s))).splitlines()[1]
     store = EmbeddedStore(tmp_path / "series.db", catalog)
     await store.start()
     try:
         await store.write(kept)
-        latest = await store.latest(["kwh"])
+        latest = await store.latest(["s/kwh"])
     finally:
         await store.close()
-    assert (latest["kwh"].value, latest["kwh"].quality) == (2.0, Quality.COUNTER_RESET)
+    assert (latest["s/kwh"].value, latest["s/kwh"].quality) == (2.0, Quality.COUNTER_RESET)
 
 
 def test_fault_codes_keep_every_code_and_name_the_unknown_ones(catalog: SensorCatalog) -> None:
     v = Validator(catalog)
-    assert judged(v, Reading("vfd-fault", T0, 10.0), Reading("vfd-fault", T0 + 1, 17.0),
-                  Reading("vfd-fault", T0 + 2, 0.0), Reading("vfd-fault", T0 + 3, 2.5)) == [
+    assert judged(v, Reading("s/vfd-fault", T0, 10.0), Reading("s/vfd-fault", T0 + 1, 17.0),
+                  Reading("s/vfd-fault", T0 + 2, 0.0), Reading("s/vfd-fault", T0 + 3, 2.5)) == [
         (10.0, Quality.GOOD, "MOTOR_OVERLOAD"),
         (17.0, Quality.GOOD, "UNKNOWN_17"),  # a code the site does not name is still the drive's word
         (0.0, Quality.GOOD, "OK"),
@@ -132,15 +132,15 @@ def test_physical_ranges_of_power_factor_humidity_and_ph_flag_impossible_values(
              ("ph", 7.2): Quality.GOOD, ("ph", 15.0): Quality.OUT_OF_RANGE,
              ("ec", 420.0): Quality.GOOD, ("orp", -250.0): Quality.GOOD}
     for (sensor, value), quality in cases.items():
-        assert judged(v, Reading(sensor, T0, value))[0][1] is quality, (sensor, value)
+        assert judged(v, Reading(f"s/{sensor}", T0, value))[0][1] is quality, (sensor, value)
 
 
 def test_contacts_and_smoke_detectors_have_named_states(catalog: SensorCatalog) -> None:
     v = Validator(catalog)
-    assert judged(v, Reading("door", T0, 1.0), Reading("door", T0 + 1, 0.0)) == [
+    assert judged(v, Reading("s/door", T0, 1.0), Reading("s/door", T0 + 1, 0.0)) == [
         (1.0, Quality.GOOD, "OPEN"), (0.0, Quality.GOOD, "CLOSED")]
-    assert judged(v, Reading("smoke", T0, 1.0)) == [(1.0, Quality.GOOD, "ALARM")]
-    assert judged(v, Reading("hatch", T0, 0.0)) == [(0.0, Quality.GOOD, "CLOSED")]
+    assert judged(v, Reading("s/smoke", T0, 1.0)) == [(1.0, Quality.GOOD, "ALARM")]
+    assert judged(v, Reading("s/hatch", T0, 0.0)) == [(0.0, Quality.GOOD, "CLOSED")]
 
 
 def test_each_kind_stores_its_own_kind_tag_and_unit(catalog: SensorCatalog) -> None:
@@ -148,12 +148,15 @@ def test_each_kind_stores_its_own_kind_tag_and_unit(catalog: SensorCatalog) -> N
                 "kvar": "reactive_power", "ph": "ph", "ntu": "turbidity", "cl": "residual_chlorine",
                 "ec": "conductivity", "hum": "humidity", "vfd-fault": "fault_code", "orp": "custom"}
     for sensor, kind in expected.items():
-        assert f",kind={kind}," in series_key(sensor, catalog.get(sensor)), sensor
+        key = series_key(f"s/{sensor}", catalog.get(f"s/{sensor}"))
+        assert f",kind={kind}," in key, sensor
+        assert key.endswith(f",sensor={sensor},site=s"), key
+        assert ",estate=s," in key, key
     units = {SensorKind.ACTIVE_POWER: "kW", SensorKind.REACTIVE_POWER: "kvar", SensorKind.ENERGY: "kWh",
              SensorKind.FREQUENCY: "Hz", SensorKind.HUMIDITY: "%RH", SensorKind.TURBIDITY: "NTU",
              SensorKind.RESIDUAL_CHLORINE: "mg/L", SensorKind.CONDUCTIVITY: "µS/cm"}
     assert {k: DEFAULT_UNITS[k] for k in units} == units
-    info = catalog.get("orp")
+    info = catalog.get("s/orp")
     assert info is not None
     assert info.sensor.display_unit == "mV"
 
@@ -164,7 +167,7 @@ def test_smoke_intrusion_and_a_door_left_open_raise_state_alarms() -> None:
                 "door_open": (Severity.MINOR, 1800.0)}
     sensors = {"smoke": "smoke", "intrusion": "hatch", "door_open": "door"}
     for alarm, (severity, hold) in expected.items():
-        rule = rules[AlarmKey("r1", alarm)]
+        rule = rules[AlarmKey("r1", alarm, "s")]
         (level,) = rule.levels
         assert (level.severity, level.for_seconds) == (severity, hold), alarm
         assert isinstance(level.condition, StateIn)

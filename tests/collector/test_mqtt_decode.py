@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from collector.estates import source_view
 from collector.sources.mqtt_decode import MAX_PAYLOAD, MqttDecoder
 from pumpwatch.catalog import SensorCatalog
 from pumpwatch.readings import Reading
@@ -48,11 +49,13 @@ NOW = 1_767_225_600.0
 @pytest.fixture(scope="module")
 def decoder() -> MqttDecoder:
     site = parse_site(SITE, "decode.yaml")
-    return MqttDecoder(site.mqtt, SensorCatalog(site))
+    return MqttDecoder(source_view(site).mqtt, SensorCatalog(site))
 
 
 def values(readings: list[Reading]) -> dict[str, tuple[float, str | None]]:
-    return {r.sensor: (r.value, r.state) for r in readings}
+    """Value and state by sensor id; every reading carries its sensor key in estate `s`."""
+    assert all(r.sensor.startswith("s/") for r in readings)
+    return {r.sensor.removeprefix("s/"): (r.value, r.state) for r in readings}
 
 
 def test_zigbee2mqtt_water_leak_sensor(decoder: MqttDecoder) -> None:
@@ -85,7 +88,7 @@ def test_enum_strings_map_to_codes_and_keep_the_state_name(decoder: MqttDecoder,
 def test_list_index_scale_offset_and_device_timestamp(decoder: MqttDecoder) -> None:
     payload = b'{"ts": "2026-01-01T00:00:05Z", "readings": [{"t": 305}, {"t": 1}]}'
     out = decoder.decode("probes/gw7/probe1", payload, NOW + 60)
-    assert [r.sensor for r in out.readings] == ["probe1"]
+    assert [r.sensor for r in out.readings] == ["s/probe1"]
     assert out.readings[0].value == pytest.approx(20.5)
     assert out.readings[0].ts == NOW + 5
     millis = decoder.decode("probes/gw7/probe1", b'{"ts": 1767225610000, "readings": [{"t": 0}]}', NOW)

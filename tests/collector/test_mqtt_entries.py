@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import random
 
+from collector.estates import source_view
 from collector.sources.mqtt_decode import MqttDecoder
 from pumpwatch.catalog import SensorCatalog
 from pumpwatch.readings import Quality
@@ -46,7 +47,7 @@ NOW = 1_767_225_600.0
 
 def decoder() -> MqttDecoder:
     site = parse_site(SITE, "entries.yaml")
-    return MqttDecoder(site.mqtt, SensorCatalog(site))
+    return MqttDecoder(source_view(site).mqtt, SensorCatalog(site))
 
 
 def batch(entries: list[tuple[str, float]]) -> bytes:
@@ -61,20 +62,20 @@ def test_reordered_entries_never_swap_values() -> None:
         shuffled = list(entries)
         rng.shuffle(shuffled)
         out = d.decode("gw/batch", batch(shuffled), NOW + n)
-        assert {r.sensor: r.value for r in out.readings} == dict(entries), shuffled
+        assert {r.sensor: r.value for r in out.readings} == {f"s/{k}": v for k, v in entries}, shuffled
         assert out.rejected == []
 
 
 def test_a_missing_entry_is_rejected_with_its_reason_and_the_others_are_kept() -> None:
     out = decoder().decode("gw/batch", batch([("p3", 0.61), ("p1", 0.42)]), NOW)
-    assert {r.sensor: r.value for r in out.readings} == {"p1": 0.42, "p3": 0.61}
-    assert out.rejected == [("missing_entry", "gw/batch -> p2: no entry with id=p2 for 'values[id=p2].v'")]
+    assert {r.sensor: r.value for r in out.readings} == {"s/p1": 0.42, "s/p3": 0.61}
+    assert out.rejected == [("missing_entry", "gw/batch -> s/p2: no entry with id=p2 for 'values[id=p2].v'")]
 
 
 def test_two_entries_with_one_id_are_rejected_rather_than_guessed() -> None:
     out = decoder().decode("gw/batch", batch([("p1", 0.42), ("p2", 0.55), ("p1", 0.99), ("p3", 0.6)]),
                            NOW)
-    assert {r.sensor for r in out.readings} == {"p2", "p3"}
+    assert {r.sensor for r in out.readings} == {"s/p2", "s/p3"}
     assert [reason for reason, _detail in out.rejected] == ["ambiguous_entry"]
 
 
@@ -82,7 +83,7 @@ def test_an_entry_without_the_field_or_a_batch_without_the_array_is_rejected() -
     d = decoder()
     no_field = json.dumps({"values": [{"id": "p1"}, {"id": "p2", "v": 1}, {"id": "p3", "v": 2}]})
     out = d.decode("gw/batch", no_field.encode(), NOW)
-    assert out.rejected == [("missing_field", "gw/batch -> p1: no field 'values[id=p1].v'")]
+    assert out.rejected == [("missing_field", "gw/batch -> s/p1: no field 'values[id=p1].v'")]
     out = d.decode("gw/batch", json.dumps({"values": {"id": "p1", "v": 1}}).encode(), NOW)
     assert {reason for reason, _detail in out.rejected} == {"missing_field"}
     assert out.readings == []
@@ -92,11 +93,11 @@ def test_numeric_keys_a_top_level_array_and_a_timestamp_by_key() -> None:
     d = decoder()
     out = d.decode("gw/numeric", json.dumps({"data": [{"ch": 2, "value": True},
                                                       {"ch": 1, "value": 58.5}]}).encode(), NOW)
-    assert {r.sensor: r.value for r in out.readings} == {"hum": 58.5, "door": 1.0}
+    assert {r.sensor: r.value for r in out.readings} == {"s/hum": 58.5, "s/door": 1.0}
     out = d.decode("gw/array", json.dumps([{"name": "t1", "v": 21.5},
                                            {"name": "clock", "t": NOW - 30}]).encode(), NOW)
     (reading,) = out.readings
-    assert (reading.sensor, reading.value, reading.ts) == ("t1", 21.5, NOW - 30)
+    assert (reading.sensor, reading.value, reading.ts) == ("s/t1", 21.5, NOW - 30)
 
 
 def test_a_fault_code_the_site_does_not_name_is_kept_as_unknown() -> None:

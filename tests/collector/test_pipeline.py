@@ -75,7 +75,8 @@ class RecordingStore:
         return sum(1 for (s, _t) in self.points if sensor is None or s == sensor)
 
 
-def readings(n: int, start: float = 1_767_225_600.0, sensor: str = "dom-header-pressure") -> list[Reading]:
+def readings(n: int, start: float = 1_767_225_600.0,
+             sensor: str = "harbour-view/dom-header-pressure") -> list[Reading]:
     return [Reading(sensor, start + i, 0.3 + i * 1e-4) for i in range(n)]
 
 
@@ -85,26 +86,26 @@ def readings(n: int, start: float = 1_767_225_600.0, sensor: str = "dom-header-p
 def test_validator_rejects_what_cannot_be_stored_and_flags_what_is_suspect(catalog: SensorCatalog) -> None:
     now = 1_767_225_600.0
     batch = [
-        Reading("dom-header-pressure", now, 0.42),  # good
-        Reading("no-such-sensor", now, 1.0),  # unknown sensor
-        Reading("dom-header-pressure", now, math.nan),
-        Reading("dom-header-pressure", now, math.inf),
-        Reading("dom-header-pressure", now, True),  # a bool is not a measurement
-        Reading("dom-header-pressure", now, "0.4"),  # type: ignore[arg-type]
-        Reading("dom-header-pressure", now + 10 * 86_400, 0.4),  # a clock ten days ahead
-        Reading("dom-header-pressure", math.nan, 0.4),
-        Reading("dom-header-pressure", now, 7.5),  # outside 0..1.6 MPa: kept, flagged
-        Reading("dom-p1-switch", now, 2),  # AUTO: state name filled in
-        Reading("dom-p1-switch", now, 9),  # no such state: kept, flagged
+        Reading("harbour-view/dom-header-pressure", now, 0.42),  # good
+        Reading("harbour-view/no-such-sensor", now, 1.0),  # unknown sensor
+        Reading("harbour-view/dom-header-pressure", now, math.nan),
+        Reading("harbour-view/dom-header-pressure", now, math.inf),
+        Reading("harbour-view/dom-header-pressure", now, True),  # a bool is not a measurement
+        Reading("harbour-view/dom-header-pressure", now, "0.4"),  # type: ignore[arg-type]
+        Reading("harbour-view/dom-header-pressure", now + 10 * 86_400, 0.4),  # a clock ten days ahead
+        Reading("harbour-view/dom-header-pressure", math.nan, 0.4),
+        Reading("harbour-view/dom-header-pressure", now, 7.5),  # outside 0..1.6 MPa: kept, flagged
+        Reading("harbour-view/dom-p1-switch", now, 2),  # AUTO: state name filled in
+        Reading("harbour-view/dom-p1-switch", now, 9),  # no such state: kept, flagged
     ]
     verdict = Validator(catalog).judge(batch, now)
     assert dict(verdict.rejected) == {"unknown_sensor": 1, "not_finite": 2, "wrong_type": 2,
                                       "bad_timestamp": 2}
     assert [(r.sensor, r.value, r.quality, r.state) for r in verdict.kept] == [
-        ("dom-header-pressure", 0.42, Quality.GOOD, None),
-        ("dom-header-pressure", 7.5, Quality.OUT_OF_RANGE, None),
-        ("dom-p1-switch", 2.0, Quality.GOOD, "AUTO"),
-        ("dom-p1-switch", 9.0, Quality.OUT_OF_RANGE, None),
+        ("harbour-view/dom-header-pressure", 0.42, Quality.GOOD, None),
+        ("harbour-view/dom-header-pressure", 7.5, Quality.OUT_OF_RANGE, None),
+        ("harbour-view/dom-p1-switch", 2.0, Quality.GOOD, "AUTO"),
+        ("harbour-view/dom-p1-switch", 9.0, Quality.OUT_OF_RANGE, None),
     ]
     assert verdict.flagged[Quality.OUT_OF_RANGE] == 2
 
@@ -172,9 +173,9 @@ def test_buffer_sets_aside_one_reading_inside_a_row(tmp_path: Path) -> None:
 
 def test_buffer_keeps_state_names_qualities_and_exact_floats(tmp_path: Path) -> None:
     buffer = DurableBuffer(tmp_path / "b.db")
-    batch = [Reading("dom-p1-switch", 1_767_225_600.123456789, 2.0, Quality.GOOD, "AUTO"),
-             Reading("dom-header-pressure", 1_767_225_600.2, 0.1 + 0.2, Quality.OUT_OF_RANGE),
-             Reading("dom-p1-switch", 1_767_225_600.3, 1.0, Quality.STALE, "手动")]
+    batch = [Reading("harbour-view/dom-p1-switch", 1_767_225_600.123456789, 2.0, Quality.GOOD, "AUTO"),
+             Reading("harbour-view/dom-header-pressure", 1_767_225_600.2, 0.1 + 0.2, Quality.OUT_OF_RANGE),
+             Reading("harbour-view/dom-p1-switch", 1_767_225_600.3, 1.0, Quality.STALE, "手动")]
     buffer.append(batch)
     _, got = buffer.peek(10)
     assert got == batch
@@ -222,7 +223,7 @@ async def test_accept_acknowledges_only_after_commit_and_dispatches(
 
     pipeline.start()
     try:
-        batch = [*readings(5), Reading("dom-header-pressure", 1767225600.0, math.nan)]
+        batch = [*readings(5), Reading("harbour-view/dom-header-pressure", 1767225600.0, math.nan)]
         await asyncio.to_thread(pipeline.accept, batch, "mqtt", on_durable)
         assert await asyncio.to_thread(acked.wait, 5)
         assert depth_at_ack == [5]  # the callback ran once the five good readings were on disk
@@ -385,10 +386,10 @@ async def test_a_trickle_of_small_commits_is_written_in_a_few_fuller_writes(tmp_
 async def test_writer_sets_aside_only_the_readings_the_store_refuses(tmp_path: Path) -> None:
     buffer = DurableBuffer(tmp_path / "b.db")
     good = readings(100)
-    bad = [Reading("dom-p1-current", 1_767_225_650.5, 3.0)]
+    bad = [Reading("harbour-view/dom-p1-current", 1_767_225_650.5, 3.0)]
     buffer.append(good[:50] + bad + good[50:])
     store = RecordingStore()
-    store.poison = {"dom-p1-current"}
+    store.poison = {"harbour-view/dom-p1-current"}
     metrics = CollectorMetrics()
     writer = BufferWriter(buffer, store, metrics, batch_size=1000)
     assert await writer.drain_once() == 100

@@ -29,7 +29,7 @@ from pumpwatch.site import Site
 from pumpwatch.sitefile import SiteFileError, load_site, parse_site
 from simulators.simulation import Simulation
 from tests.inspection.fire_sites import fire_site, fire_site_data, site_yaml
-from tests.support.sites import SHANGHAI, local_epoch, plan_tasks
+from tests.support.sites import SHANGHAI, local_epoch, own_key, plan_tasks
 from tests.support.state import People, advance
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "site.yaml"
@@ -66,10 +66,10 @@ class Pump:
             await self.clock.advance(1.0)
             ts = self.clock.now()
             self.scheduler.on_readings([
-                Reading(f"{self.pump}-run-status", ts, 1.0 if running else 0.0),
-                Reading(f"{self.pump}-current", ts, current if running else 0.0),
-                Reading(f"{self.pump}-switch-position", ts, switch),
-                Reading("main-pressure", ts, pressure), Reading("fire-voltage", ts, 372.0)])
+                Reading(f"t13/{self.pump}-run-status", ts, 1.0 if running else 0.0),
+                Reading(f"t13/{self.pump}-current", ts, current if running else 0.0),
+                Reading(f"t13/{self.pump}-switch-position", ts, switch),
+                Reading("t13/main-pressure", ts, pressure), Reading("t13/fire-voltage", ts, 372.0)])
 
     async def test_run(self, minutes: float, current: float = 42.0, pressure: float = 0.82,
                        switch: float = AUTO) -> None:
@@ -92,7 +92,8 @@ async def test_a_simulated_fire_pump_test_run_completes_the_weekly_task_auto_rec
         for _ in range(seconds):
             await clock.advance(1.0)
             await sim.step()
-            scheduler.on_readings([Reading(s, clock.now(), sim.signals.value(s)) for s in FIRE_SENSORS])
+            scheduler.on_readings([Reading(f"harbour-view/{s}", clock.now(), sim.signals.value(s))
+                                   for s in FIRE_SENSORS])
 
     await run(120)  # the jockey pump holds the sprinkler main; the fire pump stands still
     assert await sim.enable("fire_test_run") == "fire-p1"
@@ -231,17 +232,17 @@ async def test_a_scheduler_in_its_own_process_sees_the_run_by_polling_the_latest
     asked: list[set[str]] = []
     pump_state = {"running": False}
 
-    async def latest(sensors: Sequence[str]) -> dict[str, Reading]:
+    async def latest(sensors: Sequence[str]) -> dict[str, Reading]:  # by sensor key, as the store
         asked.append(set(sensors))
         now, running = clock.now(), pump_state["running"]
-        values = {"fp-run-status": 1.0 if running else 0.0, "fp-current": 41.0 if running else 0.0,
-                  "fp-switch-position": AUTO, "main-pressure": 0.83 if running else 0.76}
+        values = {"t13/fp-run-status": 1.0 if running else 0.0, "t13/fp-current": 41.0 if running else 0.0,
+                  "t13/fp-switch-position": AUTO, "t13/main-pressure": 0.83 if running else 0.76}
         return {s: Reading(s, now, v) for s, v in values.items() if s in sensors}
 
     scheduler = InspectionScheduler(fire_site(), sessions, TaskService(sessions, clock), clock,
                                     offload=False, latest=latest)
     await scheduler.tick()
-    assert {"fp-run-status", "fp-current", "main-pressure", "fire-voltage"} <= asked[0]
+    assert {"t13/fp-run-status", "t13/fp-current", "t13/main-pressure", "t13/fire-voltage"} <= asked[0]
     pump_state["running"] = True
     for _ in range(8):  # polled every 60 s: seen running from the first poll to the one that finds it stopped
         await clock.advance(60)
@@ -308,8 +309,8 @@ def test_a_sprinkler_group_gets_no_rotation_and_52_weekly_and_12_monthly_test_ru
     scheduler.catch_up()
     counts: Counter[tuple[str, str]] = Counter()
     for task in plan_tasks(sessions):
-        assert task.plan_key is not None
-        plan, key = task.plan_key.split(":", 1)
+        assert own_key(task)
+        plan, key = own_key(task).split(":", 1)
         counts[(plan, key.split("@")[0])] += 1
     for pump in ("sp1", "sp2", "fp"):
         assert counts[("fire-weekly-test", pump)] == 52

@@ -17,7 +17,7 @@ from pumpwatch.alarm_events import AlarmAction, AlarmEvent, AlarmKey
 from pumpwatch.clock import FakeClock
 from pumpwatch.readings import Reading
 from pumpwatch.site import Severity, Site, Text
-from tests.support.sites import SHANGHAI, local_epoch, plan_tasks, site_with
+from tests.support.sites import SHANGHAI, local_epoch, own_key, plan_tasks, site_with
 from tests.support.state import People
 
 ROTATION_DAY = local_epoch(SHANGHAI, 2026, 1, 1, 8)
@@ -53,7 +53,7 @@ class Setup:
     def feed(self, after: float, **values: float) -> None:
         """Readings `after` seconds from now; keyword names use _ for - (p2_current -> p2-current)."""
         ts = self.clock.now() + after
-        readings = [Reading(name.replace("_", "-"), ts, value) for name, value in values.items()]
+        readings = [Reading(f"t/{name.replace('_', '-')}", ts, value) for name, value in values.items()]
         self.scheduler.on_readings(readings)
 
     def outcomes(self) -> list[tuple[str | None, Outcome]]:
@@ -77,7 +77,7 @@ async def test_rotation_alternates_and_each_swap_is_verified(sessions: sessionma
         assert s.outcomes()[-1] == (pump, Outcome.VERIFIED)
         await s.clock.advance(TWO_DAYS)
     assert [t.asset for t in s.rotation_tasks()] == ["p2", "p1", "p2"]
-    assert [t.plan_key for t in s.rotation_tasks()] == [
+    assert [own_key(t) for t in s.rotation_tasks()] == [
         "duty-rotation:grp@2026-01-01", "duty-rotation:grp@2026-01-03", "duty-rotation:grp@2026-01-05"]
     first = s.rotation_tasks()[0]
     assert "Pump p1 -> Pump p2" in first.title_en
@@ -91,7 +91,7 @@ async def test_a_pump_under_maintenance_or_in_alarm_is_passed_over(
     s = Setup(site_with(pumps=3), sessions, plc)
     s.feed(-5, duty_select=1)
     repair = s.tasks.create_task(people.supervisor, Text(zh="换轴承", en="Replace bearing"),
-                                 kind=TaskKind.CORRECTIVE, asset="p2", room="dom")
+                                 kind=TaskKind.CORRECTIVE, asset="p2", room="dom", estate="t")
     s.tasks.start(repair.id, people.technician)  # p2 is being worked on
     await s.scheduler.tick()
     assert plc.writes == [("duty-select", 3.0)]
@@ -100,7 +100,7 @@ async def test_a_pump_under_maintenance_or_in_alarm_is_passed_over(
     assert task.description is not None
     assert "p2: under maintenance" in task.description
 
-    alarms.apply(AlarmEvent(AlarmAction.RAISED, AlarmKey("p1-current", "no_data"), Severity.MINOR,
+    alarms.apply(AlarmEvent(AlarmAction.RAISED, AlarmKey("p1-current", "no_data", "t"), Severity.MINOR,
                             s.clock.now(), "dom", Text(zh="无数据", en="no data")))
     assert s.rotation.unavailable("grp") == {"p2": "under maintenance", "p1": "active alarm"}
     s.feed(1, duty_select=3.0, p3_current=9.0, header_pressure=0.4)
@@ -131,12 +131,12 @@ async def test_a_duty_pump_that_does_not_start_fails_the_rotation(sessions: sess
     assert "no current" in result.reason.en
     [event] = s.events
     assert event.action is AlarmAction.RAISED
-    assert event.key == AlarmKey("grp", ALARM_TYPE)
+    assert event.key == AlarmKey("grp", ALARM_TYPE, "t")
     assert event.room == "dom"
     assert "p2" in event.message.en
     assert "主备泵轮换失败" in event.message.zh
     [failed] = [t for t in plan_tasks(sessions, "duty-rotation:") if t.kind == "corrective"]
-    assert failed.plan_key == "duty-rotation:grp@2026-01-01:failed"
+    assert own_key(failed) == "duty-rotation:grp@2026-01-01:failed"
     assert (failed.asset, failed.priority, failed.state) == ("p2", "high", "raised")
 
     s.feed(80, header_pressure=0.36, p2_current=9.0)  # a late start no longer changes the verdict

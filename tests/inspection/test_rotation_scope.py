@@ -14,7 +14,7 @@ from maintenance.tasks import TaskService
 from pumpwatch.clock import FakeClock
 from pumpwatch.sitefile import SiteFileError, parse_site
 from tests.inspection.fire_sites import fire_site, fire_site_data, site_yaml
-from tests.support.sites import SHANGHAI, local_epoch, plan_tasks
+from tests.support.sites import SHANGHAI, local_epoch, own_key, plan_tasks
 
 START = datetime(2026, 1, 1, tzinfo=SHANGHAI)
 
@@ -75,7 +75,7 @@ async def test_the_scheduler_rotates_the_domestic_group_and_leaves_the_sprinkler
     for _ in range(5):
         await clock.advance(86_400)
         await scheduler.tick()
-    keys = [t.plan_key for t in plan_tasks(sessions, "duty-rotation:")]
+    keys = [own_key(t) for t in plan_tasks(sessions, "duty-rotation:")]
     assert keys == ["duty-rotation:dom-grp@2026-01-01", "duty-rotation:dom-grp@2026-01-03",
                     "duty-rotation:dom-grp@2026-01-05"]
     assert scheduler.rotation.results  # the domestic group's rotations were started

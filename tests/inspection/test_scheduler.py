@@ -21,7 +21,7 @@ from maintenance.tasks import TaskService
 from pumpwatch.clock import FakeClock, SystemClock
 from pumpwatch.readings import Reading
 from pumpwatch.sitefile import load_site
-from tests.support.sites import BERLIN, SHANGHAI, advance_days, local_epoch, plan_tasks, site_with
+from tests.support.sites import BERLIN, SHANGHAI, advance_days, local_epoch, own_key, plan_tasks, site_with
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "site.yaml"
 NEW_YEAR = local_epoch(SHANGHAI, 2026, 1, 1)
@@ -39,8 +39,8 @@ def _scheduler(site_file: object, sessions: sessionmaker[Session], clock: FakeCl
 def _by_plan(rows: list[Task]) -> Counter[tuple[str, str]]:
     out: Counter[tuple[str, str]] = Counter()
     for task in rows:
-        assert task.plan_key is not None
-        plan, key = task.plan_key.split(":", 1)
+        assert own_key(task)
+        plan, key = own_key(task).split(":", 1)
         out[(plan, key.split("@")[0])] += 1
     return out
 
@@ -70,20 +70,20 @@ async def test_a_simulated_year_creates_each_occurrence_once_and_on_time(
     assert sum(counts.values()) == len(rows) == 183 + 24 + 104 + 24 + 24 + 104 + 730 + 4 + 2
     assert not any(task.late for task in rows)
     for task in rows:  # each task appeared when its occurrence opened (the timer woke just after)
-        assert task.plan_key is not None
-        if task.plan_key.startswith("duty-rotation:"):
+        assert own_key(task)
+        if own_key(task).startswith("duty-rotation:"):
             local = task.created_at.astimezone(SHANGHAI)
             assert (local.hour, local.minute) == (8, 0)
-            assert local.date().isoformat() == task.plan_key.rsplit("@", 1)[1]
-    [first_winter] = [t for t in rows if t.plan_key == "pipe-anti-rust:dom@2026-01-31"]
+            assert local.date().isoformat() == own_key(task).rsplit("@", 1)[1]
+    [first_winter] = [t for t in rows if own_key(t) == "pipe-anti-rust:dom@2026-01-31"]
     assert first_winter.created_at == utc_from_epoch(NEW_YEAR)  # at the first catch-up, not late
-    [rust] = [t for t in rows if t.plan_key == "pipe-anti-rust:dom@2027-01-31"]
+    [rust] = [t for t in rows if own_key(t) == "pipe-anti-rust:dom@2027-01-31"]
     rust_opened = rust.created_at.astimezone(SHANGHAI).replace(microsecond=0)
     assert rust_opened == datetime(2026, 12, 1, tzinfo=SHANGHAI)
     assert rust.due_at is not None
     assert rust.due_at.astimezone(SHANGHAI) == datetime(2027, 1, 31, 17, tzinfo=SHANGHAI)
     assert rust.state == "raised"
-    [sweep] = [t for t in rows if t.plan_key == "weekly-sweep:dom@2026-01-05"]
+    [sweep] = [t for t in rows if own_key(t) == "weekly-sweep:dom@2026-01-05"]
     assert sweep.kind == "plan"
     assert sweep.priority == "low"
     assert sweep.created_at.astimezone(SHANGHAI).replace(microsecond=0) == datetime(2026, 1, 5, 8,
@@ -99,7 +99,7 @@ async def test_a_three_day_downtime_creates_each_missed_occurrence_once_marked_l
     runner.cancel()
     with pytest.raises(asyncio.CancelledError):
         await runner
-    before = {t.plan_key: t for t in plan_tasks(sessions)}
+    before = {own_key(t): t for t in plan_tasks(sessions)}
     assert before
     assert not any(t.late for t in before.values())
 
@@ -112,7 +112,7 @@ async def test_a_three_day_downtime_creates_each_missed_occurrence_once_marked_l
     created = await second.tick()
     assert {s.occurrence.plan_key for s in created} == missed
     assert all(s.late for s in created)
-    after = {t.plan_key: t for t in plan_tasks(sessions)}
+    after = {own_key(t): t for t in plan_tasks(sessions)}
     assert set(after) == set(before) | missed
     assert all(after[k].late for k in missed)
     assert not any(after[k].late for k in before)
@@ -200,7 +200,7 @@ async def test_skipped_rescheduled_and_blacked_out_occurrences(sessions: session
     runner.cancel()
     with pytest.raises(asyncio.CancelledError):
         await runner
-    rows = {t.plan_key: t for t in plan_tasks(sessions, "weekly-sweep:dom@")}
+    rows = {own_key(t): t for t in plan_tasks(sessions, "weekly-sweep:dom@")}
     keys = sorted(k for k in rows if k is not None)
     assert keys == [f"weekly-sweep:dom@2026-{day}" for day in ("01-05", "01-19", "01-26", "02-02")]
     moved = rows["weekly-sweep:dom@2026-01-19"]
@@ -245,8 +245,8 @@ async def test_run_hour_plans_follow_the_pumps_hours(sessions: sessionmaker[Sess
     scheduler = _scheduler(None, sessions, clock)
 
     def hours(value: float) -> None:
-        scheduler.on_readings([Reading("dom-p1-hours", clock.now(), value),
-                               Reading("dom-p2-hours", clock.now(), 10.0)])
+        scheduler.on_readings([Reading("harbour-view/dom-p1-hours", clock.now(), value),
+                               Reading("harbour-view/dom-p2-hours", clock.now(), 10.0)])
 
     hours(1900.0)
     await scheduler.tick()
@@ -256,16 +256,16 @@ async def test_run_hour_plans_follow_the_pumps_hours(sessions: sessionmaker[Sess
     hours(1990.0)
     await scheduler.tick()
     [task] = plan_tasks(sessions, "bearing-lubrication:")
-    assert task.plan_key == "bearing-lubrication:dom-p1@2000h"
+    assert own_key(task) == "bearing-lubrication:dom-p1@2000h"
     assert task.asset == "dom-p1"
     assert task.room == "dom"
     assert task.due_at == utc_from_epoch(clock.now()) + timedelta(days=14)
     hours(3955.0)
     await scheduler.tick()
-    assert [t.plan_key for t in plan_tasks(sessions, "bearing-lubrication:")] == [
+    assert [own_key(t) for t in plan_tasks(sessions, "bearing-lubrication:")] == [
         "bearing-lubrication:dom-p1@2000h", "bearing-lubrication:dom-p1@4000h"]
     again = _scheduler(None, sessions, clock)  # a restarted scheduler sees the same hours: no duplicate
-    again.on_readings([Reading("dom-p1-hours", clock.now(), 3960.0)])
+    again.on_readings([Reading("harbour-view/dom-p1-hours", clock.now(), 3960.0)])
     await again.tick()
     assert len(plan_tasks(sessions, "bearing-lubrication:")) == 2
 
@@ -299,7 +299,7 @@ def test_two_schedulers_on_separate_engines_never_duplicate(db_url: str) -> None
         assert errors == []
         sessions = session_factory(engines[0])
         rows = plan_tasks(sessions)
-        keys = [t.plan_key for t in rows]
+        keys = [own_key(t) for t in rows]
         assert len(keys) == len(set(keys))
         start, end = utc_from_epoch(NEW_YEAR), utc_from_epoch(NEW_YEAR + 10 * 86_400)
         expected = {o.plan_key for o in site_occurrences(site, start, end, field="opens")
@@ -357,7 +357,7 @@ async def test_the_apscheduler_timer_on_the_wall_clock_creates_the_task_when_it_
                 break
             await asyncio.sleep(0.05)
         [task] = rows
-        assert task.plan_key == f"check:t@{soon.date().isoformat()}"
+        assert own_key(task) == f"check:t@{soon.date().isoformat()}"
         assert not task.late
         assert abs((task.created_at - soon.replace(microsecond=0)).total_seconds()) < 2.5
         assert JOB_TABLE in inspect(scheduler.engine).get_table_names()

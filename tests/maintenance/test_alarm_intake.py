@@ -19,7 +19,9 @@ from pumpwatch.settings import CollectorSettings, Settings
 from pumpwatch.site import Severity, Site, Text
 from pumpwatch.sitefile import load_site
 
-KEY = AlarmKey("pump-d1", "dry_run")
+HV = "harbour-view"  # the estate of examples/site.yaml
+
+KEY = AlarmKey("pump-d1", "dry_run", HV)
 MESSAGE = Text(zh="一号生活泵干转", en="Domestic pump 1 running dry")
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "site.yaml"
 

@@ -20,7 +20,9 @@ from pumpwatch.clock import FakeClock
 from pumpwatch.site import Severity, Text
 from tests.support.state import People, advance, clock_time
 
-KEY = AlarmKey("pump-d1", "dry_run")
+HV = "harbour-view"  # the estate of examples/site.yaml
+
+KEY = AlarmKey("pump-d1", "dry_run", HV)
 MESSAGE = Text(zh="一号生活泵干转", en="Domestic pump 1 running dry")
 
 
@@ -90,8 +92,8 @@ def test_raising_twice_keeps_one_alarm_and_one_task(alarms: AlarmService, clock:
 def test_other_keys_get_their_own_alarm(alarms: AlarmService, clock: FakeClock,
                                         sessions: sessionmaker[Session]) -> None:
     alarms.apply(_event(clock, AlarmAction.RAISED))
-    alarms.apply(_event(clock, AlarmAction.RAISED, key=AlarmKey("pump-d1", "overheat")))
-    alarms.apply(_event(clock, AlarmAction.RAISED, key=AlarmKey("pump-d2", "dry_run")))
+    alarms.apply(_event(clock, AlarmAction.RAISED, key=AlarmKey("pump-d1", "overheat", HV)))
+    alarms.apply(_event(clock, AlarmAction.RAISED, key=AlarmKey("pump-d2", "dry_run", HV)))
     assert _counts(sessions) == (3, 3)
 
 
@@ -154,7 +156,7 @@ def test_news_of_an_alarm_not_held_open_opens_it(alarms: AlarmService, clock: Fa
     assert alarm is not None
     assert (alarm.state, alarm.severity) == ("active", "critical")
     assert _counts(sessions) == (1, 1)
-    assert alarms.apply(_event(clock, AlarmAction.CLEARED, key=AlarmKey("x", "y"))) is None
+    assert alarms.apply(_event(clock, AlarmAction.CLEARED, key=AlarmKey("x", "y", HV))) is None
 
 
 def _work_and_sign(tasks: TaskService, people: People, task_id: int) -> None:
@@ -261,19 +263,20 @@ def test_acknowledge(alarms: AlarmService, people: People, clock: FakeClock,
         rows = audit.history(session, "alarm", alarm.id)
     assert [(r.action, r.actor) for r in rows] == [("raised", "system"),
                                                    ("acknowledged", str(people.operator.id))]
-    other = alarms.apply(_event(clock, AlarmAction.RAISED, key=AlarmKey("pump-d2", "dry_run")))
+    other = alarms.apply(_event(clock, AlarmAction.RAISED, key=AlarmKey("pump-d2", "dry_run", HV)))
     assert other is not None
     assert alarms.acknowledge(other.id, people.admin).acknowledged_by == people.admin.id
 
 
 def test_list_filters_and_pages(alarms: AlarmService, people: People, clock: FakeClock) -> None:
-    old = alarms.apply(_event(clock, AlarmAction.RAISED, Severity.MINOR, key=AlarmKey("pump-d1", "a")))
-    alarms.apply(_event(clock, AlarmAction.CLEARED, key=AlarmKey("pump-d1", "a")))
+    old = alarms.apply(_event(clock, AlarmAction.RAISED, Severity.MINOR, key=AlarmKey("pump-d1", "a", HV)))
+    alarms.apply(_event(clock, AlarmAction.CLEARED, key=AlarmKey("pump-d1", "a", HV)))
     advance(clock, 3600)
     since = clock_time(clock)
-    acked = alarms.apply(_event(clock, AlarmAction.RAISED, Severity.CRITICAL, key=AlarmKey("pump-d2", "b")))
+    acked = alarms.apply(_event(clock, AlarmAction.RAISED, Severity.CRITICAL,
+                                key=AlarmKey("pump-d2", "b", HV)))
     advance(clock, 60)
-    fire = alarms.apply(_event(clock, AlarmAction.RAISED, Severity.MAJOR, key=AlarmKey("pump-f1", "c"),
+    fire = alarms.apply(_event(clock, AlarmAction.RAISED, Severity.MAJOR, key=AlarmKey("pump-f1", "c", HV),
                                room="room-b"))
     assert old is not None
     assert acked is not None
@@ -322,7 +325,7 @@ def _apply_from_threads(alarms: AlarmService, event: AlarmEvent, workers: int) -
 
 def test_concurrent_raises_of_one_key_make_one_alarm_and_one_task(
         alarms: AlarmService, clock: FakeClock, sessions: sessionmaker[Session]) -> None:
-    keys = [AlarmKey(f"pump-{n}", "dry_run") for n in range(8)]
+    keys = [AlarmKey(f"pump-{n}", "dry_run", HV) for n in range(8)]
     for key in keys:
         ids = _apply_from_threads(alarms, _event(clock, AlarmAction.RAISED, key=key), workers=4)
         assert len(ids) == 4

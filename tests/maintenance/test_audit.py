@@ -25,6 +25,8 @@ from pumpwatch.clock import FakeClock
 from pumpwatch.site import Severity, Text
 from tests.support.state import PASSWORD, People, advance, clock_time
 
+HV = "harbour-view"  # the estate of examples/site.yaml
+
 
 @pytest.fixture
 def trail(sessions: sessionmaker[Session]) -> AuditTrail:
@@ -32,7 +34,8 @@ def trail(sessions: sessionmaker[Session]) -> AuditTrail:
 
 
 def leak(alarms: AlarmService, clock: FakeClock, asset: str) -> int:
-    alarm = alarms.apply(AlarmEvent(AlarmAction.RAISED, AlarmKey(asset, "leak"), Severity.MAJOR, clock.now(),
+    alarm = alarms.apply(AlarmEvent(AlarmAction.RAISED, AlarmKey(asset, "leak", HV), Severity.MAJOR,
+                                    clock.now(),
                                     "dom", Text(zh="漏水", en="leak")))
     assert alarm is not None
     return alarm.id

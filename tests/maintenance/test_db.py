@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError, StatementError
 from maintenance.db import DEFAULT_URL, current_revision, database_url, make_engine, session_factory, upgrade
 from maintenance.models import Alarm, AuditLog, Base, TaskAssignee, utc_from_epoch
 
-HEAD = "0007"  # the newest revision in maintenance/migrations/versions
+HEAD = "0008"  # the newest revision in maintenance/migrations/versions
 TABLES = {"users", "deputies", "api_tokens", "alarms", "tasks", "task_assignees", "attachments", "audit_log",
           "access_requests", "change_requests"}
 TABLES |= {"switch_exceptions", "handovers"}  # revision 0006
@@ -68,7 +68,7 @@ def test_the_migration_matches_the_models(engine: Engine) -> None:
 def test_the_migration_creates_the_partial_unique_index(engine: Engine) -> None:
     indexes = {ix["name"]: ix for ix in inspect(engine).get_indexes("alarms")}
     assert indexes["ux_alarms_active_key"]["unique"]
-    assert indexes["ux_alarms_active_key"]["column_names"] == ["asset", "alarm_type"]
+    assert indexes["ux_alarms_active_key"]["column_names"] == ["estate", "asset", "alarm_type"]
 
 
 def test_at_most_one_active_alarm_per_key_while_cleared_ones_may_repeat(engine: Engine) -> None:

@@ -29,9 +29,11 @@ from pumpwatch.site import Severity, Site, Text
 from pumpwatch.sitefile import load_site, parse_site
 from tests.support.state import People, advance, clock_time
 
+HV = "harbour-view"  # the estate of examples/site.yaml
+
 EXAMPLE = Path(__file__).parents[2] / "examples" / "site.yaml"
-P1 = AlarmKey("dom-p1", "switch_not_auto")
-P2 = AlarmKey("dom-p2", "switch_not_auto")
+P1 = AlarmKey("dom-p1", "switch_not_auto", HV)
+P2 = AlarmKey("dom-p2", "switch_not_auto", HV)
 
 
 @pytest.fixture(scope="module")
@@ -183,7 +185,7 @@ def test_an_approved_exception_silences_exactly_that_alarm(
     assert other_change == "raised"
     assert task_of(sessions, other.id) is not None
     # Another alarm of the silenced pump is not covered either.
-    dry = alarms.apply(AlarmEvent(AlarmAction.RAISED, AlarmKey("dom-p1", "dry_run"), Severity.MAJOR,
+    dry = alarms.apply(AlarmEvent(AlarmAction.RAISED, AlarmKey("dom-p1", "dry_run", HV), Severity.MAJOR,
                                   clock.now(), "dom", Text(zh="干转", en="dry run")))
     assert dry is not None
     assert task_of(sessions, dry.id) is not None

@@ -35,6 +35,8 @@ from pumpwatch.site import Severity, Site, Text
 from pumpwatch.sitefile import load_site
 from tests.support.state import People, advance, clock_time
 
+HV = "harbour-view"  # the estate of examples/site.yaml
+
 EXAMPLE = Path(__file__).parents[2] / "examples" / "site.yaml"
 
 
@@ -49,7 +51,8 @@ def handovers(sessions: sessionmaker[Session], clock: FakeClock, site: Site) -> 
 
 
 def raise_alarm(alarms: AlarmService, clock: FakeClock, asset: str, room: str, kind: str = "leak") -> int:
-    alarm = alarms.apply(AlarmEvent(AlarmAction.RAISED, AlarmKey(asset, kind), Severity.MAJOR, clock.now(),
+    alarm = alarms.apply(AlarmEvent(AlarmAction.RAISED, AlarmKey(asset, kind, HV), Severity.MAJOR,
+                                    clock.now(),
                                     room, Text(zh=f"{asset} 漏水", en=f"{asset} leak"), 1.0))
     assert alarm is not None
     return alarm.id
@@ -71,14 +74,15 @@ def test_the_draft_carries_the_rooms_open_alarms_and_tasks_and_the_shifts_alarms
         clock: FakeClock) -> None:
     before_shift = raise_alarm(alarms, clock, "dom-p1", "dom")
     for action in (AlarmAction.RAISED, AlarmAction.CLEARED):
-        alarms.apply(AlarmEvent(action, AlarmKey("dom-tank", "leak"), Severity.MINOR, clock.now(), "dom",
+        alarms.apply(AlarmEvent(action, AlarmKey("dom-tank", "leak", HV), Severity.MINOR, clock.now(), "dom",
                                 Text(zh="水箱漏水", en="tank leak")))
     advance(clock, 3 * 3600)
     shift_start = clock_time(clock)
     advance(clock, 3600)
     during = raise_alarm(alarms, clock, "dom-p2", "dom", "dry_run")
     raise_alarm(alarms, clock, "fire-p1", "fire")
-    fault = tasks.create_task(people.operator, Text(zh="门锁坏", en="door lock broken"), room="dom")
+    fault = tasks.create_task(people.operator, Text(zh="门锁坏", en="door lock broken"), room="dom",
+                              estate=HV)
     draft = handovers.draft("dom", shift_start)
     assert draft.room == "dom"
     assert draft.shift_started_at == shift_start

@@ -28,6 +28,8 @@ from pumpwatch.site import Severity, Text
 from tests.support.smtp import HOST, SmtpServer
 from tests.support.state import advance
 
+HV = "harbour-view"  # the estate of examples/site.yaml
+
 MESSAGE = Text(zh="一号生活泵干转", en="Domestic pump 1 running dry")
 
 
@@ -86,7 +88,7 @@ def robot_notifier(url: str, **settings: Any) -> Notifier:
 
 
 def event(clock: FakeClock, action: AlarmAction, severity: Severity) -> AlarmEvent:
-    return AlarmEvent(action, AlarmKey("dom-p1", "dry_run"), severity, clock.now(), "dom", MESSAGE, 0.05,
+    return AlarmEvent(action, AlarmKey("dom-p1", "dry_run", HV), severity, clock.now(), "dom", MESSAGE, 0.05,
                       "dom-header-pressure")
 
 

@@ -26,6 +26,8 @@ from pumpwatch.site import Severity, Text
 from pumpwatch.sitefile import load_site
 from tests.support.state import People, advance
 
+HV = "harbour-view"  # the estate of examples/site.yaml
+
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 JANUARY = Month(2026, 1, SHANGHAI)
 EXAMPLE = Path(__file__).parents[2] / "examples" / "site.yaml"
@@ -39,7 +41,7 @@ def at(clock: FakeClock, when: datetime) -> datetime:
 
 
 def alarm(alarms: AlarmService, clock: FakeClock, action: AlarmAction, asset: str = "dom-ptank") -> None:
-    alarms.apply(AlarmEvent(action, AlarmKey(asset, "leak"), Severity.CRITICAL, clock.now(), "dom", LEAK))
+    alarms.apply(AlarmEvent(action, AlarmKey(asset, "leak", HV), Severity.CRITICAL, clock.now(), "dom", LEAK))
 
 
 def finish(tasks: TaskService, people: People, task_id: int, verify: bool = False) -> None:
@@ -60,7 +62,7 @@ def test_counts_times_repeats_and_parts(sessions: sessionmaker[Session], clock: 
                                         alarms: AlarmService, people: People) -> None:
     p = people
     # Task 1: high priority, assigned at once, started after 30 min, done after 90 min: inside its SLA.
-    quick = tasks.create_task(p.operator, LEAK, priority=Priority.HIGH, asset="dom-p1")
+    quick = tasks.create_task(p.operator, LEAK, priority=Priority.HIGH, asset="dom-p1", estate=HV)
     tasks.assign(quick.id, p.supervisor, [p.technician.id])
     advance(clock, 1800)
     tasks.start(quick.id, p.technician)
@@ -69,7 +71,7 @@ def test_counts_times_repeats_and_parts(sessions: sessionmaker[Session], clock: 
     tasks.complete(quick.id, p.technician, "worn seal", "replaced the seal")
     # Task 2: critical, never taken on: its 30 min response limit passes.
     tasks.create_task(p.operator, Text(zh="压力低", en="low pressure"), priority=Priority.CRITICAL,
-                      asset="dom-header")
+                      asset="dom-header", estate=HV)
     # An alarm that clears and comes back: one task, one repeat fault on the asset.
     alarm(alarms, clock, AlarmAction.RAISED)
     advance(clock, 600)
@@ -110,7 +112,7 @@ def test_work_counts_in_the_month_it_happened(sessions: sessionmaker[Session], c
                                               tasks: TaskService, people: People) -> None:
     """A task raised on 31 January and completed on 1 February: raised in January, completed in February."""
     at(clock, datetime(2026, 1, 31, 22, tzinfo=SHANGHAI))
-    task = tasks.create_task(people.operator, LEAK, asset="dom-p2")
+    task = tasks.create_task(people.operator, LEAK, asset="dom-p2", estate=HV)
     at(clock, datetime(2026, 2, 1, 9, tzinfo=SHANGHAI))
     finish(tasks, people, task.id, verify=True)
     now = utc_from_epoch(clock.now())
@@ -129,11 +131,12 @@ def test_repeat_faults_count_hand_reported_faults_on_the_same_asset(
     at(clock, datetime(2026, 1, 5, 9, tzinfo=SHANGHAI))
     alarm(alarms, clock, AlarmAction.RAISED, asset="dom-p1")  # the first fault of the month on dom-p1
     advance(clock, 3600)
-    tasks.create_task(p.operator, LEAK, asset="dom-p1")  # reported by hand: a repeat
+    tasks.create_task(p.operator, LEAK, asset="dom-p1", estate=HV)  # reported by hand: a repeat
     advance(clock, 86_400)
-    tasks.create_task(p.technician, LEAK, asset="dom-p1")  # and again
-    tasks.create_task(p.operator, LEAK, asset="dom-p2")  # a single fault elsewhere: no repeat
-    tasks.create_task(p.supervisor, Text(zh="清洁", en="clean"), kind=TaskKind.CORRECTIVE, asset="dom-p2")
+    tasks.create_task(p.technician, LEAK, asset="dom-p1", estate=HV)  # and again
+    tasks.create_task(p.operator, LEAK, asset="dom-p2", estate=HV)  # a single fault elsewhere: no repeat
+    tasks.create_task(p.supervisor, Text(zh="清洁", en="clean"), kind=TaskKind.CORRECTIVE, asset="dom-p2",
+                      estate=HV)
     report = MonthlyReport(sessions).report(JANUARY, utc_from_epoch(clock.now()))
     assert report["repeat_faults"] == [{"asset": "dom-p1", "faults": 3, "repeats": 2, "alarm_repeats": 0,
                                         "fault_reports": 2}]
@@ -151,7 +154,7 @@ def test_rotation_compliance_counts_the_schedulers_rotation_tasks_and_their_veri
         scheduler.catch_up(at(clock, datetime(2026, 3, day, 8, 1, tzinfo=SHANGHAI)))
         with sessions() as session:
             todays = list(session.scalars(select(Task).where(
-                Task.plan_key == f"duty-rotation:dom-duty@2026-03-{day:02d}")))
+                Task.plan_key == f"harbour-view:duty-rotation:dom-duty@2026-03-{day:02d}")))
         for task in todays:
             rotations.append(task)
             if len(rotations) == 1:
@@ -159,7 +162,7 @@ def test_rotation_compliance_counts_the_schedulers_rotation_tasks_and_their_veri
             finish(tasks, people, task.id, verify=len(rotations) in (2, 3))
             if len(rotations) == 4:  # the new duty pump did not hold pressure: the engine's follow-up task
                 tasks.create_from_plan(f"{task.plan_key}:failed", Text(zh="轮换失败", en="rotation failed"),
-                                       kind=TaskKind.CORRECTIVE, asset="dom-p1")
+                                       kind=TaskKind.CORRECTIVE, asset="dom-p1", estate=HV)
     assert len(rotations) == 5  # every other day
     at(clock, datetime(2026, 3, 12, 9, tzinfo=SHANGHAI))
     rotation = MonthlyReport(sessions, site=site).report(march, utc_from_epoch(clock.now()))["rotation"]
@@ -171,8 +174,9 @@ def test_rotation_compliance_counts_the_schedulers_rotation_tasks_and_their_veri
 def test_rotation_of_a_renamed_plan_is_found_through_the_site(sessions: sessionmaker[Session],
                                                                tasks: TaskService) -> None:
     site = load_site(EXAMPLE)
-    assert MonthlyReport(sessions, site=site).rotation_plan == "duty-rotation"
+    assert MonthlyReport(sessions, site=site).rotation_plan() == "duty-rotation"
     # The old report's prefix: not the scheduler's rotation key.
-    tasks.create_from_plan("rotation:dom-duty@2026-01-01", Text(zh="轮换", en="rotation"))
+    tasks.create_from_plan("harbour-view:rotation:dom-duty@2026-01-01", Text(zh="轮换", en="rotation"),
+                           estate=HV)
     report = MonthlyReport(sessions, site=site).report(JANUARY, JANUARY.end)
     assert report["rotation"]["planned"] == 0

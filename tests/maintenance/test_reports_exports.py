@@ -32,6 +32,8 @@ from pumpwatch.site import Severity, Text
 from pumpwatch.sitefile import load_site
 from tests.support.state import People
 
+HV = "harbour-view"  # the estate of examples/site.yaml
+
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 MARCH = Month(2026, 3, SHANGHAI)
 EXAMPLE = Path(__file__).parents[2] / "examples" / "site.yaml"
@@ -49,7 +51,7 @@ def busy_march(clock: FakeClock, tasks: TaskService, alarms: AlarmService, peopl
     at(clock, datetime(2026, 3, 3, 9, tzinfo=SHANGHAI))
     for i in range(6):
         task = tasks.create_task(p.operator, Text(zh="出口法兰漏水", en="outlet flange leak"),
-                                 priority=Priority.HIGH, asset=f"dom-p{1 + i % 2}")
+                                 priority=Priority.HIGH, asset=f"dom-p{1 + i % 2}", estate=HV)
         tasks.assign(task.id, p.supervisor, [p.technician.id])
         tasks.start(task.id, p.technician)
         tasks.add_part(task.id, p.technician, FORMULA if i == 0 else "机械密封 mechanical seal", 1,
@@ -58,7 +60,7 @@ def busy_march(clock: FakeClock, tasks: TaskService, alarms: AlarmService, peopl
             tasks.complete(task.id, p.technician, "密封老化 worn seal", "更换密封 replaced the seal")
         if i < 3:
             tasks.verify(task.id, p.supervisor2)
-    key = AlarmKey("dom-ptank", "leak")
+    key = AlarmKey("dom-ptank", "leak", HV)
     for action in (AlarmAction.RAISED, AlarmAction.CLEARED, AlarmAction.RAISED):
         alarms.apply(AlarmEvent(action, key, Severity.CRITICAL, clock.now(), "dom",
                                 Text(zh="水箱漏水", en="tank leak")))

@@ -34,6 +34,8 @@ from pumpwatch.site import Severity, Text
 from pumpwatch.sitefile import load_site
 from tests.support.state import People
 
+HV = "harbour-view"  # the estate of examples/site.yaml
+
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 EXAMPLE = Path(__file__).parents[2] / "examples" / "site.yaml"
 LEAK = Text(zh="漏水", en="leak")
@@ -69,7 +71,7 @@ def work(tasks: TaskService, people: People, task_id: int, complete: bool = True
 
 
 def raise_alarm(alarms: AlarmService, clock: FakeClock, action: AlarmAction, asset: str = "dom-p1") -> None:
-    alarms.apply(AlarmEvent(action, AlarmKey(asset, "leak"), Severity.MAJOR, clock.now(), "dom", LEAK))
+    alarms.apply(AlarmEvent(action, AlarmKey(asset, "leak", HV), Severity.MAJOR, clock.now(), "dom", LEAK))
 
 
 def snapshot_row(sessions: sessionmaker[Session], month: str) -> ReportSnapshot:
@@ -86,11 +88,11 @@ def test_a_closed_report_keeps_its_figures_after_every_kind_of_later_change(
     reports = MonthlyReport(sessions, clock=clock)
     march, april = Month(2026, 3, SHANGHAI), Month(2026, 4, SHANGHAI)
     at(clock, local(2026, 3, 10, 9))
-    late = tasks.create_task(p.operator, LEAK, asset="dom-p2")
+    late = tasks.create_task(p.operator, LEAK, asset="dom-p2", estate=HV)
     work(tasks, people, late.id, complete=False)  # in progress at the month's end
-    unverified = tasks.create_task(p.operator, LEAK, asset="dom-p3")
+    unverified = tasks.create_task(p.operator, LEAK, asset="dom-p3", estate=HV)
     work(tasks, people, unverified.id)  # done, awaiting the supervisor
-    doomed = tasks.create_task(p.operator, LEAK, asset="dom-p4")
+    doomed = tasks.create_task(p.operator, LEAK, asset="dom-p4", estate=HV)
     raise_alarm(alarms, clock, AlarmAction.RAISED)
     [repeating] = [t for t in tasks.list_tasks()[0] if t.kind == "alarm"]
     work(tasks, people, repeating.id)
@@ -182,8 +184,8 @@ def test_march_rounds_closed_on_3_april_count_in_april_and_amend_march(
     rounds = []
     for day in range(1, 15):
         at(clock, local(2026, 3, day, 8))
-        rounds.append(tasks.create_from_plan(f"daily-round:dom@2026-03-{day:02d}", ROUND,
-                                             kind=TaskKind.INSPECTION).id)
+        rounds.append(tasks.create_from_plan(f"harbour-view:daily-round:dom@2026-03-{day:02d}", ROUND,
+                                             kind=TaskKind.INSPECTION, estate=HV).id)
         if day <= 4:
             work(tasks, people, rounds[-1])
     for task_id in rounds[4:]:
@@ -216,7 +218,7 @@ def test_the_directors_signature_closes_the_month_early(sessions: sessionmaker[S
     reports = MonthlyReport(sessions, clock=clock)
     march = Month(2026, 3, SHANGHAI)
     at(clock, local(2026, 3, 3, 9))
-    task = tasks.create_task(p.operator, LEAK, asset="dom-p1")
+    task = tasks.create_task(p.operator, LEAK, asset="dom-p1", estate=HV)
     with pytest.raises(Conflict, match="not over"):
         reports.sign(march, p.director, utc_from_epoch(clock.now()))
     reports.close_due(at(clock, local(2026, 4, 1, 0, 1)))

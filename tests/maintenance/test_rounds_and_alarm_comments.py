@@ -32,6 +32,8 @@ from pumpwatch.site import Severity, Text
 from pumpwatch.sitefile import load_site
 from tests.support.state import People
 
+HV = "harbour-view"  # the estate of examples/site.yaml
+
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "site.yaml"
 ROUND = Text(zh="日常巡检：生活水泵房", en="Daily round: domestic pump room")
 ITEMS = [ChecklistItem("noise", Text(zh="水泵无异响", en="No unusual pump noise")),
@@ -86,7 +88,7 @@ def test_a_corrective_task_is_described_in_both_languages_without_internal_keys(
 
 
 def _leak(clock: FakeClock) -> AlarmEvent:
-    return AlarmEvent(action=AlarmAction.RAISED, key=AlarmKey("dom-ptank", "leak"),
+    return AlarmEvent(action=AlarmAction.RAISED, key=AlarmKey("dom-ptank", "leak", HV),
                       severity=Severity.CRITICAL, ts=clock.now(), room="dom",
                       message=Text(zh="法兰漏水", en="Flange leak"), value=1.0, sensor="dom-flange-leak")
 

@@ -19,7 +19,9 @@ from pumpwatch.clock import FakeClock
 from pumpwatch.site import Severity, Text
 from tests.support.state import People, advance, clock_time
 
-KEY = AlarmKey("dom-p1", "dry_run")
+HV = "harbour-view"  # the estate of examples/site.yaml
+
+KEY = AlarmKey("dom-p1", "dry_run", HV)
 MESSAGE = Text(zh="一号生活泵干转", en="Domestic pump 1 running dry")
 TITLE = Text(zh="一号生活泵法兰漏水", en="Domestic pump 1 flange leaks")
 CHECKLIST = [ChecklistItem("noise", Text(zh="水泵有无异常响声", en="Abnormal pump noise"))]

@@ -137,11 +137,12 @@ def test_check_site_missing_file_exits_2_with_clear_message(
     assert err.splitlines() == [f"{missing}: cannot read: No such file or directory"]
 
 
-def test_check_site_directory_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_check_site_of_a_folder_without_site_files_exits_2(tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check-site", str(tmp_path)]) == 2
     out, err = capsys.readouterr()
     assert out == ""
-    assert err.startswith(f"{tmp_path}: cannot read: ")
+    assert err == f"{tmp_path}: the folder holds no site file (*.yaml)\n"
     assert "Traceback" not in err
 
 

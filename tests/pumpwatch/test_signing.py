@@ -8,13 +8,17 @@ from pathlib import Path
 import pytest
 
 from pumpwatch.alarm_events import AlarmAction, AlarmEvent, AlarmKey
+from pumpwatch.portfolio import Portfolio
 from pumpwatch.readings import Quality, Reading
+from pumpwatch.settings import Settings, SigningSettings
 from pumpwatch.signing import (
     RESERVE_US,
     ReplayGuard,
     Sequences,
     Signer,
     Verifier,
+    edge_verifier,
+    feed_verifier,
     load_key,
     load_keyring,
 )
@@ -163,8 +167,8 @@ def test_keys_come_from_files_and_short_ones_are_refused(tmp_path: Path) -> None
 def test_an_event_or_reading_about_what_the_site_has_not_is_an_unknown_asset() -> None:
     assets = SiteAssets(load_site(Path(__file__).resolve().parents[2] / "examples" / "site.yaml"))
 
-    def event(asset: str, room: str) -> AlarmEvent:
-        return AlarmEvent(AlarmAction.RAISED, AlarmKey(asset, "leak"), Severity.CRITICAL, 0.0, room,
+    def event(asset: str, room: str, estate: str = "harbour-view") -> AlarmEvent:
+        return AlarmEvent(AlarmAction.RAISED, AlarmKey(asset, "leak", estate), Severity.CRITICAL, 0.0, room,
                           Text(zh="漏水", en="leak"))
 
     for asset, room in (("fire-p1", "fire"), ("dom", "dom"), ("dom-duty", "dom"), ("plc-dom", "dom"),
@@ -174,6 +178,35 @@ def test_an_event_or_reading_about_what_the_site_has_not_is_an_unknown_asset() -
         with pytest.raises(Refused) as caught:
             assets.check_event(event(asset, room))
         assert caught.value.reason is Refusal.UNKNOWN_ASSET
-    assets.check_readings("dom", [Reading("dom-header-pressure", 0.0, 0.4, Quality.GOOD)])
+    with pytest.raises(Refused, match="no estate 'elsewhere'") as caught:
+        assets.check_event(event("fire-p1", "fire", estate="elsewhere"))  # its asset, another estate
+    assert caught.value.reason is Refusal.UNKNOWN_ASSET
+    assets.check_readings("harbour-view", "dom", [Reading("dom-header-pressure", 0.0, 0.4, Quality.GOOD)])
     with pytest.raises(Refused):
-        assets.check_readings("dom", [Reading("fire-main-pressure", 0.0, 0.4, Quality.GOOD)])
+        assets.check_readings("harbour-view", "dom", [Reading("fire-main-pressure", 0.0, 0.4, Quality.GOOD)])
+    with pytest.raises(Refused):
+        assets.check_readings("elsewhere", "dom", [Reading("dom-header-pressure", 0.0, 0.4, Quality.GOOD)])
+
+
+def test_the_assets_and_keys_of_two_estates_with_the_same_ids_are_told_apart(tmp_path: Path) -> None:
+    site = load_site(Path(__file__).resolve().parents[2] / "examples" / "edge-site.yaml")
+    twin = site.model_copy(update={
+        "site": site.site.model_copy(update={"id": "twin"}),
+        "edges": tuple(e.model_copy(update={"id": f"twin-{e.id}", "username": f"twin-{e.username}"})
+                       for e in site.edges)})
+    portfolio = Portfolio.of(site, twin)
+    assets = SiteAssets(portfolio)
+    room = site.rooms[0].id
+    for estate in ("edge-example", "twin"):
+        assets.check_event(AlarmEvent(AlarmAction.RAISED, AlarmKey(room, "leak", estate), Severity.CRITICAL,
+                                      0.0, room, Text(zh="漏水", en="leak")))
+    with pytest.raises(Refused, match="no estate 'other'"):
+        assets.check_event(AlarmEvent(AlarmAction.RAISED, AlarmKey(room, "leak", "other"), Severity.CRITICAL,
+                                      0.0, room, Text(zh="漏水", en="leak")))
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    for kid in ("collector-a", *(e.id for e in site.edges), *(e.id for e in twin.edges)):
+        (keys / f"{kid}.key").write_text(kid + "-" + "k" * 40, encoding="utf-8")
+    settings = Settings(signing=SigningSettings(trusted_dir=keys))
+    assert set(feed_verifier(settings, portfolio, None).keys) == {"collector-a"}  # no edge of either estate
+    assert set(edge_verifier(settings, portfolio, None).keys) == {e.id for e in (*site.edges, *twin.edges)}

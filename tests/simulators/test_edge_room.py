@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from collector.estates import source_view
 from collector.metrics import CollectorMetrics
 from collector.sources.modbus import DeviceState, ModbusCollector
 from collector.sources.mqtt_decode import MqttDecoder
@@ -97,7 +98,7 @@ def test_the_wireless_gateway_batch_is_keyed_by_id_and_decodes_to_its_sensors(si
     assert sorted(entry["id"] for entry in document["values"]) == ["door", "hum", "leak", "noise",
                                                                     "smoke"]
     document["values"].reverse()  # a gateway may send its entries in any order
-    out = MqttDecoder(site.mqtt, SensorCatalog(site)).decode(
+    out = MqttDecoder(source_view(site).mqtt, SensorCatalog(site)).decode(
         "gw/b2/batch", json.dumps(document).encode(), 1_767_225_600.0)
     assert out.rejected == []
-    assert {r.sensor: r.value for r in out.readings} == values
+    assert {r.sensor: r.value for r in out.readings} == {f"edge-room/{k}": v for k, v in values.items()}

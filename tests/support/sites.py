@@ -65,11 +65,20 @@ def site_with(pumps: int = 2, duty_select: bool = True, timezone: str = "Asia/Sh
     return parse_site(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), "test-site.yaml")
 
 
-def plan_tasks(sessions: sessionmaker[Session], prefix: str = "") -> list[Task]:
-    """Tasks whose plan_key starts with `prefix`, oldest first."""
+def own_key(task: Task) -> str:
+    """A task's plan key within its estate: `<plan>:<occurrence>` of `<estate>:<plan>:<occurrence>`."""
+    if task.plan_key is None or not task.estate:
+        return task.plan_key or ""
+    return task.plan_key.removeprefix(f"{task.estate}:")
+
+
+def plan_tasks(sessions: sessionmaker[Session], prefix: str = "", estate: str | None = None) -> list[Task]:
+    """Tasks whose plan key within their estate starts with `prefix` (of `estate`, or any), oldest first."""
     with sessions() as session:
-        return list(session.scalars(select(Task).where(Task.plan_key.like(f"{prefix}%"))
-                                    .order_by(Task.created_at, Task.id)))
+        query = select(Task).where(Task.plan_key.is_not(None)).order_by(Task.created_at, Task.id)
+        if estate is not None:
+            query = query.where(Task.estate == estate)
+        return [t for t in session.scalars(query) if own_key(t).startswith(prefix)]
 
 
 async def advance_days(clock: FakeClock, days: float, step: float = 86_400.0) -> None:
