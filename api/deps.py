@@ -11,6 +11,7 @@ from fastapi import Depends, HTTPException, Request
 from api.context import ApiContext
 from maintenance.errors import Forbidden
 from maintenance.models import User
+from maintenance.scope import ORGANISATION, Scope
 from maintenance.vocab import Role, TokenKind
 
 SESSION_COOKIE = "pumpwatch_session"
@@ -57,6 +58,15 @@ async def current_user(request: Request, ctx: Ctx) -> User:
 
 
 CurrentUser = Annotated[User, Depends(current_user)]
+
+
+async def current_scope(ctx: Ctx, user: CurrentUser) -> Scope:
+    """The estates the signed-in user's work covers (see `maintenance.scope`)."""
+    del ctx, user
+    return ORGANISATION
+
+
+CallerScope = Annotated[Scope, Depends(current_scope)]
 
 
 def require(*roles: Role) -> Callable[[ApiContext, User], User]:
