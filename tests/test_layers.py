@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -57,3 +58,47 @@ def test_an_import_against_the_direction_breaks_a_contract(tmp_path: Path, modul
     assert result.returncode != 0, f"contract {contract} kept:\n{result.stdout}"
     assert "1 broken" in result.stdout
     assert bad_import.split()[-1] in result.stdout
+
+
+COMPOSITION_ROOT = frozenset({"pumpwatch.cli", "pumpwatch.stack", "pumpwatch.demo_seed"})
+
+
+_CYCLES = """
+import json, sys
+import grimp
+packages, root = sys.argv[1].split(","), set(sys.argv[2].split(","))
+graph = grimp.build_graph(*packages, cache_dir=None)
+edges = set()
+for module in graph.modules:
+    if module in root:
+        continue
+    for imported in graph.find_modules_directly_imported_by(module):
+        depth = 1 if module.split(".")[0] != imported.split(".")[0] else 2
+        a, b = ".".join(module.split(".")[:depth]), ".".join(imported.split(".")[:depth])
+        if a != b:
+            edges.add((a, b))
+print(json.dumps(sorted([a, b] for a, b in edges if (b, a) in edges and a < b)))
+"""
+
+
+def _package_cycles(tree: Path) -> list[tuple[str, str]]:
+    """Pairs of packages (top level, and second level within one) that import each other.
+
+    In a fresh interpreter on the copy: modules this process has imported would hide the copy's.
+    """
+    env = dict(os.environ, PYTHONPATH=str(tree))
+    result = subprocess.run([sys.executable, "-c", _CYCLES, ",".join(PACKAGES), ",".join(COMPOSITION_ROOT)],
+                            cwd=tree, env=env, capture_output=True, text=True, timeout=120, check=True)
+    return [(a, b) for a, b in json.loads(result.stdout)]
+
+
+def test_no_two_packages_import_each_other_outside_the_composition_root(tmp_path: Path) -> None:
+    assert _package_cycles(_copy(tmp_path)) == []
+
+
+def test_a_cycle_between_two_subpackages_is_found(tmp_path: Path) -> None:
+    tree = _copy(tmp_path)
+    path = tree / "collector" / "metrics.py"  # the pipeline imports the metrics; now they import it back
+    path.write_text(path.read_text(encoding="utf-8") + "\nimport collector.pipeline.sink  # back again\n",
+                    encoding="utf-8")
+    assert _package_cycles(tree) == [("collector.metrics", "collector.pipeline")]
