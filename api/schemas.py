@@ -40,6 +40,13 @@ class Bilingual(BaseModel):
     en: str
 
 
+class TitleIn(Body):
+    """A title a person writes, in Simplified Chinese and English, each at most 200 characters."""
+
+    zh: str = Field(max_length=200)
+    en: str = Field(max_length=200)
+
+
 class UserPublic(BaseModel):
     """A user as others see it."""
 
@@ -261,7 +268,7 @@ class TaskDetail(TaskPublic):
 class TaskCreate(Body):
     """A task by hand: a fault report (anyone) or other kinds (supervisor)."""
 
-    title: Bilingual
+    title: TitleIn
     kind: TaskKind = TaskKind.FAULT
     priority: Priority = Priority.NORMAL
     asset: str | None = Field(None, max_length=100)
