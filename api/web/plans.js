@@ -115,8 +115,9 @@ export async function plansPage(main, ctx) {
 
 /** The local day and plan of a plan key "plan:target@2026-12-06". */
 function keyParts(planKey) {
-  const m = /^([^:]+):(.+)@(\d{4}-\d{2}-\d{2})$/.exec(planKey || '');
-  return m ? {plan: m[1], target: m[2], day: m[3]} : null;
+  // "<estate>:<plan>:<target>@<day>"; keys from before estates have no estate part
+  const m = /^(?:([^:]+):)?([^:]+):([^:@]+)@(\d{4}-\d{2}-\d{2})$/.exec(planKey || '');
+  return m ? {estate: m[1] || null, plan: m[2], target: m[3], day: m[4]} : null;
 }
 
 /** What an entry shows: the task's state, overdue, created late; or the occurrence's plan status. */
@@ -169,7 +170,7 @@ async function calendarEntries(month, filters) {
   for (const task of tasks.data) {
     if (!task.plan_key) continue;
     const parts = keyParts(task.plan_key);
-    const plan = parts ? parts.plan : task.plan_key.split(':')[0];
+    const plan = parts ? parts.plan : task.plan_key.split(':').at(-2) || task.plan_key;
     if (filters.plan && plan !== filters.plan) continue;
     byKey.set(task.plan_key, {planKey: task.plan_key, plan, day: parts ? parts.day : siteDay(task.due_at), room: task.room,
       targetName: null, task, dueAt: task.due_at});

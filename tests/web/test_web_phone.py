@@ -39,7 +39,7 @@ def todays_round(accounts: Accounts, username: str, room: str) -> dict[str, Any]
     """The inspection round of `room` the demo made today and assigned to `username`."""
     query: dict[str, str | int] = {"mine": "true", "kind": "inspection", "room": room, "limit": 50}
     tasks = accounts.api(username).get("/api/tasks", params=query).json()["data"]
-    found: list[dict[str, Any]] = [t for t in tasks if (t["plan_key"] or "").startswith("daily-round:")]
+    found: list[dict[str, Any]] = [t for t in tasks if ":daily-round:" in f":{t['plan_key'] or ''}"]
     assert found, tasks
     return found[0]
 
@@ -243,7 +243,7 @@ def test_the_phone_has_a_bottom_bar_and_keeps_changes_made_offline(
     screenshot(page, "round-fault-english-phone")
     query: dict[str, str | int] = {"kind": "corrective", "limit": 100}
     fixes = accounts.api("tech2").get("/api/tasks", params=query).json()["data"]
-    fix = next(t for t in fixes if t["plan_key"] == f"corrective:{task['id']}:{fail}")
+    fix = next(t for t in fixes if t["plan_key"].endswith(f":corrective:{task['id']}:{fail}"))
     assert fix["title_zh"].startswith("整改：")
     assert fix["title_en"].startswith("Fix: ")
     page.goto(f"{browsers.demo.url}/#/task/{fix['id']}")
