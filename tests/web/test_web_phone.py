@@ -243,7 +243,7 @@ def test_the_phone_has_a_bottom_bar_and_keeps_changes_made_offline(
     screenshot(page, "round-fault-english-phone")
     query: dict[str, str | int] = {"kind": "corrective", "limit": 100}
     fixes = accounts.api("tech2").get("/api/tasks", params=query).json()["data"]
-    fix = next(t for t in fixes if t["plan_key"].endswith(f":corrective:{task['id']}:{fail}"))
+    fix = next(t for t in fixes if f":{t['plan_key']}".endswith(f":corrective:{task['id']}:{fail}"))
     assert fix["title_zh"].startswith("整改：")
     assert fix["title_en"].startswith("Fix: ")
     page.goto(f"{browsers.demo.url}/#/task/{fix['id']}")

@@ -479,7 +479,7 @@ def test_a_technician_works_through_a_checklist_on_a_phone(browsers: Browsers, d
     assert items["log"]["note"] == "两台泵运行正常"
     # The failed gauge item raised one corrective task, linked to the round.
     corrective = accounts.api("supervisor").get("/api/tasks", params={"kind": "corrective"}).json()["data"]
-    linked = [t for t in corrective if t["plan_key"].endswith(f":corrective:{task_id}:gauge")]
+    linked = [t for t in corrective if f":{t['plan_key']}".endswith(f":corrective:{task_id}:gauge")]
     assert len(linked) == 1
     assert "0.62" in linked[0]["title_en"]
     origin = f"来自任务 #{task_id}（日常巡检：生活水泵房）的检查项「出水压力表读数」"
