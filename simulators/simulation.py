@@ -68,8 +68,8 @@ class Simulation:
             await server.start()
         await self.buses.start()
         if self.sensors is not None:
+            self._listen_for_control(self.sensors)  # before connecting: a quick CONNACK must find it
             self.sensors.start()
-            self._listen_for_control(self.sensors)
 
     async def stop(self) -> None:
         """Close everything that start opened."""
