@@ -1,13 +1,17 @@
 """Everything the API's routes reach: the estates, stores, live buses, services and settings.
 
 A route that takes a room or sensor id resolves it within an estate: the `estate` query parameter, or the
-only estate of a single-estate deployment (`estate`, 422 when several estates and none given).
+only estate of a single-estate deployment or of the caller's scope (`estate`, 422 when several estates and
+none given). An estate outside the caller's scope is a 404, as if it did not exist: the scope is the
+request's (`REQUEST_SCOPE`, set by `api.deps.scoped_user` for every signed-in request), so no route that
+resolves an estate can forget it.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,10 +22,12 @@ from maintenance.alarms import AlarmService
 from maintenance.approvals import ApprovalService
 from maintenance.audit import AuditTrail
 from maintenance.auth import AuthService
+from maintenance.errors import NotFound
 from maintenance.estates import estate_of
 from maintenance.exceptions import ExceptionService
 from maintenance.handover import HandoverService
 from maintenance.reports import MonthlyReport
+from maintenance.scope import ORGANISATION, Scope
 from maintenance.tasks import TaskService
 from pumpwatch.alarm_events import AlarmEvent
 from pumpwatch.bus import LiveBus
@@ -33,6 +39,7 @@ from pumpwatch.series import SeriesStore
 from pumpwatch.site import Site
 
 HealthCheck = Callable[[], tuple[bool, str]]
+REQUEST_SCOPE: ContextVar[Scope] = ContextVar("request_scope", default=ORGANISATION)
 
 
 @dataclass
@@ -77,7 +84,18 @@ class ApiContext:
         return self.catalog.portfolio
 
     def estate(self, estate: str | None) -> str:
-        """The estate a room or sensor id given to a route is in: `estate`, or the only one (else 422)."""
+        """The estate a room or sensor id given to a route is in: `estate`, or the only one (else 422).
+
+        Within the request's scope: an estate outside it is NotFound (404) whether or not it exists, and
+        a person whose scope is one estate need not name it.
+        """
+        scope = REQUEST_SCOPE.get()
+        if estate is not None and not scope.covers(estate):
+            raise NotFound("estate", estate)
+        if estate is None and scope.estates is not None:
+            mine = scope.narrow(self.portfolio.estates)
+            if len(mine) == 1:
+                return mine[0]
         return estate_of(self.portfolio, estate)
 
     def estate_site(self, estate: str | None) -> Site:

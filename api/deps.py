@@ -8,8 +8,8 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 
-from api.context import ApiContext
-from maintenance.errors import Forbidden
+from api.context import REQUEST_SCOPE, ApiContext
+from maintenance.errors import Forbidden, NotFound
 from maintenance.models import User
 from maintenance.scope import ORGANISATION, Scope
 from maintenance.vocab import Role, TokenKind
@@ -57,16 +57,82 @@ async def current_user(request: Request, ctx: Ctx) -> User:
     raise _unauthorized("sign in first")
 
 
-CurrentUser = Annotated[User, Depends(current_user)]
+async def scoped_user(request: Request, ctx: Ctx) -> User:
+    """The signed-in user, with the request's scope set to theirs (see `api.context.REQUEST_SCOPE`)."""
+    user = await current_user(request, ctx)
+    REQUEST_SCOPE.set(ORGANISATION if user.estates is None else await asyncio.to_thread(ctx.auth.scope, user))
+    return user
 
 
-async def current_scope(ctx: Ctx, user: CurrentUser) -> Scope:
+CurrentUser = Annotated[User, Depends(scoped_user)]
+
+
+async def current_scope(user: CurrentUser) -> Scope:
     """The estates the signed-in user's work covers (see `maintenance.scope`)."""
-    del ctx, user
-    return ORGANISATION
+    del user  # signed in: the request's scope is set
+    return REQUEST_SCOPE.get()
 
 
 CallerScope = Annotated[Scope, Depends(current_scope)]
+
+
+def _record_id(request: Request, name: str) -> int | None:
+    value = request.path_params.get(name)
+    return int(value) if isinstance(value, str) and value.isdigit() else None
+
+
+ScopeCheck = Callable[[Request, ApiContext, Scope], None]
+
+
+def record_in_scope(param: str, what: str, estate_of: Callable[[ApiContext, int], str]) -> ScopeCheck:
+    """A router dependency: the record whose id is the path's `param` is in the caller's scope.
+
+    Else NotFound (404) with the same words as for an id that does not exist.
+    """
+
+    def check(request: Request, ctx: Ctx, scope: CallerScope) -> None:
+        record_id = _record_id(request, param)
+        if record_id is not None and not scope.whole and not scope.covers(estate_of(ctx, record_id)):
+            raise NotFound(what, record_id)
+
+    return check
+
+
+def _exception_estate(ctx: ApiContext, record_id: int) -> str:
+    assert ctx.exceptions is not None
+    return ctx.exceptions.get(record_id).estate
+
+
+def _handover_estate(ctx: ApiContext, record_id: int) -> str:
+    assert ctx.handovers is not None
+    return ctx.handovers.get(record_id).estate
+
+
+def _request_estate(kind: str) -> Callable[[ApiContext, int], str]:
+    def estate_of(ctx: ApiContext, record_id: int) -> str:
+        assert ctx.approvals is not None
+        return ctx.approvals.estate_of(kind, record_id)
+    return estate_of
+
+
+task_in_scope = record_in_scope("task_id", "task", lambda ctx, i: ctx.tasks.get(i).estate)
+alarm_in_scope = record_in_scope("alarm_id", "alarm", lambda ctx, i: ctx.alarms.get(i).estate)
+exception_in_scope = record_in_scope("exception_id", "exception", _exception_estate)
+handover_in_scope = record_in_scope("handover_id", "handover", _handover_estate)
+access_in_scope = record_in_scope("request_id", "access request", _request_estate("access"))
+change_in_scope = record_in_scope("request_id", "change request", _request_estate("change"))
+
+
+def place_in_scope(ctx: ApiContext, scope: Scope, estate: str | None, named: bool) -> str | None:
+    """The estate a list is narrowed to.
+
+    `estate` (or the only one) when it or a room is `named`; else the caller's one estate when their scope
+    is one; else None (every estate: the route filters the rows by scope).
+    """
+    if estate is not None or named:
+        return ctx.estate(estate)
+    mine = scope.narrow(ctx.portfolio.estates)
+    return mine[0] if not scope.whole and len(mine) == 1 else None
 
 
 def require(*roles: Role) -> Callable[[ApiContext, User], User]:

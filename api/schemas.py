@@ -55,6 +55,7 @@ class UserPublic(BaseModel):
     username: str
     display_name: str
     roles: list[str]
+    estates: list[str] | None = None  # the estates the roles are held for; null: the whole organisation
     active: bool
     locked_until: datetime | None = None
 
@@ -75,6 +76,9 @@ class UserCreate(Body):
     display_name: str = Field(min_length=1, max_length=128)
     password: str = Field(min_length=10, max_length=256)
     roles: list[Role] = Field(default_factory=list)
+    estates: list[Annotated[str, Field(min_length=1, max_length=64)]] | None = Field(
+        None, max_length=1000, description="the estates the roles are held for; omitted or null: the whole "
+                                           "organisation")
 
 
 class UserUpdate(Body):
@@ -84,6 +88,9 @@ class UserUpdate(Body):
     active: bool | None = None
     password: str | None = Field(None, min_length=10, max_length=256)
     unlock: bool = False
+    estates: list[Annotated[str, Field(min_length=1, max_length=64)]] | None = Field(
+        None, max_length=1000, description="hold the roles for these estates from now on")
+    whole_organisation: bool = Field(False, description="hold the roles for the whole organisation")
 
 
 class DeputyCreate(Body):
@@ -148,6 +155,7 @@ class AlarmPublic(BaseModel):
 
     model_config = ConfigDict(from_attributes=True)
     id: int
+    estate: str
     asset: str
     alarm_type: str
     room: str
@@ -175,6 +183,7 @@ class TaskPublic(BaseModel):
 
     model_config = ConfigDict(from_attributes=True)
     id: int
+    estate: str
     kind: str
     title_zh: str
     title_en: str
@@ -372,6 +381,7 @@ class ExceptionPublic(BaseModel):
 
     model_config = ConfigDict(from_attributes=True)
     id: int
+    estate: str
     asset: str
     alarm_type: str
     sensor: str | None
@@ -438,6 +448,7 @@ class HandoverPublic(BaseModel):
 
     model_config = ConfigDict(from_attributes=True)
     id: int
+    estate: str
     room: str | None
     shift_started_at: datetime
     submitted_at: datetime

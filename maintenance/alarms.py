@@ -45,6 +45,7 @@ class AlarmFilter:
     asset: str | None = None
     since: datetime | None = None
     estate: str | None = None
+    within: frozenset[str] | None = None  # the caller's scope: only these estates (None: every one)
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,6 +285,8 @@ class AlarmService:
             conditions.append(Alarm.asset == filters.asset)
         if filters.estate is not None:
             conditions.append(Alarm.estate == filters.estate)
+        if filters.within is not None:
+            conditions.append(Alarm.estate.in_(sorted(filters.within)))
         if filters.since is not None:
             conditions.append(Alarm.started_at >= filters.since)
         query = (select(Alarm).where(*conditions).order_by(Alarm.started_at.desc(), Alarm.id.desc())

@@ -192,6 +192,15 @@ class ApprovalService:
             raise Forbidden("entry and exit are confirmed by the escort named on the request (or the deputy "
                             "escort named with it), who accompanies the visitor")
 
+    def estate_of(self, kind: str, request_id: int) -> str:
+        """The estate of an access (`kind` "access") or change request; NotFound otherwise."""
+        with self._sessions() as session:
+            row = (session.get(AccessRequest, request_id) if kind == "access"
+                   else session.get(ChangeRequest, request_id))
+            if row is None:
+                raise NotFound(f"{kind} request", request_id)
+            return row.estate
+
     def _access(self, request_id: int, user: User,
                 change: Callable[[Session, AccessRequest, User, datetime], str]) -> AccessRequest:
         now = self.now()

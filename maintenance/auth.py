@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -25,6 +25,7 @@ from maintenance.errors import (
     SignInThrottled,
 )
 from maintenance.models import ApiToken, Deputy, User, utc_from_epoch
+from maintenance.scope import ORGANISATION, Scope
 from maintenance.signin_models import SignInFailures
 from maintenance.token_cache import TokenCache, VerifiedToken
 from maintenance.vocab import Role, TokenKind
@@ -108,8 +109,12 @@ class AuthService:
 
     # -- users -------------------------------------------------------------------------------------
     def create_user(self, username: str, password: str, roles: Iterable[str] = (),
-                    display_name: str | None = None, actor: User | None = None) -> User:
-        """Create an active user; `actor` None is the system (bootstrap), else it must be an admin."""
+                    display_name: str | None = None, actor: User | None = None,
+                    estates: Iterable[str] | None = None) -> User:
+        """Create an active user; `actor` None is the system (bootstrap), else it must be an admin.
+
+        `estates`: the estates the roles are held for; None, the whole organisation.
+        """
         username = username.strip()
         if not username:
             raise InvalidInput("username must not be empty")
@@ -121,7 +126,7 @@ class AuthService:
                 self._require_admin(session, actor, now, "creating a user")
                 user = User(username=username, display_name=display_name or username,
                             password_hash=password_hash, roles=role_values, active=True, failed_logins=0,
-                            created_at=now)
+                            created_at=now, estates=_estates_or_invalid(estates))
                 session.add(user)
                 session.flush()
                 audit.record(session, audit.actor_id(actor), "user", user.id, "created", None,
@@ -165,6 +170,29 @@ class AuthService:
         """Replace a user's roles (admin or system)."""
         role_values = _roles_or_invalid(roles)
         return self._update_user(user_id, actor, "roles_changed", "changing roles", roles=role_values)
+
+    def set_estates(self, user_id: int, estates: Iterable[str] | None, actor: User | None) -> User:
+        """Hold a user's roles for these estates, or (None) for the whole organisation (admin or system)."""
+        return self._update_user(user_id, actor, "estates_changed", "changing a user's estates",
+                                 estates=_estates_or_invalid(estates))
+
+    def scope(self, user: User, now: datetime | None = None) -> Scope:
+        """The estates `user` works in at `now`: their own, and those of everyone they deputise for."""
+        own = Scope(None if user.estates is None else frozenset(user.estates))
+        if own.whole:
+            return own
+        when = now or self.now()
+        with self._sessions() as session:
+            principals = session.scalars(
+                select(User).join(Deputy, Deputy.principal_id == User.id)
+                .where(Deputy.deputy_id == user.id, Deputy.valid_from <= when,
+                       or_(Deputy.valid_until.is_(None), Deputy.valid_until > when), User.active.is_(True)))
+            estates = set(own.estates or ())
+            for principal in principals:
+                if principal.estates is None:
+                    return ORGANISATION
+                estates.update(principal.estates)
+        return Scope(frozenset(estates))
 
     def set_active(self, user_id: int, active: bool, actor: User | None) -> User:
         """Activate or deactivate a user (admin or system); deactivating revokes the user's tokens."""
@@ -418,6 +446,18 @@ class AuthService:
         with self._sessions() as session:
             current = session.get(User, user.id)
             return current is not None and roles.has_role(session, current, Role(role), now or self.now())
+
+
+def _estates_or_invalid(values: Iterable[str] | None) -> list[str] | None:
+    if values is None:
+        return None
+    if isinstance(values, str):
+        raise InvalidInput("estates must be a list of estate ids, or null for the whole organisation")
+    estates = sorted({value.strip() for value in values})
+    if not estates or any(not e or len(e) > 64 for e in estates):
+        raise InvalidInput("estates must name at least one estate id of 1 to 64 characters, "
+                           "or be null for the whole organisation")
+    return estates
 
 
 def _roles_or_invalid(values: Iterable[str]) -> list[str]:

@@ -78,7 +78,7 @@ class Base(DeclarativeBase):
 
 
 class User(Base):
-    """A person who logs in; roles is a JSON list of `Role` values."""
+    """A person who logs in; roles is a JSON list of `Role` values, held for `estates` (None: all)."""
 
     __tablename__ = "users"
 
@@ -87,6 +87,8 @@ class User(Base):
     display_name: Mapped[str] = mapped_column(String(128))
     password_hash: Mapped[str] = mapped_column(String(255))
     roles: Mapped[list[str]]
+    # The estates the user's roles are held for; None: the whole organisation (maintenance/scope.py).
+    estates: Mapped[list[str] | None] = mapped_column(JSON, nullable=True, default=None)
     active: Mapped[bool] = mapped_column(default=True)
     failed_logins: Mapped[int] = mapped_column(default=0)
     locked_until: Mapped[datetime | None]

@@ -31,6 +31,7 @@ class TaskFilter:
     due_before: datetime | None = None
     due_after: datetime | None = None  # at or after: with due_before, a period (the plan calendar's month)
     estate: str | None = None
+    within: frozenset[str] | None = None  # the caller's scope: only these estates (None: every one)
 
 
 def task_conditions(filters: TaskFilter) -> list[ColumnElement[bool]]:
@@ -48,6 +49,8 @@ def task_conditions(filters: TaskFilter) -> list[ColumnElement[bool]]:
     for column, value in equal:
         if value is not None:
             conditions.append(column == value)
+    if filters.within is not None:
+        conditions.append(Task.estate.in_(sorted(filters.within)))
     if filters.due_before is not None:
         conditions.append(Task.due_at < filters.due_before)
     if filters.due_after is not None:

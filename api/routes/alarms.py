@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 
-from api.deps import Ctx, CurrentUser
+from api.deps import CallerScope, Ctx, CurrentUser, alarm_in_scope
 from api.schemas import MAX_ID, AckIn, AlarmOnBoard, AlarmPublic, AuditEntryPublic, Page, PathId, TaskPublic
 from maintenance.alarms import AlarmFilter
 from maintenance.audit import AuditFilter
@@ -15,11 +15,11 @@ from maintenance.models import Alarm
 from maintenance.vocab import AlarmState
 from pumpwatch.site import Severity
 
-router = APIRouter(prefix="/api/alarms", tags=["alarms"])
+router = APIRouter(prefix="/api/alarms", tags=["alarms"], dependencies=[Depends(alarm_in_scope)])
 
 
 @router.get("", response_model=Page[AlarmOnBoard])
-def list_alarms(ctx: Ctx, _user: CurrentUser, state: AlarmState | None = None,
+def list_alarms(ctx: Ctx, _user: CurrentUser, scope: CallerScope, state: AlarmState | None = None,
                 acknowledged: bool | None = None, severity: Severity | None = None,
                 room: str | None = None, asset: str | None = None, since: datetime | None = None,
                 offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
@@ -29,7 +29,8 @@ def list_alarms(ctx: Ctx, _user: CurrentUser, state: AlarmState | None = None,
     place = ctx.estate(estate) if estate is not None or room is not None or asset is not None else None
     items, total = ctx.alarms.list_alarms(AlarmFilter(state=state, acknowledged=acknowledged,
                                                       severity=severity, room=room, asset=asset,
-                                                      since=since, estate=place), offset, limit)
+                                                      since=since, estate=place, within=scope.estates),
+                                                      offset, limit)
     return Page(data=_on_board(ctx, items), count=total)
 
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from api.deps import Ctx, CurrentUser
+from api.deps import CallerScope, Ctx, CurrentUser, access_in_scope, change_in_scope, place_in_scope
 from api.schemas import Body, DbId, Page, PathId, ReasonIn
 from maintenance.approvals import ApprovalService
 
@@ -91,11 +91,11 @@ def _service(ctx: Ctx) -> ApprovalService:
 
 
 @router.get("/access-requests", response_model=Page[AccessPublic])
-def list_access(ctx: Ctx, user: CurrentUser, state: str | None = None,
+def list_access(ctx: Ctx, user: CurrentUser, scope: CallerScope, state: str | None = None,
                 room: str | None = None, estate: str | None = None) -> Page[AccessPublic]:
     """Access requests, newest first (any signed-in user); a room is one estate's (`estate`)."""
-    place = ctx.estate(estate) if estate is not None or room is not None else None
-    rows = _service(ctx).list_access(state, room, place)
+    place = place_in_scope(ctx, scope, estate, room is not None)
+    rows = [r for r in _service(ctx).list_access(state, room, place) if scope.covers(r.estate)]
     return Page(data=[AccessPublic.model_validate(r) for r in rows], count=len(rows))
 
 
@@ -109,35 +109,40 @@ def request_access(ctx: Ctx, user: CurrentUser, body: AccessCreate,
     return AccessPublic.model_validate(row)
 
 
-@router.post("/access-requests/{request_id}/approve", response_model=AccessPublic)
+@router.post("/access-requests/{request_id}/approve", response_model=AccessPublic,
+             dependencies=[Depends(access_in_scope)])
 def approve_access(request_id: PathId, ctx: Ctx, user: CurrentUser) -> AccessPublic:
     """Give the supervisor's or the director's approval (deputies allowed; never the requester's own)."""
     return AccessPublic.model_validate(_service(ctx).approve_access(request_id, user))
 
 
-@router.post("/access-requests/{request_id}/reject", response_model=AccessPublic)
+@router.post("/access-requests/{request_id}/reject", response_model=AccessPublic,
+             dependencies=[Depends(access_in_scope)])
 def reject_access(request_id: PathId, ctx: Ctx, user: CurrentUser, body: ReasonIn) -> AccessPublic:
     """Refuse a visit (supervisor or director)."""
     return AccessPublic.model_validate(_service(ctx).reject_access(request_id, user, body.reason))
 
 
-@router.post("/access-requests/{request_id}/enter", response_model=AccessPublic)
+@router.post("/access-requests/{request_id}/enter", response_model=AccessPublic,
+             dependencies=[Depends(access_in_scope)])
 def enter(request_id: PathId, ctx: Ctx, user: CurrentUser) -> AccessPublic:
     """Confirm the visitor's entry (the escort named on the request, or its deputy escort)."""
     return AccessPublic.model_validate(_service(ctx).log_entry(request_id, user))
 
 
-@router.post("/access-requests/{request_id}/exit", response_model=AccessPublic)
+@router.post("/access-requests/{request_id}/exit", response_model=AccessPublic,
+             dependencies=[Depends(access_in_scope)])
 def leave(request_id: PathId, ctx: Ctx, user: CurrentUser) -> AccessPublic:
     """Confirm the visitor's exit (the escort, or its deputy escort)."""
     return AccessPublic.model_validate(_service(ctx).log_exit(request_id, user))
 
 
 @router.get("/change-requests", response_model=Page[ChangePublic])
-def list_changes(ctx: Ctx, user: CurrentUser, state: str | None = None,
+def list_changes(ctx: Ctx, user: CurrentUser, scope: CallerScope, state: str | None = None,
                  estate: str | None = None) -> Page[ChangePublic]:
     """Change requests, newest first (every estate's, or `estate`'s)."""
-    rows = _service(ctx).list_changes(state, ctx.estate(estate) if estate is not None else None)
+    place = place_in_scope(ctx, scope, estate, False)
+    rows = [r for r in _service(ctx).list_changes(state, place) if scope.covers(r.estate)]
     return Page(data=[ChangePublic.model_validate(r) for r in rows], count=len(rows))
 
 
@@ -150,13 +155,15 @@ def request_change(ctx: Ctx, user: CurrentUser, body: ChangeCreate,
     return ChangePublic.model_validate(row)
 
 
-@router.post("/change-requests/{request_id}/approve", response_model=ChangePublic)
+@router.post("/change-requests/{request_id}/approve", response_model=ChangePublic,
+             dependencies=[Depends(change_in_scope)])
 def approve_change(request_id: PathId, ctx: Ctx, user: CurrentUser) -> ChangePublic:
     """Consent to the change (a supervisor, not the requester); its work task is created."""
     return ChangePublic.model_validate(_service(ctx).decide_change(request_id, user, True))
 
 
-@router.post("/change-requests/{request_id}/reject", response_model=ChangePublic)
+@router.post("/change-requests/{request_id}/reject", response_model=ChangePublic,
+             dependencies=[Depends(change_in_scope)])
 def reject_change(request_id: PathId, ctx: Ctx, user: CurrentUser, body: ReasonIn) -> ChangePublic:
     """Refuse the change (supervisor), with a reason."""
     return ChangePublic.model_validate(_service(ctx).decide_change(request_id, user, False, body.reason))

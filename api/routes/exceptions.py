@@ -8,15 +8,15 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 
-from api.deps import Ctx, CurrentUser
+from api.deps import CallerScope, Ctx, CurrentUser, exception_in_scope, place_in_scope
 from api.schemas import MAX_ID, ExceptionCreate, ExceptionPublic, Page, PathId, ReasonIn
 from maintenance.errors import InvalidInput
 from maintenance.exception_models import EXCEPTION_STATES
 from maintenance.exceptions import ExceptionService
 
-router = APIRouter(prefix="/api/exceptions", tags=["exceptions"])
+router = APIRouter(prefix="/api/exceptions", tags=["exceptions"], dependencies=[Depends(exception_in_scope)])
 
 
 def _service(ctx: Ctx) -> ExceptionService:
@@ -29,15 +29,19 @@ def _out(row: object) -> ExceptionPublic:
 
 
 @router.get("", response_model=Page[ExceptionPublic])
-def list_exceptions(ctx: Ctx, _user: CurrentUser, state: str | None = None, asset: str | None = None,
+def list_exceptions(ctx: Ctx, _user: CurrentUser, scope: CallerScope, state: str | None = None,
+                    asset: str | None = None,
                     room: str | None = None, offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
                     limit: Annotated[int, Query(ge=1, le=500)] = 100,
                     estate: str | None = None) -> Page[ExceptionPublic]:
     """Exceptions, newest first (any signed-in user); a room or asset is one estate's (`estate`)."""
     if state is not None and state not in EXCEPTION_STATES:
         raise InvalidInput(f"state is one of {', '.join(EXCEPTION_STATES)}")
-    place = ctx.estate(estate) if estate is not None or room is not None or asset is not None else None
+    place = place_in_scope(ctx, scope, estate, room is not None or asset is not None)
     rows, total = _service(ctx).list_exceptions(state, asset, room, offset, limit, estate=place)
+    if place is None and not scope.whole:  # several estates in scope: this page's rows of them
+        rows = [r for r in rows if scope.covers(r.estate)]
+        total = len(rows)
     return Page(data=[_out(r) for r in rows], count=total)
 
 

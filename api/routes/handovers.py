@@ -9,11 +9,11 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, Query, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Query, UploadFile
 from fastapi.responses import FileResponse
 from pydantic import AwareDatetime
 
-from api.deps import Ctx, CurrentUser
+from api.deps import CallerScope, Ctx, CurrentUser, handover_in_scope, place_in_scope
 from api.schemas import (
     MAX_ID,
     HandoverCreate,
@@ -27,7 +27,7 @@ from maintenance.errors import InvalidInput, NotFound
 from maintenance.handover import AbnormalReading, HandoverFilter, HandoverService, KeyOrTool, Signature
 from maintenance.uploads import store_upload
 
-router = APIRouter(prefix="/api/handovers", tags=["handovers"])
+router = APIRouter(prefix="/api/handovers", tags=["handovers"], dependencies=[Depends(handover_in_scope)])
 
 
 def _service(ctx: Ctx) -> HandoverService:
@@ -51,7 +51,7 @@ def draft(ctx: Ctx, _user: CurrentUser, room: str | None = None,
 
 
 @router.get("", response_model=Page[HandoverPublic])
-def search(ctx: Ctx, _user: CurrentUser, room: str | None = None,
+def search(ctx: Ctx, _user: CurrentUser, scope: CallerScope, room: str | None = None,
            person: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None, since: AwareDatetime | None = None,
            until: AwareDatetime | None = None, state: str | None = None,
            q: Annotated[str | None, Query(max_length=200)] = None,
@@ -59,9 +59,12 @@ def search(ctx: Ctx, _user: CurrentUser, room: str | None = None,
            limit: Annotated[int, Query(ge=1, le=500)] = 50,
            estate: str | None = None) -> Page[HandoverPublic]:
     """Handovers, newest first: by estate, room, person (wrote, named or received), period, state, text."""
-    place = ctx.estate(estate) if estate is not None or room is not None else None
+    place = place_in_scope(ctx, scope, estate, room is not None)
     rows, total = _service(ctx).search(HandoverFilter(room, person, since, until, state, q, place), offset,
                                        limit)
+    if place is None and not scope.whole:  # several estates in scope: this page's rows of them
+        rows = [r for r in rows if scope.covers(r.estate)]
+        total = len(rows)
     return Page(data=[_out(r) for r in rows], count=total)
 
 

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
-from api.deps import Ctx, CurrentUser
+from api.deps import CallerScope, Ctx, CurrentUser
 from api.routes.readings import reading_out
 from pumpwatch.wire import alarm_event_json
 
@@ -23,12 +23,12 @@ HEARTBEAT = 15.0
 
 
 @router.get("/live", response_class=StreamingResponse)
-async def live(request: Request, ctx: Ctx, user: CurrentUser, room: str | None = None,
+async def live(request: Request, ctx: Ctx, user: CurrentUser, scope: CallerScope, room: str | None = None,
                estate: str | None = None) -> StreamingResponse:
     """`event: readings` (a list of readings) and `event: alarm` (an alarm event), as text/event-stream.
 
-    Every estate's, or one estate's (`estate`; a `room` is one estate's, so it needs the estate when the
-    deployment has several).
+    Every estate's in the caller's scope, or one estate's (`estate`; a `room` is one estate's, so it needs
+    the estate when the deployment has several and the scope more than one).
     """
     wanted = ctx.estate(estate) if estate is not None or room is not None else None
     readings = ctx.readings.subscribe(f"live:{user.username}", maxsize=200)
@@ -51,7 +51,7 @@ async def live(request: Request, ctx: Ctx, user: CurrentUser, room: str | None =
                 if get_alarm in done:
                     event = get_alarm.result()
                     get_alarm = asyncio.ensure_future(alarms.get())
-                    if _here(event.key.estate, event.room, wanted, room):
+                    if scope.covers(event.key.estate) and _here(event.key.estate, event.room, wanted, room):
                         data = json.dumps(alarm_event_json(event), ensure_ascii=False)
                         yield f"event: alarm\ndata: {data}\n\n"
                 if get_readings in done:
@@ -60,7 +60,7 @@ async def live(request: Request, ctx: Ctx, user: CurrentUser, room: str | None =
                     now = ctx.clock.now()
                     out = [reading_out(ctx, r, now).model_dump() for r in batch
                            if (info := ctx.catalog.get(r.sensor)) is not None
-                           and _here(info.estate, info.room, wanted, room)]
+                           and scope.covers(info.estate) and _here(info.estate, info.room, wanted, room)]
                     if out:
                         yield f"event: readings\ndata: {json.dumps(out, ensure_ascii=False)}\n\n"
         finally:

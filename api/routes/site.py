@@ -9,7 +9,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from api.deps import Ctx, CurrentUser
+from api.deps import CallerScope, Ctx, CurrentUser
 from maintenance.errors import NotFound
 from pumpwatch.site import Pump, Room
 from pumpwatch.thresholds import InForce, site_thresholds
@@ -60,7 +60,7 @@ def _limits(found: InForce | None) -> list[dict[str, Any]]:
 
 
 @router.get("/sensors")
-def sensors(ctx: Ctx, _user: CurrentUser, room: str | None = None,
+def sensors(ctx: Ctx, _user: CurrentUser, scope: CallerScope, room: str | None = None,
             estate: str | None = None) -> dict[str, Any]:
     """Every sensor with its estate, place, unit, range, states and the alarm thresholds in force on it.
 
@@ -69,7 +69,7 @@ def sensors(ctx: Ctx, _user: CurrentUser, room: str | None = None,
     Every estate's sensors, or those of `estate` (a room is one estate's: `room` needs it, or one estate).
     """
     wanted = ctx.estate(estate) if estate is not None or room is not None else None
-    estates = [wanted] if wanted is not None else list(ctx.portfolio.estates)
+    estates = [wanted] if wanted is not None else scope.narrow(ctx.portfolio.estates)
     data: list[dict[str, Any]] = []
     for name in estates:
         in_force = {found.sensor.id: found for found in site_thresholds(ctx.portfolio.estate(name))}

@@ -11,10 +11,10 @@ import asyncio
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, Query, Response, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Query, Response, UploadFile
 from fastapi.responses import FileResponse
 
-from api.deps import Ctx, CurrentUser
+from api.deps import CallerScope, Ctx, CurrentUser, task_in_scope
 from api.schemas import (
     MAX_ID,
     AssignIn,
@@ -38,7 +38,7 @@ from maintenance.vocab import Priority, TaskState
 from pumpwatch.portfolio import sensor_key
 from pumpwatch.site import Text
 
-router = APIRouter(prefix="/api/tasks", tags=["tasks"])
+router = APIRouter(prefix="/api/tasks", tags=["tasks"], dependencies=[Depends(task_in_scope)])
 TaskPage = Page[TaskPublic]
 
 
@@ -47,7 +47,8 @@ def _out(task: object) -> TaskDetail:
 
 
 @router.get("", response_model=TaskPage)
-def list_tasks(ctx: Ctx, user: CurrentUser, state: Annotated[list[TaskState] | None, Query()] = None,
+def list_tasks(ctx: Ctx, user: CurrentUser, scope: CallerScope,
+               state: Annotated[list[TaskState] | None, Query()] = None,
                mine: bool = False, assignee: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
                priority: Priority | None = None,
                room: str | None = None, asset: str | None = None, kind: str | None = None,
@@ -61,7 +62,7 @@ def list_tasks(ctx: Ctx, user: CurrentUser, state: Annotated[list[TaskState] | N
     place = ctx.estate(estate) if estate is not None or room is not None or asset is not None else None
     filters = TaskFilter(states=state, assignee=user.id if mine else assignee, priority=priority,
                          room=room, asset=asset, kind=kind, due_before=due_before, due_after=due_after,
-                         estate=place)
+                         estate=place, within=scope.estates)
     rows, total = ctx.tasks.list_rows(filters, offset, limit)
     # Validated and serialised once here; FastAPI would otherwise check the returned page a second time.
     return Response(TaskPage.model_validate({"data": rows, "count": total}).model_dump_json(),

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict
 
 from api.deps import Ctx, CurrentUser, require
 from api.schemas import DeputyCreate, Page, PathId, SignInFailurePublic, UserCreate, UserPublic, UserUpdate
+from maintenance.errors import InvalidInput
 from maintenance.models import User
 from maintenance.vocab import Role
 
@@ -48,13 +49,16 @@ def sign_in_failures(ctx: Ctx, admin: Admin) -> Page[SignInFailurePublic]:
 def create_user(ctx: Ctx, admin: Admin, body: UserCreate) -> UserPublic:
     """Create a user."""
     user = ctx.auth.create_user(body.username, body.password, [r.value for r in body.roles],
-                                display_name=body.display_name, actor=admin)
+                                display_name=body.display_name, actor=admin,
+                                estates=_known_estates(ctx, body.estates))
     return UserPublic.model_validate(user)
 
 
 @router.patch("/{user_id}", response_model=UserPublic)
 def update_user(user_id: PathId, ctx: Ctx, admin: Admin, body: UserUpdate) -> UserPublic:
-    """Change roles, activity, password; unlock (clears the failed sign-ins of the name)."""
+    """Change roles, activity, password, estates; unlock (clears the failed sign-ins of the name)."""
+    if body.estates is not None and body.whole_organisation:
+        raise InvalidInput("give estates or whole_organisation, not both")
     user = ctx.auth.get_user(user_id)
     if body.roles is not None:
         user = ctx.auth.set_roles(user_id, [r.value for r in body.roles], admin)
@@ -67,7 +71,19 @@ def update_user(user_id: PathId, ctx: Ctx, admin: Admin, body: UserUpdate) -> Us
         user = ctx.auth.get_user(user_id)
     if body.unlock:
         user = ctx.auth.unlock(user_id, admin)
+    if body.estates is not None or body.whole_organisation:
+        user = ctx.auth.set_estates(user_id, _known_estates(ctx, body.estates), admin)
     return UserPublic.model_validate(user)
+
+
+def _known_estates(ctx: Ctx, estates: list[str] | None) -> list[str] | None:
+    """The estates, each one of the deployment's; InvalidInput names one that is not."""
+    if estates is not None:
+        unknown = sorted(set(estates) - set(ctx.portfolio.estates))
+        if unknown:
+            raise InvalidInput(f"not an estate of the deployment: {', '.join(unknown)}; the estates are "
+                               f"{', '.join(ctx.portfolio.estates)}")
+    return estates
 
 
 @router.get("/deputies", response_model=Page[DeputyPublic])

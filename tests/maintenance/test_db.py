@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError, StatementError
 from maintenance.db import DEFAULT_URL, current_revision, database_url, make_engine, session_factory, upgrade
 from maintenance.models import Alarm, AuditLog, Base, TaskAssignee, utc_from_epoch
 
-HEAD = "0008"  # the newest revision in maintenance/migrations/versions
+HEAD = "0009"  # the newest revision in maintenance/migrations/versions
 TABLES = {"users", "deputies", "api_tokens", "alarms", "tasks", "task_assignees", "attachments", "audit_log",
           "access_requests", "change_requests"}
 TABLES |= {"switch_exceptions", "handovers"}  # revision 0006

@@ -16,6 +16,8 @@ from sqlalchemy.orm import Session
 
 from maintenance.db import current_revision, make_engine, upgrade
 from maintenance.estates import UnassignedRecords, adopt_unassigned, unassigned
+from maintenance.models import User
+from tests.maintenance.test_db import HEAD
 
 NOW = datetime(2026, 3, 1, tzinfo=UTC)
 RECORDS = {"alarms", "tasks", "access_requests", "change_requests", "switch_exceptions", "handovers",
@@ -92,7 +94,7 @@ def test_rows_from_before_estates_survive_the_migration_and_are_given_the_only_e
     try:
         made = _rows_of_0007(engine)
         upgrade(engine)
-        assert current_revision(engine) == "0008"
+        assert current_revision(engine) == HEAD
         for table in RECORDS:
             assert _column(engine, table, "estate") == [""], table
         # The report's children are still there: copying report_snapshots (SQLite) took nothing with it.
@@ -153,5 +155,28 @@ def test_after_the_migration_one_month_has_a_report_per_estate_and_one_key_an_ac
         with pytest.raises(IntegrityError):
             _insert(engine, tables, "alarms", estate="south", asset="dom-p1", alarm_type="dry_run",
                     room="dom", severity="major", peak_severity="major", state="active", started_at=NOW)
+    finally:
+        engine.dispose()
+
+
+def test_users_from_before_scopes_keep_the_whole_organisation(empty_db_url: str) -> None:
+    upgrade(empty_db_url, "0008")
+    engine = make_engine(empty_db_url)
+    try:
+        users = MetaData()
+        users.reflect(engine, only=["users"])
+        table = users.tables["users"]
+        with engine.begin() as connection:
+            connection.execute(insert(table).values(
+                username="old-hand", display_name="Old Hand", password_hash="x", roles=["technician"],
+                active=True, failed_logins=0, created_at=datetime(2026, 1, 1, tzinfo=UTC)))
+        upgrade(engine)
+        with Session(engine) as session:
+            user = session.scalars(select(User).where(User.username == "old-hand")).one()
+            assert user.estates is None  # the whole organisation, as before scopes
+            user.estates = ["harbour-view"]
+            session.commit()
+            session.refresh(user)
+            assert user.estates == ["harbour-view"]
     finally:
         engine.dispose()
