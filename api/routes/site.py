@@ -42,6 +42,18 @@ def site(ctx: Ctx, _user: CurrentUser, estate: str | None = None) -> dict[str, A
             "region": s.site.region, "group": s.site.group, "rooms": [_room(r) for r in s.rooms]}
 
 
+@router.get("/estates")
+def estates(ctx: Ctx, _user: CurrentUser, scope: CallerScope, region: str | None = None,
+            group: str | None = None) -> dict[str, Any]:
+    """The estates in the caller's scope (every one for the whole organisation), with their rooms."""
+    data = [{"id": e, "name": s.site.name.model_dump(), "region": s.site.region, "group": s.site.group,
+             "timezone": s.site.timezone,
+             "rooms": [{"id": r.id, "name": r.name.model_dump()} for r in s.rooms]}
+            for e in scope.narrow(ctx.portfolio.estates) if (s := ctx.portfolio.estate(e))
+            and (region is None or s.site.region == region) and (group is None or s.site.group == group)]
+    return {"data": data, "count": len(data)}
+
+
 @router.get("/rooms/{room_id}")
 def room(room_id: str, ctx: Ctx, _user: CurrentUser, estate: str | None = None) -> dict[str, Any]:
     """One room."""

@@ -111,6 +111,11 @@ async def test_a_technician_of_one_estate_lists_only_that_estate(scoped: Scoped)
     latest = (await scoped.client.get("/api/rooms/dom/latest", headers=me)).json()["data"]
     assert [r["value"] for r in latest if r["sensor"] == "dom-header-pressure"] == [0.31]
     assert (await scoped.client.get("/api/site", headers=me)).json()["id"] == A
+    assert [e["id"] for e in (await scoped.client.get("/api/estates", headers=me)).json()["data"]] == [A]
+    organisation = scoped.as_(scoped.people.supervisor.username)
+    everyone = (await scoped.client.get("/api/estates", headers=organisation)).json()["data"]
+    assert [e["id"] for e in everyone] == [A, B]
+    assert {r["id"] for r in everyone[0]["rooms"]} == {"dom", "fire"}
     handovers = (await scoped.client.get("/api/handovers", headers=me)).json()
     assert [h["estate"] for h in handovers["data"]] == [A]
     # The whole organisation's supervisor still sees both.
