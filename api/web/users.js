@@ -6,7 +6,7 @@ import {get, post, request} from './api.js';
 import {loading, pageHeader} from './common.js';
 import {announce, h, mount, toast} from './dom.js';
 import {errorLine, field, problemText, select, when} from './forms.js';
-import {fmtNum, t} from './i18n.js';
+import {fmtNum, pick, t} from './i18n.js';
 import {fromLocalInput, toLocalInput} from './sitetime.js';
 
 const ROLES = ['operator', 'technician', 'supervisor', 'director', 'admin'];
@@ -26,6 +26,40 @@ function roleBoxes(prefix, chosen = []) {
     return h('span', {class: 'check'}, h('input', {type: 'checkbox', id, value: r, checked: chosen.includes(r)}),
       h('label', {for: id}, t(`role.${r}`)));
   }));
+}
+
+let estates = [];  // the deployment's estates (GET /api/estates; an admin's scope is the organisation)
+
+function estateName(id) {
+  const estate = estates.find((e) => e.id === id);
+  return estate ? pick(estate.name) : id;
+}
+
+function estateChips(user) {
+  return user.estates == null ? h('span', {class: 'chip'}, t('users.wholeOrganisation'))
+    : user.estates.map((id) => h('span', {class: 'chip estate-chip', 'data-estate': id}, estateName(id)));
+}
+
+/** Which estates the roles are held for: the whole organisation, or the estates ticked. */
+function estateBoxes(prefix, chosen = null) {
+  const wholeId = `${prefix}-whole`;
+  const whole = h('input', {type: 'checkbox', id: wholeId, 'data-whole': 'true', checked: chosen == null});
+  const boxes = estates.map((e) => {
+    const id = `${prefix}-${e.id}`;
+    return h('span', {class: 'check'}, h('input', {type: 'checkbox', id, value: e.id, disabled: chosen == null,
+      checked: chosen != null && chosen.includes(e.id)}), h('label', {for: id}, estateName(e.id)));
+  });
+  whole.addEventListener('change', () => {
+    for (const box of boxes) box.querySelector('input').disabled = whole.checked;
+  });
+  return h('div', {class: 'check-row', role: 'group', 'aria-label': t('users.estates')},
+    h('span', {class: 'check'}, whole, h('label', {for: wholeId}, t('users.wholeOrganisation'))), ...boxes);
+}
+
+/** The estates ticked: null for the whole organisation, [] when none is (refused by the caller). */
+function checkedEstates(root) {
+  if (root.querySelector('input[data-whole]').checked) return null;
+  return [...root.querySelectorAll('input[type=checkbox]:not([data-whole]):checked')].map((box) => box.value);
 }
 
 function checkedRoles(root) { return [...root.querySelectorAll('input[type=checkbox]:checked')].map((box) => box.value); }
@@ -57,12 +91,14 @@ function createForm(reload) {
   const display = h('input', {id: 'nu-display', maxlength: 128});
   const password = passwordPair('nu');
   const roles = roleBoxes('nu-role');
+  const scope = estateBoxes('nu-estate');
   const error = errorLine();
   const form = h('form', {class: 'panel user-form', novalidate: true, 'aria-labelledby': 'nu-h'},
     h('h2', {id: 'nu-h'}, t('users.create')),
     h('div', {class: 'form-grid'}, field(t('users.username'), username, {required: true, hint: t('users.usernameHint')}),
       field(t('users.displayName'), display, {required: true}), ...password.fields),
     h('fieldset', {class: 'plain'}, h('legend', {}, t('users.roles')), roles),
+    h('fieldset', {class: 'plain'}, h('legend', {}, t('users.estates')), scope),
     error.el, h('div', {class: 'actions'}, h('button', {type: 'submit', class: 'btn btn-primary'}, t('users.createSubmit'))));
   form.addEventListener('submit', async (event) => {
     event.preventDefault();
@@ -73,9 +109,11 @@ function createForm(reload) {
     if (bad) { error.show(bad); return; }
     const chosen = checkedRoles(roles);
     if (!chosen.length) { error.show(t('users.needRole')); return; }
+    const where = checkedEstates(scope);
+    if (where && !where.length) { error.show(t('users.needEstate')); return; }
     try {
       await post('/api/users', {username: username.value.trim(), display_name: display.value.trim(), password: password.value(),
-        roles: chosen});
+        roles: chosen, estates: where});
       done(t('users.created', {name: display.value.trim()}), reload);
     } catch (err) { error.show(err); }
   });
@@ -95,6 +133,17 @@ function editor(user, me, reload) {
     try {
       await patch(`/api/users/${user.id}`, {roles: chosen});
       done(t('users.rolesSaved', {name: user.display_name}), reload);
+    } catch (err) { error.show(err); }
+  });
+  const scope = estateBoxes(`eu-${user.id}-estate`, user.estates);
+  const saveEstates = h('button', {type: 'button', class: 'btn btn-primary', 'data-action': 'save-estates'}, t('users.saveEstates'));
+  saveEstates.addEventListener('click', async () => {
+    error.clear();
+    const where = checkedEstates(scope);
+    if (where && !where.length) { error.show(t('users.needEstate')); return; }
+    try {
+      await patch(`/api/users/${user.id}`, where ? {estates: where} : {whole_organisation: true});
+      done(t('users.estatesSaved', {name: user.display_name}), reload);
     } catch (err) { error.show(err); }
   });
   const password = passwordPair(`eu-${user.id}`);
@@ -128,6 +177,7 @@ function editor(user, me, reload) {
   });
   return h('div', {class: 'user-editor', 'data-editor': user.id},
     h('fieldset', {class: 'plain'}, h('legend', {}, t('users.roles')), roles, h('div', {class: 'actions'}, saveRoles)),
+    h('fieldset', {class: 'plain'}, h('legend', {}, t('users.estates')), scope, h('div', {class: 'actions'}, saveEstates)),
     h('fieldset', {class: 'plain'}, h('legend', {}, t('users.newPassword')), h('div', {class: 'form-grid'}, password.fields),
       h('div', {class: 'actions'}, setPassword)),
     h('div', {class: 'actions'}, active, signOut),
@@ -140,7 +190,7 @@ function usersTable(users, me, reload) {
   for (const user of users) {
     const toggle = h('button', {type: 'button', class: 'btn btn-quiet', 'aria-expanded': 'false', 'data-action': 'edit',
       'aria-label': t('users.editLabel', {name: user.display_name})}, t('users.edit'));
-    const editRow = h('tr', {class: 'editor-row', hidden: true}, h('td', {colspan: 6}));
+    const editRow = h('tr', {class: 'editor-row', hidden: true}, h('td', {colspan: 7}));
     toggle.addEventListener('click', () => {
       const open = toggle.getAttribute('aria-expanded') === 'true';
       toggle.setAttribute('aria-expanded', String(!open));
@@ -152,12 +202,13 @@ function usersTable(users, me, reload) {
       h('td', {}, h('strong', {}, user.display_name)),
       h('td', {}, h('code', {}, user.username)),
       h('td', {}, roleChips(user.roles)),
+      h('td', {}, estateChips(user)),
       h('td', {}, user.active ? h('span', {class: 'chip req-approved'}, t('users.active')) : h('span', {class: 'chip req-cancelled'}, t('users.inactive')),
         locked ? h('span', {class: 'chip req-rejected'}, t('users.lockedUntil', {time: when(user.locked_until, true)})) : null),
       h('td', {}, toggle)), editRow);
   }
   return h('div', {class: 'table-wrap', tabindex: '0'}, h('table', {class: 'users-table'},
-    h('thead', {}, h('tr', {}, ['users.displayName', 'users.username', 'users.roles', 'users.status', 'users.actions']
+    h('thead', {}, h('tr', {}, ['users.displayName', 'users.username', 'users.roles', 'users.estates', 'users.status', 'users.actions']
       .map((k) => h('th', {scope: 'col'}, t(k))))),
     h('tbody', {}, rows)));
 }
@@ -270,13 +321,15 @@ export async function usersPage(main, ctx) {
     let users;
     let deputies;
     let failures;
+    let known;
     try {
-      [users, deputies, failures] = await Promise.all([get('/api/users'), get('/api/users/deputies'),
-        get('/api/users/sign-in-failures')]);
+      [users, deputies, failures, known] = await Promise.all([get('/api/users'), get('/api/users/deputies'),
+        get('/api/users/sign-in-failures'), get('/api/estates')]);
     } catch (err) {
       body.replaceChildren(h('p', {class: 'error', role: 'alert'}, problemText(err)));
       return;
     }
+    estates = known.data;
     const list = users.data.slice().sort((a, b) => Number(b.active) - Number(a.active) || a.display_name.localeCompare(b.display_name, 'zh-CN'));
     body.replaceChildren(
       h('section', {class: 'panel', 'aria-labelledby': 'users-h'},

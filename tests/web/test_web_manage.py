@@ -491,12 +491,25 @@ def test_the_admin_manages_users_deputies_and_sign_in_failures(browsers: Browser
     editor.locator(f"#eu-{user_id}-role-technician").check()
     editor.locator('[data-action="save-roles"]').click()
     expect(page.locator('tr[data-username="night-op"]')).to_contain_text("维修技工")
+    # Held for one estate instead of the whole organisation.
+    estate = accounts.api("admin").get("/api/estates").json()["data"][0]
+    page.locator('tr[data-username="night-op"] [data-action="edit"]').click()
+    editor = page.locator(f'[data-editor="{user_id}"]')
+    expect(editor.locator(f'[id="eu-{user_id}-estate-{estate["id"]}"]')).to_be_disabled()
+    editor.locator(f"#eu-{user_id}-estate-whole").uncheck()
+    editor.locator('[data-action="save-estates"]').click()
+    expect(editor.locator(".field-error")).to_have_text("请至少选择一个项目，或选“全公司”。")
+    editor.locator(f'[id="eu-{user_id}-estate-{estate["id"]}"]').check()
+    accessible(page)
+    editor.locator('[data-action="save-estates"]').click()
+    expect(page.locator('tr[data-username="night-op"] [data-estate]')).to_have_text(estate["name"]["zh"])
     page.locator('tr[data-username="night-op"] [data-action="edit"]').click()
     page.on("dialog", lambda dialog: dialog.accept())
     page.locator(f'[data-editor="{user_id}"] [data-action="deactivate"]').click()
     expect(page.locator('tr[data-username="night-op"]')).to_contain_text("已停用")
     users = {u["username"]: u for u in accounts.api("admin").get("/api/users").json()["data"]}
     assert sorted(users["night-op"]["roles"]) == ["operator", "technician"]
+    assert users["night-op"]["estates"] == [estate["id"]]
     assert users["night-op"]["active"] is False
 
     # tech2 stands in for the supervisor for a week, then the period is ended.
