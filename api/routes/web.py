@@ -18,8 +18,10 @@ import segno
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 
+from api.context import REQUEST_SCOPE
 from api.deps import SESSION_COOKIE, Ctx
 from maintenance.errors import NotFound
+from maintenance.scope import ORGANISATION
 from maintenance.vocab import TokenKind
 from pumpwatch.site import EquipmentBase, Room
 
@@ -143,8 +145,13 @@ def static(path: str) -> Response:
 
 
 def _signed_in(request: Request, ctx: Ctx) -> bool:
+    """Whether the request has a live session; if so, the request's scope is its user's."""
     session = request.cookies.get(SESSION_COOKIE)
-    return bool(session) and ctx.auth.resolve_token(str(session), TokenKind.SESSION) is not None
+    user = ctx.auth.resolve_token(str(session), TokenKind.SESSION) if session else None
+    if user is None:
+        return False
+    REQUEST_SCOPE.set(ORGANISATION if user.estates is None else ctx.auth.scope(user))
+    return True
 
 
 def _equipment(ctx: Ctx, estate: str | None) -> list[tuple[Room, EquipmentBase]]:

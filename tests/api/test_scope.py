@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api.app import create_app
 from api.context import ApiContext
+from api.deps import SESSION_COOKIE
 from collector.stores.embedded import EmbeddedStore
 from maintenance.alarms import AlarmService
 from maintenance.approvals import ApprovalService
@@ -27,7 +28,7 @@ from maintenance.handover import HandoverFilter, HandoverService
 from maintenance.models import utc_from_epoch
 from maintenance.reports import MonthlyReport
 from maintenance.tasks import TaskService
-from maintenance.vocab import Role
+from maintenance.vocab import Role, TokenKind
 from pumpwatch.alarm_events import AlarmAction, AlarmEvent, AlarmKey
 from pumpwatch.bus import LiveBus
 from pumpwatch.catalog import SensorCatalog
@@ -265,3 +266,18 @@ async def test_the_live_stream_carries_only_the_estates_in_scope(scoped: Scoped,
         server.should_exit = True
         app_ctx.shutdown.set()
         await serving
+
+
+async def test_the_qr_labels_of_another_estate_are_a_404(scoped: Scoped) -> None:
+    tech = scoped.auth.get_by_username("tech-a")
+    assert tech is not None
+    cookies = {SESSION_COOKIE: scoped.auth.issue_token(tech, TokenKind.SESSION).token}
+    scoped.client.cookies.update(cookies)
+    try:
+        assert (await scoped.client.get(f"/labels?estate={A}")).status_code == 200
+        assert (await scoped.client.get("/labels")).status_code == 200  # one estate in scope: unnamed
+        theirs = await scoped.client.get(f"/labels?estate={B}")
+        assert theirs.status_code == 404
+        assert (await scoped.client.get(f"/label/dom-p1?estate={B}")).status_code == 404
+    finally:
+        scoped.client.cookies.clear()
