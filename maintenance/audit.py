@@ -14,13 +14,14 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import String, and_, cast, event, func, inspect, or_, select
+from sqlalchemy import String, and_, cast, event, false, func, inspect, or_, select
 from sqlalchemy.orm import ORMExecuteState, Session, sessionmaker
 
-from maintenance.approval_models import ChangeRequest
+from maintenance.approval_models import AccessRequest, ChangeRequest
 from maintenance.errors import Forbidden, InvalidInput
 from maintenance.exception_models import SwitchException
 from maintenance.exports import csv_text
+from maintenance.handover_models import Handover
 from maintenance.models import Alarm, Attachment, AuditLog, Base, JsonDict, Task, User
 
 SYSTEM = "system"
@@ -111,7 +112,10 @@ class AuditFilter:
     """Which audit rows to read; None means any.
 
     `actor` is a user id or "system"; `asset` keeps the rows of the tasks, alarms, attachments, change
-    requests and exceptions of that asset; `since` is inclusive, `until` exclusive.
+    requests and exceptions of that asset; `since` is inclusive, `until` exclusive. `within` (a reader
+    scoped to estates) keeps the rows of records in those estates (tasks, alarms, attachments, access and
+    change requests, exceptions, handovers, reports, the estates themselves); rows about people and
+    tokens, which belong to no estate, are left to readers of the whole organisation (None).
     """
 
     actor: str | None = None
@@ -120,6 +124,7 @@ class AuditFilter:
     asset: str | None = None
     since: datetime | None = None
     until: datetime | None = None
+    within: frozenset[str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,7 +191,20 @@ def _conditions(filters: AuditFilter) -> list[Any]:
     if filters.asset is not None:
         conditions.append(or_(*(and_(AuditLog.entity == entity, AuditLog.entity_id.in_(ids))
                                 for entity, ids in _of_asset(filters.asset))))
+    if filters.within is not None:
+        conditions.append(_within(filters.within))
     return conditions
+
+
+def _within(estates: frozenset[str]) -> Any:
+    """Rows of records in one of `estates`; a report's id is `<estate>:<month>`."""
+    if not estates:
+        return false()
+    return or_(*(and_(AuditLog.entity == entity, AuditLog.entity_id.in_(ids))
+                 for entity, ids in _of_estates(estates)),
+               and_(AuditLog.entity == "report",
+                    or_(*(AuditLog.entity_id.startswith(f"{e}:", autoescape=True)
+                          for e in sorted(estates)))))
 
 
 def _of_asset(asset: str) -> list[tuple[str, Any]]:
@@ -199,6 +217,19 @@ def _of_asset(asset: str) -> list[tuple[str, Any]]:
             ("attachment", ids(Attachment, Attachment.task_id.in_(task_ids))),
             ("change_request", ids(ChangeRequest, ChangeRequest.asset == asset)),
             ("exception", ids(SwitchException, SwitchException.asset == asset))]
+
+
+def _of_estates(estates: frozenset[str]) -> list[tuple[str, Any]]:
+    """Per entity, the ids (as the trail stores them: text) of the rows that belong to `estates`."""
+    def ids(model: Any) -> Any:
+        return select(cast(model.id, String)).where(model.estate.in_(estates))
+
+    task_ids = select(Task.id).where(Task.estate.in_(estates))
+    return [("task", ids(Task)), ("alarm", ids(Alarm)),
+            ("attachment", select(cast(Attachment.id, String)).where(Attachment.task_id.in_(task_ids))),
+            ("access_request", ids(AccessRequest)), ("change_request", ids(ChangeRequest)),
+            ("exception", ids(SwitchException)), ("handover", ids(Handover)),
+            ("estate", sorted(estates))]
 
 
 def _entries(session: Session, rows: Sequence[AuditLog]) -> list[AuditEntry]:

@@ -47,7 +47,7 @@ def draft(ctx: Ctx, _user: CurrentUser, room: str | None = None,
     The open alarms and tasks, and the alarms raised since the shift started (of `estate`: needed when
     the deployment has several).
     """
-    return HandoverDraftOut.model_validate(_service(ctx).draft(room, shift_started_at, estate))
+    return HandoverDraftOut.model_validate(_service(ctx).draft(room, shift_started_at, ctx.estate(estate)))
 
 
 @router.get("", response_model=Page[HandoverPublic])
@@ -74,7 +74,7 @@ def submit(ctx: Ctx, user: CurrentUser, body: HandoverCreate, estate: str | None
     readings = [AbnormalReading(r.sensor, r.value, r.at, r.note) for r in body.abnormal_readings]
     items = [KeyOrTool(i.item, i.quantity, i.state, i.note) for i in body.keys_tools]
     return _out(_service(ctx).submit(user, body.room, body.shift_started_at, readings, items, body.notes,
-                                     body.urgent, body.incoming_id, estate))
+                                     body.urgent, body.incoming_id, ctx.estate(estate)))
 
 
 @router.get("/{handover_id}", response_model=HandoverPublic)

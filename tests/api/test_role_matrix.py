@@ -26,7 +26,7 @@ from maintenance.audit import AuditTrail
 from maintenance.auth import AuthService
 from maintenance.exceptions import ExceptionService
 from maintenance.handover import HandoverService
-from maintenance.models import Task, utc_from_epoch
+from maintenance.models import Task, User, utc_from_epoch
 from maintenance.reports import MonthlyReport
 from maintenance.task_flow import ChecklistItem, CheckResult
 from maintenance.tasks import TaskService
@@ -35,6 +35,7 @@ from pumpwatch.alarm_events import AlarmAction, AlarmEvent, AlarmKey
 from pumpwatch.bus import LiveBus
 from pumpwatch.catalog import SensorCatalog
 from pumpwatch.clock import FakeClock
+from pumpwatch.portfolio import Portfolio
 from pumpwatch.readings import Reading
 from pumpwatch.site import Severity, Text
 from pumpwatch.sitefile import load_site
@@ -58,6 +59,13 @@ class Api:
     store: EmbeddedStore
     serial: int = 0
     ctx: ApiContext | None = None  # the services the record routes use (exceptions, handovers)
+    escort_of: User | None = None  # the technician who escorts visits (people.technician if None)
+    writer_of: User | None = None  # the operator who writes handovers (people.operator if None)
+
+    @property
+    def escort(self) -> User:
+        """The technician named as the escort of the visits the cases create."""
+        return self.escort_of or self.people.technician
 
     def next_serial(self) -> int:
         self.serial += 1
@@ -77,24 +85,25 @@ class Api:
         start = utc_from_epoch(self.clock.now()) + timedelta(days=1)
         return {"visitor": "Li Wei", "purpose": "meter reading", "room": "dom",
                 "window_start": start.isoformat(), "window_end": (start + timedelta(hours=2)).isoformat(),
-                "escort_id": self.people.technician.id}
+                "escort_id": self.escort.id}
 
     def new_visit(self) -> int:
         """A fresh pending access request."""
         body = self.visit()
         row = self.approvals.request_access(self.people.operator, body["visitor"], body["purpose"], "dom",
                                             datetime.fromisoformat(body["window_start"]),
-                                            datetime.fromisoformat(body["window_end"]), body["escort_id"])
+                                            datetime.fromisoformat(body["window_end"]), body["escort_id"],
+                                            estate=HV)
         return row.id
 
     def new_change(self) -> int:
         """A fresh pending change request."""
-        return self.approvals.request_change(self.people.technician, "Rewire", "Move the panel").id
+        return self.approvals.request_change(self.people.technician, "Rewire", "Move the panel", estate=HV).id
 
     def new_task(self, state: str = "raised") -> int:
         """A fresh fault task, moved to `state` (raised, assigned, in_progress, done)."""
         p = self.people
-        task = self.tasks.create_task(p.operator, Text(zh="故障", en="fault"), room="dom")
+        task = self.tasks.create_task(p.operator, Text(zh="故障", en="fault"), room="dom", estate=HV)
         if state in ("assigned", "in_progress", "done"):
             self.tasks.assign(task.id, p.supervisor, [p.technician.id])
         if state in ("in_progress", "done"):
@@ -205,11 +214,11 @@ def visit_now(a: Api, entered: bool = False) -> int:
     start = utc_from_epoch(a.clock.now()) - timedelta(minutes=5)
     p = a.people
     row = a.approvals.request_access(p.operator, "Li Wei", "meter reading", "dom", start,
-                                     start + timedelta(hours=2), p.technician.id)
+                                     start + timedelta(hours=2), a.escort.id, estate=HV)
     a.approvals.approve_access(row.id, p.supervisor)
     a.approvals.approve_access(row.id, p.director)
     if entered:
-        a.approvals.log_entry(row.id, p.technician)
+        a.approvals.log_entry(row.id, a.escort)
     return row.id
 
 
@@ -226,14 +235,16 @@ def new_exception(a: Api) -> int:
     assert a.ctx.exceptions is not None
     body = exception_body(a)
     start, end = datetime.fromisoformat(body["starts_at"]), datetime.fromisoformat(body["ends_at"])
-    return a.ctx.exceptions.request(a.people.technician, body["reason"], start, end, sensor=body["sensor"]).id
+    return a.ctx.exceptions.request(a.people.technician, body["reason"], start, end, sensor=body["sensor"],
+                                    estate=HV).id
 
 
 def new_handover(a: Api) -> int:
     """A fresh handover of the dom room, written by the operator."""
     assert a.ctx is not None
     assert a.ctx.handovers is not None
-    return a.ctx.handovers.submit(a.people.operator, "dom", None, notes="pump 2 noisy").id
+    writer = a.writer_of or a.people.operator
+    return a.ctx.handovers.submit(writer, "dom", None, notes="pump 2 noisy", estate=HV).id
 
 
 @pytest.mark.parametrize(("name", "call", "allowed"), CASES, ids=[c[0] for c in CASES])
@@ -350,3 +361,70 @@ async def test_a_reviewer_who_worked_in_the_cycle_is_refused(api: Api, auth: Aut
     assert admin.status_code == 403
     assert "supervisor role" in admin.json()["detail"]
     assert (await api.client.post(url, json=body, headers=api.headers["supervisor"])).status_code == 200
+
+
+# --- the scope axis: the same role held for this estate, or for another one ---------------------------
+
+TWIN = "twin-towers"  # a second estate beside HV: same equipment, another id
+ESTATE_FREE = {"who am I", "list users", "list people", "create a user"}  # about people, not estates
+SCOPED_CASES = [c for c in CASES if c[0] not in ESTATE_FREE]
+
+
+def in_estate(url: str, estate: str) -> str:
+    """The URL naming `estate` (record routes ignore it: the record's own estate decides)."""
+    return f"{url}{'&' if '?' in url else '?'}estate={estate}"
+
+
+@pytest.fixture(params=[HV, TWIN], ids=["own estate", "other estate"])
+async def scoped_api(request: pytest.FixtureRequest, tmp_path: Path, sessions: sessionmaker[Session],
+                     clock: FakeClock, auth: AuthService, tasks: TaskService, alarms: AlarmService,
+                     people: People) -> AsyncIterator[tuple[Api, str]]:
+    """A deployment of HV and its twin; every role held only for the estate of the parameter."""
+    site = load_site(EXAMPLE)
+    twin = site.model_copy(update={"site": site.site.model_copy(update={"id": TWIN})})
+    portfolio = Portfolio.of(site, twin)
+    catalog = SensorCatalog(portfolio)
+    store = EmbeddedStore(tmp_path / "series.db", catalog)
+    await store.start()
+    ctx = ApiContext(site=site, catalog=catalog, store=store, readings=LiveBus(),
+                     alarm_events=LiveBus(), auth=auth, tasks=tasks, alarms=alarms, clock=clock,
+                     attachments_dir=tmp_path / "files", reports=MonthlyReport(sessions, site=portfolio),
+                     approvals=ApprovalService(sessions, clock, tasks),
+                     exceptions=ExceptionService(sessions, clock, tasks, portfolio),
+                     handovers=HandoverService(sessions, clock, portfolio), audit=AuditTrail(sessions))
+    estate: str = request.param
+    users = {role: auth.create_user(f"{role}-{estate}", "correct horse battery", [role], estates=[estate])
+             for role in ("operator", "technician", "supervisor", "director", "admin")}
+    users["deputy"] = auth.create_user(f"dave-{estate}", "correct horse battery", ["technician"],
+                                       estates=[estate])
+    auth.add_deputy(users["supervisor"].id, users["deputy"].id, Role.SUPERVISOR,
+                    ctx.auth.now() - timedelta(hours=1), ctx.auth.now() + timedelta(days=7), people.admin)
+    headers = {role: {"Authorization": f"Bearer {auth.issue_token(user).token}"}
+               for role, user in users.items()}
+    transport = httpx.ASGITransport(app=create_app(ctx))
+    async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
+        assert ctx.approvals is not None
+        # Visits are escorted by the technician of the estate in question, so "own" can log them.
+        yield Api(client, headers, alarms, tasks, ctx.approvals, people, clock, store, ctx=ctx,
+                  escort_of=users["technician"], writer_of=users["operator"]), estate
+    await store.close()
+
+
+@pytest.mark.parametrize(("name", "call", "allowed"), SCOPED_CASES, ids=[c[0] for c in SCOPED_CASES])
+async def test_role_rule_by_scope(scoped_api: tuple[Api, str], name: str, call: Call,
+                                  allowed: set[str]) -> None:
+    """Every case works on HV's records: the same role held for HV gets through as the matrix says; held
+    for the twin estate, it gets 404 (never a 2xx, never a 403 that confirms the record exists)."""
+    api, estate = scoped_api
+    for role in ROLES:
+        method, url, body = await asyncio.to_thread(call, api)
+        resp = await api.client.request(method, in_estate(url, HV), json=body, headers=api.headers[role])
+        if estate == HV and role in allowed:
+            assert resp.status_code < 300, (name, role, resp.status_code, resp.text)
+        elif estate == HV:
+            assert resp.status_code == 403, (name, role, resp.status_code, resp.text)
+        elif role in allowed:
+            assert resp.status_code == 404, (name, role, resp.status_code, resp.text)
+            assert resp.headers["content-type"].startswith("application/problem+json")
+        else:  # refused for the role already; 404 where the record's scope is checked first
+            assert resp.status_code in (403, 404), (name, role, resp.status_code, resp.text)

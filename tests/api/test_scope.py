@@ -281,3 +281,27 @@ async def test_the_qr_labels_of_another_estate_are_a_404(scoped: Scoped) -> None
         assert (await scoped.client.get(f"/label/dom-p1?estate={B}")).status_code == 404
     finally:
         scoped.client.cookies.clear()
+
+
+async def test_an_estate_scoped_supervisor_reads_only_the_audit_rows_of_that_estates_records(
+        scoped: Scoped) -> None:
+    mine = scoped.as_("sup-b")
+    rows = (await scoped.client.get("/api/audit?limit=500", headers=mine)).json()["data"]
+    seen = {(r["entity"], r["entity_id"]) for r in rows}
+    assert ("task", str(scoped.tasks[B])) in seen
+    assert ("alarm", str(scoped.alarms[B])) in seen
+    assert ("handover", str(scoped.handovers[B])) in seen
+    for theirs in (("task", str(scoped.tasks[A])), ("alarm", str(scoped.alarms[A])),
+                   ("handover", str(scoped.handovers[A]))):
+        assert theirs not in seen
+    assert not {r["entity"] for r in rows} & {"user", "api_token", "deputy"}  # people: no estate
+    narrowed = await scoped.client.get(f"/api/audit?entity=task&entity_id={scoped.tasks[A]}", headers=mine)
+    assert narrowed.json() == {"data": [], "count": 0}
+    csv = (await scoped.client.get("/api/audit?format=csv", headers=mine)).text
+    assert f",task,{scoped.tasks[B]}," in csv
+    assert f",task,{scoped.tasks[A]}," not in csv
+    organisation = scoped.as_(scoped.people.supervisor.username)
+    every = (await scoped.client.get("/api/audit?limit=500", headers=organisation)).json()["data"]
+    wanted = {("task", str(scoped.tasks[A])), ("task", str(scoped.tasks[B])),
+              ("user", str(scoped.people.admin.id))}
+    assert wanted <= {(r["entity"], r["entity_id"]) for r in every}
