@@ -8,6 +8,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import problems
 from api.context import ApiContext
+from api.estate_paths import EstatePaths
 from api.ratelimit import RateLimiter
 from api.routes import (
     alarms,
@@ -109,4 +110,5 @@ def create_app(ctx: ApiContext) -> FastAPI:
                    exceptions, handovers, audit, health, web):
         app.include_router(module.router, responses=problems.PROBLEM_RESPONSES)
     app.add_middleware(Guard)
+    app.add_middleware(EstatePaths, openapi=app.openapi)
     return app

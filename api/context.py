@@ -86,11 +86,11 @@ class ApiContext:
     def estate(self, estate: str | None) -> str:
         """The estate a room or sensor id given to a route is in: `estate`, or the only one (else 422).
 
-        Within the request's scope: an estate outside it is NotFound (404) whether or not it exists, and
-        a person whose scope is one estate need not name it.
+        Within the request's scope: an estate outside it is NotFound (404) whether or not it exists, as is
+        an estate the deployment does not have; a person whose scope is one estate need not name it.
         """
         scope = REQUEST_SCOPE.get()
-        if estate is not None and not scope.covers(estate):
+        if estate is not None and (not scope.covers(estate) or estate not in self.portfolio.estates):
             raise NotFound("estate", estate)
         if estate is None and scope.estates is not None:
             mine = scope.narrow(self.portfolio.estates)

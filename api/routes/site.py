@@ -11,7 +11,7 @@ from fastapi import APIRouter
 
 from api.deps import CallerScope, Ctx, CurrentUser
 from maintenance.errors import NotFound
-from pumpwatch.site import Pump, Room
+from pumpwatch.site import Pump, Room, Site
 from pumpwatch.thresholds import InForce, site_thresholds
 
 router = APIRouter(prefix="/api", tags=["site"])
@@ -45,13 +45,27 @@ def site(ctx: Ctx, _user: CurrentUser, estate: str | None = None) -> dict[str, A
 @router.get("/estates")
 def estates(ctx: Ctx, _user: CurrentUser, scope: CallerScope, region: str | None = None,
             group: str | None = None) -> dict[str, Any]:
-    """The estates in the caller's scope (every one for the whole organisation), with their rooms."""
-    data = [{"id": e, "name": s.site.name.model_dump(), "region": s.site.region, "group": s.site.group,
-             "timezone": s.site.timezone,
-             "rooms": [{"id": r.id, "name": r.name.model_dump()} for r in s.rooms]}
-            for e in scope.narrow(ctx.portfolio.estates) if (s := ctx.portfolio.estate(e))
+    """The estates in the caller's scope (every one for the whole organisation), with their rooms.
+
+    Every route that takes `?estate=` has the estate-qualified form `/api/estates/{estate}/...` too
+    (api/estate_paths.py): `/api/estates/{estate}/rooms/{room}/latest`, `.../sensors`, `.../tasks`, ...
+    """
+    data = [_estate(e, s) for e in scope.narrow(ctx.portfolio.estates) if (s := ctx.portfolio.estate(e))
             and (region is None or s.site.region == region) and (group is None or s.site.group == group)]
     return {"data": data, "count": len(data)}
+
+
+@router.get("/estates/{estate}")
+def one_estate(estate: str, ctx: Ctx, _user: CurrentUser) -> dict[str, Any]:
+    """One estate of the caller's scope with its rooms (404 outside it, as for an unknown estate)."""
+    chosen = ctx.estate(estate)
+    return _estate(chosen, ctx.portfolio.estate(chosen))
+
+
+def _estate(estate: str, s: Site) -> dict[str, Any]:
+    return {"id": estate, "name": s.site.name.model_dump(), "region": s.site.region, "group": s.site.group,
+            "timezone": s.site.timezone,
+            "rooms": [{"id": r.id, "name": r.name.model_dump()} for r in s.rooms]}
 
 
 @router.get("/rooms/{room_id}")

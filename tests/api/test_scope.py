@@ -305,3 +305,34 @@ async def test_an_estate_scoped_supervisor_reads_only_the_audit_rows_of_that_est
     wanted = {("task", str(scoped.tasks[A])), ("task", str(scoped.tasks[B])),
               ("user", str(scoped.people.admin.id))}
     assert wanted <= {(r["entity"], r["entity_id"]) for r in every}
+
+
+async def test_the_estate_qualified_paths_serve_the_same_routes_within_the_scope(scoped: Scoped) -> None:
+    me = scoped.as_("tech-a")
+    latest = (await scoped.client.get(f"/api/estates/{A}/rooms/dom/latest", headers=me)).json()["data"]
+    assert [r["value"] for r in latest if r["sensor"] == "dom-header-pressure"] == [0.31]
+    tasks = (await scoped.client.get(f"/api/estates/{A}/tasks", headers=me)).json()
+    assert [t["estate"] for t in tasks["data"]] == [A]
+    assert (await scoped.client.get(f"/api/estates/{A}", headers=me)).json()["id"] == A
+    for path in (f"/api/estates/{B}", f"/api/estates/{B}/rooms/dom/latest", f"/api/estates/{B}/tasks",
+                 f"/api/estates/{B}/sensors/dom-header-pressure/history?start=0&end=3600&step=60",
+                 f"/api/estates/{B}/calendar",
+                 f"/api/estates/{B}/handovers", "/api/estates/nowhere/tasks", "/api/estates/nowhere",
+                 f"/api/estates/{A}/tasks/{scoped.tasks[A]}",  # a record route has no estate form
+                 ):
+        resp = await scoped.client.get(path, headers=me)
+        assert resp.status_code == 404, (path, resp.text)
+    sup_b = scoped.as_("sup-b")
+    assert (await scoped.client.get(f"/api/estates/{B}/reports/monthly/2026-01", headers=sup_b)).status_code \
+        == 200
+    assert (await scoped.client.get(f"/api/estates/{A}/reports/monthly/2026-01", headers=sup_b)).status_code \
+        == 404
+    # The path's estate wins over a query naming another one.
+    sneaky = await scoped.client.get(f"/api/estates/{B}/tasks?estate={A}", headers=me)
+    assert sneaky.status_code == 404
+    organisation = scoped.as_(scoped.people.supervisor.username)
+    theirs = (await scoped.client.get(f"/api/estates/{B}/rooms/dom/latest?estate={A}",
+                                      headers=organisation)).json()["data"]
+    assert [r["value"] for r in theirs if r["sensor"] == "dom-header-pressure"] == [0.52]
+    schema = (await scoped.client.get("/openapi.json")).json()
+    assert "/api/estates/{estate}" in schema["paths"]
