@@ -51,6 +51,7 @@ from bench.common import (
     tool_version,
     write_results,
 )
+from bench.load import PUBLISHERS, Arrivals, Load, publisher_main, start_load
 from collector.service import CollectorService
 from collector.stores.lineprotocol import series_key
 from pumpwatch.catalog import SensorCatalog
@@ -64,7 +65,6 @@ from tests.support.services import HOST, InfluxDB, Mosquitto
 
 TARGET_RATE = 50_000.0  # readings/s end to end, with 0 lost
 WRITE_BATCH = 5000  # points per POST of the bare InfluxDB writer
-PUBLISH_WINDOW = 1000  # QoS 1 messages a publisher keeps unacknowledged at most
 
 log = logging.getLogger("bench.ingest")
 
@@ -99,91 +99,9 @@ def bench_site(prefix: str, devices: list[str], values: int) -> Site:
     return parse_site(yaml.safe_dump(data, allow_unicode=True), "bench-site.yaml")
 
 
-def payload(seq: int, values: int) -> bytes:
-    """Message number `seq`: {"s0": seq.000, "s1": seq.001, ...}."""
-    return ("{" + ",".join(f'"s{j}":{seq}.{j:03d}' for j in range(values)) + "}").encode()
-
-
-# --- the publisher process -----------------------------------------------------------------------
-
-
-class Arrivals:
-    """Counts callbacks (acknowledgements, messages) with the times of the first and the last."""
-
-    def __init__(self) -> None:
-        self.count = 0
-        self.first = self.last = 0.0
-        self.cond = threading.Condition()
-
-    def tick(self, *_args: Any) -> None:
-        """A paho callback: one more arrival."""
-        with self.cond:
-            self.count += 1
-            self.last = time.time()
-            if self.count == 1:
-                self.first = self.last
-            self.cond.notify_all()
-
-
-def publisher_main(conn: Connection, port: int, prefix: str, devices: list[str], values: int,
-                   seconds: float, rate: float | None) -> None:
-    """Publish at QoS 1 for `seconds` (at `rate` readings/s, or as fast as the broker acknowledges).
-
-    Talks to the parent through `conn`: sends "ready", waits for "go", sends a result dict at the end.
-    """
-    logging.basicConfig(level=logging.WARNING)
-    acks = Arrivals()
-
-    connected = threading.Event()
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-pub-{uuid.uuid4().hex[:8]}",
-                         clean_session=True)
-    client.max_inflight_messages_set(PUBLISH_WINDOW)
-    client.max_queued_messages_set(0)
-    client.on_publish = acks.tick
-    client.on_connect = lambda *_args: connected.set()
-    client.connect(HOST, port, keepalive=60)
-    client.loop_start()
-    if not connected.wait(15):
-        conn.send({"error": "publisher could not connect"})
-        return
-    topics = [f"{prefix}/{dev}" for dev in devices]
-    conn.send("ready")
-    if conn.recv() != "go":
-        return
-    cpu0 = process_cpu()
-    sent = 0
-    period = len(topics) * values / rate if rate else 0.0  # seconds per round of one message per device
-    started = time.time()
-    next_round = time.monotonic()
-    deadline = next_round + seconds
-    seq = 0
-    while time.monotonic() < deadline:
-        body = payload(seq, values)
-        for topic in topics:
-            with acks.cond:
-                while sent - acks.count >= PUBLISH_WINDOW:
-                    acks.cond.wait(1.0)
-            client.publish(topic, body, qos=1)
-            sent += 1
-        seq += 1
-        if period:
-            next_round += period
-            delay = next_round - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-    last_publish = time.time()
-    with acks.cond:
-        acks.cond.wait_for(lambda: acks.count >= sent, timeout=120)
-    cpu = process_cpu() - cpu0
-    client.disconnect()
-    client.loop_stop()
-    conn.send({"messages": sent, "acked": acks.count, "rounds": seq, "first_publish": started,
-               "last_publish": last_publish, "first_ack": acks.first, "last_ack": acks.last, "cpu_s": cpu})
-
-
 def spawn_publisher(port: int, prefix: str, devices: list[str], values: int, seconds: float,
                     rate: float | None) -> tuple[mp.process.BaseProcess, Connection]:
-    """Start a publisher process and wait until it is connected."""
+    """Start one paho publisher process and wait until it is connected (see `load` for several)."""
     ctx = mp.get_context("spawn")
     parent, child = ctx.Pipe()
     proc = ctx.Process(target=publisher_main, args=(child, port, prefix, devices, values, seconds, rate),
@@ -195,6 +113,12 @@ def spawn_publisher(port: int, prefix: str, devices: list[str], values: int, sec
     if ready != "ready":
         raise RuntimeError(f"publisher: {ready}")
     return proc, parent
+
+
+def load_for(args: argparse.Namespace, port: int, prefix: str, devices: list[str]) -> Load:
+    """The publishers the options ask for (`--publisher`, `--publishers`), connected, not yet going."""
+    return start_load(args.publisher, args.publishers, port, prefix, devices, args.values_per_message,
+                      args.seconds, args.rate, getattr(args, "node_red_dir", None))
 
 
 # --- InfluxDB helpers ----------------------------------------------------------------------------
@@ -246,6 +170,8 @@ async def run_collector(args: argparse.Namespace, broker: Mosquitto, influx: Inf
     await asyncio.to_thread(create_session, broker.port, client_id, f"{prefix}/+")
     service = CollectorService(site, settings, SystemClock(), BrokerAddress(HOST, broker.port),
                                publish_live=True)  # as `pumpwatch collect` runs it
+    if args.commit_window is not None:  # diagnostic: the intake's group-commit window
+        service.parts.pipeline.commit_window = args.commit_window
     metrics = service.parts.metrics
     me = psutil.Process()
     others = {p.pid: p for p in me.children()}  # mosquitto, influxd
@@ -260,9 +186,8 @@ async def run_collector(args: argparse.Namespace, broker: Mosquitto, influx: Inf
             raise RuntimeError("the collector did not connect to the broker")
         await asyncio.sleep(0.02)
 
-    proc, conn = await asyncio.to_thread(spawn_publisher, broker.port, prefix, devices, values,
-                                         args.seconds, args.rate)
-    conn.send("go")
+    load = await asyncio.to_thread(load_for, args, broker.port, prefix, devices)
+    load.go()
     t_go = time.time()
     result: dict[str, Any] | None = None
     target: int | None = None
@@ -287,8 +212,7 @@ async def run_collector(args: argparse.Namespace, broker: Mosquitto, influx: Inf
                              "mqtt_messages": metrics.total(metrics.mqtt_messages),
                              "buffer_depth": depth})
             next_sample += 1.0
-        if result is None and conn.poll():
-            result = conn.recv()
+        if result is None and (result := load.poll()) is not None:
             if "error" in result:
                 raise RuntimeError(f"publisher: {result['error']}")
             target = int(result["acked"]) * values
@@ -308,7 +232,7 @@ async def run_collector(args: argparse.Namespace, broker: Mosquitto, influx: Inf
     foreign_pct = 100 * (busy - cpu - publisher_cpu - sum(other_cpu.values())) / wall
     peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     rss_mb = me.memory_info().rss / 2**20
-    proc.join(30)
+    load.join(30)
     status = service.status_line()
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
@@ -327,6 +251,7 @@ async def run_collector(args: argparse.Namespace, broker: Mosquitto, influx: Inf
         "devices": len(devices),
         "requested_rate": args.rate,
         "switch_interval": sys.getswitchinterval(),
+        "commit_window": service.parts.pipeline.commit_window,
         "writer_batch_size": settings.collector.batch_size,
         "publish_seconds": args.seconds,
         "messages_published": int(result["acked"]),
@@ -344,6 +269,8 @@ async def run_collector(args: argparse.Namespace, broker: Mosquitto, influx: Inf
         "collector_rss_at_end_mb": rss_mb,
         "peak_buffer_depth": peak_depth,
         "publisher_cpu_s": publisher_cpu,
+        "publisher": {"kind": result.get("publisher"), "processes": result.get("processes"),
+                      "cpu_s_per_process": result.get("cpu_s_per_process")},
         "other_processes_cpu_s": other_cpu,
         "collector_threads_cpu_s": threads,
         "foreign_cpu_pct_of_core": foreign_pct,
@@ -388,19 +315,19 @@ def mqtt_ceiling(args: argparse.Namespace, broker: Mosquitto) -> dict[str, Any]:
     client.loop_start()
     if not subscribed.wait(15):
         raise RuntimeError("ceiling subscriber: no SUBACK")
-    proc, conn = spawn_publisher(broker.port, prefix, devices, values, args.seconds, args.rate)
+    load = load_for(args, broker.port, prefix, devices)
     cpu0 = process_cpu()
-    conn.send("go")
-    if not conn.poll(args.seconds + 180):
-        raise RuntimeError("ceiling publisher did not finish")
-    result: dict[str, Any] = conn.recv()
+    load.go()
+    result = load.poll(args.seconds + 180)
+    if result is None or "error" in result:
+        raise RuntimeError(f"ceiling publisher did not finish: {result}")
     deadline = time.monotonic() + 120
     while messages.count < result["acked"] and time.monotonic() < deadline:
         time.sleep(0.05)
     cpu = process_cpu() - cpu0
     client.disconnect()
     client.loop_stop()
-    proc.join(10)
+    load.join(10)
     received, elapsed = messages.count, messages.last - float(result["first_publish"])
     return {
         "messages_published": int(result["acked"]),
@@ -467,6 +394,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="JSON fields per message, one sensor each (default 50)")
     parser.add_argument("--rate", type=float, default=None,
                         help="readings/s to publish (default: as fast as the broker acknowledges)")
+    parser.add_argument("--publisher", choices=PUBLISHERS, default="paho",
+                        help="the load generator: paho (Python) or mqttjs (Node.js, MQTT.js from the "
+                             "Node-RED install; several times cheaper per message); default paho")
+    parser.add_argument("--publishers", type=int, default=1,
+                        help="publisher processes, the devices split over them (default 1)")
     parser.add_argument("--stall-timeout", type=float, default=30.0,
                         help="stop draining after this many seconds without a stored reading")
     parser.add_argument("--batch-size", type=int, default=None,
@@ -474,6 +406,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--switch-interval", type=float, default=None,
                         help="sys.setswitchinterval for the collector process, s (diagnostic; "
                              "Python's default is 0.005)")
+    parser.add_argument("--commit-window", type=float, default=None,
+                        help="the pipeline's group-commit window, s (diagnostic; default the pipeline's)")
     parser.add_argument("--watchdog", type=float, default=1800.0,
                         help="abort with every thread's stack after this many seconds (default 1800)")
     parser.add_argument("--no-ceilings", action="store_true", help="skip the bare subscriber and writer")
@@ -483,6 +417,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--sensors, --values-per-message and --seconds must be positive")
     if args.rate is not None and args.rate <= 0:
         parser.error("--rate must be positive")
+    if args.publishers <= 0:
+        parser.error("--publishers must be positive")
     return args
 
 
@@ -553,7 +489,9 @@ def report(c: dict[str, Any], ceilings: dict[str, Any], passed: bool) -> None:
               + (f" and {after:,.0f} readings/s after it" if after is not None else ""))
     print_table("CPU seconds during the collector run", ["where", "CPU s"],
                 [*[[f"collector: {k}", v] for k, v in c["collector_threads_cpu_s"].items() if v >= 0.01],
-                 ["publisher process", c["publisher_cpu_s"]],
+                 [f"publisher: {c['publisher']['kind']} x {c['publisher']['processes']} "
+                  f"({1e6 * c['publisher_cpu_s'] / max(c['messages_published'], 1):.1f} µs / message)",
+                  c["publisher_cpu_s"]],
                  *[[k, v] for k, v in c["other_processes_cpu_s"].items()]])
     verdict = "MET" if passed else "NOT MET"
     how = "kept up with the offered rate" if c["requested_rate"] else "stored / (last stored - first publish)"

@@ -50,6 +50,7 @@ from bench.common import (
     tool_version,
     write_results,
 )
+from bench.load import PUBLISHERS
 from bench.nodered import NodeRedProcess, default_home, install, peak_rss_mb, reset_peak_rss
 from bench.nodered_flows import JOIN_MESSAGES, modbus_flow, mqtt_flow
 from collector.service import CollectorService
@@ -251,8 +252,8 @@ def nodered_ingest(args: argparse.Namespace, broker: Mosquitto, influx: InfluxDB
         node = red.process
         meter = LoadMeter()
         cpu0 = process_cpu(node)
-        proc, conn = ingest.spawn_publisher(broker.port, prefix, devices, values, args.seconds, args.rate)
-        conn.send("go")
+        publishers = ingest.load_for(args, broker.port, prefix, devices)
+        publishers.go()
         result: dict[str, Any] | None = None
         stored = last = 0
         last_change = time.time()
@@ -268,10 +269,8 @@ def nodered_ingest(args: argparse.Namespace, broker: Mosquitto, influx: InfluxDB
                              "rss_mb": node.memory_info().rss / 2**20})
             if stored != last:
                 last, last_change = stored, now
-            if result is None and conn.poll():
-                result = conn.recv()
-                if "error" in result:
-                    raise RuntimeError(f"publisher: {result['error']}")
+            if result is None and (result := publishers.poll()) is not None and "error" in result:
+                raise RuntimeError(f"publisher: {result['error']}")
             if result is not None and stored >= int(result["acked"]) * values:
                 break
             quiet = now - last_change > args.stall_timeout
@@ -282,7 +281,7 @@ def nodered_ingest(args: argparse.Namespace, broker: Mosquitto, influx: InfluxDB
         assert result is not None
         load = meter.read(float(result["cpu_s"]))
         peak_rss = red.peak_rss_mb()
-        proc.join(30)
+        publishers.join(30)
     finally:
         red.stop()
     points, distinct = ingest.stored_counts(influx.url, database)
@@ -430,6 +429,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--modbus-seconds", type=float, default=20.0, help="Modbus window per poller (20)")
     parser.add_argument("--stall-timeout", type=float, default=30.0,
                         help="stop draining after this many seconds without a stored reading")
+    parser.add_argument("--publisher", choices=PUBLISHERS, default="mqttjs",
+                        help="the load generator: mqttjs (Node.js, MQTT.js; default) or paho (Python)")
+    parser.add_argument("--publishers", type=int, default=2,
+                        help="publisher processes, the devices split over them (default 2)")
     parser.add_argument("--phases", choices=["both", "modbus", "ingest"], default="both")
     parser.add_argument("--node-red-dir", type=Path, default=None,
                         help=f"npm cache of Node-RED and its nodes (default {default_home()})")
@@ -437,8 +440,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if min(args.seconds, args.modbus_seconds, args.interval) <= 0 or min(args.devices, args.registers) <= 0:
         parser.error("--seconds, --modbus-seconds, --interval, --devices and --registers must be positive")
+    if args.publishers <= 0:
+        parser.error("--publishers must be positive")
     # What bench.ingest and bench.modbus_poll read from their own arguments:
-    args.batch_size, args.stride = None, 1
+    args.batch_size, args.stride, args.commit_window = None, 1, None
     return args
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from pumpwatch.readings import Reading
 
@@ -29,4 +29,14 @@ class ReadingSink(Protocol):
 
     def reject(self, source: str, reason: str, detail: str) -> None:
         """Count a value or message that could not be decoded at all (reason is a metric label)."""
+        ...
+
+
+@runtime_checkable
+class MessageSink(ReadingSink, Protocol):
+    """A sink that also takes the readings of several messages in one call (the pipeline does)."""
+
+    def accept_messages(self, readings: Sequence[Reading], source: str, on_durable: OnDurable | None,
+                        keys: Sequence[str]) -> None:
+        """`accept` for several messages: readings and delivery keys commit together, then `on_durable`."""
         ...

@@ -1,8 +1,12 @@
-"""MQTT intake (paho-mqtt): persistent session, QoS 1, manual acknowledgement after the durable commit.
+"""MQTT intake: persistent session, QoS 1, acknowledgement after the durable commit.
 
 The broker keeps every message this collector has not acknowledged, so a crash or a restart of
 either side loses nothing that was published at QoS 1: a message is acknowledged only once its
 readings are on disk (or once it proved undecodable, when redelivery would not help).
+
+The session is `mqtt_session.MqttSession`, not paho: it hands over every message of one read from
+the socket at once, and this source decodes them, gives the pipeline their readings and delivery
+keys in one call (one commit), and acknowledges them all with one write once that commit is done.
 
 One source serves every estate of the collector: one client, one session, the topic maps of all of
 them (no two estates claim one topic, `pumpwatch.portfolio.conflicts`), each resolving to its
@@ -14,20 +18,19 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from typing import Any
-
-import paho.mqtt.client as mqtt
+from collections.abc import Callable, Sequence
 
 from collector.estates import source_view
 from collector.metrics import CollectorMetrics
-from collector.pipeline.sink import ReadingSink
+from collector.pipeline.sink import MessageSink, ReadingSink
 from collector.sources.base import SourceContext
 from collector.sources.mqtt_decode import MqttDecoder
+from collector.sources.mqtt_session import Message, MqttSession
 from pumpwatch.catalog import SensorCatalog
 from pumpwatch.clock import Clock
-from pumpwatch.mqttclient import new_client, start_client, stop_client
 from pumpwatch.mqtturl import BrokerAddress
 from pumpwatch.portfolio import Portfolio, as_portfolio
+from pumpwatch.readings import Reading
 from pumpwatch.site import MqttMapping, Site
 
 log = logging.getLogger(__name__)
@@ -36,7 +39,7 @@ SOURCE = "mqtt"
 
 
 class MqttSource:
-    """Subscribes to every topic map of the estates and feeds the sink from paho's network thread."""
+    """Subscribes to every topic map of the estates and feeds the sink from the session's thread."""
 
     name = SOURCE
 
@@ -55,13 +58,9 @@ class MqttSource:
         self.decoder = MqttDecoder(_maps(portfolio), self.catalog)
         self.subscriptions = self._subscriptions(portfolio)
         self.connected = False
-        self._stopping = False
-        client = new_client(broker, client_id, persistent=True, manual_ack=True)
-        client.max_inflight_messages_set(100)
-        client.on_connect = self._on_connect
-        client.on_disconnect = self._on_disconnect
-        client.on_message = self._on_message
-        self.client = client
+        self._batches = sink if isinstance(sink, MessageSink) else None  # checked once: isinstance is slow
+        self.session = MqttSession(broker, client_id, self.subscriptions, on_messages=self._on_messages,
+                                   on_state=self._set_connected, keepalive=keepalive)
 
     async def run(self) -> None:
         """Take messages until cancelled; then disconnect (unacknowledged messages stay at the broker)."""
@@ -72,13 +71,12 @@ class MqttSource:
             self.stop()
 
     def start(self) -> None:
-        """Connect in the background; paho reconnects by itself and `_on_connect` resubscribes."""
-        start_client(self.client, self.broker, self.keepalive)
+        """Connect in the background; the session reconnects by itself and subscribes again."""
+        self.session.start()
 
     def stop(self) -> None:
         """Disconnect; messages not yet acknowledged stay queued at the broker for the next start."""
-        self._stopping = True
-        stop_client(self.client)
+        self.session.stop()
         self._set_connected(False)
 
     def set_portfolio(self, portfolio: Portfolio) -> None:
@@ -94,11 +92,10 @@ class MqttSource:
         added = sorted(set(wanted) - set(self.subscriptions))
         gone = sorted(set(self.subscriptions) - set(wanted))
         self.subscriptions = wanted
-        if self.connected:
-            if added:
-                self.client.subscribe([(topic, 1) for topic in added])
-            if gone:
-                self.client.unsubscribe(gone)
+        if added:
+            self.session.subscribe(added)
+        if gone:
+            self.session.unsubscribe(gone)
         if added or gone:
             log.info("MQTT subscriptions changed: +%s -%s", ", ".join(added) or "none",
                      ", ".join(gone) or "none")
@@ -106,53 +103,66 @@ class MqttSource:
     def _subscriptions(self, portfolio: Portfolio) -> list[str]:
         return sorted({self._prefix + m.subscription for site in portfolio for m in site.mqtt})
 
-    # --- paho callbacks (network thread) --------------------------------------------------------
+    # --- the session's network thread -----------------------------------------------------------
 
-    def _on_connect(self, client: mqtt.Client, _userdata: Any, _flags: Any, reason: Any,
-                    _properties: Any) -> None:
-        if reason.is_failure:
-            log.warning("MQTT broker %s refused the connection: %s", self.broker, reason)
-            return
-        client.subscribe([(topic, 1) for topic in self.subscriptions])
-        self._set_connected(True)
-        log.info("MQTT connected to %s; subscribed to %s", self.broker, ", ".join(self.subscriptions))
+    def _on_messages(self, messages: list[Message]) -> None:
+        """Decode one read's messages; their readings go to the pipeline together, acked together."""
+        self.metrics.mqtt_messages.inc(len(messages))
+        sink = self.sink
+        decoder = self.decoder
+        clock = self.clock
+        batch = self._batches is not None
+        readings: list[Reading] = []
+        keys: list[str] = []
+        mids: list[int] = []  # acknowledged after the commit of `readings`
+        at_once: list[int] = []  # nothing to keep: acknowledged now
+        for message in messages:
+            topic = message.topic
+            key = None
+            if message.qos:
+                digest = hashlib.blake2b(topic.encode() + b"\0" + message.payload, digest_size=12)
+                key = f"{message.mid}:{digest.hexdigest()}"
+                if message.dup and sink.delivered(key):
+                    sink.reject(SOURCE, "redelivered", topic)  # stored already: ack, skip
+                    at_once.append(message.mid)
+                    continue
+            try:
+                # each message its own receive time, as it came: one read can hold messages of
+                # several milliseconds, and stores downstream (an edge's batches) keep milliseconds
+                decoded = decoder.decode(topic, message.payload, clock.now())
+            except Exception:  # a decoder bug must not stop the intake; redelivery would fail the same way
+                log.exception("decoding a message on %s failed", topic)
+                sink.reject(SOURCE, "decoder_error", topic)
+                at_once.append(message.mid)
+                continue
+            for reason, detail in decoded.rejected:
+                sink.reject(SOURCE, reason, detail)
+            if not decoded.readings:
+                at_once.append(message.mid)
+            elif batch:
+                readings += decoded.readings
+                if key is not None:
+                    keys.append(key)
+                if message.qos:
+                    mids.append(message.mid)
+            else:  # a sink of single messages: each acknowledged after its own commit
+                sink.accept(decoded.readings, SOURCE, on_durable=self._acknowledger(message, [message.mid]),
+                            key=key)
+        connection = messages[0].connection
+        if at_once:
+            self.session.ack(connection, [mid for mid in at_once if mid])
+        if readings and self._batches is not None:
+            self._batches.accept_messages(readings, SOURCE, self._acknowledger(messages[0], mids), keys)
 
-    def _on_disconnect(self, _client: mqtt.Client, _userdata: Any, _flags: Any, reason: Any,
-                       _properties: Any) -> None:
-        if self.connected and not self._stopping:
-            log.warning("MQTT disconnected from %s (%s); reconnecting", self.broker, reason)
-        self._set_connected(False)
-
-    def _on_message(self, client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
-        self.metrics.mqtt_messages.inc()
-        mid, qos = message.mid, message.qos
+    def _acknowledger(self, message: Message, mids: Sequence[int]) -> Callable[[], None]:
+        """What acknowledges these messages of `message`'s connection (none at QoS 0)."""
+        session, connection = self.session, message.connection
+        wanted = [mid for mid in mids if mid]
 
         def acknowledge() -> None:
-            if qos > 0:
-                client.ack(mid, qos)
+            session.ack(connection, wanted)
 
-        key = None
-        if qos > 0:
-            digest = hashlib.blake2b(message.topic.encode() + b"\0" + message.payload, digest_size=12)
-            key = f"{mid}:{digest.hexdigest()}"
-            if message.dup and self.sink.delivered(key):
-                self.sink.reject(SOURCE, "redelivered", message.topic)  # stored already: ack, skip
-                acknowledge()
-                return
-
-        try:
-            decoded = self.decoder.decode(message.topic, message.payload, self.clock.now())
-        except Exception:  # a decoder bug must not stop the intake; redelivery would fail the same way
-            log.exception("decoding a message on %s failed", message.topic)
-            self.sink.reject(SOURCE, "decoder_error", message.topic)
-            acknowledge()
-            return
-        for reason, detail in decoded.rejected:
-            self.sink.reject(SOURCE, reason, detail)
-        if decoded.readings:
-            self.sink.accept(decoded.readings, SOURCE, on_durable=acknowledge, key=key)
-        else:
-            acknowledge()
+        return acknowledge
 
     def _set_connected(self, connected: bool) -> None:
         self.connected = connected

@@ -5,13 +5,20 @@ unknown state name, unknown sensor) is rejected with a reason while its neighbou
 A gateway batch such as `{"values": [{"id": "p1", "v": 0.42}, ...]}` is read by key
 (`values[id=p1].v`), never by position: reordered entries keep their sensors, a missing entry is
 rejected as `missing_entry`, and two entries with the same key as `ambiguous_entry`.
+
+JSON is parsed once per message, by orjson when it is installed (a compiled parser, several times
+faster than the standard library's) and by `json` otherwise. orjson is the stricter of the two: what it
+refuses (NaN literals, integers beyond 64 bits, lone surrogates, a payload that is not UTF-8) goes the
+pure-Python way, so both give the same readings and the same rejections (tests run both).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -19,6 +26,12 @@ from typing import Any
 from pumpwatch.catalog import SensorCatalog, SensorInfo
 from pumpwatch.readings import Quality, Reading
 from pumpwatch.site import EntryKey, FieldStep, MqttMapping, PayloadFormat, ValueType, parse_field_path
+
+_fast_loads: Callable[[bytes | bytearray], Any] | None
+try:  # the compiled parser is optional: without it the standard library's parses every message
+    from orjson import loads as _fast_loads
+except ImportError:  # pragma: no cover - orjson is a dependency; this keeps the fallback importable
+    _fast_loads = None
 
 MAX_PAYLOAD = 256 * 1024  # bytes; larger messages are rejected as `too_large`
 TOPIC_CACHE = 10_000  # topics whose sensor ids are remembered
@@ -62,14 +75,24 @@ class _Target:
     offset: float
 
 
-class MqttDecoder:
-    """Matches topics against the site's maps and reads the mapped values."""
+FAST_JSON = _fast_loads is not None  # whether orjson is there to parse JSON payloads
 
-    def __init__(self, mappings: tuple[MqttMapping, ...], catalog: SensorCatalog) -> None:
+
+class MqttDecoder:
+    """Matches topics against the site's maps and reads the mapped values.
+
+    `fast_json` parses JSON with orjson where it is installed (the default); False keeps to the
+    standard library (the pure-Python path the tests hold the fast one against).
+    """
+
+    def __init__(self, mappings: tuple[MqttMapping, ...], catalog: SensorCatalog, *,
+                 fast_json: bool = True) -> None:
         self.catalog = catalog
         self.routes = [_Route(m, _topic_pattern(m.topic)) for m in mappings]
+        self.fast_json = fast_json and FAST_JSON
         self._last_ts: dict[str, float] = {}
         self._targets_of: dict[tuple[int, str], list[_Target]] = {}
+        self._matches_of: dict[str, list[tuple[MqttMapping, dict[str, str]]]] = {}
 
     def carry_over(self, before: MqttDecoder) -> None:
         """Keep the last timestamp of each sensor from the decoder this one replaces (a reload)."""
@@ -78,31 +101,56 @@ class MqttDecoder:
     def decode(self, topic: str, payload: bytes | bytearray, now: float) -> Decoded:
         """Readings from one message received at `now` (epoch seconds)."""
         out = Decoded()
-        matches = [(route, match) for route in self.routes if (match := route.pattern.fullmatch(topic))]
+        matches = self._matches(topic)
         if not matches:
             out.rejected.append(("unknown_topic", topic))
             return out
         if len(payload) > MAX_PAYLOAD:
             out.rejected.append(("too_large", f"{topic}: {len(payload)} bytes > {MAX_PAYLOAD}"))
             return out
-        try:
-            text = payload.decode("utf-8").strip()
-        except UnicodeDecodeError:
-            out.rejected.append(("malformed", f"{topic}: payload is not UTF-8"))
-            return out
-        for route, match in matches:
-            self._decode_mapping(route.mapping, match.groupdict(), topic, text, now, out)
+        parsed: Any = _UNPARSED
+        if self.fast_json and _fast_loads is not None:
+            with contextlib.suppress(ValueError):  # what orjson refuses, the pure-Python path judges
+                parsed = _fast_loads(payload)
+        if parsed is _UNPARSED:
+            try:
+                text = payload.decode("utf-8").strip()
+            except UnicodeDecodeError:
+                out.rejected.append(("malformed", f"{topic}: payload is not UTF-8"))
+                return out
+        else:
+            text = ""  # only JSON mappings read a parsed message; the others need the text
+            if any(mapping.format is not PayloadFormat.JSON for mapping, _names in matches):
+                text = payload.decode("utf-8").strip()  # orjson took it, so it is UTF-8
+        for mapping, names in matches:
+            parsed = self._decode_mapping(mapping, names, topic, text, parsed, now, out)
         return out
 
+    def _matches(self, topic: str) -> list[tuple[MqttMapping, dict[str, str]]]:
+        """The maps that take this topic, with the names its levels bind (worked out once per topic)."""
+        matches = self._matches_of.get(topic)
+        if matches is None:
+            matches = [(route.mapping, match.groupdict()) for route in self.routes
+                       if (match := route.pattern.fullmatch(topic))]
+            if len(self._matches_of) >= TOPIC_CACHE:
+                self._matches_of.clear()  # bounded, as the targets
+            self._matches_of[topic] = matches
+        return matches
+
     def _decode_mapping(self, mapping: MqttMapping, names: dict[str, str], topic: str, text: str,
-                        now: float, out: Decoded) -> None:
+                        parsed: Any, now: float, out: Decoded) -> Any:
+        """Read one map's values from the message; returns the parsed JSON for the next map."""
         document: Any = text
         if mapping.format is PayloadFormat.JSON:
-            try:
-                document = json.loads(text)
-            except (ValueError, RecursionError) as err:
-                out.rejected.append(("malformed", f"{topic}: not JSON ({err})"))
-                return
+            if parsed is _UNPARSED:
+                try:
+                    parsed = json.loads(text)
+                except (ValueError, RecursionError) as err:
+                    parsed = _NotJson(str(err))
+            if isinstance(parsed, _NotJson):
+                out.rejected.append(("malformed", f"{topic}: not JSON ({parsed.error})"))
+                return parsed
+            document = parsed
         ts = now
         if mapping.timestamp_field is not None:
             try:
@@ -127,6 +175,7 @@ class MqttDecoder:
             else:
                 last_ts[sensor] = at
             readings.append(Reading(sensor, at, number, Quality.GOOD, state))
+        return parsed
 
     def _targets(self, mapping: MqttMapping, topic: str, names: dict[str, str]) -> list[_Target]:
         """Each value of a mapping resolved for this topic (worked out once per topic)."""
@@ -143,6 +192,16 @@ class MqttDecoder:
                 self._targets_of.clear()  # bounded: topics nobody maps must not grow it without end
             self._targets_of[key] = targets
         return targets
+
+
+_UNPARSED = object()  # the message's JSON is not parsed yet
+
+
+@dataclass(frozen=True, slots=True)
+class _NotJson:
+    """The message is not JSON: every JSON map of its topic rejects it with this error."""
+
+    error: str
 
 
 def _read(target: _Target, document: Any) -> tuple[float, str | None]:

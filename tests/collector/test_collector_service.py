@@ -348,7 +348,7 @@ async def test_a_message_redelivered_after_a_lost_ack_is_stored_once(
     pipeline = Pipeline(SensorCatalog(site), buffer, metrics, SystemClock())
     pipeline.start()
     first = MqttSource(site, broker, pipeline, metrics, SystemClock(), client_id=client_id)
-    first.client.ack = lambda *_args, **_kwargs: None  # type: ignore[method-assign, assignment]  # lost ack
+    first.session.ack = lambda *_args, **_kwargs: None  # type: ignore[method-assign]  # lost ack
     first.start()
     await eventually(lambda: _true(first.connected), 10)
     publish_one(mosquitto.port, f"{unique_topic}/seq", "42")

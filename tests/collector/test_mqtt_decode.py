@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from collector.estates import source_view
-from collector.sources.mqtt_decode import MAX_PAYLOAD, MqttDecoder
+from collector.sources.mqtt_decode import MAX_PAYLOAD, Decoded, MqttDecoder
 from pumpwatch.catalog import SensorCatalog
 from pumpwatch.readings import Reading
 from pumpwatch.sitefile import parse_site
@@ -46,10 +46,17 @@ mqtt:
 NOW = 1_767_225_600.0
 
 
-@pytest.fixture(scope="module")
-def decoder() -> MqttDecoder:
+def make_decoder(*, fast_json: bool) -> MqttDecoder:
     site = parse_site(SITE, "decode.yaml")
-    return MqttDecoder(source_view(site).mqtt, SensorCatalog(site))
+    return MqttDecoder(source_view(site).mqtt, SensorCatalog(site), fast_json=fast_json)
+
+
+@pytest.fixture(scope="module", params=["orjson", "json"])
+def decoder(request: pytest.FixtureRequest) -> MqttDecoder:
+    """Every test runs against the compiled JSON parser and the pure-Python one."""
+    made = make_decoder(fast_json=request.param == "orjson")
+    assert made.fast_json == (request.param == "orjson")  # orjson is installed: both paths are tested
+    return made
 
 
 def values(readings: list[Reading]) -> dict[str, tuple[float, str | None]]:
@@ -159,3 +166,30 @@ def test_any_json_document_yields_one_outcome_per_mapped_value(decoder: MqttDeco
     assert len(out.readings) + len(out.rejected) == 2  # water_leak and battery: each kept or refused
     for reading in out.readings:
         assert reading.value == reading.value  # never NaN
+
+
+def outcome(out: Decoded) -> tuple[list[tuple[str, float, float, str | None]], list[str]]:
+    """What a decode gave, comparable across decoders: readings (NaN-free) and rejection reasons."""
+    readings = [(r.sensor, r.ts, r.value, r.state) for r in out.readings]
+    return readings, [reason for reason, _ in out.rejected]
+
+
+fields = st.sampled_from(["water_leak", "battery", "DS18B20", "ts", "readings"])
+json_texts = st.one_of(
+    st.builds(json.dumps, st.dictionaries(fields, json_values)),
+    st.sampled_from([b'{"water_leak": NaN}', b'{"battery": Infinity}', b'{"battery": 1e400}',
+                     b'{"battery": 123456789012345678901234567890}', b'{"battery": -9223372036854775809}',
+                     b'{"battery": "\\ud800"}', b'\xef\xbb\xbf{"battery": 1}', b' {"battery": 2}\x0c',
+                     b'{"battery": 1, "battery": 2}', b'[' * 2000 + b']' * 2000,
+                     b'{"water_leak": true}\x00']),
+    st.binary(max_size=80),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(payload=json_texts, topic=st.sampled_from(["zigbee2mqtt/leak1", "tele/probe1/SENSOR",
+                                                  "probes/x/probe1", "site/r1/dp1", "plc/sw1/switch"]))
+def test_the_compiled_and_the_pure_python_json_paths_decode_alike(payload: str | bytes, topic: str) -> None:
+    data = payload.encode() if isinstance(payload, str) else payload
+    fast, pure = make_decoder(fast_json=True), make_decoder(fast_json=False)
+    assert outcome(fast.decode(topic, data, NOW)) == outcome(pure.decode(topic, data, NOW))

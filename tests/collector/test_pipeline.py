@@ -255,7 +255,7 @@ async def test_event_loop_thread_never_blocks_on_a_full_intake(
     pipeline = Pipeline(catalog, buffer, metrics, FakeClock(), intake_limit=1000)
     pipeline.start()
     with pipeline._cond:  # re-entrant: the intake thread cannot take the held batch meanwhile
-        pipeline._pending.append((readings(1000), None, None))
+        pipeline._pending.append((readings(1000), None, ()))
         pipeline._pending_count = 1000
         pipeline._cond.notify_all()  # the intake wakes once we let go
         pipeline.accept(readings(10, start=1_767_229_000.0), "modbus:plc-dom")  # must not block
@@ -440,6 +440,30 @@ async def test_a_delivery_key_commits_with_its_readings_and_is_recognised_later(
     reopened = DurableBuffer(tmp_path / "b.db")  # the record survives a restart, as the broker's does
     assert reopened.delivered("17:abc")
     reopened.close()
+
+
+async def test_several_messages_commit_together_with_their_keys_and_are_acknowledged_once(
+        tmp_path: Path, catalog: SensorCatalog) -> None:
+    buffer = DurableBuffer(tmp_path / "b.db")
+    pipeline = Pipeline(catalog, buffer, CollectorMetrics(), FakeClock())
+    pipeline.start()
+    acks: list[int] = []
+    acked = threading.Event()
+
+    def on_durable() -> None:
+        acks.append(buffer.depth)
+        acked.set()
+
+    try:
+        keys = ["1:aa", "2:bb", "3:cc"]
+        batch = [*readings(4), Reading("ghost", 1_767_225_600.0, 1.0)]  # one reading refused
+        await asyncio.to_thread(pipeline.accept_messages, batch, "mqtt", on_durable, keys)
+        assert await asyncio.to_thread(acked.wait, 5)
+        assert acks == [4]  # once, after all four good readings were on disk
+        assert all(pipeline.delivered(key) for key in keys)
+    finally:
+        pipeline.stop()
+        buffer.close()
 
 
 def test_only_the_newest_delivery_keys_are_kept(tmp_path: Path) -> None:
