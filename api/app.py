@@ -19,6 +19,7 @@ from api.routes import (
     handovers,
     health,
     live,
+    overview,
     people,
     plans,
     readings,
@@ -106,8 +107,8 @@ def create_app(ctx: ApiContext) -> FastAPI:
     app.state.ctx = ctx
     app.state.login_limiter = RateLimiter(ctx.clock)
     problems.install(app)
-    for module in (auth, site, readings, live, alarms, tasks, approvals, plans, users, people, reports,
-                   exceptions, handovers, audit, health, web):
+    for module in (auth, site, readings, live, overview, alarms, tasks, approvals, plans, users, people,
+                   reports, exceptions, handovers, audit, health, web):
         app.include_router(module.router, responses=problems.PROBLEM_RESPONSES)
     app.add_middleware(Guard)
     app.add_middleware(EstatePaths, openapi=app.openapi)

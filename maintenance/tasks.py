@@ -96,6 +96,11 @@ class TaskService:
         self.sla = sla or SlaPolicy()
         self.estate_slas: dict[str, SlaPolicy] = {}  # an estate's own limits (`sla:` of its site file)
 
+    @property
+    def sessions(self) -> sessionmaker[Session]:
+        """The state database's sessions (read-only figures across tasks and alarms: the overview)."""
+        return self._sessions
+
     def sla_of(self, estate: str) -> SlaPolicy:
         """The SLA limits of an estate's tasks: its own, else the service's."""
         return self.estate_slas.get(estate, self.sla)

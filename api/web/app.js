@@ -13,6 +13,7 @@ import {handoverPage} from './handover.js';
 import {live} from './live.js';
 import {alarmsPage, escalationsPage, extraPage, labelsPage, overviewPage, verifyPage} from './manage.js';
 import {monthlyPage} from './monthly.js';
+import {centreEstatePage, centrePage, centreRoomPage} from './overview.js';
 import {onOutboxChange, setOutboxUser, startSyncing, summary} from './outbox.js';
 import {bottomNav, mePage} from './phonenav.js';
 import {calendarPage, plansPage} from './plans.js';
@@ -27,6 +28,8 @@ const LEADERS = ['supervisor', 'director', 'admin'];
 const MANAGERS = ['supervisor', 'admin'];
 
 const NAV = [
+  // `multi`: only where the user's scope holds several estates (GET /api/estates).
+  {key: 'centre', href: '#/centre', roles: WATCHERS, multi: true},
   {key: 'board', href: '#/board', roles: WATCHERS},
   {key: 'overview', href: '#/overview', roles: LEADERS},
   {key: 'taskboard', href: '#/taskboard', roles: LEADERS},
@@ -58,6 +61,9 @@ const EXTRAS = [
 
 const ROUTES = [
   [/^\/board$/, boardPage, WATCHERS],
+  [/^\/centre(?:\?(.*))?$/, centrePage, WATCHERS],
+  [/^\/centre\/([^/?]+)$/, centreEstatePage, WATCHERS],
+  [/^\/centre\/([^/?]+)\/([^/?]+)(?:\?(.*))?$/, centreRoomPage, WATCHERS],
   [/^\/room\/([^/]+)$/, roomPage, WATCHERS],
   [/^\/overview$/, overviewPage, LEADERS],
   [/^\/alarms$/, alarmsPage, ALL],
@@ -86,6 +92,7 @@ const ctx = {
   me: null,
   signOut: () => signOut(),
   site: {rooms: []},
+  estates: [], // the estates in the user's scope; pages of one estate show the first
   sensors: new Map(),
   people: new Map(),
   equipment: new Map(),
@@ -105,6 +112,7 @@ let firstRender = true;
 let outboxState = {pending: 0, conflicts: 0, failed: 0};
 
 function landing() {
+  if (ctx.can('operator') && ctx.estates.length > 1) return '#/centre';
   if (ctx.can('operator', 'admin')) return '#/board';
   if (ctx.can('supervisor')) return '#/verify';
   if (ctx.can('director')) return '#/overview';
@@ -135,7 +143,7 @@ function renderHeader() {
     'aria-label': t('lang.switchLabel')}, t('lang.other'));
   toggle.addEventListener('click', () => setLang(lang() === 'zh' ? 'en' : 'zh'));
   const entries = ctx.me ? [
-    ...NAV.filter((n) => ctx.can(...n.roles)),
+    ...NAV.filter((n) => ctx.can(...n.roles) && (!n.multi || ctx.estates.length > 1)),
     ...EXTRAS.filter((e) => ctx.extras[e.key]).map((e) => ({key: e.key, href: e.href || `#/more/${e.key}`, more: e.more})),
   ] : [];
   const link = (n) => h('a', {href: n.href, 'data-nav': n.key,
@@ -180,7 +188,13 @@ function updateNetBanner() {
 
 async function loadSite() {
   try {
-    const [site, sensors] = await Promise.all([getCached('/api/site'), getCached('/api/sensors')]);
+    ctx.estates = (await getCached('/api/estates')).data.data;
+  } catch { ctx.estates = []; }
+  // With several estates in scope the pages of one estate (board, rooms) show the first; the monitoring
+  // centre shows them all.
+  const one = ctx.estates.length > 1 ? `?estate=${encodeURIComponent(ctx.estates[0].id)}` : '';
+  try {
+    const [site, sensors] = await Promise.all([getCached(`/api/site${one}`), getCached(`/api/sensors${one}`)]);
     ctx.site = site.data;
     ctx.sensors = new Map(sensors.data.data.map((s) => [s.id, s]));
   } catch (err) {

@@ -1,0 +1,202 @@
+"""The monitoring centre in Chromium over 200 generated estates (simulators/fleet.py): the tiles load most
+urgent first, filter by region, turn red when an alarm is raised, drill down estate -> room -> sensor (the
+room's readings live from its own subscription), keyboard and axe clean in both languages."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+from collections.abc import Callable, Coroutine, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+import uvicorn
+from playwright.sync_api import Browser, Page, expect
+
+from api.app import create_app
+from api.context import ApiContext
+from api.latest_cache import LatestCache
+from collector.stores.embedded import EmbeddedStore
+from maintenance.alarms import AlarmService
+from maintenance.approvals import ApprovalService
+from maintenance.auth import AuthService
+from maintenance.db import make_engine, session_factory, upgrade
+from maintenance.tasks import TaskService
+from maintenance.vocab import TokenKind
+from pumpwatch.alarm_events import AlarmAction, AlarmEvent, AlarmKey
+from pumpwatch.bus import LiveBus
+from pumpwatch.catalog import SensorCatalog
+from pumpwatch.clock import SystemClock
+from pumpwatch.portfolio import Portfolio
+from pumpwatch.readings import Reading
+from pumpwatch.site import Severity, Site, Text
+from simulators.fleet import fleet_sites
+from tests.support.state import FAST_HASHER, PASSWORD
+from tests.web.axe import serious_violations
+from tests.web.harness import DESKTOP
+
+pytestmark = pytest.mark.e2e
+ESTATES = 200
+T = TypeVar("T")
+
+
+@dataclass
+class Centre:
+    url: str
+    ctx: ApiContext
+    sites: list[Site]
+    alarms: AlarmService
+    cookies: dict[str, str]
+    loop: asyncio.AbstractEventLoop
+
+    def call(self, work: Coroutine[Any, Any, T]) -> T:
+        """Run a coroutine on the server's event loop."""
+        return asyncio.run_coroutine_threadsafe(work, self.loop).result(30)
+
+    def publish(self, readings: list[Reading]) -> None:
+        """Readings on the live bus, as the collector puts them there."""
+        self.loop.call_soon_threadsafe(self.ctx.readings.publish, readings)
+
+    def alarm(self, estate: str, room: str, asset: str, severity: Severity) -> None:
+        self.alarms.apply(AlarmEvent(AlarmAction.RAISED, AlarmKey(asset, "dry_run", estate), severity,
+                                     self.ctx.clock.now(), room, Text(zh="干转", en="dry run")))
+
+
+async def _keep_fresh(latest: LatestCache, catalog: SensorCatalog, clock: SystemClock) -> None:
+    """Every device reports: a reading of every sensor every 5 s (each stays fresh for 30 s)."""
+    keys = [info.key for info in catalog]
+    while True:
+        now = clock.now()
+        latest.update([Reading(key, now, 0.5) for key in keys])
+        await asyncio.sleep(5)
+
+
+@pytest.fixture
+def centre(tmp_path: Path) -> Iterator[Centre]:
+    engine = make_engine(f"sqlite:///{tmp_path / 'state.db'}")
+    upgrade(engine)
+    sessions = session_factory(engine)
+    clock = SystemClock()
+    sites = [Site.model_validate(doc) for doc in fleet_sites(ESTATES, 15)]
+    portfolio = Portfolio.of(*sites)
+    catalog = SensorCatalog(portfolio)
+    store = EmbeddedStore(tmp_path / "series.db", catalog)
+    auth = AuthService(sessions, clock, hasher=FAST_HASHER)
+    tasks = TaskService(sessions, clock)
+    alarms = AlarmService(sessions, clock, tasks)
+    latest = LatestCache(store)
+    ctx = ApiContext(site=portfolio.first, catalog=catalog, store=store, readings=LiveBus(),
+                     alarm_events=LiveBus(), auth=auth, tasks=tasks, alarms=alarms, clock=clock,
+                     attachments_dir=tmp_path / "files", latest=latest,
+                     approvals=ApprovalService(sessions, clock, tasks))
+    operator = auth.create_user("centre-operator", PASSWORD, roles=["operator"])
+    session = auth.issue_token(operator, TokenKind.SESSION)
+    assert session.csrf_token is not None
+    cookies = {"pumpwatch_session": session.token, "pumpwatch_csrf": session.csrf_token}
+    listening = socket.create_server(("127.0.0.1", 0))
+    port = listening.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(ctx), log_level="warning", lifespan="off"))
+    loop = asyncio.new_event_loop()
+    ready = threading.Event()
+
+    async def serve() -> None:
+        await store.start()
+        fresh = asyncio.create_task(_keep_fresh(latest, catalog, clock))
+        following = asyncio.create_task(latest.run(ctx.readings))
+        ready.set()
+        try:
+            await server.serve(sockets=[listening])
+        finally:
+            fresh.cancel()
+            following.cancel()
+            await store.close()
+
+    thread = threading.Thread(target=loop.run_until_complete, args=(serve(),), daemon=True)
+    thread.start()
+    assert ready.wait(30)
+    try:
+        yield Centre(f"http://127.0.0.1:{port}", ctx, sites, alarms, cookies, loop)
+    finally:
+        server.should_exit = True
+        loop.call_soon_threadsafe(ctx.shutdown.set)
+        thread.join(30)
+        loop.close()
+        engine.dispose()
+
+
+def _page(browser: Browser, centre: Centre, path: str, errors: list[str], english: bool = False) -> Page:
+    context = browser.new_context(viewport={"width": DESKTOP["width"], "height": DESKTOP["height"]},
+                                  locale="zh-CN", timezone_id="Asia/Shanghai")
+    context.set_default_timeout(30_000)
+    if english:
+        context.add_init_script("localStorage.setItem('pumpwatch.lang', 'en')")
+    context.add_cookies([{"name": k, "value": v, "url": centre.url} for k, v in centre.cookies.items()])
+    page = context.new_page()
+    page.on("pageerror", lambda err: errors.append(str(err)))
+    page.goto(centre.url + path)
+    expect(page.locator("#page-title")).to_be_visible()
+    expect(page.locator(".loading")).to_have_count(0)
+    return page
+
+
+def test_the_monitoring_centre_shows_200_estates_filters_updates_and_drills_down(
+        browser: Browser, centre: Centre, screenshot: Callable[[Page, str], Path]) -> None:
+    errors: list[str] = []
+    first, quiet = centre.sites[3], centre.sites[0]
+    centre.alarm(first.site.id, first.rooms[0].id, "pump-a", Severity.CRITICAL)
+    for site in centre.sites[10:14]:
+        centre.alarm(site.site.id, site.rooms[0].id, "pump-b", Severity.MAJOR)
+    page = _page(browser, centre, "/#/centre", errors)
+    tiles = page.locator("#centre-estates [data-estate]")
+    expect(tiles).to_have_count(ESTATES)
+    expect(tiles.first).to_have_attribute("data-estate", first.site.id)
+    expect(tiles.first).to_have_attribute("data-colour", "red")
+    expect(tiles.first).to_contain_text("紧急")
+    expect(page.locator("#centre-totals")).to_contain_text(f"共 {ESTATES} 个项目：紧急 1，注意 4")
+    expect(page.locator("[data-nav=centre]")).to_be_visible()
+    assert serious_violations(page) == []
+    screenshot(page, "centre-operator-desktop")
+
+    # The region filter: only that region's estates, in the address.
+    region = quiet.site.region
+    assert region is not None
+    page.select_option("#centre-region", region)
+    expect(page).to_have_url(f"{centre.url}/#/centre?region={region}")
+    expect(tiles).to_have_count(sum(1 for s in centre.sites if s.site.region == region))
+
+    # A critical alarm: the overview stream turns the estate red and puts it first.
+    room = quiet.rooms[-1]
+    centre.alarm(quiet.site.id, room.id, "pump-c", Severity.CRITICAL)
+    expect(tiles.first).to_have_attribute("data-estate", quiet.site.id, timeout=30_000)
+    expect(tiles.first).to_have_attribute("data-colour", "red")
+
+    # Drill down with the keyboard: the estate, its rooms, a room's sensors, a sensor's chart.
+    tiles.first.focus()
+    page.keyboard.press("Enter")
+    rooms = page.locator("#centre-rooms [data-room]")
+    expect(rooms).to_have_count(len(quiet.rooms))
+    expect(page.locator(f'#centre-rooms [data-room="{room.id}"]')).to_have_attribute("data-colour", "red")
+    page.locator(f'#centre-rooms [data-room="{room.id}"]').click()
+    sensors = [info for info in centre.ctx.catalog.in_estate(quiet.site.id) if info.room == room.id]
+    expect(page.locator("#centre-sensors tbody tr")).to_have_count(len(sensors))
+    pressure = next(i for i in sensors if i.kind.value == "pressure")
+    expect(page.locator('.view[data-live="open"]')).to_have_count(1)  # subscribed: what follows is live
+    now = centre.ctx.clock.now()
+    centre.publish([Reading(pressure.key, now, 0.432)])
+    expect(page.locator(f'#centre-sensors [data-value="{pressure.id}"]')).to_contain_text("0.432")
+    history = [Reading(pressure.key, now - 60 * i, 0.4 + i / 1000) for i in range(60)]
+    centre.call(centre.ctx.store.write(history))
+    page.locator(f'#centre-sensors tr[data-sensor="{pressure.id}"] a').click()
+    expect(page.locator("#centre-chart svg")).to_be_visible()
+    assert serious_violations(page) == []
+    screenshot(page, "centre-room-desktop")
+
+    # English: the same pages, the words in English.
+    english = _page(browser, centre, f"/#/centre/{quiet.site.id}", errors, english=True)
+    expect(english.locator("#centre-estate-summary")).to_contain_text("Urgent")
+    expect(english.locator("#centre-rooms [data-room]")).to_have_count(len(quiet.rooms))
+    assert serious_violations(english) == []
+    assert errors == []
