@@ -119,6 +119,12 @@ async def test_a_technician_of_one_estate_lists_only_that_estate(scoped: Scoped)
     assert {r["id"] for r in everyone[0]["rooms"]} == {"dom", "fire"}
     handovers = (await scoped.client.get("/api/handovers", headers=me)).json()
     assert [h["estate"] for h in handovers["data"]] == [A]
+    # Colleagues: the organisation's people and A's, never another estate's staff.
+    colleagues = {p["id"] for p in (await scoped.client.get("/api/people", headers=me)).json()["data"]}
+    ids = {name: user.id for name in ("tech-a", "sup-b", scoped.people.supervisor.username)
+           if (user := scoped.auth.get_by_username(name)) is not None}
+    assert {ids["tech-a"], ids[scoped.people.supervisor.username]} <= colleagues
+    assert ids["sup-b"] not in colleagues
     # The whole organisation's supervisor still sees both.
     every = (await scoped.client.get("/api/tasks", headers=scoped.as_(scoped.people.supervisor.username)))
     assert every.json()["count"] == 2
