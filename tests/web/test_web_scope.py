@@ -9,20 +9,15 @@ ids are the same in both).
 
 from __future__ import annotations
 
-import asyncio
 import re
-import socket
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-import uvicorn
 from playwright.sync_api import Browser, Page, expect
 
-from api.app import create_app
 from api.context import ApiContext
 from collector.stores.embedded import EmbeddedStore
 from maintenance.alarms import AlarmService
@@ -34,7 +29,6 @@ from maintenance.exceptions import ExceptionService
 from maintenance.handover import HandoverService
 from maintenance.reports import MonthlyReport
 from maintenance.tasks import TaskService
-from maintenance.vocab import TokenKind
 from pumpwatch.alarm_events import AlarmAction, AlarmEvent, AlarmKey
 from pumpwatch.bus import LiveBus
 from pumpwatch.catalog import SensorCatalog
@@ -44,7 +38,7 @@ from pumpwatch.readings import Reading
 from pumpwatch.site import Severity, Site, Text
 from pumpwatch.sitefile import load_site
 from tests.support.state import FAST_HASHER, PASSWORD
-from tests.web.harness import DESKTOP
+from tests.web.inprocess import Served, serving
 
 pytestmark = pytest.mark.e2e
 EXAMPLE = Path(__file__).parents[2] / "examples" / "site.yaml"
@@ -54,23 +48,17 @@ B_NAME = Text(zh="双子塔花园", en="Twin Towers Gardens")
 
 @dataclass
 class TwoEstates:
-    url: str
-    ctx: ApiContext
+    served: Served
     tasks: dict[str, int]  # estate -> the task raised by its alarm
-    cookies: dict[str, dict[str, str]]  # user name -> session cookies
+
+    @property
+    def url(self) -> str:
+        return self.served.url
 
 
 def _other_estate(site: Site) -> Site:
     info = site.site.model_copy(update={"id": B, "name": B_NAME})
     return site.model_copy(update={"site": info})
-
-
-def _cookies(auth: AuthService, username: str) -> dict[str, str]:
-    user = auth.get_by_username(username)
-    assert user is not None
-    session = auth.issue_token(user, TokenKind.SESSION)
-    assert session.csrf_token is not None
-    return {"pumpwatch_session": session.token, "pumpwatch_csrf": session.csrf_token}
 
 
 @pytest.fixture(scope="module")
@@ -112,49 +100,12 @@ def two_estates(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TwoEstates
     for estate, writer in writers.items():  # each estate's task goes to its own technician
         assert writer is not None
         tasks.assign(task_of[estate], lead, [writer.id])
-    listening = socket.create_server(("127.0.0.1", 0))
-    port = listening.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(ctx), log_level="warning", lifespan="off"))
-    loop = asyncio.new_event_loop()
-    ready = threading.Event()
-
-    async def serve() -> None:
-        await store.start()
+    with serving(ctx, store, ["tech-a", "sup-a"]) as served:
         now = clock.now()
-        await store.write([Reading(f"{A}/dom-header-pressure", now, 0.31),
-                           Reading(f"{B}/dom-header-pressure", now, 0.52)])
-        ready.set()
-        try:
-            await server.serve(sockets=[listening])
-        finally:
-            await store.close()
-
-    thread = threading.Thread(target=loop.run_until_complete, args=(serve(),), daemon=True)
-    thread.start()
-    assert ready.wait(30)
-    try:
-        yield TwoEstates(f"http://127.0.0.1:{port}", ctx, task_of,
-                         {name: _cookies(auth, name) for name in ("tech-a", "sup-a")})
-    finally:
-        server.should_exit = True
-        loop.call_soon_threadsafe(ctx.shutdown.set)
-        thread.join(30)
-        loop.close()
-        engine.dispose()
-
-
-def _page(browser: Browser, served: TwoEstates, username: str, errors: list[str],
-          english: bool = False) -> Page:
-    context = browser.new_context(viewport={"width": DESKTOP["width"], "height": DESKTOP["height"]},
-                                  locale="zh-CN", timezone_id="Asia/Shanghai")
-    context.set_default_timeout(20_000)
-    if english:
-        context.add_init_script("localStorage.setItem('pumpwatch.lang', 'en')")
-    context.add_cookies([{"name": k, "value": v, "url": served.url}
-                         for k, v in served.cookies[username].items()])
-    page = context.new_page()
-    page.on("pageerror", lambda err: errors.append(str(err)))
-    return page
+        served.call(store.write([Reading(f"{A}/dom-header-pressure", now, 0.31),
+                                 Reading(f"{B}/dom-header-pressure", now, 0.52)]))
+        yield TwoEstates(served, task_of)
+    engine.dispose()
 
 
 def _open(page: Page, url: str) -> None:
@@ -171,7 +122,7 @@ def _words_of_b() -> list[str]:
 def test_a_technician_of_estate_a_sees_only_estate_a_on_every_page(browser: Browser, two_estates: TwoEstates,
                                                                   english: bool) -> None:
     errors: list[str] = []
-    page = _page(browser, two_estates, "tech-a", errors, english)
+    page = two_estates.served.page(browser, "tech-a", errors, english=english)
     _open(page, two_estates.url + "/")
     expect(page).to_have_url(re.compile(r"#/tasks$"))
     # Every page the UI offers this person: the header's links, the "more" menu's included.
@@ -200,7 +151,7 @@ def test_a_technician_of_estate_a_sees_only_estate_a_on_every_page(browser: Brow
 def test_estate_bs_task_room_sensor_label_and_calendar_are_a_404_by_url(browser: Browser,
                                                                       two_estates: TwoEstates) -> None:
     errors: list[str] = []
-    page = _page(browser, two_estates, "tech-a", errors)
+    page = two_estates.served.page(browser, "tech-a", errors)
     # B's task opened by its address: the page says it is not found, as for a task that never was.
     _open(page, f"{two_estates.url}/#/task/{two_estates.tasks[B]}")
     theirs = page.locator("main").inner_text()
@@ -227,7 +178,7 @@ def test_estate_bs_task_room_sensor_label_and_calendar_are_a_404_by_url(browser:
         assert page.request.get(two_estates.url + theirs_url).status == 404, theirs_url
         assert page.request.get(two_estates.url + mine_url).status == 200, mine_url
     # Monthly reports are a supervisor's: B's is a 404 to A's supervisor, A's is there.
-    supervisor = _page(browser, two_estates, "sup-a", errors)
+    supervisor = two_estates.served.page(browser, "sup-a", errors)
     _open(supervisor, f"{two_estates.url}/#/monthly")
     report = f"{two_estates.url}/api/reports/monthly/{month}?estate="
     assert supervisor.request.get(report + B).status == 404
