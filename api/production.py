@@ -7,7 +7,7 @@ command line runs it right after the migration, still before any port is opened.
 
 from __future__ import annotations
 
-from maintenance.accounts import DEMO_USERS, demo_password
+from maintenance.accounts import DEMO_USERS, demo_password, may_be_estate_demo_login
 from maintenance.auth import AuthService
 from pumpwatch.production import role_problems
 from pumpwatch.settings import Settings
@@ -17,7 +17,10 @@ from pumpwatch.site import Site
 def demo_login_problems(auth: AuthService) -> list[str]:
     """The demo logins that still have their published passwords."""
     problems = []
-    for username, _name, _roles in DEMO_USERS:
+    usernames = [username for username, _name, _roles in DEMO_USERS]
+    # `pumpwatch demo --estates N` also made each estate's own demo people.
+    usernames += [u.username for u in auth.list_users() if may_be_estate_demo_login(u.username)]
+    for username in usernames:
         user = auth.get_by_username(username)
         if user is not None and auth.verify_password(user.password_hash, demo_password(username)):
             problems.append(f"user {username!r} still has its published demo password")

@@ -33,12 +33,40 @@ def demo_password(username: str) -> str:
     return f"{username}-demo-2026"
 
 
-def ensure_demo_users(auth: AuthService) -> list[tuple[str, str, tuple[str, ...]]]:
-    """Create the demo logins that are missing; returns (username, password, roles)."""
+# A deployment of several estates also gets, per estate, people who hold their role for it alone.
+ESTATE_DEMO_USERS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("technician", "维修技工 Technician", ("technician",)),
+    ("supervisor", "工程主管 Supervisor", ("supervisor",)),
+)
+
+
+def estate_demo_username(role: str, estate: str) -> str:
+    """The login of an estate's own demo person, e.g. `technician-harbour-view`."""
+    return f"{role}-{estate}"
+
+
+def may_be_estate_demo_login(username: str) -> bool:
+    """Whether a username has the form of an estate's demo person (its password is then worth a check)."""
+    return any(username.startswith(f"{role}-") for role, _name, _roles in ESTATE_DEMO_USERS)
+
+
+def ensure_demo_users(auth: AuthService, estates: Sequence[str] = ()
+                      ) -> list[tuple[str, str, tuple[str, ...]]]:
+    """Create the demo logins that are missing; returns (username, password, roles).
+
+    The organisation-wide demo people always; with more than one estate, for each estate also
+    `technician-<estate>` and `supervisor-<estate>`, whose roles are held for that estate only (a
+    login that exists already is left as it is).
+    """
+    wanted: list[tuple[str, str, tuple[str, ...], list[str] | None]] = [
+        (username, name, roles, None) for username, name, roles in DEMO_USERS]
+    if len(estates) > 1:
+        wanted += [(estate_demo_username(role, estate), f"{name} ({estate})", roles, [estate])
+                   for estate in estates for role, name, roles in ESTATE_DEMO_USERS]
     out = []
-    for username, name, roles in DEMO_USERS:
+    for username, name, roles, scope in wanted:
         if auth.get_by_username(username) is None:
-            auth.create_user(username, demo_password(username), roles, display_name=name)
+            auth.create_user(username, demo_password(username), roles, display_name=name, estates=scope)
         out.append((username, demo_password(username), roles))
     return out
 

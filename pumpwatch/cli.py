@@ -57,6 +57,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         print(f"pumpwatch demo: {DEMO_REFUSED}", file=sys.stderr)  # before it opens anything
         return EXIT_FAILURE
+    if getattr(args, "estates", None) is not None:  # a generated fleet (simulate, demo)
+        args.site = _write_fleet(args, settings)
+        if args.site is None:
+            return EXIT_USAGE
     site = _load_or_report(args.site)
     if site is None:
         return EXIT_USAGE
@@ -102,6 +106,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         demo=args.command == "demo",
         edge=args.command == "edge",
     )
+    if args.command == "simulate" and (len(site) > 1 or args.estates is not None):
+        # a fleet: each estate fed as its file says (edge batches, Modbus TCP, MQTT)
+        from pumpwatch.stack import run_fleet_stack
+
+        try:
+            fleet = run_fleet_stack(site, settings, options, processes=args.processes,
+                                    edge_keys=args.edge_keys, faults_per_day=args.faults_per_day)
+            return asyncio.run(_until_signal(fleet))
+        except (OSError, RuntimeError) as err:
+            print(f"pumpwatch: cannot start: {err}", file=sys.stderr)
+            return EXIT_FAILURE
     try:
         if options.serve or options.schedule:
             migrate_state(settings, site)
@@ -252,7 +267,60 @@ def _parser(settings: Settings) -> argparse.ArgumentParser:
                            help="switch a fault scenario on at start (repeatable)")
             p.add_argument("--modbus-port-base", type=int, default=None, metavar="PORT",
                            help="serve device i on PORT+i instead of the site's ports (0: free ports)")
+            p.add_argument("--estates", type=_count, default=None, metavar="N",
+                           help="generate a fleet of N estates (simulators/fleet.py) and run it, not --site"
+                           + ("" if name == "simulate" else f" (seed {DEMO_FLEET_SEED}, in the state dir)"))
+        if name == "simulate":
+            p.add_argument("--out", type=Path, default=None, metavar="DIR",
+                           help="where --estates writes its site files and deployment.yaml "
+                           "(default: <state dir>/fleet)")
+            p.add_argument("--feed", choices=("edge", "modbus", "mqtt", "mixed"), default="edge",
+                           help="how --estates' estates reach the centre (default: edge batches)")
+            p.add_argument("--processes", type=_count, default=1, metavar="K",
+                           help="simulate a fleet in K worker processes")
+            p.add_argument("--faults-per-day", type=float, default=0.0, metavar="X",
+                           help="a fleet's estates each have X faults a simulated day on average "
+                           "(seeded; default none)")
+            p.add_argument("--edge-keys", type=Path, default=settings.signing.trusted_dir, metavar="DIR",
+                           help="sign each edge's batches with DIR/<edge>.key where there is one "
+                           "(default: PUMPWATCH_SIGNING__TRUSTED_DIR)")
     return parser
+
+
+DEMO_FLEET_SEED = 2026  # `pumpwatch demo --estates N` shows the same estates every time
+DEMO_FLEET_DIR = "demo-estates"
+
+
+def _write_fleet(args: argparse.Namespace, settings: Settings) -> Path | None:
+    """Generate the fleet --estates asks for; its deployment file, or None after saying what is wrong."""
+    from simulators.fleet import DEFAULT_MODBUS_PORT_BASE, write_fleet
+
+    # Two rooms an estate, a domestic and a fire room: the load target's shape (200 estates x 2 rooms), and
+    # the rooms the demo's seeded work is written for. (A one-room estate's combined room shares one
+    # pressure in the model, so its domestic header reads the fire main's pressure and alarms high.)
+    rooms = (2, 2)
+    if args.command == "demo":  # on the embedded defaults: Modbus TCP PLCs the demo's collector polls
+        directory, seed, feed = settings.collector.state_dir / DEMO_FLEET_DIR, DEMO_FLEET_SEED, "modbus"
+    else:
+        directory, seed, feed = args.out or settings.collector.state_dir / "fleet", args.seed, args.feed
+    try:
+        base = args.modbus_port_base or DEFAULT_MODBUS_PORT_BASE  # the Modbus feed's PLCs: base + room number
+        deployment = write_fleet(directory, args.estates, seed, feed=feed, rooms=rooms, modbus_port_base=base)
+    except (ValueError, OSError) as err:
+        print(f"pumpwatch {args.command}: --estates: {err}", file=sys.stderr)
+        return None
+    print(f"Fleet of {args.estates} estates (seed {seed}, feed {feed}): {deployment}", flush=True)
+    return deployment
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
 
 
 def _edge_settings(args: argparse.Namespace, settings: Settings, site: Site | Portfolio) -> str | None:

@@ -13,17 +13,19 @@ a technician would have nothing to do until tomorrow. So at start the demo gets:
 - a shift handover waiting for the incoming operator to accept it.
 
 Every step goes through the maintenance services (role checks and audit rows as for anyone). The rounds are
-idempotent by their plan key; the rest is made once, on a state database that has no task yet.
+idempotent by their plan key; the rest is made once per estate, while the estate has no fault report yet.
+A demo of several estates seeds each of them (`pumpwatch demo --estates 3`).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from maintenance.accounts import ensure_demo_users
+from maintenance.accounts import ensure_demo_users, estate_demo_username
 from maintenance.calendar import occurrences, plan_schedules, zone_of
 from maintenance.handover import AbnormalReading, ItemState, KeyOrTool
 from maintenance.models import User, utc_from_epoch
@@ -85,13 +87,23 @@ _REPORTS = {
 }
 
 
-def seed_demo(site: Site, state: MaintenanceService, scheduler: InspectionScheduler | None) -> Seeded:
-    """Give a fresh demo's accounts their work (see the module's description)."""
-    ensure_demo_users(state.auth)
+def seed_demo(site: Site, state: MaintenanceService, scheduler: InspectionScheduler | None,
+              estates: Sequence[str] = ()) -> Seeded:
+    """Give a fresh demo's accounts their work in the estate of `site` (see the module's description).
+
+    `estates`: every estate of the demo's deployment; with several, each estate's own technician and
+    supervisor (`technician-<estate>`, `supervisor-<estate>`) take that estate's fault reports.
+    """
+    estate = site.site.id
+    ensure_demo_users(state.auth, estates)
     users = {name: found for name in ("operator", "tech", "tech2", "supervisor", "director")
              if (found := state.auth.get_by_username(name)) is not None}
+    for role, name in (("technician", "tech"), ("supervisor", "supervisor")):
+        own = state.auth.get_by_username(estate_demo_username(role, estate)) if len(estates) > 1 else None
+        if own is not None:
+            users[name] = own
     rounds = _todays_rounds(site, state, scheduler, users)
-    if state.tasks.list_tasks(TaskFilter(kind=TaskKind.FAULT.value), 0, 1)[1]:
+    if state.tasks.list_tasks(TaskFilter(kind=TaskKind.FAULT.value, estate=estate), 0, 1)[1]:
         return Seeded(rounds, {}, None, None)  # seeded on an earlier start: leave people's work alone
     tasks = _faults(site, state, users)
     return Seeded(rounds, tasks, _access_request(site, state, users), _handover(site, state, users))

@@ -14,6 +14,7 @@ import signal
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pumpwatch.backoff import Backoff
@@ -124,25 +125,31 @@ async def run_stack(portfolio: Site | Portfolio, settings: Settings, options: St
 
             edge_collector = CollectorService(portfolio, settings, clock, None)
             metrics = await _start_metrics(settings, edge_collector, stack)
-            print(_banner(site, settings, None, False, options, None, edge_collector, metrics), flush=True)
+            print(_banner(site, settings, None, False, options, (), edge_collector, metrics), flush=True)
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(edge_collector.run(), name="collector")
-                tasks.create_task(_print_status(None, edge_collector, options.status_every), name="status")
+                tasks.create_task(_print_status((), edge_collector, options.status_every), name="status")
             return 0
         broker = local
-        sim = None
+        sims: list[Simulation] = []
         if options.simulate:
-            if len(portfolio) > 1:
-                raise RuntimeError(f"the simulators run one estate's site file; the deployment "
-                                   f"{portfolio.source} has {len(portfolio)} (give one site file)")
-            sim = await start_simulation(site, clock, broker, seed=options.seed,
-                                         scenarios=options.scenarios,
-                                         modbus_port_base=options.modbus_port_base,
-                                         free_ports_if_busy=options.demo)
-            stack.push_async_callback(sim.stop)
-            if options.modbus_port_base is not None or options.demo:
-                site = sim.served_site()  # the collector polls where the simulated PLCs listen
-                portfolio = portfolio.with_estate(site)
+            if len(portfolio) > 1 and not options.demo:  # `pumpwatch simulate` runs a fleet: run_fleet_stack
+                raise RuntimeError(f"the simulators with the other roles run one estate's site file; the "
+                                   f"deployment {portfolio.source} has {len(portfolio)} (give one site file)")
+            base = options.modbus_port_base
+            for estate_site in list(portfolio):  # a demo of several estates: the full model of each
+                sim = await start_simulation(estate_site, clock, broker, seed=options.seed,
+                                             scenarios=options.scenarios, modbus_port_base=base,
+                                             free_ports_if_busy=options.demo,
+                                             client_id=_sim_client_id(estate_site, len(portfolio)))
+                stack.push_async_callback(sim.stop)
+                sims.append(sim)
+                if base:  # the next estate's devices on the ports after this one's
+                    base += len(estate_site.modbus) + len(estate_site.buses)
+                if options.modbus_port_base is not None or options.demo:
+                    # the collector polls where the simulated PLCs listen
+                    portfolio = portfolio.with_estate(sim.served_site())
+            site = portfolio.first
         collector = None
         if options.collect:
             from collector.service import CollectorService
@@ -157,7 +164,7 @@ async def run_stack(portfolio: Site | Portfolio, settings: Settings, options: St
                                                stack)
         metrics = await _start_metrics(settings, collector, stack) if not options.serve else None
         watcher = _watch(portfolio, settings, options, collector, state, api, feed, scheduler)
-        print(_banner(site, settings, broker, embedded, options, sim, collector, metrics, portfolio),
+        print(_banner(site, settings, broker, embedded, options, sims, collector, metrics, portfolio),
               flush=True)
         if scheduler is not None:
             print(f"Inspection scheduler: {len(scheduler.plans)} plans, state in "
@@ -165,19 +172,65 @@ async def run_stack(portfolio: Site | Portfolio, settings: Settings, options: St
         async with asyncio.TaskGroup() as tasks:
             if watcher is not None:
                 tasks.create_task(watcher.run(), name="deployment-watcher")
-            if sim is not None:
-                tasks.create_task(sim.run(), name="simulation")
+            for n, each in enumerate(sims):
+                tasks.create_task(each.run(), name=f"simulation-{n}")
             if collector is not None:
                 tasks.create_task(collector.run(), name="collector")
             if state is not None and api is not None:
                 tasks.create_task(state.run(), name="maintenance")
                 tasks.create_task(api.run(), name="api")
-                tasks.create_task(_announce_api(api, state, options, site, scheduler), name="api-banner")
-            if options.demo and sim is not None and collector is not None:
-                tasks.create_task(_backfill(site, clock, collector.store, options.seed), name="demo-history")
+                tasks.create_task(_announce_api(api, state, options, portfolio, scheduler), name="api-banner")
+            if options.demo and collector is not None:
+                for estate_site in portfolio if sims else ():
+                    tasks.create_task(_backfill(estate_site, clock, collector.store, options.seed),
+                                      name=f"demo-history-{estate_site.site.id}")
             if scheduler is not None:
                 tasks.create_task(scheduler.run(), name="scheduler")
-            tasks.create_task(_print_status(sim, collector, options.status_every), name="status")
+            tasks.create_task(_print_status(sims, collector, options.status_every), name="status")
+    return 0
+
+
+def _sim_client_id(site: Site, estates: int) -> str:
+    """The simulator's MQTT client id: one per estate when several run in one process."""
+    return "pumpwatch-sim" if estates == 1 else f"pumpwatch-sim-{site.site.id}"
+
+
+async def run_fleet_stack(portfolio: Portfolio, settings: Settings, options: StackOptions, *,
+                          processes: int = 1, edge_keys: Path | None = None,
+                          faults_per_day: float = 0.0) -> int:
+    """`pumpwatch simulate` of several estates: `simulators.fleet_run` into the broker until cancelled."""
+    import threading
+
+    from simulators.fleet_run import FleetReport, run_fleet
+
+    stop = threading.Event()
+    deployment: Path | Portfolio = portfolio
+    if processes > 1:
+        if portfolio.source is None:
+            raise RuntimeError("several processes load the deployment from its file: none is known")
+        deployment = Path(portfolio.source)
+    async with broker_for(settings, demo=False) as (broker, embedded):
+        print(f"PumpWatch fleet simulation: {portfolio.organisation.zh} / {portfolio.organisation.en}, "
+              f"{len(portfolio)} estates, {sum(len(s.rooms) for s in portfolio)} rooms, seed {options.seed}, "
+              f"x{options.speed:g}, {processes} process{'es' if processes > 1 else ''}\n"
+              f"MQTT broker: {broker}{' (in-process)' if embedded else ''}\n"
+              f"Press Ctrl+C to stop.", flush=True)
+
+        def status(report: FleetReport) -> None:
+            print(report.line(), flush=True)
+
+        work = asyncio.create_task(asyncio.to_thread(
+            run_fleet, deployment, broker, stop, seed=options.seed, processes=processes, speed=options.speed,
+            edge_keys=edge_keys, status=status, status_every=options.status_every,
+            faults_per_day=faults_per_day))
+        try:
+            report = await asyncio.shield(work)
+        except asyncio.CancelledError:
+            stop.set()  # the workers send what waits and report
+            report = await work
+            print(report.line(), flush=True)
+            raise
+    print(report.line(), flush=True)
     return 0
 
 
@@ -351,8 +404,8 @@ def _watch(portfolio: Portfolio, settings: Settings, options: StackOptions,
     return watcher
 
 
-async def _announce_api(api: ApiService, state: MaintenanceService, options: StackOptions, site: Site,
-                        scheduler: InspectionScheduler | None) -> None:
+async def _announce_api(api: ApiService, state: MaintenanceService, options: StackOptions,
+                        portfolio: Portfolio, scheduler: InspectionScheduler | None) -> None:
     """Print the URL (and the demo logins, once the demo's work for every role is there) when it listens."""
     while api.server is None or not api.server.started:  # noqa: ASYNC110 (uvicorn offers no event)
         await asyncio.sleep(0.05)
@@ -361,13 +414,21 @@ async def _announce_api(api: ApiService, state: MaintenanceService, options: Sta
         from maintenance.accounts import ensure_demo_users
         from pumpwatch.demo_seed import seed_demo
 
-        seeded = await asyncio.to_thread(seed_demo, site, state, scheduler)
-        lines.append(f"Demo work: today's rounds {', '.join(f'#{i}' for i in seeded.rounds) or 'none'}, "
-                     f"{len(seeded.tasks)} fault reports in every state, an access request waiting for the "
-                     "director, a handover waiting for the operator")
-        logins = ensure_demo_users(state.auth)
-        lines.append("Demo logins (username / password / roles):")
-        lines += [f"  {user:<10} {password:<22} {', '.join(roles)}" for user, password, roles in logins]
+        estates = list(portfolio.estates)
+        for site in portfolio:
+            seeded = await asyncio.to_thread(seed_demo, site, state, scheduler, estates)
+            where = f"{site.site.id}: " if len(estates) > 1 else ""
+            rounds = ", ".join(f"#{i}" for i in seeded.rounds) or "none"
+            lines.append(f"Demo work: {where}today's rounds {rounds}, {len(seeded.tasks)} fault reports in "
+                         "every state, an access request waiting for the director, a handover waiting for "
+                         "the operator")
+        logins = ensure_demo_users(state.auth, estates)
+        lines.append("Demo logins (username / password / roles; <role>-<estate>: that estate only):"
+                     if len(estates) > 1 else "Demo logins (username / password / roles):")
+        width = max(len(user) for user, _p, _r in logins)
+        words = max(len(password) for _u, password, _r in logins)
+        lines += [f"  {user:<{width}} {password:<{words}} {', '.join(roles)}"
+                  for user, password, roles in logins]
     print("\n".join(lines), flush=True)
 
 
@@ -401,7 +462,7 @@ async def _backfill(site: Site, clock: Clock, store: SeriesStore, seed: int) -> 
 
 
 def _banner(site: Site, settings: Settings, broker: BrokerAddress | None, embedded: bool,
-            options: StackOptions, sim: Simulation | None,
+            options: StackOptions, sims: Sequence[Simulation],
             collector: CollectorService | None, metrics: MetricsServer | None = None,
             portfolio: Portfolio | None = None) -> str:
     from simulators.run import banner_lines
@@ -412,11 +473,11 @@ def _banner(site: Site, settings: Settings, broker: BrokerAddress | None, embedd
                    f"{len(portfolio)} estates ({', '.join(portfolio.estates)})")
     else:
         heading = f"{what}: site {site.site.id} ({site.site.name.zh} / {site.site.name.en})"
-    lines = [heading + (f", simulated at x{options.speed:g}, seed {options.seed}" if sim else ""),
+    lines = [heading + (f", simulated at x{options.speed:g}, seed {options.seed}" if sims else ""),
              f"MQTT broker: {broker}{' (in-process)' if embedded else ''}" if broker is not None
              else "MQTT broker: none in the room (no wireless sensors)"]
-    if sim is not None and broker is not None:
-        lines += banner_lines(sim, broker)
+    if broker is not None:  # several estates' simulators: their common lines once
+        lines += list(dict.fromkeys(line for sim in sims for line in banner_lines(sim, broker)))
     if collector is not None and collector.parts.edge is not None and collector.parts.uplink is not None:
         edge, link = collector.parts.edge, collector.parts.uplink
         lines.append(f"Edge {edge.id}: rooms {', '.join(edge.rooms)}; {len(collector.parts.sources)} sources "
@@ -439,13 +500,14 @@ def _banner(site: Site, settings: Settings, broker: BrokerAddress | None, embedd
     return "\n".join(lines)
 
 
-async def _print_status(sim: Simulation | None, collector: CollectorService | None,
+async def _print_status(sims: Sequence[Simulation], collector: CollectorService | None,
                         every: float) -> None:
     from simulators.run import status_lines
 
     while True:
         await asyncio.sleep(every)
-        lines = status_lines(sim) if sim is not None else []
+        lines = [f"{sim.site.site.id}/{line}" if len(sims) > 1 else line
+                 for sim in sims for line in status_lines(sim)]
         if collector is not None:
             lines.append(collector.status_line())
         for line in lines:

@@ -15,8 +15,11 @@ __all__ = ["ScenarioError", "banner_lines", "start_simulation", "status_lines"]
 
 async def start_simulation(site: Site, clock: Clock, broker: BrokerAddress, *, seed: int = 1,
                            scenarios: tuple[str, ...] = (), modbus_port_base: int | None = None,
-                           free_ports_if_busy: bool = False) -> Simulation:
-    """Open the simulated PLCs and wireless sensors and switch the requested scenarios on."""
+                           free_ports_if_busy: bool = False, client_id: str = "pumpwatch-sim") -> Simulation:
+    """Open the simulated PLCs and wireless sensors and switch the requested scenarios on.
+
+    `client_id`: the wireless sensors' MQTT client (one per estate when several run in one process).
+    """
     requested = [parse_scenario(spec) for spec in scenarios]  # fail before opening ports
     ports = None
     # Every Modbus TCP device listens on a port of its own; every tcp bus (RTU over TCP) on one.
@@ -28,7 +31,7 @@ async def start_simulation(site: Site, clock: Clock, broker: BrokerAddress, *, s
         ports = {ident: (base + i if base else 0) for i, (ident, _h, _p) in enumerate(listeners)}
     elif free_ports_if_busy:
         ports = {ident: port_or_free(port, host) for ident, host, port in listeners}
-    sim = Simulation(site, clock, seed=seed, broker=broker, modbus_ports=ports)
+    sim = Simulation(site, clock, seed=seed, broker=broker, modbus_ports=ports, client_id=client_id)
     await sim.start()
     try:
         for name, target in requested:

@@ -14,15 +14,18 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, Field
 
-from api.deps import Ctx, require
+from api.deps import CallerScope, Ctx, require
 from maintenance.models import User, utc_from_epoch
 from maintenance.reports import MonthlyReport, to_csv, to_html
+from maintenance.reports.portfolio import PortfolioReport, portfolio_csv
 from maintenance.vocab import Role
 
 router = APIRouter(prefix="/api/reports", tags=["reports"])
 Reader = Annotated[User, Depends(require(Role.SUPERVISOR, Role.DIRECTOR, Role.ADMIN))]
 Signer = Annotated[User, Depends(require(Role.SUPERVISOR, Role.DIRECTOR))]
 Format = Literal["json", "csv", "html", "pdf"]
+PortfolioFormat = Literal["json", "csv"]
+MonthLabel = Annotated[str, Query(pattern=r"^\d{4}-\d{2}$", description="the month, e.g. 2026-11")]
 
 
 class SignBody(BaseModel):
@@ -79,3 +82,22 @@ async def sign(month: str, ctx: Ctx, user: Signer, body: SignBody | None = None,
     now = utc_from_epoch(ctx.clock.now())
     line = body.line if body is not None else None
     return JSONResponse(await asyncio.to_thread(reports.sign, period, user, now, line, place))
+
+
+@router.get("/portfolio", response_model=None)
+async def portfolio(ctx: Ctx, _user: Reader, scope: CallerScope, month: MonthLabel,
+                    format: Annotated[PortfolioFormat, Query()] = "json") -> Response:
+    """The estates of the caller's scope in `month`, best first (`maintenance.reports.portfolio`).
+
+    Per estate: SLA attainment, repeat faults, rotation and inspection compliance, open criticals at the
+    month's end (now for the current month), and the score the ranking is by. Read by those who read the
+    monthly reports.
+    """
+    reports = _reports(ctx)
+    estates = scope.narrow(ctx.portfolio.estates)
+    now = utc_from_epoch(ctx.clock.now())
+    report = await asyncio.to_thread(PortfolioReport(ctx.tasks.sessions, reports).report, month, estates, now)
+    if format == "csv":
+        return PlainTextResponse(portfolio_csv(report), media_type="text/csv; charset=utf-8", headers={
+            "Content-Disposition": f'attachment; filename="pumpwatch-portfolio-{month}.csv"'})
+    return JSONResponse(report)

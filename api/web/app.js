@@ -7,6 +7,7 @@ import {approvalsPage, exceptionsPage} from './approvals.js';
 import {auditPage} from './audit.js';
 import {boardPage, roomPage} from './board.js';
 import {errorText, pageHeader} from './common.js';
+import {chosenEstate, rememberEstate} from './estatepick.js';
 import {announce, h, mount, toast} from './dom.js';
 import {lang, onLangChange, setLang, setTimeZone, t} from './i18n.js';
 import {handoverPage} from './handover.js';
@@ -15,6 +16,7 @@ import {alarmsPage, escalationsPage, extraPage, labelsPage, overviewPage, verify
 import {monthlyPage} from './monthly.js';
 import {centreEstatePage, centrePage, centreRoomPage} from './overview.js';
 import {onOutboxChange, setOutboxUser, startSyncing, summary} from './outbox.js';
+import {portfolioPage} from './portfolio.js';
 import {bottomNav, mePage} from './phonenav.js';
 import {calendarPage, plansPage} from './plans.js';
 import {cache, kv} from './store.js';
@@ -42,6 +44,7 @@ const NAV = [
   {key: 'report', href: '#/report', roles: ALL, more: LEADERS},
   {key: 'labels', href: '#/labels', roles: ['technician', ...MANAGERS], more: LEADERS},
   {key: 'audit', href: '#/audit', roles: LEADERS, more: LEADERS},
+  {key: 'portfolio', href: '#/portfolio', roles: LEADERS, more: LEADERS, multi: true},
   {key: 'exceptions', href: '#/exceptions', roles: ALL, more: ALL},
   {key: 'users', href: '#/users', roles: ['admin']},
   {key: 'docs', href: '/docs', roles: ['admin'], more: ALL},
@@ -60,13 +63,13 @@ const EXTRAS = [
 ];
 
 const ROUTES = [
-  [/^\/board$/, boardPage, WATCHERS],
+  [/^\/board(?:\?(.*))?$/, boardPage, WATCHERS],
   [/^\/centre(?:\?(.*))?$/, centrePage, WATCHERS],
   [/^\/centre\/([^/?]+)$/, centreEstatePage, WATCHERS],
   [/^\/centre\/([^/?]+)\/([^/?]+)(?:\?(.*))?$/, centreRoomPage, WATCHERS],
-  [/^\/room\/([^/]+)$/, roomPage, WATCHERS],
+  [/^\/room\/([^/?]+)(?:\?(.*))?$/, roomPage, WATCHERS],
   [/^\/overview$/, overviewPage, LEADERS],
-  [/^\/alarms$/, alarmsPage, ALL],
+  [/^\/alarms(?:\?(.*))?$/, alarmsPage, ALL],
   [/^\/tasks$/, tasksPage, ALL],
   [/^\/task\/(\d+)$/, taskPage, ALL],
   [/^\/report(?:\/([^/]+))?$/, reportPage, ALL],
@@ -83,16 +86,18 @@ const ROUTES = [
   [/^\/exceptions(?:\?(.*))?$/, exceptionsPage, ALL],
   [/^\/handover(?:\/(new|\d+))?(?:\?(.*))?$/, handoverPage, ALL],
   [/^\/users$/, usersPage, ['admin']],
-  [/^\/plans$/, plansPage, ALL],
+  [/^\/plans(?:\?(.*))?$/, plansPage, ALL],
   [/^\/calendar(?:\?(.*))?$/, calendarPage, ALL],
-  [/^\/monthly(?:\/(\d{4}-\d{2}))?$/, monthlyPage, LEADERS],
+  [/^\/portfolio(?:\?(.*))?$/, portfolioPage, LEADERS],
+  [/^\/monthly(?:\/(\d{4}-\d{2}))?(?:\?(.*))?$/, monthlyPage, LEADERS],
 ];
 
 const ctx = {
   me: null,
   signOut: () => signOut(),
   site: {rooms: []},
-  estates: [], // the estates in the user's scope; pages of one estate show the first
+  estates: [], // the estates in the user's scope
+  siteEstate: '', // with several: the estate whose site the pages of one estate (board, rooms) show
   sensors: new Map(),
   people: new Map(),
   equipment: new Map(),
@@ -101,6 +106,12 @@ const ctx = {
   extras: {},
   can(...roles) { return Boolean(this.me) && roles.some((r) => this.me.roles.includes(r)); },
   roomOf(id) { return this.placeOf.get(id) || null; },
+  /** Show `id`'s site on the pages of one estate (kept on this device); nothing for an unknown id. */
+  async useEstate(id) {
+    if (!id || id === this.siteEstate || !this.estates.some((e) => e.id === id)) return;
+    rememberEstate(id);
+    await loadSite();
+  },
 };
 
 const main = document.getElementById('main');
@@ -190,9 +201,10 @@ async function loadSite() {
   try {
     ctx.estates = (await getCached('/api/estates')).data.data;
   } catch { ctx.estates = []; }
-  // With several estates in scope the pages of one estate (board, rooms) show the first; the monitoring
-  // centre shows them all.
-  const one = ctx.estates.length > 1 ? `?estate=${encodeURIComponent(ctx.estates[0].id)}` : '';
+  // With several estates in scope the pages of one estate (board, rooms) show the chosen one (the address's
+  // `?estate=`, else the one kept on this device, else the first: ctx.siteEstate); the centre shows them all.
+  ctx.siteEstate = chosenEstate(ctx, null, {all: false});
+  const one = ctx.siteEstate ? `?estate=${encodeURIComponent(ctx.siteEstate)}` : '';
   try {
     const [site, sensors] = await Promise.all([getCached(`/api/site${one}`), getCached(`/api/sensors${one}`)]);
     ctx.site = site.data;

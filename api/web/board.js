@@ -9,6 +9,7 @@ import {
   sensorState, severityChip, stateChip, valueText, worstBySensor,
 } from './common.js';
 import {h, mount} from './dom.js';
+import {estateField} from './estatepick.js';
 import {fmtNum, fmtRel, fmtTime, pick, t} from './i18n.js';
 import {live} from './live.js';
 import {roomMimic} from './mimic.js';
@@ -149,6 +150,7 @@ function liveAlarms(ctx, {room, onAlarms, onTick}) {
     try {
       const q = new URLSearchParams({state: 'active', limit: '200'});
       if (room) q.set('room', room);
+      if (ctx.siteEstate) q.set('estate', ctx.siteEstate);
       const page = await get(`/api/alarms?${q}`);
       if (stopped) return;
       alarms = page.data;
@@ -175,8 +177,18 @@ function liveAlarms(ctx, {room, onAlarms, onTick}) {
   };
 }
 
+/** `?estate=` of the estate the pages of one estate show ('' with one estate in scope). */
+function onEstate(ctx) {
+  return ctx.siteEstate ? `?estate=${encodeURIComponent(ctx.siteEstate)}` : '';
+}
+
+/** A room's page in the estate shown. */
+function roomHref(ctx, room) {
+  return `#/room/${encodeURIComponent(room.id)}${onEstate(ctx)}`;
+}
+
 async function seedLatest(ctx, rooms) {
-  const pages = await Promise.all(rooms.map((r) => get(`/api/rooms/${encodeURIComponent(r.id)}/latest`)));
+  const pages = await Promise.all(rooms.map((r) => get(`/api/rooms/${encodeURIComponent(r.id)}/latest${onEstate(ctx)}`)));
   for (const page of pages) live.seed(page.data);
 }
 
@@ -223,9 +235,10 @@ function roomStatus(ctx, room, alarms) {
     stale ? h('span', {class: 'room-banner-stale'}, t('board.roomStale', {n: stale})) : null)};
 }
 
-export async function boardPage(main, ctx) {
+export async function boardPage(main, ctx, queryText) {
   mount(main, pageHeader(t('board.title')), loading());
-  live.start();
+  await ctx.useEstate(new URLSearchParams(queryText || '').get('estate'));
+  live.start(ctx.siteEstate);
   try {
     await seedLatest(ctx, ctx.site.rooms);
   } catch (err) {
@@ -259,14 +272,17 @@ export async function boardPage(main, ctx) {
       }
       return h('section', {class: 'room panel', 'data-room': room.id, 'data-trouble': 'ok', 'aria-labelledby': `room-h-${room.id}`},
         h('header', {class: 'room-head'},
-          h('h2', {id: `room-h-${room.id}`}, h('a', {href: `#/room/${encodeURIComponent(room.id)}`}, pick(room.name))),
-          h('a', {href: `#/room/${encodeURIComponent(room.id)}`, class: 'room-trends-link'}, t('board.trends'))),
+          h('h2', {id: `room-h-${room.id}`}, h('a', {href: roomHref(ctx, room)}, pick(room.name))),
+          h('a', {href: roomHref(ctx, room), class: 'room-trends-link'}, t('board.trends'))),
         h('div', {class: 'room-alarms', 'data-room-alarms': room.id}),
         body);
     }));
   };
   build();
-  mount(main, pageHeader(t('board.title'), status, h('span', {class: 'head-tools'}, viewButtons, desk.button)),
+  // Several estates in scope: the board shows one, chosen here (kept in the address and on this device).
+  const picker = estateField(ctx, ctx.siteEstate, (id) => { location.hash = `#/board?estate=${encodeURIComponent(id)}`; },
+    {id: 'board-estate', all: false});
+  mount(main, pageHeader(t('board.title'), status, h('span', {class: 'head-tools'}, picker, viewButtons, desk.button)),
     banner, alarmBox, roomsBox);
 
   let lastStatus = null;
@@ -327,14 +343,15 @@ export async function boardPage(main, ctx) {
   return () => { feed.stop(); clearInterval(ages); desk.stop(); };
 }
 
-export async function roomPage(main, ctx, roomId) {
+export async function roomPage(main, ctx, roomId, queryText) {
+  await ctx.useEstate(new URLSearchParams(queryText || '').get('estate'));
   const room = ctx.rooms.get(roomId);
   if (!room) {
     mount(main, pageHeader(t('room.notFound')), h('p', {}, h('a', {href: '#/board'}, t('nav.board'))));
     return () => {};
   }
   mount(main, pageHeader(pick(room.name)), loading());
-  live.start();
+  live.start(ctx.siteEstate);
   try {
     await seedLatest(ctx, [room]);
   } catch (err) {
@@ -355,7 +372,7 @@ export async function roomPage(main, ctx, roomId) {
   const section = h('section', {class: 'room panel room-mimic', 'data-room': room.id, 'data-trouble': 'ok',
     'aria-label': t('mimic.label', {room: pick(room.name)})}, statusBox, h('div', {class: 'mimic-wrap'}, mimic.el));
   mount(main,
-    pageHeader(pick(room.name), h('span', {class: 'head-tools'}, desk.button), h('a', {href: '#/board', class: 'back'}, t('room.back'))),
+    pageHeader(pick(room.name), h('span', {class: 'head-tools'}, desk.button), h('a', {href: `#/board${onEstate(ctx)}`, class: 'back'}, t('room.back'))),
     banner, alarmsBox, section, trends.el, hours);
   const offReadings = live.on('readings', (batch) => trends.feed(batch));
   let lastStatus = null;

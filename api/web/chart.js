@@ -312,7 +312,8 @@ export function trendPanel(ctx, room, now) {
     charts.dataset.loading = 'true';
     await Promise.all(sensors.map(async (info) => {
       try {
-        const page = await get(`/api/sensors/${encodeURIComponent(info.id)}/history?start=${start}&end=${end + 1}&step=${step}`);
+        const place = info.estate ? `&estate=${encodeURIComponent(info.estate)}` : '';
+        const page = await get(`/api/sensors/${encodeURIComponent(info.id)}/history?start=${start}&end=${end + 1}&step=${step}${place}`);
         if (mine !== token) return;
         series.set(info.id, page.data);
       } catch {

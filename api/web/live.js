@@ -15,6 +15,7 @@ class Live {
     this.serverOffset = 0; // server clock minus browser clock, seconds
     this.listeners = {readings: new Set(), alarm: new Set(), status: new Set()};
     this.source = null;
+    this.estate = ''; // whose stream: '' every estate in scope
     this.watchdog = null;
   }
 
@@ -48,10 +49,19 @@ class Live {
   /** Seconds on the server's clock (the simulator may run faster than real time). */
   serverNow() { return Date.now() / 1000 + this.serverOffset; }
 
-  start() {
-    if (this.source) return;
+  /** Follow the stream of `estate` ('' : every estate in scope); another estate starts over. */
+  start(estate = '') {
+    if (this.source && this.estate === estate) return;
+    if (this.source) {
+      this.source.close();
+      this.source = null;
+      this.readings.clear(); // sensor ids repeat across estates: the other estate's values are not these
+      this.intervals.clear();
+    }
+    this.estate = estate;
     this.setStatus('connecting');
-    const source = new EventSource('/api/live', {withCredentials: true});
+    const path = estate ? `/api/live?estate=${encodeURIComponent(estate)}` : '/api/live';
+    const source = new EventSource(path, {withCredentials: true});
     this.source = source;
     source.onopen = () => { this.lastEvent = Date.now(); this.setStatus('live'); };
     source.onerror = () => {
@@ -59,7 +69,7 @@ class Live {
         // Refused (signed out, or the server is gone): start over in a while.
         this.source = null;
         this.setStatus('down');
-        setTimeout(() => { if (!this.source && this.wanted) this.start(); }, 5000);
+        setTimeout(() => { if (!this.source && this.wanted) this.start(this.estate); }, 5000);
       } else {
         this.setStatus('reconnecting');
       }

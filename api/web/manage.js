@@ -8,6 +8,7 @@ import {
   priorityChip, refreshAges, roomName, taskStateChip,
 } from './common.js';
 import {h, mount} from './dom.js';
+import {chosenEstate, estateField, estateRooms} from './estatepick.js';
 import {fmtDateTime, fmtDuration, fmtNum, fmtRel, pick, t} from './i18n.js';
 import {barChart, ring} from './kpi.js';
 import {monthBounds, siteMonth} from './sitetime.js';
@@ -195,8 +196,10 @@ export async function overviewPage(main, ctx) {
 
 const PAGE = 50;
 
-export async function alarmsPage(main, ctx) {
-  const filters = {state: 'active', severity: '', room: ''};
+export async function alarmsPage(main, ctx, queryText) {
+  // `estate` (only with several estates in scope): from the address, else the one kept on this device.
+  const filters = {state: 'active', severity: '', room: '',
+    estate: chosenEstate(ctx, new URLSearchParams(queryText || '').get('estate'))};
   let offset = 0;
   const select = (id, label, options, key) => {
     const el = h('select', {id}, options.map(([value, text]) => h('option', {value, selected: filters[key] === value}, text)));
@@ -206,7 +209,17 @@ export async function alarmsPage(main, ctx) {
   const form = h('form', {class: 'filters', 'aria-label': t('alarms.filters')},
     select('f-state', t('alarms.state'), [['active', t('alarms.active')], ['cleared', t('alarms.cleared')], ['', t('alarms.all')]], 'state'),
     select('f-sev', t('alarm.severity'), [['', t('alarms.all')], ...['critical', 'major', 'minor', 'warning'].map((v) => [v, t(`sev.${v}`)])], 'severity'),
-    select('f-room', t('alarm.room'), [['', t('alarms.all')], ...ctx.site.rooms.map((r) => [r.id, pick(r.name)])], 'room'));
+    select('f-room', t('alarm.room'), [['', t('alarms.all')], ...estateRooms(ctx, filters.estate).map((r) => [r.id, pick(r.name)])], 'room'));
+  const estatePicker = estateField(ctx, filters.estate, (estate) => {
+    filters.estate = estate;
+    filters.room = '';
+    offset = 0;
+    form.querySelector('#f-room').replaceChildren(...[['', t('alarms.all')], ...estateRooms(ctx, estate).map((r) => [r.id, pick(r.name)])]
+      .map(([value, text]) => h('option', {value}, text)));
+    history.replaceState(null, '', `${location.pathname}${location.search}#/alarms${estate ? `?estate=${encodeURIComponent(estate)}` : ''}`);
+    render();
+  });
+  if (estatePicker) form.prepend(estatePicker);
   form.addEventListener('submit', (e) => e.preventDefault());
   const slot = h('div', {class: 'alarm-slot'});
   const pager = h('div', {class: 'pager'});

@@ -5,6 +5,7 @@
 import {get, post} from './api.js';
 import {equipmentName, loading, pageHeader} from './common.js';
 import {announce, h, mount, toast} from './dom.js';
+import {chosenEstate, estateField, withEstate} from './estatepick.js';
 import {errorLine, problemText, when, whyNot} from './forms.js';
 import {fmtDuration, fmtNum, has, lang, pick, t} from './i18n.js';
 import {barChart, pct, ring, stackedChart} from './kpi.js';
@@ -19,6 +20,12 @@ const dash = (v) => (v === null || v === undefined || v === '' ? '—' : v);
 const num = (v) => (v === null || v === undefined ? '—' : fmtNum(v, 0));
 const minutes = (v) => (v === null || v === undefined ? '—' : fmtDuration(v * 60));
 const kindName = (kind) => (has(`kind.${kind}`) ? t(`kind.${kind}`) : kind);
+
+/** The report's address in the API: `/api/reports/monthly/<month>[/sign]?estate=…&format=…`. */
+function reportPath(month, estate, {tail = '', ...query} = {}) {
+  const q = withEstate(new URLSearchParams(query), estate).toString();
+  return `/api/reports/monthly/${month}${tail}${q ? `?${q}` : ''}`;
+}
 
 function monthTitle(month) {
   const [y, m] = month.split('-').map(Number);
@@ -129,7 +136,7 @@ function signVerdict(ctx, acting, report, line) {
   return {ok: true};
 }
 
-function signatureBlock(ctx, acting, report, month, reload) {
+function signatureBlock(ctx, acting, report, month, estate, reload) {
   const error = errorLine();
   const line = (key) => {
     const sig = (report.signatures || {})[key];
@@ -141,7 +148,7 @@ function signatureBlock(ctx, acting, report, month, reload) {
         if (!confirm(t(`rep.signConfirm.${key}`, {month: monthTitle(month)}))) return;
         action.disabled = true;
         try {
-          await post(`/api/reports/monthly/${month}/sign`, {line: key});
+          await post(reportPath(month, estate, {tail: '/sign'}), {line: key});
           toast(t('rep.signed'));
           announce(t('rep.signed'));
           reload();
@@ -160,11 +167,11 @@ function signatureBlock(ctx, acting, report, month, reload) {
   return section('rep-sign', t('rep.signatures'), h('div', {class: 'sign-lines'}, line('prepared'), line('approved')), error.el);
 }
 
-function archiveSection(report, month) {
+function archiveSection(report, month, estate) {
   const list = report.archive || [];
   if (!list.length) return null;
   return section('rep-archive', t('rep.archive'), h('ul', {class: 'plain-list'}, list.map((a) => h('li', {'data-edition': a.edition},
-    h('a', {href: `/api/reports/monthly/${month}?format=pdf&edition=${a.edition}`}, t('rep.edition', {n: a.edition})), ' · ',
+    h('a', {href: reportPath(month, estate, {format: 'pdf', edition: a.edition})}, t('rep.edition', {n: a.edition})), ' · ',
     when(a.archived_at, true), ' · ', has(`rep.archiveReason.${a.reason}`) ? t(`rep.archiveReason.${a.reason}`) : a.reason, ' · ',
     h('code', {class: 'sha', title: a.sha256}, `SHA-256 ${String(a.sha256).slice(0, 16)}…`)))));
 }
@@ -176,8 +183,10 @@ function statusLine(report) {
   return t('rep.previewLine', {asOf: when(report.as_of), due: when(report.due_by, true)});
 }
 
-export async function monthlyPage(main, ctx, monthArg) {
+export async function monthlyPage(main, ctx, monthArg, queryText) {
   let month = /^\d{4}-\d{2}$/.test(monthArg || '') ? monthArg : shiftMonth(siteMonth(), -1);
+  // One estate's report: with several in scope, the address's or the one kept on this device (else the first).
+  let estate = chosenEstate(ctx, new URLSearchParams(queryText || '').get('estate'), {all: false});
   mount(main, pageHeader(t('nav.reports')), loading());
   let acting = new Map();
   try {
@@ -190,7 +199,7 @@ export async function monthlyPage(main, ctx, monthArg) {
     body.replaceChildren(loading());
     let report;
     try {
-      report = await get(`/api/reports/monthly/${month}`);
+      report = await get(reportPath(month, estate));
     } catch (err) {
       body.replaceChildren(h('p', {class: 'error', role: 'alert'}, problemText(err)));
       return;
@@ -199,9 +208,9 @@ export async function monthlyPage(main, ctx, monthArg) {
     const print = h('button', {type: 'button', class: 'btn', id: 'report-print'}, t('rep.print'));
     print.addEventListener('click', () => window.print());
     links.replaceChildren(print,
-      h('a', {class: 'btn', id: 'report-pdf', href: `/api/reports/monthly/${month}?format=pdf`, download: `pumpwatch-report-${month}.pdf`},
+      h('a', {class: 'btn', id: 'report-pdf', href: reportPath(month, estate, {format: 'pdf'}), download: `pumpwatch-report-${month}.pdf`},
         closed ? t('rep.pdfArchived') : t('rep.pdfPreview')),
-      h('a', {class: 'btn', href: `/api/reports/monthly/${month}?format=csv`, download: `pumpwatch-report-${month}.csv`}, t('report.csv')));
+      h('a', {class: 'btn', href: reportPath(month, estate, {format: 'csv'}), download: `pumpwatch-report-${month}.csv`}, t('report.csv')));
     body.dataset.month = month;
     body.dataset.status = report.status;
     mount(body,
@@ -217,14 +226,14 @@ export async function monthlyPage(main, ctx, monthArg) {
       rotationSection(report),
       partsSection(report),
       amendmentsSection(report),
-      archiveSection(report, month),
-      signatureBlock(ctx, acting, report, month, load),
+      archiveSection(report, month, estate),
+      signatureBlock(ctx, acting, report, month, estate, load),
       h('footer', {class: 'report-foot muted'}, t('rep.footer', {tz: report.timezone, built: when(report.built_at || report.as_of, true)})));
   };
   const go = (next) => {
     month = next;
     input.value = month;
-    history.replaceState(null, '', `${location.pathname}${location.search}#/monthly/${month}`);
+    history.replaceState(null, '', `${location.pathname}${location.search}#/monthly/${month}${estate ? `?estate=${encodeURIComponent(estate)}` : ''}`);
     load();
   };
   input.addEventListener('change', () => { if (/^\d{4}-\d{2}$/.test(input.value)) go(input.value); });
@@ -232,9 +241,10 @@ export async function monthlyPage(main, ctx, monthArg) {
   const next = h('button', {type: 'button', class: 'btn', 'data-month': 'next'}, t('cal.next'));
   prev.addEventListener('click', () => go(shiftMonth(month, -1)));
   next.addEventListener('click', () => go(shiftMonth(month, 1)));
+  const estatePicker = estateField(ctx, estate, (id) => { estate = id; go(month); }, {id: 'report-estate', all: false});
   mount(main, pageHeader(t('nav.reports')),
     h('div', {class: 'report-toolbar no-print'}, h('div', {class: 'actions'}, prev,
-      h('div', {class: 'field field-inline'}, h('label', {for: 'report-month'}, t('report.month')), input), next), links),
+      h('div', {class: 'field field-inline'}, h('label', {for: 'report-month'}, t('report.month')), input), next, estatePicker), links),
     body);
   await load();
   return () => {};

@@ -202,7 +202,7 @@ export async function centreRoomPage(main, ctx, estateId, roomId, queryText) {
       h('th', {scope: 'col'}, t('centre.time')))),
     h('tbody', {}, rows));
   const chart = h('section', {class: 'panel', id: 'centre-chart', 'aria-labelledby': 'centre-chart-h', hidden: !chosen});
-  const mimic = ctx.site?.id === estate ? h('a', {href: `#/room/${enc(room)}`, class: 'btn', id: 'centre-mimic'}, t('centre.mimic')) : null;
+  const mimic = h('a', {href: `#/room/${enc(room)}?estate=${enc(estate)}`, class: 'btn', id: 'centre-mimic'}, t('centre.mimic'));
   mount(main, pageHeader(title, h('a', {href: `#/centre/${enc(estate)}`, class: 'back'}, t('centre.backEstate'))),
     mimic ? h('p', {}, mimic) : null, chart, h('section', {class: 'panel'}, table));
   if (chosen) drawChart(chart, estate, cells.get(chosen)?.info, chosen);

@@ -5,6 +5,7 @@
 import {get} from './api.js';
 import {equipmentName, loading, pageHeader, roomName, word} from './common.js';
 import {h, mount} from './dom.js';
+import {chosenEstate, estateField, estateRooms, withEstate} from './estatepick.js';
 import {aside, joined, problemText, select} from './forms.js';
 import {fmtNum, has, lang, pick, t} from './i18n.js';
 import {daysIn, monthBounds, shiftMonth, siteDay, siteMonth, siteParts} from './sitetime.js';
@@ -73,12 +74,15 @@ function exceptionsText(plan) {
   return out;
 }
 
-export async function plansPage(main, ctx) {
+export async function plansPage(main, ctx, queryText) {
   const title = t('nav.plans');
+  // One estate's plans: with several in scope, the address's or the one kept on this device (else the first).
+  const estate = chosenEstate(ctx, new URLSearchParams(queryText || '').get('estate'), {all: false});
+  const onEstate = withEstate(new URLSearchParams(), estate).toString();
   mount(main, pageHeader(title), loading());
   let plans;
   try {
-    plans = (await get('/api/plans')).data;
+    plans = (await get(`/api/plans${onEstate ? `?${onEstate}` : ''}`)).data;
   } catch (err) {
     mount(main, pageHeader(title), h('p', {class: 'error', role: 'alert'}, problemText(err)));
     return () => {};
@@ -100,9 +104,11 @@ export async function plansPage(main, ctx) {
         h('ol', {}, checklist.map((item) => h('li', {}, pick(item.text) || item.key, h('span', {class: 'muted'}, aside('', itemSpec(item)))))))
         : h('span', {class: 'muted'}, t('plans.noItems'))),
       h('td', {}, exceptions.length ? h('ul', {class: 'plain-list'}, exceptions.map((x) => h('li', {}, x))) : '—'),
-      h('td', {}, plan.schedule && plan.schedule.type !== 'run_hours' ? h('a', {href: `#/calendar?plan=${encodeURIComponent(plan.id)}`}, t('plans.seeCalendar')) : ''));
+      h('td', {}, plan.schedule && plan.schedule.type !== 'run_hours' ? h('a', {href: `#/calendar?${withEstate(new URLSearchParams({plan: plan.id}), estate)}`}, t('plans.seeCalendar')) : ''));
   });
-  mount(main, pageHeader(title, h('div', {class: 'head-tools'}, h('a', {class: 'btn', href: '#/calendar'}, t('nav.calendar')))),
+  const picker = estateField(ctx, estate, (id) => { location.hash = `#/plans?estate=${encodeURIComponent(id)}`; }, {id: 'plans-estate', all: false});
+  mount(main, pageHeader(title, h('div', {class: 'head-tools'}, h('a', {class: 'btn', href: `#/calendar${onEstate ? `?${onEstate}` : ''}`}, t('nav.calendar')))),
+    picker ? h('form', {class: 'filters', 'aria-label': t('estate.label')}, picker) : null,
     h('p', {class: 'muted'}, t('plans.explain')),
     h('div', {class: 'table-wrap', tabindex: '0'}, h('table', {class: 'plans-table generic'},
       h('thead', {}, h('tr', {}, ['plans.name', 'plans.schedule', 'plans.scope', 'task.kind', 'task.priority', 'check.title',
@@ -154,13 +160,13 @@ function entryChip(ctx, entry, plans, now) {
 
 async function calendarEntries(month, filters) {
   const {start, end} = monthBounds(month);
-  const q = new URLSearchParams({due_after: start.toISOString(), due_before: end.toISOString(), limit: '500'});
+  const q = withEstate(new URLSearchParams({due_after: start.toISOString(), due_before: end.toISOString(), limit: '500'}), filters.estate);
   if (filters.room) q.set('room', filters.room);
   const requests = [get(`/api/tasks?${q}`)];
   const now = Date.now();
   const days = Math.ceil((end.getTime() - now) / 86400000);
   if (days > 0) {
-    const cq = new URLSearchParams({days: String(Math.min(400, days))});
+    const cq = withEstate(new URLSearchParams({days: String(Math.min(400, days))}), filters.estate);
     if (filters.room) cq.set('room', filters.room);
     if (filters.plan) cq.set('plan', filters.plan);
     requests.push(get(`/api/calendar?${cq}`));
@@ -236,12 +242,13 @@ const LEGEND = ['scheduled', 'raised', 'assigned', 'in_progress', 'done', 'verif
 export async function calendarPage(main, ctx, queryText) {
   const q = new URLSearchParams(queryText || '');
   const filters = {month: /^\d{4}-\d{2}$/.test(q.get('month') || '') ? q.get('month') : siteMonth(), room: q.get('room') || '',
-    plan: q.get('plan') || ''};
+    plan: q.get('plan') || '', estate: chosenEstate(ctx, q.get('estate'), {all: false})};
   const title = t('nav.calendar');
+  const onEstate = withEstate(new URLSearchParams(), filters.estate).toString();
   mount(main, pageHeader(title), loading());
   let plans = new Map();
   try {
-    plans = new Map((await get('/api/plans')).data.map((p) => [p.id, p]));
+    plans = new Map((await get(`/api/plans${onEstate ? `?${onEstate}` : ''}`)).data.map((p) => [p.id, p]));
   } catch { /* names fall back to the plan ids */ }
   const slot = h('div', {class: 'cal-slot', 'aria-live': 'polite'});
   const heading = h('h2', {id: 'cal-month'});
@@ -272,15 +279,20 @@ export async function calendarPage(main, ctx, queryText) {
   prev.addEventListener('click', () => go(-1));
   next.addEventListener('click', () => go(1));
   current.addEventListener('click', () => go(0));
-  const room = select('cal-room', [['', t('alarms.all')], ...ctx.site.rooms.map((r) => [r.id, pick(r.name)])], filters.room);
+  const room = select('cal-room', [['', t('alarms.all')], ...(filters.estate ? estateRooms(ctx, filters.estate) : ctx.site.rooms)
+    .map((r) => [r.id, pick(r.name)])], filters.room);
+  // Another estate: its own plans and rooms, so the page starts again from its address.
+  const estatePicker = estateField(ctx, filters.estate, (id) => {
+    location.hash = `#/calendar?${new URLSearchParams({month: filters.month, estate: id})}`;
+  }, {id: 'cal-estate', all: false});
   const plan = select('cal-plan', [['', t('alarms.all')], ...[...plans.values()].filter((p) => p.schedule && p.schedule.type !== 'run_hours')
     .map((p) => [p.id, pick(p.name)])], filters.plan);
   room.addEventListener('change', () => { filters.room = room.value; remember(); render(); });
   plan.addEventListener('change', () => { filters.plan = plan.value; remember(); render(); });
-  mount(main, pageHeader(title, h('div', {class: 'head-tools'}, h('a', {class: 'btn', href: '#/plans'}, t('nav.plans')))),
+  mount(main, pageHeader(title, h('div', {class: 'head-tools'}, h('a', {class: 'btn', href: `#/plans${onEstate ? `?${onEstate}` : ''}`}, t('nav.plans')))),
     h('p', {class: 'muted'}, t('cal.explain', {tz: ctx.site.timezone || ''})),
     h('div', {class: 'cal-toolbar'}, h('div', {class: 'actions'}, prev, current, next), heading,
-      h('form', {class: 'filters tb-filters', 'aria-label': t('cal.filters')},
+      h('form', {class: 'filters tb-filters', 'aria-label': t('cal.filters')}, estatePicker,
         h('div', {class: 'field field-inline'}, h('label', {for: 'cal-room'}, t('task.room')), room),
         h('div', {class: 'field field-inline'}, h('label', {for: 'cal-plan'}, t('plans.name')), plan))),
     h('ul', {class: 'cal-legend', 'aria-label': t('cal.legend')}, LEGEND.map((s) => h('li', {class: ['cal-entry', `cal-${s}`]},

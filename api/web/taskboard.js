@@ -8,6 +8,7 @@ import {
   OPEN_STATES, equipmentName, loading, pageHeader, personName, priorityChip, roomName, taskStateChip, word,
 } from './common.js';
 import {announce, h, mount, toast} from './dom.js';
+import {chosenEstate, estateField, estateName, estateRooms, manyEstates, withEstate} from './estatepick.js';
 import {aside, errorLine, field, joined, peopleOptions, place, problemText, roomOptions, select, uid} from './forms.js';
 import {fmtDateTime, fmtNum, fmtRel, pick, t} from './i18n.js';
 import {fromLocalInput, siteDay} from './sitetime.js';
@@ -22,10 +23,10 @@ const RANK = {critical: 4, high: 3, normal: 2, low: 1};
 const CREATABLE = ['inspection', 'corrective', 'change', 'fault'];
 const PAGE = 100;
 
-/** Filters from the address: "#/taskboard?room=dom&assignee=none". */
+/** Filters from the address: "#/taskboard?room=dom&assignee=none" (`estate`: null when the address has none). */
 export function boardQuery(text) {
   const q = new URLSearchParams(text || '');
-  return {state: q.get('state') || 'open', room: q.get('room') || '', kind: q.get('kind') || '',
+  return {estate: q.get('estate'), state: q.get('state') || 'open', room: q.get('room') || '', kind: q.get('kind') || '',
     priority: q.get('priority') || '', assignee: q.get('assignee') || '', due: q.get('due') || '',
     view: q.get('view') === 'kanban' ? 'kanban' : 'list'};
 }
@@ -81,6 +82,12 @@ function ordered(tasks, now) {
     task.resolution_due_at || task.due_at].filter(Boolean).map((v) => new Date(v).getTime()), Infinity);
   return tasks.slice().sort((a, b) => Number(needsAttention(b, now)) - Number(needsAttention(a, now))
     || RANK[b.priority] - RANK[a.priority] || due(a) - due(b) || a.id - b.id);
+}
+
+/** Where a task is: its place, and its estate when the user's scope holds several. */
+function where(ctx, task) {
+  const spot = place(ctx, task.asset, task.room);
+  return manyEstates(ctx) && task.estate ? [estateName(ctx, task.estate), spot].filter(Boolean).join(' · ') : spot;
 }
 
 function escalationChip(level, clock) {
@@ -144,7 +151,7 @@ function listView(ctx, tasks, selected, onToggle, now) {
     h('td', {class: 'col-select'}, selectBox(task, selected, onToggle)),
     h('td', {}, priorityChip(task.priority)),
     h('td', {class: 'col-title'}, h('a', {href: `#/task/${task.id}`}, pick(task, 'title')),
-      h('span', {class: 'muted where'}, place(ctx, task.asset, task.room)), h('span', {class: 'flags'}, attentionFlags(task, now))),
+      h('span', {class: 'muted where'}, where(ctx, task)), h('span', {class: 'flags'}, attentionFlags(task, now))),
     h('td', {}, word('kind', task.kind)),
     h('td', {}, taskStateChip(task.state)),
     h('td', {}, assigneeText(ctx, task)),
@@ -162,7 +169,7 @@ function kanbanView(ctx, tasks, selected, onToggle, now) {
       h('div', {class: 'kanban-card-head'}, selectBox(task, selected, onToggle), priorityChip(task.priority),
         h('span', {class: 'muted'}, word('kind', task.kind))),
       h('a', {href: `#/task/${task.id}`, class: 'kanban-title'}, pick(task, 'title')),
-      h('span', {class: 'muted where'}, place(ctx, task.asset, task.room)),
+      h('span', {class: 'muted where'}, where(ctx, task)),
       h('span', {class: 'kanban-who'}, assigneeText(ctx, task)),
       h('span', {class: 'flags'}, attentionFlags(task, now)),
       clocks(task, now)))),
@@ -317,14 +324,14 @@ export function exceptionsInForce(ctx, rows, now = Date.now()) {
 
 async function loadTasks(filters, offset) {
   if (filters.state === 'closed' || CLOSED_STATES.includes(filters.state)) {
-    const q = new URLSearchParams({limit: String(PAGE), offset: String(offset)});
+    const q = withEstate(new URLSearchParams({limit: String(PAGE), offset: String(offset)}), filters.estate);
     for (const st of filters.state === 'closed' ? CLOSED_STATES : [filters.state]) q.append('state', st);
     for (const key of ['room', 'kind', 'priority']) if (filters[key]) q.set(key, filters[key]);
     if (filters.assignee && filters.assignee !== 'none') q.set('assignee', filters.assignee);
     const page = await get(`/api/tasks?${q}`);
     return {tasks: page.data, count: page.count, paged: true};
   }
-  const q = new URLSearchParams({limit: '500'});
+  const q = withEstate(new URLSearchParams({limit: '500'}), filters.estate);
   for (const st of filters.state === 'all' ? [...BOARD_STATES, ...CLOSED_STATES] : BOARD_STATES) q.append('state', st);
   const page = await get(`/api/tasks?${q}`);
   return {tasks: page.data, count: page.count, paged: false};
@@ -332,6 +339,7 @@ async function loadTasks(filters, offset) {
 
 export async function taskBoardPage(main, ctx, queryText) {
   const filters = boardQuery(queryText);
+  filters.estate = chosenEstate(ctx, filters.estate); // several estates in scope: from the address or this device
   const selected = new Set();
   let offset = 0;
   let data = {tasks: [], count: 0, paged: false};
@@ -418,7 +426,16 @@ export async function taskBoardPage(main, ctx, queryText) {
   const filterForm = h('form', {class: 'filters tb-filters', 'aria-label': t('tb.filters')},
     control('state', t('task.state'), [['open', t('tb.state.open')], ...BOARD_STATES.map((st) => [st, t(`task.${st}`)]),
       ['closed', t('tb.state.closed')], ...CLOSED_STATES.map((st) => [st, t(`task.${st}`)]), ['all', t('alarms.all')]]),
-    control('room', t('task.room'), [['', t('alarms.all')], ...roomOptions(ctx)]),
+    estateField(ctx, filters.estate, (estate) => {
+      filters.estate = estate;
+      filters.room = '';
+      offset = 0;
+      filterForm.querySelector('#tb-room').replaceChildren(...[['', t('alarms.all')], ...estateRooms(ctx, estate).map((r) => [r.id, pick(r.name)])]
+        .map(([value, text]) => h('option', {value}, text)));
+      remember();
+      reload();
+    }, {id: 'tb-estate'}),
+    control('room', t('task.room'), [['', t('alarms.all')], ...(ctx.estates.length > 1 ? estateRooms(ctx, filters.estate).map((r) => [r.id, pick(r.name)]) : roomOptions(ctx))]),
     control('kind', t('task.kind'), [['', t('alarms.all')], ...KINDS.map((k) => [k, word('kind', k)])]),
     control('priority', t('task.priority'), [['', t('alarms.all')], ...PRIORITIES.map((p) => [p, t(`prio.${p}`)])]),
     control('assignee', t('task.assignees'), [['', t('alarms.all')], ['none', t('task.unassigned')], ...technicians]),

@@ -578,7 +578,8 @@ export async function taskPage(main, ctx, id) {
     const rooms = new Set([...ids].map((id) => ctx.sensors.get(id)?.room).filter(Boolean));
     for (const room of rooms) {
       try {
-        const page = await getCached(`/api/rooms/${encodeURIComponent(room)}/latest`);
+        const place = server?.estate ? `?estate=${encodeURIComponent(server.estate)}` : '';
+        const page = await getCached(`/api/rooms/${encodeURIComponent(room)}/latest${place}`);
         for (const r of page.data.data) if (ids.has(r.sensor)) latest.set(r.sensor, r);
       } catch { /* offline with no copy: the gauge item shows no sensor value */ }
     }

@@ -5,18 +5,14 @@ room's readings live from its own subscription), keyboard and axe clean in both 
 from __future__ import annotations
 
 import asyncio
-import socket
-import threading
 from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-import uvicorn
 from playwright.sync_api import Browser, Page, expect
 
-from api.app import create_app
 from api.context import ApiContext
 from api.latest_cache import LatestCache
 from collector.stores.embedded import EmbeddedStore
@@ -25,7 +21,6 @@ from maintenance.approvals import ApprovalService
 from maintenance.auth import AuthService
 from maintenance.db import make_engine, session_factory, upgrade
 from maintenance.tasks import TaskService
-from maintenance.vocab import TokenKind
 from pumpwatch.alarm_events import AlarmAction, AlarmEvent, AlarmKey
 from pumpwatch.bus import LiveBus
 from pumpwatch.catalog import SensorCatalog
@@ -36,7 +31,7 @@ from pumpwatch.site import Severity, Site, Text
 from simulators.fleet import fleet_sites
 from tests.support.state import FAST_HASHER, PASSWORD
 from tests.web.axe import serious_violations
-from tests.web.harness import DESKTOP
+from tests.web.inprocess import Served, serving
 
 pytestmark = pytest.mark.e2e
 ESTATES = 200
@@ -45,20 +40,21 @@ T = TypeVar("T")
 
 @dataclass
 class Centre:
-    url: str
-    ctx: ApiContext
+    served: Served
     sites: list[Site]
     alarms: AlarmService
-    cookies: dict[str, str]
-    loop: asyncio.AbstractEventLoop
 
-    def call(self, work: Coroutine[Any, Any, T]) -> T:
-        """Run a coroutine on the server's event loop."""
-        return asyncio.run_coroutine_threadsafe(work, self.loop).result(30)
+    @property
+    def url(self) -> str:
+        return self.served.url
+
+    @property
+    def ctx(self) -> ApiContext:
+        return self.served.ctx
 
     def publish(self, readings: list[Reading]) -> None:
         """Readings on the live bus, as the collector puts them there."""
-        self.loop.call_soon_threadsafe(self.ctx.readings.publish, readings)
+        self.served.publish(readings)
 
     def alarm(self, estate: str, room: str, asset: str, severity: Severity) -> None:
         self.alarms.apply(AlarmEvent(AlarmAction.RAISED, AlarmKey(asset, "dry_run", estate), severity,
@@ -92,50 +88,18 @@ def centre(tmp_path: Path) -> Iterator[Centre]:
                      alarm_events=LiveBus(), auth=auth, tasks=tasks, alarms=alarms, clock=clock,
                      attachments_dir=tmp_path / "files", latest=latest,
                      approvals=ApprovalService(sessions, clock, tasks))
-    operator = auth.create_user("centre-operator", PASSWORD, roles=["operator"])
-    session = auth.issue_token(operator, TokenKind.SESSION)
-    assert session.csrf_token is not None
-    cookies = {"pumpwatch_session": session.token, "pumpwatch_csrf": session.csrf_token}
-    listening = socket.create_server(("127.0.0.1", 0))
-    port = listening.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(ctx), log_level="warning", lifespan="off"))
-    loop = asyncio.new_event_loop()
-    ready = threading.Event()
+    auth.create_user("centre-operator", PASSWORD, roles=["operator"])
 
-    async def serve() -> None:
-        await store.start()
-        fresh = asyncio.create_task(_keep_fresh(latest, catalog, clock))
-        following = asyncio.create_task(latest.run(ctx.readings))
-        ready.set()
-        try:
-            await server.serve(sockets=[listening])
-        finally:
-            fresh.cancel()
-            following.cancel()
-            await store.close()
+    def background() -> list[Coroutine[Any, Any, None]]:
+        return [_keep_fresh(latest, catalog, clock), latest.run(ctx.readings)]
 
-    thread = threading.Thread(target=loop.run_until_complete, args=(serve(),), daemon=True)
-    thread.start()
-    assert ready.wait(30)
-    try:
-        yield Centre(f"http://127.0.0.1:{port}", ctx, sites, alarms, cookies, loop)
-    finally:
-        server.should_exit = True
-        loop.call_soon_threadsafe(ctx.shutdown.set)
-        thread.join(30)
-        loop.close()
-        engine.dispose()
+    with serving(ctx, store, ["centre-operator"], background=background) as served:
+        yield Centre(served, sites, alarms)
+    engine.dispose()
 
 
 def _page(browser: Browser, centre: Centre, path: str, errors: list[str], english: bool = False) -> Page:
-    context = browser.new_context(viewport={"width": DESKTOP["width"], "height": DESKTOP["height"]},
-                                  locale="zh-CN", timezone_id="Asia/Shanghai")
-    context.set_default_timeout(30_000)
-    if english:
-        context.add_init_script("localStorage.setItem('pumpwatch.lang', 'en')")
-    context.add_cookies([{"name": k, "value": v, "url": centre.url} for k, v in centre.cookies.items()])
-    page = context.new_page()
-    page.on("pageerror", lambda err: errors.append(str(err)))
+    page = centre.served.page(browser, "centre-operator", errors, english=english)
     page.goto(centre.url + path)
     expect(page.locator("#page-title")).to_be_visible()
     expect(page.locator(".loading")).to_have_count(0)
@@ -188,11 +152,28 @@ def test_the_monitoring_centre_shows_200_estates_filters_updates_and_drills_down
     centre.publish([Reading(pressure.key, now, 0.432)])
     expect(page.locator(f'#centre-sensors [data-value="{pressure.id}"]')).to_contain_text("0.432")
     history = [Reading(pressure.key, now - 60 * i, 0.4 + i / 1000) for i in range(60)]
-    centre.call(centre.ctx.store.write(history))
+    centre.served.call(centre.ctx.store.write(history))
     page.locator(f'#centre-sensors tr[data-sensor="{pressure.id}"] a').click()
     expect(page.locator("#centre-chart svg")).to_be_visible()
     assert serious_violations(page) == []
     screenshot(page, "centre-room-desktop")
+
+    # The room's drawing, of this estate (not the first one loaded): its page and the board show it.
+    page.locator("#centre-mimic").click()
+    expect(page).to_have_url(f"{centre.url}/#/room/{room.id}?estate={quiet.site.id}")
+    expect(page.locator(f'.room-mimic[data-room="{room.id}"]')).to_be_visible()
+    expect(page.locator("#page-title")).to_contain_text(room.name.zh)
+    expect(page.locator('[role="alert"].error')).to_have_count(0)
+    page.locator("a.back").click()
+    expect(page).to_have_url(f"{centre.url}/#/board?estate={quiet.site.id}")
+    expect(page.locator("#board-estate")).to_have_value(quiet.site.id)
+    expect(page.locator(".rooms > .room[data-room]")).to_have_count(len(quiet.rooms))
+    expect(page.locator('[role="alert"].error')).to_have_count(0)
+    other = next(s for s in centre.sites if s.site.id != quiet.site.id)
+    page.select_option("#board-estate", other.site.id)
+    expect(page).to_have_url(f"{centre.url}/#/board?estate={other.site.id}")
+    expect(page.locator(".rooms > .room[data-room]")).to_have_count(len(other.rooms))
+    expect(page.locator('[role="alert"].error')).to_have_count(0)
 
     # English: the same pages, the words in English.
     english = _page(browser, centre, f"/#/centre/{quiet.site.id}", errors, english=True)
