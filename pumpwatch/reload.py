@@ -4,7 +4,8 @@
 `COLLECTOR__RELOAD_INTERVAL` seconds (5 by default; 0: never by itself) and whenever `request()` is called
 (the roles' processes call it on SIGHUP). Polling rather than inotify: it needs nothing of the platform,
 sees a file replaced by an editor's rename or a configuration-management tool the same way, and reading a
-few hundred small files every few seconds costs milliseconds.
+few hundred small files every few seconds costs milliseconds (only a file whose bytes changed is parsed
+again: `scan` remembers each file's digest and what it parsed to).
 
 What it does with what it finds, file by file:
 

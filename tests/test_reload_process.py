@@ -74,7 +74,7 @@ def test_an_estate_added_broken_and_removed_on_sighup_reaches_every_role(tmp_pat
 
             (folder / "south.yaml").unlink()
             up.proc.send_signal(signal.SIGHUP)
-            _until(lambda: status("/api/site?estate=south") == 422, up, "south gone")
+            _until(lambda: status("/api/site?estate=south") == 404, up, "south gone")
             assert "estate south removed" in up.text()
             assert status("/api/rooms/room1/latest") == 200  # one estate again
     finally:

@@ -1,0 +1,41 @@
+"""A deployment scanned again parses only the files whose bytes changed (reload's polling stays cheap)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from pumpwatch import portfolio
+from pumpwatch.portfolio import scan
+from pumpwatch.sitefile import read_document
+
+EXAMPLE = Path(__file__).parents[2] / "examples" / "site.yaml"
+
+
+def test_an_unchanged_file_is_not_parsed_again_and_a_changed_one_is(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    shutil.copy(EXAMPLE, tmp_path / "a.yaml")
+    parsed: list[str] = []
+
+    def counting(file: str | Path) -> object:
+        parsed.append(str(file))
+        return read_document(file)
+
+    monkeypatch.setattr(portfolio, "read_document", counting)
+    first = scan(tmp_path)
+    assert [Path(p).name for p in parsed] == ["a.yaml"]
+    again = scan(tmp_path)
+    assert [Path(p).name for p in parsed] == ["a.yaml"]  # same bytes: the memo answers
+    assert again.loaded == first.loaded
+    text = (tmp_path / "a.yaml").read_text(encoding="utf-8")
+    (tmp_path / "a.yaml").write_text(text.replace("harbour-view", "harbour-east", 1), encoding="utf-8")
+    changed = scan(tmp_path)
+    assert [Path(p).name for p in parsed] == ["a.yaml", "a.yaml"]
+    assert [s.site.site.id for s in changed.loaded.values()] == ["harbour-east"]
+    (tmp_path / "a.yaml").write_text("site: [", encoding="utf-8")  # broken: its problems, remembered too
+    broken = scan(tmp_path)
+    assert str(tmp_path / "a.yaml") in broken.broken
+    assert scan(tmp_path).broken == broken.broken
+    assert len(parsed) == 3
