@@ -180,4 +180,5 @@ def test_the_monitoring_centre_shows_200_estates_filters_updates_and_drills_down
     expect(english.locator("#centre-estate-summary")).to_contain_text("Urgent")
     expect(english.locator("#centre-rooms [data-room]")).to_have_count(len(quiet.rooms))
     assert serious_violations(english) == []
+    screenshot(english, "centre-estate-desktop-en")
     assert errors == []

@@ -9,9 +9,6 @@ copy of it under another id and name; each has an alarm and its task, B's alarm 
 
 from __future__ import annotations
 
-import asyncio
-import socket
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,10 +16,8 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-import uvicorn
 from playwright.sync_api import Browser, Page, expect
 
-from api.app import create_app
 from api.context import ApiContext
 from collector.stores.embedded import EmbeddedStore
 from maintenance.alarms import AlarmService
@@ -30,7 +25,6 @@ from maintenance.auth import AuthService
 from maintenance.db import make_engine, session_factory, upgrade
 from maintenance.reports import MonthlyReport
 from maintenance.tasks import TaskService
-from maintenance.vocab import TokenKind
 from pumpwatch.alarm_events import AlarmAction, AlarmEvent, AlarmKey
 from pumpwatch.bus import LiveBus
 from pumpwatch.catalog import SensorCatalog
@@ -40,7 +34,7 @@ from pumpwatch.site import Severity, Site, Text
 from pumpwatch.sitefile import load_site
 from tests.support.state import FAST_HASHER, PASSWORD
 from tests.web.axe import serious_violations
-from tests.web.harness import DESKTOP
+from tests.web.inprocess import Served, serving
 
 pytestmark = pytest.mark.e2e
 EXAMPLE = Path(__file__).parents[2] / "examples" / "site.yaml"
@@ -50,18 +44,13 @@ B_NAME = Text(zh="双子塔花园", en="Twin Towers Gardens")
 
 @dataclass
 class Estates:
-    url: str
+    served: Served
     tasks: dict[str, int]  # estate -> the task of its alarm
     alarms: dict[str, int]
-    cookies: dict[str, dict[str, str]]  # user name -> session cookies
 
-
-def _cookies(auth: AuthService, username: str) -> dict[str, str]:
-    user = auth.get_by_username(username)
-    assert user is not None
-    session = auth.issue_token(user, TokenKind.SESSION)
-    assert session.csrf_token is not None
-    return {"pumpwatch_session": session.token, "pumpwatch_csrf": session.csrf_token}
+    @property
+    def url(self) -> str:
+        return self.served.url
 
 
 @pytest.fixture(scope="module")
@@ -96,45 +85,14 @@ def estates(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Estates]:
         task_of[alarm.estate], alarm_of[alarm.estate] = task.id, alarm.id
         # Both go to the technician of A: scope, not the assignment, keeps B's off their list.
         tasks.assign(task.id, lead, [tech.id])
-    listening = socket.create_server(("127.0.0.1", 0))
-    port = listening.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(ctx), log_level="warning", lifespan="off"))
-    loop = asyncio.new_event_loop()
-    ready = threading.Event()
-
-    async def serve() -> None:
-        await store.start()
-        ready.set()
-        try:
-            await server.serve(sockets=[listening])
-        finally:
-            await store.close()
-
-    thread = threading.Thread(target=loop.run_until_complete, args=(serve(),), daemon=True)
-    thread.start()
-    assert ready.wait(30)
-    try:
-        yield Estates(f"http://127.0.0.1:{port}", task_of, alarm_of,
-                      {name: _cookies(auth, name) for name in ("director", "tech-a")})
-    finally:
-        server.should_exit = True
-        loop.call_soon_threadsafe(ctx.shutdown.set)
-        thread.join(30)
-        loop.close()
-        engine.dispose()
+    with serving(ctx, store, ["director", "tech-a"]) as served:
+        yield Estates(served, task_of, alarm_of)
+    engine.dispose()
 
 
 def _page(browser: Browser, estates: Estates, user: str, path: str, errors: list[str],
           english: bool = False) -> Page:
-    context = browser.new_context(viewport={"width": DESKTOP["width"], "height": DESKTOP["height"]},
-                                  locale="zh-CN", timezone_id="Asia/Shanghai")
-    context.set_default_timeout(30_000)
-    if english:
-        context.add_init_script("localStorage.setItem('pumpwatch.lang', 'en')")
-    cookies = estates.cookies[user]
-    context.add_cookies([{"name": k, "value": v, "url": estates.url} for k, v in cookies.items()])
-    page = context.new_page()
-    page.on("pageerror", lambda err: errors.append(str(err)))
+    page = estates.served.page(browser, user, errors, english=english)
     page.goto(estates.url + path)
     expect(page.locator("#page-title")).to_be_visible()
     expect(page.locator(".loading")).to_have_count(0)
@@ -216,6 +174,7 @@ def test_a_director_filters_by_estate_and_reads_the_portfolio(
     expect(english.locator("#portfolio-table thead")).to_contain_text("Open critical")
     expect(english.locator(f'#portfolio-table tr[data-estate="{B}"] th')).to_have_text(B_NAME.en)
     assert serious_violations(english) == []
+    screenshot(english, "portfolio-director-desktop-en")
     assert errors == []
 
 
