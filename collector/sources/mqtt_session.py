@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 READ_SIZE = 256 * 1024  # bytes per recv: many messages per read at high rates
 MAX_PACKET = 2 * 1024 * 1024  # a longer packet is a protocol error (payloads over 256 KiB are refused)
 CONNECT_TIMEOUT = 10.0  # s for TCP, TLS and CONNACK
+CLOSE_TIMEOUT = 2.0  # s to wait for the broker to close after DISCONNECT
 TOPIC_CACHE = 10_000  # topic bytes -> str, decoded once per topic
 
 PUBLISH, CONNACK, SUBACK, UNSUBACK, PINGRESP = 3, 2, 9, 11, 13
@@ -355,6 +356,20 @@ class MqttSession:
         with contextlib.suppress(OSError):
             self._flush(sock)
             sock.sendall(_DISCONNECT)
+            self._await_close(sock)
+
+    @staticmethod
+    def _await_close(sock: socket.socket) -> None:
+        """Wait for the broker to close after DISCONNECT: it has then taken every PUBACK before it.
+
+        Closing first could leave the last PUBACKs unread at the broker when the next connection with
+        this client id takes the session over; the broker would send those messages again.
+        """
+        deadline = time.monotonic() + CLOSE_TIMEOUT
+        while (left := deadline - time.monotonic()) > 0:
+            sock.settimeout(left)
+            if not sock.recv(READ_SIZE):  # late messages are not acknowledged: the broker keeps them
+                return
 
     def _flush(self, sock: socket.socket) -> float | None:
         """Send what other threads queued; the time of sending, or None when nothing was queued."""
