@@ -1,10 +1,10 @@
 """Many estates: a generated fleet's ingest through two collectors, 50 monitoring-centre clients, the
 scheduler's year.
 
-    python -m bench.fleet [--estates 200] [--seconds 60] [--collectors 2] [--publishers 3]
-                          [--clients 50] [--overview-every 1] [--alarms-every 5] [--open-alarms 400]
-                          [--tasks 2000] [--year-estates 10] [--year-days 365] [--fleet-days 30]
-                          [--phases ingest,year] [--name fleet]
+    python -m bench.fleet [--estates 200] [--seconds 60] [--collectors 2] [--split estates|share]
+                          [--publishers 3] [--clients 50] [--overview-every 1] [--alarms-every 5]
+                          [--open-alarms 400] [--tasks 2000] [--year-estates 10] [--year-days 365]
+                          [--fleet-days 30] [--phases ingest,year] [--name fleet]
 
 Ingest and API, at the same time (phase `ingest`):
 
@@ -12,8 +12,11 @@ Ingest and API, at the same time (phase `ingest`):
   reach the centre through a 4G data terminal publishing one JSON document a second on
   `dtu/<estate>/<room>`, and the wireless sensors publish Zigbee2MQTT documents (`bench.fleet_load`);
 - real Mosquitto, InfluxDB and PostgreSQL (`tests.support.services`);
-- `--collectors` `pumpwatch collect` processes on the deployment file, one MQTT shared-subscription
-  group (`PUMPWATCH_COLLECTOR__SHARE_GROUP`), their sessions made before the first message;
+- `--collectors` `pumpwatch collect` processes on the deployment file, their sessions made before the
+  first message; `--split estates` (default): each takes a contiguous part of the estates
+  (`PUMPWATCH_COLLECTOR__ESTATES`), so each estate's alarm rules see all of its readings; `--split share`:
+  each takes every estate through one MQTT shared-subscription group (`PUMPWATCH_COLLECTOR__SHARE_GROUP`),
+  which spreads one sensor's readings over the collectors;
 - `pumpwatch serve` (the API) on PostgreSQL and InfluxDB with the deployment, its state seeded with
   `--open-alarms` active alarms (and their tasks) and `--tasks` open fault tasks across the estates;
 - `--publishers` paho processes publishing every topic once a second for `--seconds`;
@@ -133,12 +136,27 @@ def seed_state(url: str, deployment: Path, open_alarms: int, tasks: int) -> dict
 # --- the collectors' sessions ---------------------------------------------------------------------
 
 
-def subscriptions(deployment: Path) -> list[str]:
-    """What a collector of the group subscribes to (`collector.sources.mqtt.MqttSource`)."""
+SPLITS = {"estates": "each a part of the estates", "share": "one shared subscription"}
+
+
+def collector_parts(deployment: Path, collectors: int,
+                    split: str) -> list[tuple[list[str] | None, list[str]]]:
+    """Each collector's estates (None: all) and what it subscribes to (`collector.sources.mqtt.MqttSource`).
+
+    `share`: every collector all estates, one shared-subscription group. `estates`: the estates in
+    `collectors` contiguous parts, each collector its own part's topics.
+    """
     from pumpwatch.portfolio import load_portfolio
 
     portfolio = load_portfolio(deployment)
-    return sorted({f"$share/{GROUP}/{m.subscription}" for site in portfolio for m in site.mqtt})
+    if split == "share":
+        topics = sorted({f"$share/{GROUP}/{m.subscription}" for site in portfolio for m in site.mqtt})
+        return [(None, topics) for _ in range(collectors)]
+    ids = list(portfolio.estates)
+    size = -(-len(ids) // collectors)
+    parts = [ids[n * size:(n + 1) * size] for n in range(collectors)]
+    return [(part, sorted({m.subscription for e in part for m in portfolio.estate(e).mqtt}))
+            for part in parts]
 
 
 def make_session(port: int, client_id: str, topics: list[str]) -> None:
@@ -302,7 +320,7 @@ class StoredCount:
 async def ingest_phase(args: argparse.Namespace, work: Path, deployment: Path) -> dict[str, Any]:
     """Collectors, API and publishers on real servers; the clients from this process."""
     load_messages = messages(deployment)
-    topics = subscriptions(deployment)
+    parts = collector_parts(deployment, args.collectors, args.split)
     scan_cpu = deployment_scan_cpu(deployment)
     with Mosquitto() as broker, InfluxDB() as influx, Postgres() as pg:
         state_url = state_database(pg, f"fleet_{uuid.uuid4().hex[:8]}")
@@ -312,11 +330,15 @@ async def ingest_phase(args: argparse.Namespace, work: Path, deployment: Path) -
                     PUMPWATCH_COLLECTOR__RELOAD_INTERVAL=str(args.reload_interval))
         where = ["--site", str(deployment), "--mqtt", broker.url]
         collectors: list[PumpwatchProcess] = []
-        for n in range(args.collectors):
+        for n, (estates, topics) in enumerate(parts):
             client_id = f"fleet-collector-{n}-{uuid.uuid4().hex[:6]}"
             await asyncio.to_thread(make_session, broker.port, client_id, topics)
             env = dict(base, PUMPWATCH_COLLECTOR__STATE_DIR=str(work / f"collector-{n}"),
-                       PUMPWATCH_COLLECTOR__CLIENT_ID=client_id, PUMPWATCH_COLLECTOR__SHARE_GROUP=GROUP)
+                       PUMPWATCH_COLLECTOR__CLIENT_ID=client_id)
+            if estates is None:
+                env["PUMPWATCH_COLLECTOR__SHARE_GROUP"] = GROUP
+            else:
+                env["PUMPWATCH_COLLECTOR__ESTATES"] = ",".join(estates)
             collectors.append(PumpwatchProcess(f"collector-{n}", ["collect", *where, "--metrics-port", "0",
                                                                   "--status-every", "1"],
                                                env, work / f"collector-{n}.log"))
@@ -438,7 +460,7 @@ def report(args: argparse.Namespace, results: dict[str, Any]) -> None:
         pub = ingest["published"]
         lost = int(pub["readings"]) - int(ingest["stored"])
         print_table(f"Ingest: {args.estates} estates, {ingest['messages_per_second']:,} messages/s, "
-                    f"{args.collectors} collectors in one shared group, {args.seconds:g} s",
+                    f"{args.collectors} collectors ({SPLITS[args.split]}), {args.seconds:g} s",
                     ["offered readings/s", "published", "stored", "lost", "stored after last publish (s)",
                      "publishers late > 1 s"],
                     [[ingest["readings_per_second_offered"], pub["readings"], ingest["stored"], lost,
@@ -489,6 +511,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--estates", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=60.0, help="publishing (and polling) time")
     parser.add_argument("--collectors", type=int, default=2)
+    parser.add_argument("--split", choices=["estates", "share"], default="estates",
+                        help="collectors take a part of the estates each, or all of them through one "
+                             "MQTT shared subscription")
     parser.add_argument("--publishers", type=int, default=3)
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--overview-every", type=float, default=1.0)

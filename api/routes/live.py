@@ -8,7 +8,7 @@ is a 404 before the stream starts):
   room's readings and alarm events;
 - `view=overview` (optionally `region`, `group`): no readings and no alarm events, only the overview's
   per-estate summaries (`event: overview`): every estate at first, then the estates whose counts or colour
-  changed, looked at every `OVERVIEW_EVERY` seconds (the overview is itself at most 2 s old,
+  changed, looked at every `OVERVIEW_EVERY` seconds (the overview is itself usually at most 2 s old,
   `api/routes/overview.py`).
 
 Each client has bounded queues on the live buses: a client that cannot keep up loses the oldest

@@ -41,6 +41,23 @@ def test_the_load_gives_every_mqtt_sensor_of_the_fleet_one_valid_reading_a_secon
     assert 35 * 6 <= sum(m.readings for m in load) <= 45 * 6  # about 40 sensors a room, two rooms an estate
 
 
+def test_collectors_split_by_estate_take_every_topic_once_and_share_nothing(tmp_path: Path) -> None:
+    deployment = fleet.write_fleet_here(tmp_path, 5)
+    portfolio = load_portfolio(deployment)
+    parts = fleet.collector_parts(deployment, 2, "estates")
+    estates = [e for part, _ in parts for e in part or []]
+    assert sorted(estates) == sorted(portfolio.estates)  # every estate in exactly one part
+    assert [len(part or []) for part, _ in parts] == [3, 2]
+    topics = [t for _, part_topics in parts for t in part_topics]
+    assert sorted(topics) == sorted({m.subscription for site in portfolio for m in site.mqtt})
+    for part, part_topics in parts:
+        assert all(t.split("/")[1] in (part or []) for t in part_topics)  # dtu/<estate>/..., z2m/<estate>/...
+    shared = fleet.collector_parts(deployment, 2, "share")
+    assert shared[0] == shared[1]
+    assert shared[0][0] is None
+    assert all(t.startswith(f"$share/{fleet.GROUP}/") for t in shared[0][1])
+
+
 def test_the_scheduler_year_creates_the_plan_tasks_of_a_week(tmp_path: Path, postgres: Postgres) -> None:
     deployment = fleet.write_fleet_here(tmp_path, 1)
     url = fleet.state_database(postgres, f"year_test_{tmp_path.name[-8:].replace('-', '_')}")
