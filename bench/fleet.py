@@ -13,10 +13,11 @@ Ingest and API, at the same time (phase `ingest`):
   `dtu/<estate>/<room>`, and the wireless sensors publish Zigbee2MQTT documents (`bench.fleet_load`);
 - real Mosquitto, InfluxDB and PostgreSQL (`tests.support.services`);
 - `--collectors` `pumpwatch collect` processes on the deployment file, their sessions made before the
-  first message; `--split estates` (default): each takes a contiguous part of the estates
-  (`PUMPWATCH_COLLECTOR__ESTATES`), so each estate's alarm rules see all of its readings; `--split share`:
-  each takes every estate through one MQTT shared-subscription group (`PUMPWATCH_COLLECTOR__SHARE_GROUP`),
-  which spreads one sensor's readings over the collectors;
+  first message; `--split share` (default, as issue 15 asks): each takes every estate through one MQTT
+  shared-subscription group (`PUMPWATCH_COLLECTOR__SHARE_GROUP`); Mosquitto hands a topic's messages to
+  the members in turn, so each collector's alarm rules see part of each sensor's readings. `--split
+  estates`: each takes a contiguous part of the estates (`PUMPWATCH_COLLECTOR__ESTATES`), so each
+  estate's rules see all of its readings;
 - `pumpwatch serve` (the API) on PostgreSQL and InfluxDB with the deployment, its state seeded with
   `--open-alarms` active alarms (and their tasks) and `--tasks` open fault tasks across the estates;
 - `--publishers` paho processes publishing every topic once a second for `--seconds`;
@@ -511,7 +512,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--estates", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=60.0, help="publishing (and polling) time")
     parser.add_argument("--collectors", type=int, default=2)
-    parser.add_argument("--split", choices=["estates", "share"], default="estates",
+    parser.add_argument("--split", choices=["estates", "share"], default="share",
                         help="collectors take a part of the estates each, or all of them through one "
                              "MQTT shared subscription")
     parser.add_argument("--publishers", type=int, default=3)

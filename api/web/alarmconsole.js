@@ -9,6 +9,7 @@ import {
   severityChip, taskStateChip, word,
 } from './common.js';
 import {announce, h, mount, toast} from './dom.js';
+import {estateName, manyEstates} from './estatepick.js';
 import {fmtDateTime, fmtDuration, fmtNum, has, pick, t} from './i18n.js';
 
 const MUTE_KEY = 'pumpwatch.mute';
@@ -81,6 +82,25 @@ export function alarmConsole() {
     document.body.dataset.unackedCritical = String(waiting);
   };
   return {button, update, stop() { document.title = t('app.title'); delete document.body.dataset.unackedCritical; }};
+}
+
+/**
+ * The alarm list's estate column: when the list spans several estates (`chosen` is '' and the user's scope
+ * holds several), each row's estate by name, before its room. Added to the table `alarmTable` made, so the
+ * table of one estate (the board, a room) stays as it is.
+ */
+export function withEstateColumn(ctx, table, alarms, chosen) {
+  if (!manyEstates(ctx) || chosen) return table;
+  const byId = new Map(alarms.map((a) => [String(a.id), a]));
+  const head = table.querySelector('thead tr');
+  const at = (row) => row.children[2] || null; // severity and message come first
+  head.insertBefore(h('th', {scope: 'col', 'data-col': 'estate'}, t('alarm.estate')), at(head));
+  for (const row of table.querySelectorAll('tbody tr')) {
+    const alarm = byId.get(row.dataset.alarmId);
+    if (alarm) row.insertBefore(h('td', {'data-estate': alarm.estate}, estateName(ctx, alarm.estate)), at(row));
+    else row.querySelectorAll('td[colspan]').forEach((cell) => { cell.colSpan += 1; }); // "no alarms"
+  }
+  return table;
 }
 
 function historyRow(ctx, entry, alarm) {

@@ -1,6 +1,7 @@
 // Supervisor and director pages: task verification, escalations (overdue tasks), the alarms overview,
 // the overview of both (counts that lead into the task board, KPIs as charts); QR labels.
 
+import {withEstateColumn} from './alarmconsole.js';
 import {get} from './api.js';
 import {waitingForMe} from './approvals.js';
 import {
@@ -228,8 +229,8 @@ export async function alarmsPage(main, ctx, queryText) {
     for (const [k, v] of Object.entries(filters)) if (v) q.set(k, v);
     try {
       const page = await get(`/api/alarms?${q}`);
-      slot.replaceChildren(alarmTable(ctx, page.data, {caption: t('alarms.shown', {from: page.count ? offset + 1 : 0,
-        to: offset + page.data.length, total: page.count})}));
+      slot.replaceChildren(withEstateColumn(ctx, alarmTable(ctx, page.data, {caption: t('alarms.shown', {from: page.count ? offset + 1 : 0,
+        to: offset + page.data.length, total: page.count})}), page.data, filters.estate));
       const prev = h('button', {type: 'button', class: 'btn', disabled: offset === 0}, t('common.prev'));
       const next = h('button', {type: 'button', class: 'btn', disabled: offset + PAGE >= page.count}, t('common.next'));
       prev.addEventListener('click', () => { offset = Math.max(0, offset - PAGE); render(); });

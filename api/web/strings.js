@@ -517,6 +517,9 @@ export const STRINGS = {
   'tb.new.submit': ['创建任务', 'Create the task'],
   'tb.new.needTitle': ['请填写标题。', 'Give the task a title.'],
   'tb.new.created': ['已创建任务 #{id}', 'Task #{id} created'],
+  'tb.new.chooseEstate': ['请选择项目', 'Choose an estate'],
+  'tb.new.inEstate': ['项目：{name}', 'Estate: {name}'],
+  'tb.new.needEstate': ['请选择任务所属的项目。', 'Choose the estate the task belongs to.'],
 
   'exc.inForce': ['生效中的特批例外', 'Exceptions in force'],
   'exc.inForceChip': ['生效中', 'In force'],
@@ -1274,6 +1277,7 @@ export const STRINGS = {
 
   'estate.label': ['项目', 'Estate'],
   'estate.all': ['全部项目', 'All estates'],
+  'alarm.estate': ['项目', 'Estate'],
   'pf.caption': ['共 {n} 个项目，按综合得分排名', '{n} estates, ranked by score'],
   'pf.none': ['没有可显示的项目。', 'No estate to show.'],
   'pf.explain': ['各项目当月（进行中的月份截至现在）的指标；点击列标题排序，点击项目名打开其月度报告。',

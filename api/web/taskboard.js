@@ -221,21 +221,70 @@ function bulkBar(ctx, selectedTasks, onDone) {
   return bar;
 }
 
-/** A new task, optionally with a plan's checklist (a round, a cleaning, a test run done by hand). */
-function createPanel(ctx, plans, onCreated) {
-  const templates = plans.filter((p) => (p.checklist || []).length);
-  const template = select('new-template', [['', t('tb.new.noTemplate')],
-    ...templates.map((p) => [p.id, t('tb.new.templateOption', {name: pick(p.name), n: fmtNum(p.checklist.length, 0)})])]);
-  const kind = select('new-kind', CREATABLE.map((k) => [k, word('kind', k)]), 'corrective');
-  const room = select('new-room', [['', t('tb.new.anyRoom')], ...roomOptions(ctx)]);
-  const asset = select('new-asset', [['', t('tb.new.noAsset')]]);
-  const fillAssets = () => {
-    const chosen = asset.value;
-    asset.replaceChildren(...[['', t('tb.new.noAsset')], ...ctx.site.rooms.filter((r) => !room.value || r.id === room.value)
-      .flatMap((r) => r.equipment.map((e) => [e.id, room.value ? pick(e.name) : aside(pick(e.name), pick(r.name))]))]
-      .map(([v, text]) => h('option', {value: v, selected: v === chosen}, text)));
+/**
+ * Where a new task may be put: `load(estate)` answers the estate's rooms (with their equipment) and plans.
+ * With one estate in scope the site and plans the page has; with several, asked for once per estate.
+ */
+export function estateParts(ctx, plans) {
+  const known = new Map();
+  return (estate) => {
+    if (!manyEstates(ctx)) return Promise.resolve({rooms: ctx.site.rooms, plans});
+    if (!known.has(estate)) {
+      const q = `estate=${encodeURIComponent(estate)}`;
+      const loading = Promise.all([estate === ctx.siteEstate ? ctx.site : get(`/api/site?${q}`), get(`/api/plans?${q}`)])
+        .then(([site, page]) => ({rooms: site.rooms || [], plans: page.data || []}));
+      loading.catch(() => known.delete(estate)); // asked again on the next choice
+      known.set(estate, loading);
+    }
+    return known.get(estate);
   };
-  fillAssets();
+}
+
+/**
+ * A new task, optionally with a plan's checklist (a round, a cleaning, a test run done by hand). With several
+ * estates in scope the task is the board's estate when one is chosen, else the one chosen in the form; the
+ * rooms, equipment and checklists offered are that estate's.
+ */
+function createPanel(ctx, parts, boardEstate, onCreated) {
+  const many = manyEstates(ctx);
+  let estate = many ? boardEstate || '' : '';
+  let rooms = [];
+  let templates = [];
+  const estateSelect = many && !boardEstate ? select('new-estate', [['', t('tb.new.chooseEstate')],
+    ...ctx.estates.map((e) => [e.id, pick(e.name) || e.id])], '', {'data-estate-select': ''}) : null;
+  const estateShown = many && boardEstate
+    ? h('p', {class: 'new-estate', 'data-new-estate': boardEstate}, t('tb.new.inEstate', {name: estateName(ctx, boardEstate)})) : null;
+  const template = select('new-template', [['', t('tb.new.noTemplate')]]);
+  const kind = select('new-kind', CREATABLE.map((k) => [k, word('kind', k)]), 'corrective');
+  const room = select('new-room', [['', t('tb.new.anyRoom')]]);
+  const asset = select('new-asset', [['', t('tb.new.noAsset')]]);
+  const options = (el, pairs, chosen) => el.replaceChildren(...pairs
+    .map(([v, text]) => h('option', {value: v, selected: v === chosen}, text)));
+  const fillAssets = () => {
+    options(asset, [['', t('tb.new.noAsset')], ...rooms.filter((r) => !room.value || r.id === room.value)
+      .flatMap((r) => r.equipment.map((e) => [e.id, room.value ? pick(e.name) : aside(pick(e.name), pick(r.name))]))], asset.value);
+  };
+  const fillPlaces = () => {
+    options(template, [['', t('tb.new.noTemplate')],
+      ...templates.map((p) => [p.id, t('tb.new.templateOption', {name: pick(p.name), n: fmtNum(p.checklist.length, 0)})])],
+    template.value);
+    options(room, [['', t('tb.new.anyRoom')], ...rooms.map((r) => [r.id, pick(r.name)])], room.value);
+    fillAssets();
+  };
+  const roomOf = (id) => rooms.find((r) => r.id === id || r.equipment.some((e) => e.id === id));
+  const equipmentOf = (id) => rooms.flatMap((r) => r.equipment).find((e) => e.id === id);
+  // The places and checklists follow the estate; until one is chosen there are none to offer.
+  const useEstate = async (id) => {
+    estate = id;
+    const found = many && !id ? {rooms: [], plans: []} : await parts(id);
+    if (estate !== id) return; // chosen again meanwhile
+    rooms = found.rooms;
+    templates = found.plans.filter((p) => (p.checklist || []).length);
+    fillPlaces();
+  };
+  const error = errorLine();
+  // A failed fetch leaves the form without places; it says why, and choosing an estate asks again.
+  const ready = useEstate(estate).catch((err) => error.show(err));
   const titleZh = h('input', {id: 'new-title-zh', maxlength: 200, lang: 'zh-CN'});
   const titleEn = h('input', {id: 'new-title-en', maxlength: 200, lang: 'en'});
   const prio = select('new-priority', PRIORITIES.map((p) => [p, t(`prio.${p}`)]), 'normal');
@@ -246,15 +295,13 @@ function createPanel(ctx, plans, onCreated) {
     const id = uid('new-tech');
     return h('span', {class: 'check'}, h('input', {type: 'checkbox', id, value: String(p.id)}), h('label', {for: id}, p.display_name));
   });
-  const error = errorLine();
   const submit = h('button', {type: 'submit', class: 'btn btn-primary'}, t('tb.new.submit'));
   // The title follows the template and the room until someone types one of their own.
   let typed = false;
   const suggest = () => {
     if (typed) return;
     const plan = templates.find((p) => p.id === template.value);
-    const roomObj = ctx.rooms.get(room.value);
-    const where = asset.value ? ctx.equipment.get(asset.value)?.name : roomObj?.name;
+    const where = asset.value ? equipmentOf(asset.value)?.name : rooms.find((r) => r.id === room.value)?.name;
     if (!plan) return;
     titleZh.value = `${plan.name.zh}${where ? `：${where.zh}` : ''}`;
     titleEn.value = `${plan.name.en}${where ? `: ${where.en}` : ''}`;
@@ -267,8 +314,14 @@ function createPanel(ctx, plans, onCreated) {
   asset.addEventListener('change', suggest);
   titleZh.addEventListener('input', () => { typed = true; });
   titleEn.addEventListener('input', () => { typed = true; });
+  estateSelect?.addEventListener('change', () => {
+    error.clear();
+    useEstate(estateSelect.value).catch((err) => error.show(err));
+  });
   const form = h('form', {class: 'create-task', novalidate: true},
+    estateShown,
     h('div', {class: 'form-grid'},
+      estateSelect ? field(t('estate.label'), estateSelect, {required: true}) : null,
       field(t('tb.new.template'), template, {hint: t('tb.new.templateHint')}),
       field(t('task.kind'), kind, {required: true}),
       field(t('task.room'), room),
@@ -283,17 +336,18 @@ function createPanel(ctx, plans, onCreated) {
   form.addEventListener('submit', async (event) => {
     event.preventDefault();
     error.clear();
+    if (many && !estate) { error.show(t('tb.new.needEstate')); estateSelect?.focus(); return; }
     if (!titleZh.value.trim() && !titleEn.value.trim()) { error.show(t('tb.new.needTitle')); titleZh.focus(); return; }
     const dueAt = fromLocalInput(due.value);
     const body = {
       title: {zh: titleZh.value.trim() || titleEn.value.trim(), en: titleEn.value.trim() || titleZh.value.trim()},
-      kind: kind.value, priority: prio.value, room: room.value || (asset.value ? ctx.roomOf(asset.value)?.id : null) || null,
+      kind: kind.value, priority: prio.value, room: room.value || (asset.value ? roomOf(asset.value)?.id : null) || null,
       asset: asset.value || null, description: description.value.trim() || null,
       due_at: dueAt ? dueAt.toISOString() : null, template: template.value || null,
     };
     submit.disabled = true;
     try {
-      const task = await post('/api/tasks', body);
+      const task = await post(`/api/tasks${estate ? `?estate=${encodeURIComponent(estate)}` : ''}`, body);
       const ids = [...form.querySelectorAll('.check input:checked')].map((box) => Number(box.value));
       if (ids.length) await post(`/api/tasks/${task.id}/assign`, {assignees: ids});
       toast(t('tb.new.created', {id: task.id}));
@@ -305,7 +359,7 @@ function createPanel(ctx, plans, onCreated) {
       submit.disabled = false;
     }
   });
-  return form;
+  return {form, ready};
 }
 
 /** Approved exceptions in force now: the switches allowed out of AUTO, until when and why. */
@@ -455,22 +509,26 @@ export async function taskBoardPage(main, ctx, queryText) {
   });
   const newButton = canManage ? h('button', {type: 'button', class: 'btn btn-primary', id: 'new-task', 'aria-expanded': 'false',
     'aria-controls': 'create-panel'}, t('tb.new.open')) : null;
-  // The plans' checklists are the templates of a new task: asked for at once, waited for on "new task".
-  const plansReady = get('/api/plans').then((page) => { plans = page.data || []; }).catch(() => {});
+  // The plans' checklists are the templates of a new task: asked for at once, waited for on "new task". With
+  // several estates each estate's plans are asked for when the form shows that estate.
+  const plansReady = manyEstates(ctx) ? Promise.resolve()
+    : get('/api/plans').then((page) => { plans = page.data || []; }).catch(() => {});
   if (newButton) {
     newButton.addEventListener('click', async () => {
       const open = newButton.getAttribute('aria-expanded') === 'true';
       if (!open) await plansReady;
       newButton.setAttribute('aria-expanded', String(!open));
-      createSlot.replaceChildren(open ? '' : h('section', {class: 'panel', id: 'create-panel', 'aria-labelledby': 'create-h'},
-        h('h2', {id: 'create-h'}, t('tb.new.title')),
-        createPanel(ctx, plans, (task) => {
-          newButton.setAttribute('aria-expanded', 'false');
-          createSlot.replaceChildren(h('p', {class: 'created', role: 'status', 'data-created-task': task.id},
-            t('tb.new.created', {id: task.id}), ' ', h('a', {href: `#/task/${task.id}`}, t('report.open'))));
-          reload();
-        })));
-      if (!open) createSlot.querySelector('select, input')?.focus();
+      if (open) { createSlot.replaceChildren(''); return; }
+      const panel = createPanel(ctx, estateParts(ctx, plans), filters.estate, (task) => {
+        newButton.setAttribute('aria-expanded', 'false');
+        createSlot.replaceChildren(h('p', {class: 'created', role: 'status', 'data-created-task': task.id},
+          t('tb.new.created', {id: task.id}), ' ', h('a', {href: `#/task/${task.id}`}, t('report.open'))));
+        reload();
+      });
+      await panel.ready;
+      createSlot.replaceChildren(h('section', {class: 'panel', id: 'create-panel', 'aria-labelledby': 'create-h'},
+        h('h2', {id: 'create-h'}, t('tb.new.title')), panel.form));
+      createSlot.querySelector('select, input')?.focus();
     });
   }
 
