@@ -48,8 +48,8 @@ function shareCell(figure) {
 
 function cells(row, month) {
   return [
-    h('td', {class: 'num'}, fmtNum(row.rank, 0)),
-    h('th', {scope: 'row'}, h('a', {href: `#/monthly/${month}?estate=${encodeURIComponent(row.estate)}`,
+    h('td', {class: 'num col-rank'}, fmtNum(row.rank, 0)),
+    h('th', {scope: 'row', class: 'col-estate'}, h('a', {href: `#/monthly/${month}?estate=${encodeURIComponent(row.estate)}`,
       'data-estate-report': row.estate}, pick(row.name) || row.estate)),
     h('td', {class: 'num', 'data-cell': 'score'}, pct(row.score)),
     h('td', {class: 'num', 'data-cell': 'sla'}, shareCell(row.sla)),
@@ -72,7 +72,7 @@ function table(report, month, sort, onSort) {
       const first = c.better === 'high' ? 'desc' : 'asc';
       onSort({key: c.key, dir: current ? (sort.dir === 'asc' ? 'desc' : 'asc') : first});
     });
-    return h('th', {scope: 'col', class: c.key === 'estate' ? '' : 'num',
+    return h('th', {scope: 'col', class: {rank: 'num col-rank', estate: 'col-estate'}[c.key] || 'num',
       'aria-sort': current ? (sort.dir === 'asc' ? 'ascending' : 'descending') : undefined}, button);
   });
   const rows = sortRows(report.data, sort.key, sort.dir);
@@ -136,7 +136,7 @@ export async function portfolioPage(main, ctx, queryText) {
   prev.addEventListener('click', () => go(shiftMonth(month, -1)));
   next.addEventListener('click', () => go(shiftMonth(month, 1)));
   mount(main, pageHeader(title),
-    h('div', {class: 'report-toolbar'}, h('div', {class: 'actions'}, prev,
+    h('div', {class: 'report-toolbar portfolio-toolbar'}, h('div', {class: 'actions'}, prev,
       h('div', {class: 'field field-inline'}, h('label', {for: 'portfolio-month'}, t('report.month')), input), next),
     h('div', {class: 'actions'}, csv)),
     h('p', {class: 'muted'}, t('pf.explain')),

@@ -31,6 +31,7 @@ from pumpwatch.site import Severity, Site, Text
 from simulators.fleet import fleet_sites
 from tests.support.state import FAST_HASHER, PASSWORD
 from tests.web.axe import serious_violations
+from tests.web.harness import PHONE
 from tests.web.inprocess import Served, serving
 
 pytestmark = pytest.mark.e2e
@@ -181,4 +182,37 @@ def test_the_monitoring_centre_shows_200_estates_filters_updates_and_drills_down
     expect(english.locator("#centre-rooms [data-room]")).to_have_count(len(quiet.rooms))
     assert serious_violations(english) == []
     screenshot(english, "centre-estate-desktop-en")
+    assert errors == []
+
+
+def test_the_monitoring_centre_of_200_estates_fits_a_phone(browser: Browser, centre: Centre) -> None:
+    errors: list[str] = []
+    context = browser.new_context(viewport={"width": PHONE["width"], "height": PHONE["height"]},
+                                  device_scale_factor=2, is_mobile=True, has_touch=True, locale="zh-CN",
+                                  timezone_id="Asia/Shanghai")
+    context.set_default_timeout(30_000)
+    context.add_cookies([{"name": k, "value": v, "url": centre.url}
+                         for k, v in centre.served.cookies["centre-operator"].items()])
+    page = context.new_page()
+    page.on("pageerror", lambda err: errors.append(str(err)))
+    page.goto(centre.url + "/#/centre")
+    tiles = page.locator("#centre-estates [data-estate]")
+    expect(tiles).to_have_count(ESTATES)
+    expect(tiles.first).to_be_in_viewport()
+    expect(page.locator("#centre-region")).to_be_in_viewport()  # the filter above the tiles, not after 200
+    widths = page.evaluate("() => [document.scrollingElement.scrollWidth, window.innerWidth]")
+    assert widths[0] <= widths[1], widths
+    # Two tiles a row: 200 estates are 100 rows to scroll through, not 200.
+    tops = tiles.evaluate_all("ts => ts.slice(0, 4).map(t => Math.round(t.getBoundingClientRect().top))")
+    assert tops[0] == tops[1], tops
+    assert tops[2] == tops[3], tops
+    assert tops[2] > tops[0], tops
+    region = centre.sites[0].site.region
+    assert region is not None
+    page.select_option("#centre-region", region)
+    expect(tiles).to_have_count(sum(1 for s in centre.sites if s.site.region == region))
+    widths = page.evaluate("() => [document.scrollingElement.scrollWidth, window.innerWidth]")
+    assert widths[0] <= widths[1], widths
+    assert serious_violations(page) == []
+    context.close()
     assert errors == []

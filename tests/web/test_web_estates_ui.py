@@ -1,0 +1,317 @@
+"""The web UI of a whole organisation in Chromium (issue 15): a supervisor of every estate creates a task for
+the estate they choose from the task board (its rooms and checklists are that estate's, and the task lands
+there), a supervisor of one estate sees the form as before; the alarm list over every estate names each
+alarm's estate in a column, which goes when one estate is chosen; the monitoring centre and the portfolio
+report fit a phone's width.
+
+Two estates served by the real API in-process (uvicorn on a free port, SQLite): A is the example site, B a
+copy of it under another id, name and region whose rooms are named apart from A's; each has an alarm.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, Page, expect
+
+from api.context import ApiContext
+from collector.stores.embedded import EmbeddedStore
+from maintenance.alarms import AlarmService
+from maintenance.auth import AuthService
+from maintenance.db import make_engine, session_factory, upgrade
+from maintenance.exceptions import ExceptionService
+from maintenance.reports import MonthlyReport
+from maintenance.tasks import TaskService
+from pumpwatch.alarm_events import AlarmAction, AlarmEvent, AlarmKey
+from pumpwatch.bus import LiveBus
+from pumpwatch.catalog import SensorCatalog
+from pumpwatch.clock import SystemClock
+from pumpwatch.portfolio import Portfolio
+from pumpwatch.site import Severity, Site, Text
+from pumpwatch.sitefile import load_site
+from tests.support.state import FAST_HASHER, PASSWORD
+from tests.web.axe import serious_violations
+from tests.web.harness import PHONE
+from tests.web.inprocess import Served, serving
+
+pytestmark = pytest.mark.e2e
+EXAMPLE = Path(__file__).parents[2] / "examples" / "site.yaml"
+A, B = "harbour-view", "twin-towers"
+B_NAME = Text(zh="双子塔花园", en="Twin Towers Gardens")
+USERS = ["sup-org", "sup-a", "director", "op-org", "tech-a"]
+
+
+@dataclass
+class Estates:
+    served: Served
+    a: Site
+    b: Site
+    alarms: dict[str, int]  # estate -> its alarm
+
+    @property
+    def url(self) -> str:
+        return self.served.url
+
+    def api(self, username: str) -> httpx.Client:
+        """An HTTP client acting as `username` (session cookie and CSRF header, as the web UI sends them)."""
+        jar = self.served.cookies[username]
+        return httpx.Client(base_url=self.url, cookies=jar, headers={"X-CSRF-Token": jar["pumpwatch_csrf"]},
+                            timeout=10)
+
+
+def _of_b(name: Text) -> Text:
+    return Text(zh=f"双子塔{name.zh}", en=f"Twin {name.en}")
+
+
+def _twin(site: Site) -> Site:
+    """B: the example site under another id, name and region, each room's name marked as B's."""
+    rooms = tuple(room.model_copy(update={"name": _of_b(room.name)}) for room in site.rooms)
+    header = site.site.model_copy(update={"id": B, "name": B_NAME, "region": "east"})
+    return site.model_copy(update={"site": header, "rooms": rooms})
+
+
+@pytest.fixture(scope="module")
+def estates(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Estates]:
+    root = tmp_path_factory.mktemp("web-estates-ui")
+    engine = make_engine(f"sqlite:///{root / 'state.db'}")
+    upgrade(engine)
+    sessions = session_factory(engine)
+    clock = SystemClock()
+    site = load_site(EXAMPLE)
+    twin = _twin(site)
+    portfolio = Portfolio.of(site, twin)
+    catalog = SensorCatalog(portfolio)
+    store = EmbeddedStore(root / "series.db", catalog)
+    auth = AuthService(sessions, clock, hasher=FAST_HASHER)
+    tasks = TaskService(sessions, clock)
+    alarms = AlarmService(sessions, clock, tasks)
+    ctx = ApiContext(site=site, catalog=catalog, store=store, readings=LiveBus(), alarm_events=LiveBus(),
+                     auth=auth, tasks=tasks, alarms=alarms, clock=clock, attachments_dir=root / "files",
+                     reports=MonthlyReport(sessions, site=portfolio, clock=clock),
+                     exceptions=ExceptionService(sessions, clock, tasks, portfolio))
+    auth.create_user("sup-org", PASSWORD, roles=["supervisor"])
+    auth.create_user("sup-a", PASSWORD, roles=["supervisor"], estates=[A])
+    auth.create_user("director", PASSWORD, roles=["director"])
+    auth.create_user("op-org", PASSWORD, roles=["operator"])
+    auth.create_user("tech-a", PASSWORD, roles=["technician"], estates=[A])
+    for estate, severity in ((A, Severity.MAJOR), (B, Severity.CRITICAL)):
+        alarms.apply(AlarmEvent(AlarmAction.RAISED, AlarmKey("dom-p1", "dry_run", estate), severity,
+                                clock.now(), "dom", Text(zh="干转", en="dry run")))
+    alarm_of = {alarm.estate: alarm.id for alarm in alarms.list_alarms()[0]}
+    with serving(ctx, store, USERS) as served:
+        yield Estates(served, site, twin, alarm_of)
+    engine.dispose()
+
+
+def _open(browser: Browser, estates: Estates, user: str, path: str, errors: list[str], *,
+          phone: bool = False, english: bool = False) -> Page:
+    """`path` opened by `user` on a desktop, or on a phone (390 x 844, touch, as test_web_phone.py)."""
+    if phone:
+        options: dict[str, Any] = {"viewport": PHONE, "device_scale_factor": 2, "is_mobile": True,
+                                   "has_touch": True, "locale": "zh-CN", "timezone_id": "Asia/Shanghai"}
+        context = browser.new_context(**options)
+        context.set_default_timeout(30_000)
+        if english:
+            context.add_init_script("localStorage.setItem('pumpwatch.lang', 'en')")
+        context.add_cookies([{"name": k, "value": v, "url": estates.url}
+                             for k, v in estates.served.cookies[user].items()])
+        page = context.new_page()
+        page.on("pageerror", lambda err: errors.append(str(err)))
+    else:
+        page = estates.served.page(browser, user, errors, english=english)
+    page.goto(estates.url + path)
+    expect(page.locator("#page-title")).to_be_visible()
+    expect(page.locator(".loading")).to_have_count(0)
+    return page
+
+
+def _options(page: Page, selector: str) -> list[str]:
+    texts: list[str] = page.locator(f"{selector} option").evaluate_all("os => os.map(o => o.textContent)")
+    return texts
+
+
+def _created(page: Page, estates: Estates, user: str) -> dict[str, Any]:
+    """The task the form just created, as the API answers for it."""
+    created = page.locator("[data-created-task]")
+    expect(created).to_be_visible()
+    with estates.api(user) as api:
+        answer = api.get(f"/api/tasks/{created.get_attribute('data-created-task')}")
+    assert answer.status_code == 200, answer.text
+    task: dict[str, Any] = answer.json()
+    return task
+
+
+def test_a_supervisor_of_every_estate_creates_a_task_in_the_estate_they_choose(
+        browser: Browser, estates: Estates, screenshot: Callable[[Page, str], Path]) -> None:
+    errors: list[str] = []
+    page = _open(browser, estates, "sup-org", "/#/taskboard", errors)  # every estate's board
+    page.click("#new-task")
+    form = page.locator("form.create-task")
+    expect(page.locator("#new-estate")).to_be_focused()
+    assert _options(page, "#new-estate") == ["请选择项目", estates.a.site.name.zh, B_NAME.zh]
+    assert _options(page, "#new-room") == ["不限泵房"]  # no estate yet: no rooms to offer
+    form.locator("button[type=submit]").click()  # the estate is asked for first
+    expect(form.locator(".field-error")).to_have_text("请选择任务所属的项目。")
+    expect(page.locator("#new-estate")).to_be_focused()
+
+    # B chosen: B's rooms and B's checklists, the title suggested from B's room.
+    page.select_option("#new-estate", B)
+    room = estates.b.rooms[0]
+    expect(page.locator("#new-room")).to_contain_text(room.name.zh)
+    assert room.name.zh in _options(page, "#new-room")
+    assert estates.a.rooms[0].name.zh not in _options(page, "#new-room")
+    plan = next(p for p in estates.b.plans.effective() if p.checklist)
+    assert plan.name is not None
+    page.select_option("#new-template", plan.id)
+    page.select_option("#new-room", room.id)
+    expect(page.locator("#new-title-zh")).to_have_value(f"{plan.name.zh}：{room.name.zh}")
+    assert serious_violations(page) == []
+    screenshot(page, "taskboard-new-task-estates-desktop")
+    form.locator("button[type=submit]").click()
+    task = _created(page, estates, "sup-org")
+    assert (task["estate"], task["room"]) == (B, room.id)
+    assert len(task["checklist"]) == len(plan.checklist)
+    expect(page.locator(f'.taskboard tr[data-task-id="{task["id"]}"] .where')).to_contain_text(B_NAME.zh)
+
+    # The board of A: the form is A's, named, with no estate to choose.
+    page.goto(f"{estates.url}/#/taskboard?estate={A}")
+    expect(page.locator(".loading")).to_have_count(0)
+    page.click("#new-task")
+    expect(page.locator("[data-new-estate]")).to_have_attribute("data-new-estate", A)
+    expect(page.locator("[data-new-estate]")).to_contain_text(estates.a.site.name.zh)
+    expect(page.locator("#new-estate")).to_have_count(0)
+    assert estates.a.rooms[0].name.zh in _options(page, "#new-room")
+    page.fill("#new-title-zh", "检查A的泵")
+    page.locator("form.create-task button[type=submit]").click()
+    assert _created(page, estates, "sup-org")["estate"] == A
+    assert errors == []
+
+
+def test_a_supervisor_of_one_estate_sees_the_form_as_before(browser: Browser, estates: Estates) -> None:
+    errors: list[str] = []
+    page = _open(browser, estates, "sup-a", "/#/taskboard", errors)
+    page.click("#new-task")
+    expect(page.locator("form.create-task")).to_be_visible()
+    expect(page.locator("#new-estate")).to_have_count(0)
+    expect(page.locator("[data-new-estate]")).to_have_count(0)
+    assert _options(page, "#new-room") == ["不限泵房", *(r.name.zh for r in estates.a.rooms)]
+    expect(page.locator("#new-template")).to_be_focused()
+    page.select_option("#new-room", estates.a.rooms[0].id)
+    page.fill("#new-title-zh", "更换压力表")
+    page.locator("form.create-task button[type=submit]").click()
+    task = _created(page, estates, "sup-a")
+    assert (task["estate"], task["room"]) == (A, estates.a.rooms[0].id)
+    assert errors == []
+
+
+def test_the_alarm_list_over_every_estate_names_each_alarms_estate(
+        browser: Browser, estates: Estates, screenshot: Callable[[Page, str], Path]) -> None:
+    errors: list[str] = []
+    page = _open(browser, estates, "director", "/#/alarms", errors)
+    rows = page.locator("table.alarms tbody tr[data-alarm-id]")
+    expect(rows).to_have_count(2)
+    header = page.locator("table.alarms thead th")
+    expect(header.nth(2)).to_have_text("项目")
+    expect(page.locator("table.alarms th[data-col=estate]")).to_have_count(1)
+    names = {estates.alarms[A]: estates.a.site.name.zh, estates.alarms[B]: B_NAME.zh}
+    for alarm, name in names.items():
+        cell = page.locator(f'tr[data-alarm-id="{alarm}"] td').nth(2)  # the column under the header
+        expect(cell).to_have_text(name)
+    assert serious_violations(page) == []
+    screenshot(page, "alarms-every-estate-desktop")
+
+    page.select_option("#f-estate", A)
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_have_attribute("data-alarm-id", str(estates.alarms[A]))
+    expect(page.locator("table.alarms th[data-col=estate]")).to_have_count(0)
+    expect(page.locator("table.alarms td[data-estate]")).to_have_count(0)
+    page.select_option("#f-estate", "")
+    expect(page.locator("table.alarms td[data-estate]")).to_have_count(2)
+
+    # No alarm of this filter: the empty row spans the extra column too.
+    page.select_option("#f-sev", "minor")
+    empty = page.locator("table.alarms tbody td.empty")
+    expect(empty).to_have_attribute("colspan", "7")
+
+    # One estate in scope: no column.
+    single = _open(browser, estates, "tech-a", "/#/alarms", errors)
+    expect(single.locator("table.alarms tbody tr[data-alarm-id]")).to_have_count(1)
+    expect(single.locator("table.alarms th[data-col=estate]")).to_have_count(0)
+    assert errors == []
+
+
+def _fits_the_width(page: Page) -> None:
+    """No horizontal scroll of the page itself (a wide table scrolls inside its own box)."""
+    widths = page.evaluate("() => [document.scrollingElement.scrollWidth, window.innerWidth]")
+    assert widths[0] <= widths[1], widths
+
+
+def test_the_centre_and_the_portfolio_fit_a_phone(
+        browser: Browser, estates: Estates, screenshot: Callable[[Page, str], Path]) -> None:
+    errors: list[str] = []
+    centre = _open(browser, estates, "op-org", "/#/centre", errors, phone=True)
+    tiles = centre.locator("#centre-estates [data-estate]")
+    expect(tiles).to_have_count(2)
+    expect(tiles.first).to_be_in_viewport()
+    _fits_the_width(centre)
+    region = centre.locator("#centre-region")
+    region.scroll_into_view_if_needed()
+    expect(region).to_be_in_viewport()
+    region.select_option("east")
+    expect(tiles).to_have_count(1)
+    expect(tiles.first).to_have_attribute("data-estate", B)
+    _fits_the_width(centre)
+    centre.select_option("#centre-region", "")
+    expect(tiles).to_have_count(2)
+    assert serious_violations(centre) == []
+    screenshot(centre, "centre-phone-zh")
+    # Two tiles a row on a phone: the first row holds both estates.
+    boxes = tiles.evaluate_all("ts => ts.map(t => Math.round(t.getBoundingClientRect().top))")
+    assert boxes[0] == boxes[1], boxes
+
+    # Down to B's room and its sensors' table: still the phone's width.
+    centre.locator(f'#centre-estates [data-estate="{B}"]').click()
+    room = estates.b.rooms[0]
+    centre.locator(f'#centre-rooms [data-room="{room.id}"]').click()
+    expect(centre.locator("#centre-sensors tbody tr").first).to_be_visible()
+    _fits_the_width(centre)
+
+    portfolio = _open(browser, estates, "director", "/#/portfolio", errors, phone=True)
+    rows = portfolio.locator("#portfolio-table tbody tr[data-estate]")
+    expect(rows).to_have_count(2)
+    expect(rows.first).to_be_in_viewport()
+    expect(rows.first.locator("th a")).to_be_in_viewport()  # the estate's name, the row's heading
+    _fits_the_width(portfolio)
+    wrap = portfolio.locator(".portfolio-slot .table-wrap")
+    box = wrap.evaluate("w => [w.scrollWidth, w.clientWidth, getComputedStyle(w).overflowX]")
+    assert box[2] == "auto", box  # the table's own scroll, not the page's
+    assert box[0] > box[1], box  # the figures go on past the phone's width ...
+    _scrolled_to_the_last_figure(portfolio)
+    expect(portfolio.locator("#portfolio-month")).to_be_in_viewport()  # the month, above the table
+    assert serious_violations(portfolio) == []
+    screenshot(portfolio, "portfolio-phone-zh")
+
+    english = _open(browser, estates, "director", "/#/portfolio", errors, phone=True, english=True)
+    expect(english.locator("#portfolio-table thead")).to_contain_text("Rank")
+    _fits_the_width(english)
+    _scrolled_to_the_last_figure(english)
+    screenshot(english, "portfolio-phone-en")
+    assert errors == []
+
+
+def _scrolled_to_the_last_figure(page: Page) -> None:
+    """Scrolled to the last figure, the rank and the estate's name stay in sight, side by side."""
+    page.locator(".portfolio-slot .table-wrap").evaluate("w => { w.scrollLeft = w.scrollWidth; }")
+    expect(page.locator("[data-cell=open_critical]").first).to_be_in_viewport()
+    row = page.locator("#portfolio-table tbody tr[data-estate]").first
+    rank, name = (row.locator(cell).bounding_box() for cell in (".col-rank", ".col-estate"))
+    assert rank is not None
+    assert name is not None
+    assert rank["x"] >= 0, rank
+    assert rank["x"] + rank["width"] <= name["x"] + 1, (rank, name)
+    expect(row.locator("th a")).to_be_in_viewport()
