@@ -17,7 +17,9 @@ function href(key) {
 /** The bottom bar for the signed-in user: `entries` are the header's ({key, href}), `outbox` its counts. */
 export function bottomNav(ctx, entries, outbox) {
   const role = ['technician', 'operator'].find((r) => ctx.can(r) && !ctx.can('admin', 'supervisor', 'director'));
-  const keys = role ? MAIN[role] : entries.slice(0, 3).map((e) => e.key);
+  // A monitoring-centre operator (several estates) starts from the centre; the scanner stays under "me".
+  const centre = role === 'operator' && ctx.estates.length > 1;
+  const keys = centre ? ['centre', 'board', 'alarms'] : role ? MAIN[role] : entries.slice(0, 3).map((e) => e.key);
   const current = location.hash.replace(/^#/, '');
   const items = [...keys, 'me'].map((key) => {
     const target = href(key) || entries.find((e) => e.key === key)?.href || `#/${key}`;

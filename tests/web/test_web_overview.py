@@ -207,6 +207,12 @@ def test_the_monitoring_centre_of_200_estates_fits_a_phone(browser: Browser, cen
     assert tops[0] == tops[1], tops
     assert tops[2] == tops[3], tops
     assert tops[2] > tops[0], tops
+    # The centre operator's bottom bar starts from the centre (the scanner is under "me").
+    bar = page.locator("#bottom-nav [data-bottom-nav]")
+    expect(bar).to_have_count(4)
+    keys = bar.evaluate_all("links => links.map(l => l.dataset.bottomNav)")
+    assert keys == ["centre", "board", "alarms", "me"]
+    expect(page.locator('#bottom-nav [data-bottom-nav="centre"]')).to_have_attribute("aria-current", "page")
     region = centre.sites[0].site.region
     assert region is not None
     page.select_option("#centre-region", region)
