@@ -6,7 +6,7 @@
 import {get, post} from './api.js';
 import {
   ACK_ROLES, SEVERITY_RANK, digitsFor, equipmentName, errorText, loading, pageHeader, personName, roomName,
-  severityChip, taskStateChip, word,
+  sensorInfo, severityChip, taskStateChip, word,
 } from './common.js';
 import {announce, h, mount, toast} from './dom.js';
 import {estateName, manyEstates} from './estatepick.js';
@@ -106,8 +106,9 @@ export function withEstateColumn(ctx, table, alarms, chosen) {
 function historyRow(ctx, entry, alarm) {
   const after = entry.after || {};
   const who = entry.actor === 'system' ? t('audit.system') : (entry.actor_name || personName(ctx, Number(entry.actor)));
-  const unit = alarm.sensor ? ctx.sensors.get(alarm.sensor)?.unit || '' : '';
-  const digits = digitsFor(alarm.sensor ? ctx.sensors.get(alarm.sensor)?.kind : undefined);
+  const info = alarm.sensor ? sensorInfo(ctx, alarm.sensor, alarm.estate) : undefined;
+  const unit = info?.unit || '';
+  const digits = digitsFor(info?.kind);
   const bits = [];
   if (after.severity) bits.push(severityChip(after.severity));
   const val = after.peak_value ?? after.last_value;
@@ -132,12 +133,13 @@ export async function alarmPage(main, ctx, id) {
     try {
       [alarm, task] = await Promise.all([get(`/api/alarms/${alarmId}`), get(`/api/alarms/${alarmId}/task`)]);
       history = (await get(`/api/alarms/${alarmId}/history`).catch(() => ({data: []}))).data;
+      await ctx.loadNames([alarm.estate]); // another estate's alarm than the loaded site's: its own names
     } catch (err) {
       if (!stopped) mount(main, pageHeader(t('alarmDetail.title', {id: alarmId})), h('p', {class: 'error', role: 'alert'}, errorText(err)));
       return;
     }
     if (stopped) return;
-    const info = alarm.sensor ? ctx.sensors.get(alarm.sensor) : null;
+    const info = alarm.sensor ? sensorInfo(ctx, alarm.sensor, alarm.estate) : null;
     const unit = info?.unit || '';
     const digits = digitsFor(info?.kind);
     const started = new Date(alarm.started_at);
@@ -176,8 +178,8 @@ export async function alarmPage(main, ctx, id) {
       h('dl', {class: 'facts'},
         row(t('alarm.severity'), h('span', {}, severityChip(alarm.severity),
           alarm.peak_severity !== alarm.severity ? [' ', t('alarmDetail.peakSeverity'), ' ', severityChip(alarm.peak_severity)] : null), 'severity'),
-        row(t('alarm.room'), roomName(ctx, alarm.room)),
-        row(t('alarm.asset'), equipmentName(ctx, alarm.asset)),
+        row(t('alarm.room'), roomName(ctx, alarm.room, alarm.estate)),
+        row(t('alarm.asset'), equipmentName(ctx, alarm.asset, alarm.estate)),
         row(t('alarmDetail.type'), alarmTypeText(alarm.alarm_type)),
         row(t('alarmDetail.started'), fmtDateTime(started), 'started'),
         row(t('alarmDetail.peak'), alarm.peak_value != null ? `${fmtNum(alarm.peak_value, digits)} ${unit}` : null, 'peak'),

@@ -103,6 +103,8 @@ const ctx = {
   equipment: new Map(),
   rooms: new Map(),
   placeOf: new Map(),
+  // Other estates' names, for rows of several estates: estate id -> {rooms, equipment, sensors} (Maps by id).
+  names: new Map(),
   extras: {},
   can(...roles) { return Boolean(this.me) && roles.some((r) => this.me.roles.includes(r)); },
   roomOf(id) { return this.placeOf.get(id) || null; },
@@ -112,7 +114,38 @@ const ctx = {
     rememberEstate(id);
     await loadSite();
   },
+  /**
+   * The names of `estateIds`' rooms, equipment and sensors in `ctx.names`, for the rows of several estates:
+   * each estate not known yet and not the loaded site's is asked for once. A failed fetch is asked again on
+   * the next call; meanwhile its rooms are named from ctx.estates and the rest by id.
+   */
+  async loadNames(estateIds) {
+    const wanted = [...new Set(estateIds)].filter((id) => id && id !== this.site.id && !this.names.has(id));
+    await Promise.all(wanted.map((id) => namesOf(id)));
+  },
 };
+
+const namesLoading = new Map(); // estate id -> its fetch under way, so that pages refreshing meanwhile share it
+
+function namesOf(estate) {
+  if (!namesLoading.has(estate)) {
+    const q = `?estate=${encodeURIComponent(estate)}`;
+    const loading = Promise.all([getCached(`/api/site${q}`), getCached(`/api/sensors${q}`)])
+      .then(([site, sensors]) => {
+        const names = {rooms: new Map(), equipment: new Map(), sensors: new Map()};
+        for (const room of site.data.rooms) {
+          names.rooms.set(room.id, room);
+          for (const item of room.equipment) names.equipment.set(item.id, item);
+        }
+        for (const sensor of sensors.data.data) names.sensors.set(sensor.id, sensor);
+        ctx.names.set(estate, names);
+      })
+      .catch(() => {}) // names by id (rooms from ctx.estates) until the next try
+      .finally(() => namesLoading.delete(estate));
+    namesLoading.set(estate, loading);
+  }
+  return namesLoading.get(estate);
+}
 
 const main = document.getElementById('main');
 const top = document.getElementById('top');
@@ -198,6 +231,7 @@ function updateNetBanner() {
 // --- session ------------------------------------------------------------------------------------
 
 async function loadSite() {
+  ctx.names = new Map(); // another user, or the estates changed: asked for again
   try {
     ctx.estates = (await getCached('/api/estates')).data.data;
   } catch { ctx.estates = []; }

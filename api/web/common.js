@@ -80,24 +80,44 @@ export function worstBySensor(alarms) {
   return map;
 }
 
-export function equipmentName(ctx, id) {
+/**
+ * Where the names of `estate`'s places are: the loaded site's (ctx.rooms, ctx.equipment, ctx.sensors) without
+ * an estate or for the loaded site's; else that estate's (ctx.loadNames), never the loaded site's, whose ids
+ * another estate may share with other things. Until loaded, its rooms from ctx.estates and nothing more.
+ */
+function namesIn(ctx, estate) {
+  if (!estate || estate === ctx.site.id) return ctx;
+  const loaded = ctx.names.get(estate);
+  if (loaded) return loaded;
+  const rooms = ctx.estates.find((e) => e.id === estate)?.rooms || [];
+  return {rooms: new Map(rooms.map((r) => [r.id, r])), equipment: new Map(), sensors: new Map()};
+}
+
+/** An equipment's (or room's, or sensor's) name; `estate`: the estate of the row it is shown in. */
+export function equipmentName(ctx, id, estate) {
   if (!id) return '';
-  const item = ctx.equipment.get(id);
+  const names = namesIn(ctx, estate);
+  const item = names.equipment.get(id);
   if (item) return pick(item.name);
-  const room = ctx.rooms.get(id);
+  const room = names.rooms.get(id);
   if (room) return pick(room.name);
-  const sensor = ctx.sensors.get(id);
+  const sensor = names.sensors.get(id);
   if (sensor && sensor.name) return pick(sensor.name);
   return id;
 }
 
-export function roomName(ctx, id) {
-  const room = ctx.rooms.get(id);
+/** A room's name; `estate`: the estate of the row it is shown in. */
+export function roomName(ctx, id, estate) {
+  const room = namesIn(ctx, estate).rooms.get(id);
   return room ? pick(room.name) : (id || '');
 }
 
-export function sensorName(ctx, id) {
-  const info = ctx.sensors.get(id);
+/** A sensor as GET /api/sensors gives it (unit, kind, thresholds), or undefined; `estate` as for its name. */
+export function sensorInfo(ctx, id, estate) { return namesIn(ctx, estate).sensors.get(id); }
+
+/** A sensor's name; `estate`: the estate of the row it is shown in. */
+export function sensorName(ctx, id, estate) {
+  const info = namesIn(ctx, estate).sensors.get(id);
   return info && info.name ? pick(info.name) : id;
 }
 
@@ -193,10 +213,11 @@ function alarmRow(ctx, a, canAck, showRoom, onChange) {
   const cleared = a.state !== 'active';
   const state = cleared ? h('span', {class: 'cleared', 'data-ended': a.ended_at || ''}, ` · ${t('alarm.cleared')}`,
     a.ended_at ? ` ${fmtDateTime(a.ended_at, true)} · ${t('alarm.lasted', {d: fmtDuration((new Date(a.ended_at) - started) / 1000)})}` : '') : null;
-  const kind = a.sensor ? ctx.sensors.get(a.sensor)?.kind : undefined;
+  const info = a.sensor ? sensorInfo(ctx, a.sensor, a.estate) : undefined;
+  const kind = info?.kind;
   const shown = cleared && a.peak_value != null ? a.peak_value : a.last_value;
   const value = shown !== null && shown !== undefined && kind && !STATE_KINDS.has(kind)
-    ? h('span', {class: 'muted'}, t('alarm.valueShown', {value: `${cleared ? `${t('alarm.peak')} ` : ''}${fmtNum(shown, digitsFor(kind))} ${ctx.sensors.get(a.sensor)?.unit || ''}`.trim()}))
+    ? h('span', {class: 'muted'}, t('alarm.valueShown', {value: `${cleared ? `${t('alarm.peak')} ` : ''}${fmtNum(shown, digitsFor(kind))} ${info?.unit || ''}`.trim()}))
     : null;
   const severity = cleared && a.peak_severity ? a.peak_severity : a.severity;
   return h('tr', {class: ['alarm', `sev-row-${severity}`, a.acknowledged_at ? 'is-acked' : 'is-unacked'],
@@ -206,8 +227,8 @@ function alarmRow(ctx, a, canAck, showRoom, onChange) {
     a.repeat_count ? h('span', {class: 'muted'}, ` · ${t('alarm.repeat', {n: a.repeat_count})}`) : null,
     a.silenced_by_exception ? h('span', {class: 'muted', 'data-silenced-by': a.silenced_by_exception},
       ` · ${t('alarm.silenced', {id: a.silenced_by_exception, until: fmtDateTime(a.silenced_until, true)})}`) : null),
-  showRoom ? h('td', {}, roomName(ctx, a.room)) : null,
-  h('td', {}, equipmentName(ctx, a.asset)),
+  showRoom ? h('td', {}, roomName(ctx, a.room, a.estate)) : null,
+  h('td', {}, equipmentName(ctx, a.asset, a.estate)),
   h('td', {}, age),
   ackCell);
 }

@@ -44,9 +44,9 @@ export function equipmentOptions(ctx, room) {
     .flatMap((r) => r.equipment.map((e) => [e.id, room ? pick(e.name) : aside(pick(e.name), pick(r.name))]));
 }
 
-/** Where something is: "equipment · room" in words. */
-export function place(ctx, asset, room) {
-  return [asset ? equipmentName(ctx, asset) : '', room ? roomName(ctx, room) : ''].filter(Boolean).join(' · ');
+/** Where something is: "equipment · room" in words (`estate`: the estate of the row it is shown in). */
+export function place(ctx, asset, room, estate) {
+  return [asset ? equipmentName(ctx, asset, estate) : '', room ? roomName(ctx, room, estate) : ''].filter(Boolean).join(' · ');
 }
 
 /** Items joined as the language lists them ("甲、乙" / "A, B"). */

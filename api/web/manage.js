@@ -44,6 +44,7 @@ export async function verifyPage(main, ctx) {
     let page;
     try {
       page = await get('/api/tasks?state=done&limit=100');
+      await ctx.loadNames(page.data.map((task) => task.estate)); // the tasks of every estate in scope
     } catch (err) {
       mount(main, pageHeader(t('verify.title')), errorBox(err));
       return;
@@ -55,7 +56,7 @@ export async function verifyPage(main, ctx) {
       h('header', {class: 'card-head'},
         h('h2', {id: `vt-${task.id}`}, h('a', {href: `#/task/${task.id}`}, pick(task, 'title'))),
         h('span', {}, priorityChip(task.priority), ' ', taskStateChip(task.state))),
-      h('p', {class: 'muted'}, [equipmentName(ctx, task.asset), roomName(ctx, task.room),
+      h('p', {class: 'muted'}, [equipmentName(ctx, task.asset, task.estate), roomName(ctx, task.room, task.estate),
         t('verify.doneBy', {who: personName(ctx, task.technician_signed_by), at: fmtDateTime(task.technician_signed_at, true)})]
         .filter(Boolean).join(' · ')),
       checklistSummary(task),
@@ -89,7 +90,7 @@ function escalationTable(ctx, tasks) {
       h('td', {}, chip('esc', task.escalation_level, t(`esc.l${Math.min(3, task.escalation_level)}`))),
       h('td', {}, priorityChip(task.priority)),
       h('td', {}, h('a', {href: `#/task/${task.id}`}, pick(task, 'title'))),
-      h('td', {}, equipmentName(ctx, task.asset)),
+      h('td', {}, equipmentName(ctx, task.asset, task.estate)),
       h('td', {}, taskStateChip(task.state)),
       h('td', {}, task.due_at && new Date(task.due_at) < now
         ? h('span', {class: 'is-overdue'}, t('esc.overdueBy', {d: fmtDuration((now - new Date(task.due_at)) / 1000)}))
@@ -108,6 +109,7 @@ export async function escalationsPage(main, ctx) {
   mount(main, pageHeader(t('esc.title')), loading());
   try {
     const late = lateTasks(await openTasks());
+    await ctx.loadNames(late.map((task) => task.estate));
     mount(main, pageHeader(t('esc.title'), h('p', {class: 'muted'}, t('esc.explain'))), escalationTable(ctx, late));
   } catch (err) {
     mount(main, pageHeader(t('esc.title')), errorBox(err));
@@ -137,6 +139,7 @@ export async function overviewPage(main, ctx) {
         get('/api/alarms?state=active&limit=200'), get('/api/alarms?state=active&acknowledged=false&limit=1'),
         openTasks([...OPEN_STATES, 'done']), get(`/api/reports/monthly/${siteMonth()}`).catch(() => null),
         inspectionCompliance(now).catch(() => null), waitingForMe(ctx).catch(() => null)]);
+      await ctx.loadNames([...active.data, ...tasks].map((row) => row.estate)); // rows of every estate in scope
       const open = tasks.filter((task) => OPEN_STATES.includes(task.state));
       const late = lateTasks(open);
       const unassigned = open.filter((task) => !(task.assignee_ids || []).length && task.state !== 'in_progress');
@@ -229,6 +232,7 @@ export async function alarmsPage(main, ctx, queryText) {
     for (const [k, v] of Object.entries(filters)) if (v) q.set(k, v);
     try {
       const page = await get(`/api/alarms?${q}`);
+      await ctx.loadNames(page.data.map((a) => a.estate)); // over every estate: each row named from its own
       slot.replaceChildren(withEstateColumn(ctx, alarmTable(ctx, page.data, {caption: t('alarms.shown', {from: page.count ? offset + 1 : 0,
         to: offset + page.data.length, total: page.count})}), page.data, filters.estate));
       const prev = h('button', {type: 'button', class: 'btn', disabled: offset === 0}, t('common.prev'));

@@ -5,7 +5,7 @@
 
 import {get, post} from './api.js';
 import {
-  OPEN_STATES, equipmentName, loading, pageHeader, personName, priorityChip, roomName, taskStateChip, word,
+  OPEN_STATES, equipmentName, loading, pageHeader, personName, priorityChip, roomName, sensorInfo, taskStateChip, word,
 } from './common.js';
 import {announce, h, mount, toast} from './dom.js';
 import {chosenEstate, estateField, estateName, estateRooms, manyEstates, withEstate} from './estatepick.js';
@@ -86,7 +86,7 @@ function ordered(tasks, now) {
 
 /** Where a task is: its place, and its estate when the user's scope holds several. */
 function where(ctx, task) {
-  const spot = place(ctx, task.asset, task.room);
+  const spot = place(ctx, task.asset, task.room, task.estate);
   return manyEstates(ctx) && task.estate ? [estateName(ctx, task.estate), spot].filter(Boolean).join(' · ') : spot;
 }
 
@@ -370,9 +370,9 @@ export function exceptionsInForce(ctx, rows, now = Date.now()) {
   return h('section', {class: 'panel exceptions-in-force', 'aria-labelledby': 'xf-h'},
     h('h2', {id: 'xf-h'}, t('exc.inForce'), ' ', h('span', {class: 'count'}, fmtNum(active.length, 0))),
     h('ul', {class: 'plain-list'}, active.map((x) => h('li', {'data-exception-id': x.id},
-      h('a', {href: `#/exceptions?id=${x.id}`}, x.sensor ? pick(ctx.sensors.get(x.sensor)?.name) || equipmentName(ctx, x.asset)
-        : equipmentName(ctx, x.asset)),
-      ` · ${roomName(ctx, x.room)} · `, t('exc.until', {time: fmtDateTime(x.ends_at, true)}), ' · ',
+      h('a', {href: `#/exceptions?id=${x.id}`}, x.sensor ? pick(sensorInfo(ctx, x.sensor, x.estate)?.name)
+        || equipmentName(ctx, x.asset, x.estate) : equipmentName(ctx, x.asset, x.estate)),
+      ` · ${roomName(ctx, x.room, x.estate)} · `, t('exc.until', {time: fmtDateTime(x.ends_at, true)}), ' · ',
       h('span', {class: 'muted'}, x.reason)))));
 }
 
@@ -456,6 +456,7 @@ export async function taskBoardPage(main, ctx, queryText) {
   const reload = async () => {
     try {
       data = await loadTasks(filters, offset);
+      await ctx.loadNames(data.tasks.map((task) => task.estate)); // every estate's board: each row its own names
       for (const id of [...selected]) if (!data.tasks.some((task) => task.id === id)) selected.delete(id);
     } catch (err) {
       listSlot.replaceChildren(h('p', {class: 'error', role: 'alert'}, problemText(err)));
@@ -537,6 +538,7 @@ export async function taskBoardPage(main, ctx, queryText) {
   const [, exceptionsResult] = await Promise.allSettled([reload(), get('/api/exceptions?state=approved&limit=100'),
     plansReady]);
   if (exceptionsResult.status === 'fulfilled') exceptions = exceptionsResult.value.data || [];
+  await ctx.loadNames(exceptions.map((x) => x.estate));
   if (!stopped) draw();
   const every = setInterval(() => { if (!selected.size && !createSlot.childNodes.length) reload(); }, 30000);
   return () => { stopped = true; clearInterval(every); };

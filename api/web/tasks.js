@@ -6,7 +6,7 @@ import {NetworkError, getCached, post, remember} from './api.js';
 import {alarmTypeText} from './alarmconsole.js';
 import {
   MANAGER_ROLES, OPEN_STATES, equipmentName, errorText, loading, pageHeader, personName, priorityChip, roomName,
-  taskStateChip, word,
+  sensorInfo, taskStateChip, word,
 } from './common.js';
 import {announce, h, mount, toast} from './dom.js';
 import {dayKey, fmtDate, fmtDateTime, fmtNum, fmtRel, fmtTime, lang, pick, t} from './i18n.js';
@@ -34,7 +34,8 @@ function taskCard(ctx, task) {
         priorityChip(task.priority), ' ', taskStateChip(task.state),
         task.pending && task.pending.length ? h('span', {class: 'chip chip-pending', 'data-pending': ''}, t('sync.pendingShort')) : null,
         task.conflicts && task.conflicts.length ? h('span', {class: 'chip chip-conflict'}, t('sync.conflictShort')) : null),
-      h('span', {class: 'task-where'}, [equipmentName(ctx, task.asset), roomName(ctx, task.room)].filter(Boolean).join(' · ')),
+      h('span', {class: 'task-where'}, [equipmentName(ctx, task.asset, task.estate), roomName(ctx, task.room, task.estate)]
+        .filter(Boolean).join(' · ')),
       due ? h('span', {class: ['task-due', overdue ? 'is-overdue' : '']},
         t(overdue ? 'task.overdueSince' : 'task.dueAt', {time: fmtTime(due), rel: fmtRel(due)})) : null));
 }
@@ -55,6 +56,8 @@ export async function tasksPage(main, ctx) {
     if (stopped) return;
     const {ops} = await summary();
     const tasks = result.data.data.map((task) => overlay(task, ops));
+    await ctx.loadNames(tasks.map((task) => task.estate)); // a scope of several estates: each card its own names
+    if (stopped) return;
     if (!result.offline) for (const task of result.data.data) remember(`/api/tasks/${task.id}`, task);
     const today = dayKey(new Date());
     const groups = {overdue: [], today: [], later: [], done: []};
@@ -127,12 +130,12 @@ function hasDocument(item) {
 }
 
 /** The compare sensors of a gauge item with their newest values, as the technician reads them beside the gauge. */
-function sensorBeside(ctx, item, latest) {
-  const ids = (item.compare || []).filter((id) => ctx.sensors.has(id));
+function sensorBeside(ctx, item, latest, estate) {
+  const ids = (item.compare || []).filter((id) => sensorInfo(ctx, id, estate));
   if (!ids.length) return null;
   return h('p', {class: 'check-sensor', 'data-compare': ids.join(' ')}, t('check.sensorNow'), ' ',
     ids.map((id, i) => {
-      const info = ctx.sensors.get(id);
+      const info = sensorInfo(ctx, id, estate);
       const r = latest.get(id);
       const value = r ? `${fmtNum(r.value, 3)} ${info.unit || ''}`.trim() : '—';
       return h('span', {class: 'check-sensor-value', 'data-sensor-value': id},
@@ -166,7 +169,7 @@ function checkItem(ctx, task, item, editable, latest) {
     docState ? h('span', {class: ['chip', docState === 'attached' ? 'check-ok' : 'doc-missing'], 'data-doc': docState},
       t(docState === 'attached' ? 'check.docAttached' : 'check.docRequired')) : null),
   rangeText(item) ? h('p', {class: 'muted check-range'}, rangeText(item)) : null,
-  sensorBeside(ctx, item, latest),
+  sensorBeside(ctx, item, latest, task.estate),
   recorded);
   if (!editable) return wrap;
 
@@ -301,8 +304,8 @@ function factList(ctx, task) {
     row(t('task.state'), taskStateChip(task.state)),
     row(t('task.priority'), priorityChip(task.priority)),
     row(t('task.kind'), word('kind', task.kind)),
-    row(t('task.asset'), equipmentName(ctx, task.asset)),
-    row(t('task.room'), roomName(ctx, task.room)),
+    row(t('task.asset'), equipmentName(ctx, task.asset, task.estate)),
+    row(t('task.room'), roomName(ctx, task.room, task.estate)),
     // Two clocks: someone takes the task on (response), then the work is done (resolution, `due_at`).
     row(t('task.respondBy'), !task.responded_at && OPEN_STATES.includes(task.state) && task.response_due_at
       ? `${fmtDateTime(task.response_due_at)}${paren(fmtRel(task.response_due_at))}` : null),
@@ -323,7 +326,7 @@ export function describe(ctx, task) {
   const text = task.description || '';
   if (!text) return null;
   const alarm = task.kind === 'alarm' && text.match(/^([\w.-]+)\/([\w.:-]+)$/);
-  if (alarm) return t('task.alarmDescription', {asset: equipmentName(ctx, alarm[1]), type: alarmTypeText(alarm[2])});
+  if (alarm) return t('task.alarmDescription', {asset: equipmentName(ctx, alarm[1], task.estate), type: alarmTypeText(alarm[2])});
   const lines = text.split('\n');
   if (task.created_by == null && lines.length >= 2 && /[\u3400-\u9fff]/.test(lines[0]) && !/[\u3400-\u9fff]/.test(lines[1].split(':')[0])) {
     return [lang() === 'en' ? lines[1] : lines[0], ...lines.slice(2)].join('\n');
@@ -575,7 +578,7 @@ export async function taskPage(main, ctx, id) {
   const latest = new Map(); // compare sensors' newest readings, for gauge items
   const loadLatest = async () => {
     const ids = new Set((server?.checklist || []).flatMap((i) => i.compare || []));
-    const rooms = new Set([...ids].map((id) => ctx.sensors.get(id)?.room).filter(Boolean));
+    const rooms = new Set([...ids].map((id) => sensorInfo(ctx, id, server?.estate)?.room).filter(Boolean));
     for (const room of rooms) {
       try {
         const place = server?.estate ? `?estate=${encodeURIComponent(server.estate)}` : '';
@@ -647,6 +650,7 @@ export async function taskPage(main, ctx, id) {
     if (focused) document.getElementById(focused)?.focus();
   };
   if (await load()) {
+    await ctx.loadNames([server.estate]); // another estate's task than the loaded site's: its own names
     await loadLatest();
     await render();
   }

@@ -2,10 +2,12 @@
 the estate they choose from the task board (its rooms and checklists are that estate's, and the task lands
 there), a supervisor of one estate sees the form as before; the alarm list over every estate names each
 alarm's estate in a column, which goes when one estate is chosen; the monitoring centre and the portfolio
-report fit a phone's width.
+report fit a phone's width; rows of every estate (alarm list, task board, alarm and task pages) show their own
+estate's room and equipment names, not the loaded site's.
 
 Two estates served by the real API in-process (uvicorn on a free port, SQLite): A is the example site, B a
-copy of it under another id, name and region whose rooms are named apart from A's; each has an alarm.
+copy of it under another id, name and region whose rooms and equipment are named apart from A's (the ids
+are the same); each has an alarm on the same pump.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from pumpwatch.bus import LiveBus
 from pumpwatch.catalog import SensorCatalog
 from pumpwatch.clock import SystemClock
 from pumpwatch.portfolio import Portfolio
-from pumpwatch.site import Severity, Site, Text
+from pumpwatch.site import Equipment, Severity, Site, Text
 from pumpwatch.sitefile import load_site
 from tests.support.state import FAST_HASHER, PASSWORD
 from tests.web.axe import serious_violations
@@ -69,8 +71,12 @@ def _of_b(name: Text) -> Text:
 
 
 def _twin(site: Site) -> Site:
-    """B: the example site under another id, name and region, each room's name marked as B's."""
-    rooms = tuple(room.model_copy(update={"name": _of_b(room.name)}) for room in site.rooms)
+    """B: the example site under another id, name and region, its rooms and equipment named as B's."""
+    def named(item: Equipment) -> Equipment:
+        return item.model_copy(update={"name": _of_b(item.name or Text(zh=item.id, en=item.id))})
+
+    rooms = tuple(room.model_copy(update={
+        "name": _of_b(room.name), "equipment": tuple(map(named, room.equipment))}) for room in site.rooms)
     header = site.site.model_copy(update={"id": B, "name": B_NAME, "region": "east"})
     return site.model_copy(update={"site": header, "rooms": rooms})
 
@@ -315,3 +321,69 @@ def _scrolled_to_the_last_figure(page: Page) -> None:
     assert rank["x"] >= 0, rank
     assert rank["x"] + rank["width"] <= name["x"] + 1, (rank, name)
     expect(row.locator("th a")).to_be_in_viewport()
+
+
+ROOM, ASSET = "dom", "dom-p1"  # where both estates' alarms are: the same ids in A and B
+
+
+def _names(site: Site) -> tuple[str, str]:
+    """The Chinese names of ROOM and ASSET in `site`."""
+    room = next(r for r in site.rooms if r.id == ROOM)
+    item = next(e for e in room.equipment if e.id == ASSET)
+    assert item.name is not None
+    return room.name.zh, item.name.zh
+
+
+def _fact(page: Page, block: str, label: str) -> Any:
+    """The value beside `label` in the facts list of `block` (the alarm's or the task's page)."""
+    return page.locator(f"xpath=//*[contains(@class,'{block}')]//dl[contains(@class,'facts')]"
+                        f"/dt[normalize-space()='{label}']/following-sibling::dd[1]")
+
+
+def test_rows_of_every_estate_show_their_own_estates_room_and_equipment_names(
+        browser: Browser, estates: Estates) -> None:
+    names = {A: _names(estates.a), B: _names(estates.b)}
+    assert names[A][0] != names[B][0]
+    assert names[A][1] != names[B][1]
+    estate_name = {A: estates.a.site.name.zh, B: B_NAME.zh}
+    errors: list[str] = []
+    page = estates.served.page(browser, "sup-org", errors)
+    sites: list[str] = []
+    page.on("request", lambda r: sites.append(r.url) if "/api/site?" in r.url else None)
+    page.goto(estates.url + "/#/alarms")  # every estate's; a new device loads the first estate's site
+
+    rows = page.locator("table.alarms tbody tr[data-alarm-id]")
+    expect(rows).to_have_count(2)
+    assert sites[0].endswith(f"/api/site?estate={A}"), sites  # the loaded site is A's
+    for estate, (room, item) in names.items():
+        cells = page.locator(f'tr[data-alarm-id="{estates.alarms[estate]}"] td')  # severity, message, estate
+        expect(cells.nth(2)).to_have_text(estate_name[estate])
+        expect(cells.nth(3)).to_have_text(room)
+        expect(cells.nth(4)).to_have_text(item)
+
+    # B's alarm on its own page, the loaded site still A's.
+    page.goto(f"{estates.url}/#/alarm/{estates.alarms[B]}")
+    expect(_fact(page, "alarm-detail", "泵房")).to_have_text(names[B][0])
+    expect(_fact(page, "alarm-detail", "设备")).to_have_text(names[B][1])
+
+    # A task in each estate on the same pump: each row of the board over every estate with its own names.
+    task_of: dict[str, int] = {}
+    with estates.api("sup-org") as api:
+        for estate in (A, B):
+            body = {"title": {"zh": "检查1号泵", "en": "Check pump 1"}, "kind": "corrective",
+                    "room": ROOM, "asset": ASSET}
+            answer = api.post(f"/api/tasks?estate={estate}", json=body)
+            assert answer.status_code == 201, answer.text
+            task_of[estate] = answer.json()["id"]
+    page.goto(estates.url + "/#/taskboard")
+    expect(page.locator(".loading")).to_have_count(0)
+    for estate, (room, item) in names.items():
+        expect(page.locator(f'.taskboard tr[data-task-id="{task_of[estate]}"] .where')).to_have_text(
+            f"{estate_name[estate]} · {item} · {room}")
+
+    # B's task opened from the board: B's names on its page.
+    page.locator(f'.taskboard tr[data-task-id="{task_of[B]}"] a[href="#/task/{task_of[B]}"]').click()
+    expect(page.locator(f'.task-detail[data-task-id="{task_of[B]}"]')).to_be_visible()
+    expect(_fact(page, "task-detail", "设备")).to_have_text(names[B][1])
+    expect(_fact(page, "task-detail", "泵房")).to_have_text(names[B][0])
+    assert errors == []
