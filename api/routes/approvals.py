@@ -38,6 +38,7 @@ class AccessPublic(BaseModel):
 
     model_config = ConfigDict(from_attributes=True)
     id: int
+    estate: str
     visitor: str
     organisation: str | None
     purpose: str
@@ -72,6 +73,7 @@ class ChangePublic(BaseModel):
 
     model_config = ConfigDict(from_attributes=True)
     id: int
+    estate: str
     title: str
     description: str
     room: str | None

@@ -5,7 +5,7 @@
 // The escort confirms the visitor's entry and exit from here too.
 
 import {get, post} from './api.js';
-import {equipmentName, loading, pageHeader, personName, roomName} from './common.js';
+import {equipmentName, loading, pageHeader, personName, roomName, sensorInfo} from './common.js';
 import {announce, h, mount, toast} from './dom.js';
 import {
   aside, colon, equipmentOptions, errorLine, field, peopleOptions, period, place, problemText, requestChip, roomOptions,
@@ -176,7 +176,7 @@ function accessCard(ctx, acting, row, done) {
       row.organisation ? h('span', {class: 'muted'}, aside('', row.organisation)) : null),
     h('span', {}, requestChip(row.state), mine ? h('span', {class: 'chip chip-mine'}, t('approvals.forYou')) : null)),
   facts([
-    [t('approvals.room'), roomName(ctx, row.room)],
+    [t('approvals.room'), roomName(ctx, row.room, row.estate)],
     [t('approvals.window'), period(row.window_start, row.window_end)],
     [t('approvals.purpose'), row.purpose],
     [t('approvals.escort'), who(ctx, row.escort_id)],
@@ -207,7 +207,7 @@ function changeCard(ctx, acting, row, done) {
   h('header', {class: 'card-head'}, h('h3', {id: `chg-${row.id}`}, row.title),
     h('span', {}, requestChip(row.state), options.approve ? h('span', {class: 'chip chip-mine'}, t('approvals.forYou')) : null)),
   facts([
-    [t('approvals.where'), place(ctx, row.asset, row.room) || '—'],
+    [t('approvals.where'), place(ctx, row.asset, row.room, row.estate) || '—'],
     [t('task.description'), row.description],
     [t('approvals.requestedBy'), `${who(ctx, row.requested_by)} · ${when(row.created_at, true)}`],
     [t('approvals.decidedBy'), row.decided_by ? `${who(ctx, row.decided_by)} · ${when(row.decided_at, true)}` : null],
@@ -223,8 +223,8 @@ function changeCard(ctx, acting, row, done) {
 }
 
 function switchName(ctx, row) {
-  const sensor = row.sensor && ctx.sensors.get(row.sensor);
-  return sensor && sensor.name ? pick(sensor.name) : equipmentName(ctx, row.asset);
+  const sensor = row.sensor && sensorInfo(ctx, row.sensor, row.estate);
+  return sensor && sensor.name ? pick(sensor.name) : equipmentName(ctx, row.asset, row.estate);
 }
 
 export function exceptionCard(ctx, acting, row, done) {
@@ -245,7 +245,7 @@ export function exceptionCard(ctx, acting, row, done) {
     h('span', {}, requestChip(row.state), inForce ? h('span', {class: 'chip chip-in-force'}, t('exc.inForceChip')) : null,
       options.approve ? h('span', {class: 'chip chip-mine'}, t('approvals.forYou')) : null)),
   facts([
-    [t('approvals.where'), place(ctx, row.asset, row.room)],
+    [t('approvals.where'), place(ctx, row.asset, row.room, row.estate)],
     [t('exc.window'), period(row.starts_at, row.ends_at)],
     [t('exc.reason'), row.reason],
     [t('approvals.requestedBy'), `${who(ctx, row.requested_by)} · ${when(row.created_at, true)}`],
@@ -418,6 +418,7 @@ export async function approvalsPage(main, ctx, queryText, only) {
       get('/api/users/deputies').catch(() => ({data: []}))]);
     data = {access: access.data, change: change.data, exceptions: exceptions.data};
     acting = actingRoles(ctx, deputies.data);
+    await ctx.loadNames([...access.data, ...change.data, ...exceptions.data].map((row) => row.estate));
   };
   const forMe = (key) => {
     const rows = data[key];

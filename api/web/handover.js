@@ -3,7 +3,7 @@
 // them), accept it with a signature or dispute it, and search the history.
 
 import {get, post, request} from './api.js';
-import {equipmentName, loading, pageHeader, personName, priorityChip, roomName, severityChip, taskStateChip} from './common.js';
+import {equipmentName, loading, pageHeader, personName, priorityChip, roomName, sensorInfo, severityChip, taskStateChip} from './common.js';
 import {announce, h, mount, toast} from './dom.js';
 import {
   aside, colon, errorLine, field, joined, peopleOptions, period, problemText, requestChip, roomOptions, select, uid, when,
@@ -19,16 +19,16 @@ const DEFAULT_ITEMS = [['handover.item.roomKey', 1], ['handover.item.cabinetKey'
   ['handover.item.multimeter', 1]];
 const PAGE = 20;
 
-function sensorLabel(ctx, id) {
-  const info = ctx.sensors.get(id);
-  return info && info.name ? aside(pick(info.name), roomName(ctx, info.room)) : id;
+function sensorLabel(ctx, id, estate) {
+  const info = sensorInfo(ctx, id, estate);
+  return info && info.name ? aside(pick(info.name), roomName(ctx, info.room, estate)) : id;
 }
 
 function carried(ctx, row) {
   const alarms = (list, key) => h('section', {class: 'carried', 'data-carried': key},
     h('h3', {}, t(`handover.${key}`), ' ', h('span', {class: 'count'}, fmtNum(list.length, 0))),
     list.length ? h('ul', {class: 'plain-list'}, list.map((a) => h('li', {},
-      severityChip(a.severity), ' ', pick(a.message), ' · ', equipmentName(ctx, a.asset), ' · ', when(a.started_at, true),
+      severityChip(a.severity), ' ', pick(a.message), ' · ', equipmentName(ctx, a.asset, row.estate), ' · ', when(a.started_at, true),
       a.state && a.state !== 'active' ? h('span', {class: 'muted'}, ` · ${t('alarm.cleared')}`) : '',
       a.acknowledged === false ? h('span', {class: 'unacked'}, ` · ${t('alarm.unacked')}`) : '')))
       : h('p', {class: 'empty'}, t('handover.noneCarried')));
@@ -45,9 +45,9 @@ function carried(ctx, row) {
   ];
 }
 
-function readingsList(ctx, list) {
+function readingsList(ctx, list, estate) {
   return list.length ? h('ul', {class: 'plain-list'}, list.map((r) => h('li', {},
-    sensorLabel(ctx, r.sensor), colon(), h('strong', {}, `${fmtNum(r.value, 3)} ${ctx.sensors.get(r.sensor)?.unit || ''}`),
+    sensorLabel(ctx, r.sensor, estate), colon(), h('strong', {}, `${fmtNum(r.value, 3)} ${sensorInfo(ctx, r.sensor, estate)?.unit || ''}`),
     r.at ? h('span', {class: 'muted'}, ` · ${when(r.at, true)}`) : '', r.note ? ` · ${r.note}` : '')))
     : h('p', {class: 'empty'}, t('handover.noneCarried'));
 }
@@ -253,12 +253,13 @@ async function detailPage(main, ctx, id) {
     let row;
     try {
       row = await get(`/api/handovers/${id}`);
+      await ctx.loadNames([row.estate]);
     } catch (err) {
       mount(main, pageHeader(t('handover.title', {id})), h('p', {class: 'error', role: 'alert'}, problemText(err)));
       return;
     }
     const facts = [
-      [t('handover.room'), row.room ? roomName(ctx, row.room) : t('handover.wholeSite')],
+      [t('handover.room'), row.room ? roomName(ctx, row.room, row.estate) : t('handover.wholeSite')],
       [t('handover.shift'), period(row.shift_started_at, row.submitted_at)],
       [t('handover.outgoing'), personName(ctx, row.outgoing_id)],
       [t('handover.incoming'), row.incoming_id ? personName(ctx, row.incoming_id) : t('handover.anyIncoming')],
@@ -279,7 +280,7 @@ async function detailPage(main, ctx, id) {
           h('p', {class: 'pre'}, row.notes)) : null,
         h('section', {class: 'panel', 'aria-labelledby': 'ho-c-h'}, h('h2', {id: 'ho-c-h'}, t('handover.carried')), carried(ctx, row)),
         h('section', {class: 'panel', 'aria-labelledby': 'ho-r-h'}, h('h2', {id: 'ho-r-h'}, t('handover.abnormal')),
-          readingsList(ctx, row.abnormal_readings || [])),
+          readingsList(ctx, row.abnormal_readings || [], row.estate)),
         h('section', {class: 'panel', 'aria-labelledby': 'ho-k-h'}, h('h2', {id: 'ho-k-h'}, t('handover.keysTools')),
           itemsList(row.keys_tools || [])),
         receivePanel(ctx, row, render)));
@@ -303,6 +304,7 @@ async function historyPage(main, ctx, queryText) {
     let page;
     try {
       page = await get(`/api/handovers?${params}`);
+      await ctx.loadNames(page.data.map((row) => row.estate));
     } catch (err) {
       slot.replaceChildren(h('p', {class: 'error', role: 'alert'}, problemText(err)));
       return;
@@ -314,7 +316,7 @@ async function historyPage(main, ctx, queryText) {
         const forMe = mayReceive(ctx, row).ok;
         return h('li', {class: ['panel', 'handover-card', forMe ? 'is-mine' : ''], 'data-handover-id': row.id, 'data-state': row.state},
           h('div', {class: 'card-head'}, h('a', {href: `#/handover/${row.id}`}, h('strong', {}, t('handover.title', {id: row.id})), ' · ',
-            row.room ? roomName(ctx, row.room) : t('handover.wholeSite')),
+            row.room ? roomName(ctx, row.room, row.estate) : t('handover.wholeSite')),
           h('span', {}, requestChip(row.state), forMe ? h('span', {class: 'chip chip-mine'}, t('handover.forYou')) : null)),
           h('p', {class: 'muted'}, t('handover.line', {out: personName(ctx, row.outgoing_id), at: when(row.submitted_at, true),
             alarms: fmtNum(row.open_alarms.length, 0), tasks: fmtNum(row.open_tasks.length, 0)})),

@@ -239,6 +239,7 @@ async def test_a_supervisor_of_another_estate_neither_sees_nor_decides_a_change_
     listed = (await scoped.client.get("/api/change-requests", headers=scoped.as_(
         scoped.people.supervisor.username))).json()["data"]
     assert [(r["id"], r["state"]) for r in listed] == [(request_id, filed.json()["state"])]
+    assert listed[0]["estate"] == filed.json()["estate"] == A  # the web UI names its room from A's site
 
 
 async def test_the_live_stream_carries_only_the_estates_in_scope(scoped: Scoped, clock: FakeClock) -> None:
