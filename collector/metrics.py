@@ -21,6 +21,9 @@ class CollectorMetrics:
                                "Readings kept but flagged with a bad quality", ["quality"], registry=r)
         self.dropped = Counter("pumpwatch_readings_dropped_total",
                                "Readings dropped, by reason (never silent)", ["reason"], registry=r)
+        self.live_dropped = Counter("pumpwatch_live_messages_dropped_total",
+                                    "Live-view messages not sent: broker away or send queue full (the "
+                                    "readings are in the series store)", registry=r)
         self.intake_paused = Counter("pumpwatch_intake_paused_seconds_total",
                                      "Time MQTT intake waited for the writer to catch up", registry=r)
         self.written = Counter("pumpwatch_readings_written_total",

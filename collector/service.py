@@ -171,7 +171,8 @@ class CollectorService:
             rules.listeners.append(publisher)
         if forwarder is not None:
             rules.listeners.append(forwarder)
-        self.live_publisher = (LivePublisher(broker, f"{cfg.client_id}-live", catalog, signer)
+        self.live_publisher = (LivePublisher(broker, f"{cfg.client_id}-live", catalog, signer,
+                                             on_dropped=metrics.live_dropped.inc)
                                if broker is not None and publish_live else None)
         if self.live_publisher is not None:
             pipeline.hooks.append(self.live_publisher)

@@ -1,4 +1,4 @@
-"""A lean MQTT 3.1.1 subscriber for the collector's intake: whole reads from the socket, batched PUBACKs.
+"""A lean MQTT 3.1.1 session for the collector: whole reads from the socket, batched PUBACKs and publishes.
 
 paho reads a packet with three or more `recv` calls and a `select` (one byte of header, the length a
 byte at a time, then the body) and sends each PUBACK through its own queue, wake-up and `send`: some
@@ -6,7 +6,9 @@ byte at a time, then the body) and sends each PUBACK through its own queue, wake
 time, cuts every complete packet out of them, hands the PUBLISH packets of one read to `on_messages`
 in one call, and sends the PUBACKs of a whole commit in one write.
 
-What it does not do, because the intake does not need it: publish, QoS 2, will messages, MQTT 5.
+It publishes at QoS 0 only (the live view, `collector.publishers.live`): the messages of one call go
+out in one write, where paho wakes its network thread and sends once per message. What it does not do,
+because the collector does not need it: publish at QoS 1 or 2, will messages, MQTT 5.
 
 Threads: one network thread does all socket I/O (an `ssl` socket must not be read and written from
 two threads at once). `ack` (from the pipeline's intake thread) and `subscribe`/`unsubscribe` queue
@@ -37,6 +39,7 @@ READ_SIZE = 256 * 1024  # bytes per recv: many messages per read at high rates
 MAX_PACKET = 2 * 1024 * 1024  # a longer packet is a protocol error (payloads over 256 KiB are refused)
 CONNECT_TIMEOUT = 10.0  # s for TCP, TLS and CONNACK
 CLOSE_TIMEOUT = 2.0  # s to wait for the broker to close after DISCONNECT
+OUTBOX_LIMIT = 4 * 1024 * 1024  # bytes of QoS 0 messages waiting to be sent; more are refused
 TOPIC_CACHE = 10_000  # topic bytes -> str, decoded once per topic
 
 PUBLISH, CONNACK, SUBACK, UNSUBACK, PINGRESP = 3, 2, 9, 11, 13
@@ -101,6 +104,11 @@ def subscribe_packet(mid: int, topics: Sequence[str], qos: int = 1) -> bytes:
 def unsubscribe_packet(mid: int, topics: Sequence[str]) -> bytes:
     """UNSUBSCRIBE from each topic."""
     return _packet(0xA2, struct.pack("!H", mid) + b"".join(_string(t) for t in topics))
+
+
+def publish_packets(messages: Sequence[tuple[str, bytes]]) -> bytes:
+    """PUBLISH packets at QoS 0 (no packet id, nothing comes back), in one buffer."""
+    return b"".join([_packet(0x30, _string(topic) + payload) for topic, payload in messages])
 
 
 def pubacks(mids: Sequence[int]) -> bytes:
@@ -195,6 +203,7 @@ class MqttSession:
         self.connected = False
         self._lock = threading.Lock()
         self._outbox: list[bytes] = []
+        self._outbox_bytes = 0
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._woken = False
@@ -229,6 +238,21 @@ class MqttSession:
                 return  # the broker redelivers them on the next connection
             self._outbox.append(pubacks(mids))
         self._wake()
+
+    def publish(self, messages: Sequence[tuple[str, bytes]]) -> bool:
+        """Send (topic, payload) messages at QoS 0 in one write from the network thread.
+
+        False, and nothing is sent, while disconnected or while `OUTBOX_LIMIT` bytes already wait (a
+        view that is late is worth nothing; the caller counts what it could not send).
+        """
+        data = publish_packets(messages)
+        with self._lock:
+            if not self.connected or self._outbox_bytes + len(data) > OUTBOX_LIMIT:
+                return False
+            self._outbox.append(data)
+            self._outbox_bytes += len(data)
+        self._wake()
+        return True
 
     def subscribe(self, topics: Sequence[str]) -> None:
         """Subscribe to more topics at QoS 1 (now if connected, and on every connect)."""
@@ -307,6 +331,7 @@ class MqttSession:
                 self.connection += 1
                 self.connected = True
                 self._outbox.clear()  # PUBACKs of the last connection: the broker sends those again
+                self._outbox_bytes = 0
                 if self.subscriptions:
                     sock.sendall(subscribe_packet(self._next_mid(), self.subscriptions))
             sock.settimeout(CONNECT_TIMEOUT)
@@ -379,6 +404,7 @@ class MqttSession:
         with self._lock:
             self._woken = False
             outbox, self._outbox = self._outbox, []
+            self._outbox_bytes = 0
         if not outbox:
             return None
         sock.sendall(b"".join(outbox))
