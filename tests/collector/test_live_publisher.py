@@ -9,15 +9,17 @@ from collections.abc import Callable
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
+import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from collector.publishers.live import LivePublisher
 from collector.sources.mqtt_session import PacketReader, publish_packets
+from pumpwatch import wire
 from pumpwatch.catalog import SensorCatalog
 from pumpwatch.mqtturl import BrokerAddress
-from pumpwatch.readings import Reading
+from pumpwatch.readings import Quality, Reading
 from pumpwatch.sitefile import load_site
-from pumpwatch.wire import decode_live_readings, live_topic
+from pumpwatch.wire import decode_live_readings, encode_live_readings, live_topic
 from tests.support.services import HOST, Mosquitto
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "site.yaml"
@@ -94,3 +96,13 @@ def test_a_commit_of_two_rooms_is_two_messages_with_the_newest_reading_of_each_s
     publisher([Reading(f"{estate}/{dom_sensor}", 102.0, 3.0), Reading(f"{estate}/{fire_sensor}", 102.0, 6.0)])
     assert drops == [2]
     assert publisher.dropped == 2
+
+
+def test_live_readings_read_back_the_same_from_orjson_and_from_json(monkeypatch: pytest.MonkeyPatch) -> None:
+    readings = [Reading("dom-header-pressure", 1_800_000_000.125, 0.42, Quality.GOOD),
+                Reading("dom-p1-switch", 1_800_000_000.5, 2.0, Quality.OUT_OF_RANGE, "AUTO"),
+                Reading("冷水箱-level", 1.0, -1e-300, Quality.GOOD)]
+    fast = encode_live_readings(readings)
+    monkeypatch.setattr(wire, "_fast_dumps", None)
+    plain = encode_live_readings(readings)
+    assert decode_live_readings(fast) == decode_live_readings(plain) == readings
