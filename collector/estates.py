@@ -26,7 +26,7 @@ from pathlib import Path
 from collector.rules.engine import AlarmEngine, AlarmRule
 from pumpwatch.alarm_events import AlarmEvent, AlarmKey
 from pumpwatch.clock import Clock
-from pumpwatch.portfolio import KEY_SEPARATOR, sensor_key
+from pumpwatch.portfolio import sensor_key
 from pumpwatch.readings import Reading
 from pumpwatch.site import Severity, Site
 
@@ -72,6 +72,16 @@ class EstateRules:
         self.tick = tick
         self.engines: dict[str, AlarmEngine] = {}
         self.listeners: list[EventListener] = []
+        self._watched: dict[str, tuple[str, str]] = {}  # sensor key -> (estate, sensor) a rule reads
+        self._keys: dict[str, list[str]] = {}  # estate -> its keys in `_watched`
+
+    def _watch(self, estate: str, engine: AlarmEngine | None) -> None:
+        """The sensors the estate's rules read are now `engine`'s (none: the estate is gone)."""
+        for key in self._keys.pop(estate, ()):
+            del self._watched[key]
+        if engine is not None:
+            keys = self._keys[estate] = [sensor_key(estate, sensor) for sensor in engine.watched]
+            self._watched.update(zip(keys, [(estate, sensor) for sensor in engine.watched], strict=True))
 
     def put(self, estate: str, engine: AlarmEngine) -> None:
         """Serve an estate with `engine` (a reload: the old engine's view of recent readings carries over)."""
@@ -82,10 +92,13 @@ class EstateRules:
             engine.view.keep = keep
         engine.listeners = self.listeners
         self.engines[estate] = engine
+        self._watch(estate, engine)
 
     def remove(self, estate: str) -> AlarmEngine | None:
         """Stop evaluating an estate's rules (its file was removed); its engine, if it had one."""
-        return self.engines.pop(estate, None)
+        engine = self.engines.pop(estate, None)
+        self._watch(estate, None)
+        return engine
 
     @property
     def rules(self) -> list[AlarmRule]:
@@ -104,10 +117,14 @@ class EstateRules:
         return self.engines[estate]
 
     def on_readings(self, readings: Sequence[Reading]) -> None:
-        """Pipeline hook: each estate's readings, under their own sensor ids, to its engine."""
+        """Pipeline hook: each estate's readings a rule reads, under their own sensor ids, to its engine."""
         groups: dict[str, list[Reading]] = {}
+        watched = self._watched
         for r in readings:
-            estate, _sep, sensor = r.sensor.partition(KEY_SEPARATOR)
+            found = watched.get(r.sensor)
+            if found is None:
+                continue  # no rule reads it
+            estate, sensor = found
             batch = groups.get(estate)
             if batch is None:
                 batch = groups[estate] = []

@@ -87,6 +87,9 @@ class AlarmEngine:
         for rule in self.rules:
             for sensor in rule.sensors:
                 self._by_sensor.setdefault(sensor, []).append(rule)
+        # The sensors whose readings matter to a rule (read by a condition or reported); others are
+        # left out before they reach the view.
+        self.watched = frozenset(self._by_sensor) | {r.sensor for r in self.rules if r.sensor}
         self.evaluations = 0
         self.memory = memory
         self._orphans: list[AlarmEvent] = []  # remembered alarms no rule raises any more

@@ -299,3 +299,34 @@ async def test_fresh_data_skips_a_quiet_no_data_rule_but_still_clears_a_raised_o
     assert rig.actions() == [("raised", "major")]
     rig.feed("t", 20)  # data again: a raised no-data alarm is evaluated and clears
     assert rig.actions() == [("raised", "major"), ("cleared", "major")]
+
+
+def test_estate_rules_hand_each_engine_only_the_readings_its_rules_read() -> None:
+    from collector.estates import EstateRules
+
+    clock = FakeClock()
+    rules = EstateRules(clock)
+    events: list[AlarmEvent] = []
+    rules.listeners.append(events.append)
+
+    def engine(sensor: str) -> AlarmEngine:
+        rule = AlarmRule(AlarmKey("p1", "high"), "dom", Text(zh="高", en="high"),
+                         (Level(Severity.MAJOR, Compare(sensor, 10, above=True)),), sensor=sensor)
+        return AlarmEngine([rule], clock)
+
+    rules.put("a", engine("t"))
+    rules.put("b", engine("u"))
+    rules.on_readings([Reading("a/t", 1.0, 11.0), Reading("a/u", 1.0, 12.0), Reading("b/u", 1.0, 13.0),
+                       Reading("b/t", 1.0, 14.0), Reading("c/t", 1.0, 15.0)])
+    assert (rules.engine("a").view.value("t"), rules.engine("a").view.value("u")) == (11.0, None)
+    assert (rules.engine("b").view.value("u"), rules.engine("b").view.value("t")) == (13.0, None)
+    assert [(e.action, e.sensor, e.value) for e in events] == [(AlarmAction.RAISED, "t", 11.0),
+                                                               (AlarmAction.RAISED, "u", 13.0)]
+    # A reload whose rules read another sensor: that sensor's readings come in, the old one's stay out.
+    rules.put("a", engine("u"))
+    rules.on_readings([Reading("a/t", 2.0, 1.0), Reading("a/u", 2.0, 2.0)])
+    assert rules.engine("a").view.value("u") == 2.0
+    assert rules.engine("a").view.value("t") == 11.0  # the view carried over; no new reading of t
+    rules.remove("b")
+    rules.on_readings([Reading("b/u", 3.0, 20.0)])  # nothing serves b any more: no error, nothing kept
+    assert "b" not in rules.engines
