@@ -20,6 +20,7 @@ event, and live readings carry the sensor ids of the topic's estate.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from collections.abc import Callable, Sequence
@@ -33,10 +34,12 @@ from pumpwatch.readings import Quality, Reading
 from pumpwatch.site import Severity, Site, Text
 
 _fast_dumps: Callable[[Any], bytes] | None
+_fast_loads: Callable[[bytes | bytearray | str], Any] | None
 try:
     from orjson import dumps as _fast_dumps
+    from orjson import loads as _fast_loads
 except ImportError:  # pragma: no cover - orjson is a dependency; this keeps the fallback importable
-    _fast_dumps = None
+    _fast_dumps = _fast_loads = None
 
 ALARM_TOPIC = "pumpwatch/alarms"
 LIVE_TOPIC = "pumpwatch/live"
@@ -283,6 +286,9 @@ def encode_sim_control(command: SimControl) -> bytes:
 
 
 def _json(payload: bytes | bytearray | str) -> Any:
+    if _fast_loads is not None:  # what orjson refuses (NaN literals, huge integers) `json` judges
+        with contextlib.suppress(ValueError):
+            return _fast_loads(payload)
     try:
         return json.loads(payload)
     except (ValueError, UnicodeDecodeError) as err:
@@ -290,7 +296,9 @@ def _json(payload: bytes | bytearray | str) -> Any:
 
 
 def _finite(value: object, name: str) -> float:
-    number = float(str(value))
+    if type(value) is float and math.isfinite(value):
+        return value  # the common case, without the round trip through str below
+    number = float(str(value))  # through str, so True (float(True) is 1.0) is refused
     if not math.isfinite(number):
         raise ValueError(f"{name} must be a finite number, got {value!r}")
     return number

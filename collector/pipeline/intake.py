@@ -117,6 +117,10 @@ class Pipeline:
                 self._cond.notify_all()  # the intake waits out its window unless there is a chunk
         self.metrics.readings_in.labels(source=source.split(":", 1)[0]).inc(len(kept))
 
+    def has_room(self) -> bool:
+        """Whether fewer than `intake_limit` readings wait for their commit (a source may read more)."""
+        return self._pending_count < self.intake_limit
+
     def delivered(self, key: str) -> bool:
         """Whether a message with this delivery key was committed before (a redelivery)."""
         return self.buffer.delivered(key)

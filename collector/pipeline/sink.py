@@ -40,3 +40,12 @@ class MessageSink(ReadingSink, Protocol):
                         keys: Sequence[str]) -> None:
         """`accept` for several messages: readings and delivery keys commit together, then `on_durable`."""
         ...
+
+
+@runtime_checkable
+class PacedSink(Protocol):
+    """A sink that says when it is full, so a source can stop reading instead of blocking in `accept`."""
+
+    def has_room(self) -> bool:
+        """Whether more readings are taken now without waiting."""
+        ...

@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 
 from collector.estates import source_view
 from collector.metrics import CollectorMetrics
-from collector.pipeline.sink import MessageSink, ReadingSink
+from collector.pipeline.sink import MessageSink, PacedSink, ReadingSink
 from collector.sources.base import SourceContext
 from collector.sources.mqtt_decode import MqttDecoder
 from collector.sources.mqtt_session import Message, MqttSession
@@ -59,8 +59,10 @@ class MqttSource:
         self.subscriptions = self._subscriptions(portfolio)
         self.connected = False
         self._batches = sink if isinstance(sink, MessageSink) else None  # checked once: isinstance is slow
+        paced = sink if isinstance(sink, PacedSink) else None
         self.session = MqttSession(broker, client_id, self.subscriptions, on_messages=self._on_messages,
-                                   on_state=self._set_connected, keepalive=keepalive)
+                                   on_state=self._set_connected, keepalive=keepalive,
+                                   can_take=paced.has_room if paced is not None else None)
 
     async def run(self) -> None:
         """Take messages until cancelled; then disconnect (unacknowledged messages stay at the broker)."""

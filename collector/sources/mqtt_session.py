@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 READ_SIZE = 256 * 1024  # bytes per recv: many messages per read at high rates
 MAX_PACKET = 2 * 1024 * 1024  # a longer packet is a protocol error (payloads over 256 KiB are refused)
 CONNECT_TIMEOUT = 10.0  # s for TCP, TLS and CONNACK
+PAUSE_POLL = 0.05  # s between two looks at `can_take` while paused
 CLOSE_TIMEOUT = 2.0  # s to wait for the broker to close after DISCONNECT
 OUTBOX_LIMIT = 4 * 1024 * 1024  # bytes of QoS 0 messages waiting to be sent; more are refused
 TOPIC_CACHE = 10_000  # topic bytes -> str, decoded once per topic
@@ -185,14 +186,17 @@ class MqttSession:
     """A persistent-session QoS 1 subscriber on its own network thread (see the module docstring).
 
     `on_messages` gets every complete PUBLISH of one read in arrival order, on the network thread; it
-    may block (backpressure: the thread stops reading). `on_state(True/False)` tells connects and
-    disconnects. Reconnects by itself, waiting with `Backoff`, and subscribes again each time.
+    may block (backpressure: the thread stops reading). While `can_take()` is False the session does not
+    read at all but keeps the connection alive. `on_state(True/False)` tells connects and disconnects.
+    Reconnects by itself, waiting with `Backoff`, and subscribes again each time.
     """
 
     def __init__(self, broker: BrokerAddress, client_id: str, subscriptions: Sequence[str], *,
                  on_messages: Callable[[list[Message]], None], on_state: Callable[[bool], None],
-                 keepalive: int = 30, clean: bool = False) -> None:
+                 keepalive: int = 30, clean: bool = False,
+                 can_take: Callable[[], bool] | None = None) -> None:
         self.broker = broker
+        self.can_take = can_take  # False: do not read for now (the intake is full)
         self.client_id = client_id
         self.subscriptions = list(subscriptions)
         self.on_messages = on_messages
@@ -350,10 +354,17 @@ class MqttSession:
         ping_every = self.keepalive / 2 if self.keepalive else None
         last_sent = last_heard = time.monotonic()
         ping_sent: float | None = None
+        can_take = self.can_take
         while not self._stopping.is_set():
+            # Paused (the intake is full): the socket is not read, so the broker holds the messages
+            # (TCP's window fills), but PUBACKs and PINGREQs still go out: blocking in `on_messages`
+            # instead kept the pings back and the broker dropped the connection every keepalive.
+            paused = can_take is not None and not can_take()
             readable: list[socket.socket]
-            if tls and sock.pending():  # type: ignore[attr-defined]
+            if tls and not paused and sock.pending():  # type: ignore[attr-defined]
                 readable = [sock]
+            elif paused:
+                readable = select.select([self._wake_r], [], [], PAUSE_POLL)[0]
             else:
                 readable = select.select([sock, self._wake_r], [], [], ping_every or 1.0)[0]
             if self._wake_r in readable or self._woken:
@@ -372,12 +383,19 @@ class MqttSession:
                         log.warning("MQTT broker %s refused a subscription", self.broker)
                 if messages:
                     self.on_messages(messages)
-            if ping_every:
-                if ping_sent is not None and now - ping_sent > self.keepalive:
-                    raise ProtocolError(f"no PINGRESP within {self.keepalive} s")
-                if ping_sent is None and now - max(last_sent, last_heard) >= ping_every:
+            if not ping_every:
+                continue
+            if paused:  # the broker hears a PINGREQ; its PINGRESP waits behind the unread messages
+                ping_sent = None
+                if now - last_sent >= ping_every:
                     sock.sendall(_PINGREQ)
-                    last_sent = ping_sent = now
+                    last_sent = now
+                continue
+            if ping_sent is not None and now - ping_sent > self.keepalive:
+                raise ProtocolError(f"no PINGRESP within {self.keepalive} s")
+            if ping_sent is None and now - max(last_sent, last_heard) >= ping_every:
+                sock.sendall(_PINGREQ)
+                last_sent = ping_sent = now
         with contextlib.suppress(OSError):
             self._flush(sock)
             sock.sendall(_DISCONNECT)

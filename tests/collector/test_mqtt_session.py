@@ -186,6 +186,33 @@ def test_subscribe_and_unsubscribe_while_connected(mosquitto: Mosquitto, unique_
         live.stop()
 
 
+def test_a_paused_session_reads_nothing_yet_keeps_its_connection_past_the_keepalive(
+        mosquitto: Mosquitto, unique_topic: str) -> None:
+    inbox = Inbox()
+    room = threading.Event()  # the intake's `has_room`: full at first
+    live = MqttSession(BrokerAddress(HOST, mosquitto.port), f"session-{uuid.uuid4().hex[:8]}",
+                       [f"{unique_topic}/+"], on_messages=inbox.take, on_state=inbox.state, keepalive=2,
+                       can_take=room.is_set)
+    live.start()
+    try:
+        inbox.wait("connect", lambda: inbox.states == [True])
+        time.sleep(0.5)  # the SUBSCRIBE went with the CONNECT; let the broker take it
+        for n in range(3):
+            publish_one(mosquitto.port, f"{unique_topic}/x", str(n))
+        # Longer than one and a half keepalives: a client the broker does not hear from is dropped then.
+        time.sleep(4)
+        with inbox.cond:
+            assert inbox.messages == []  # nothing read while paused
+            assert inbox.states == [True]  # and the broker kept the connection
+        room.set()
+        inbox.wait("the messages once there is room", lambda: len(inbox.messages) == 3)
+        assert [m.payload for m in inbox.messages] == [b"0", b"1", b"2"]
+        assert inbox.states == [True]
+        live.ack(inbox.messages[0].connection, [m.mid for m in inbox.messages])
+    finally:
+        live.stop()
+
+
 def test_the_session_reconnects_after_the_broker_restarts(unique_topic: str) -> None:
     with Mosquitto() as broker:
         inbox = Inbox()
