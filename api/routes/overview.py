@@ -73,7 +73,7 @@ class OverviewCache:
         return await asyncio.shield(computing)  # a caller going away does not cancel it for the others
 
     async def refreshed(self) -> None:
-        """Wait for the computation under way, if any (tests and shutdown)."""
+        """Wait for the computation under way, if any."""
         if self._computing is not None:
             await asyncio.wait([self._computing])
 

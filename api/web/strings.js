@@ -1211,6 +1211,7 @@ export const STRINGS = {
   'bottom.me': ['我的', 'Me'],
   'bottom.board': ['看板', 'Board'],
   'bottom.alarms': ['报警', 'Alarms'],
+  'bottom.centre': ['监控中心', 'Centre'],
   'me.title': ['我的', 'Me'],
   'me.pages': ['全部页面', 'All pages'],
   'check.tap.ok': ['✓ 合格', '✓ Pass'],

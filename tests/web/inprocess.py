@@ -10,20 +10,60 @@ import threading
 from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 import uvicorn
 from playwright.sync_api import Browser, Page
+from sqlalchemy import Engine
 
 from api.app import create_app
 from api.context import ApiContext
 from collector.stores.embedded import EmbeddedStore
+from maintenance.alarms import AlarmService
 from maintenance.auth import AuthService
+from maintenance.db import make_engine, session_factory, upgrade
+from maintenance.exceptions import ExceptionService
+from maintenance.reports import MonthlyReport
+from maintenance.tasks import TaskService
 from maintenance.vocab import TokenKind
+from pumpwatch.bus import LiveBus
+from pumpwatch.catalog import SensorCatalog
+from pumpwatch.clock import SystemClock
+from pumpwatch.portfolio import Portfolio
 from pumpwatch.readings import Reading
+from pumpwatch.site import Site
+from tests.support.state import FAST_HASHER
 from tests.web.harness import DESKTOP
 
 T = TypeVar("T")
+
+
+@dataclass
+class Deployment:
+    """The API context of several estates on their own SQLite state and embedded series store."""
+
+    ctx: ApiContext
+    store: EmbeddedStore
+    engine: Engine
+
+
+def deployment(root: Path, *sites: Site) -> Deployment:
+    """`sites` as one deployment under `root` (the first is the default site), every service wired."""
+    engine = make_engine(f"sqlite:///{root / 'state.db'}")
+    upgrade(engine)
+    sessions = session_factory(engine)
+    clock = SystemClock()
+    portfolio = Portfolio.of(*sites)
+    catalog = SensorCatalog(portfolio)
+    store = EmbeddedStore(root / "series.db", catalog)
+    tasks = TaskService(sessions, clock)
+    ctx = ApiContext(site=sites[0], catalog=catalog, store=store, readings=LiveBus(), alarm_events=LiveBus(),
+                     auth=AuthService(sessions, clock, hasher=FAST_HASHER), tasks=tasks,
+                     alarms=AlarmService(sessions, clock, tasks), clock=clock, attachments_dir=root / "files",
+                     reports=MonthlyReport(sessions, site=portfolio, clock=clock),
+                     exceptions=ExceptionService(sessions, clock, tasks, portfolio))
+    return Deployment(ctx, store, engine)
 
 
 @dataclass

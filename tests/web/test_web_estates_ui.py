@@ -21,25 +21,13 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from api.context import ApiContext
-from collector.stores.embedded import EmbeddedStore
-from maintenance.alarms import AlarmService
-from maintenance.auth import AuthService
-from maintenance.db import make_engine, session_factory, upgrade
-from maintenance.exceptions import ExceptionService
-from maintenance.reports import MonthlyReport
-from maintenance.tasks import TaskService
 from pumpwatch.alarm_events import AlarmAction, AlarmEvent, AlarmKey
-from pumpwatch.bus import LiveBus
-from pumpwatch.catalog import SensorCatalog
-from pumpwatch.clock import SystemClock
-from pumpwatch.portfolio import Portfolio
 from pumpwatch.site import Equipment, Severity, Site, Text
 from pumpwatch.sitefile import load_site
-from tests.support.state import FAST_HASHER, PASSWORD
+from tests.support.state import PASSWORD
 from tests.web.axe import serious_violations
 from tests.web.harness import PHONE
-from tests.web.inprocess import Served, serving
+from tests.web.inprocess import Served, deployment, serving
 
 pytestmark = pytest.mark.e2e
 EXAMPLE = Path(__file__).parents[2] / "examples" / "site.yaml"
@@ -83,23 +71,10 @@ def _twin(site: Site) -> Site:
 
 @pytest.fixture(scope="module")
 def estates(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Estates]:
-    root = tmp_path_factory.mktemp("web-estates-ui")
-    engine = make_engine(f"sqlite:///{root / 'state.db'}")
-    upgrade(engine)
-    sessions = session_factory(engine)
-    clock = SystemClock()
     site = load_site(EXAMPLE)
     twin = _twin(site)
-    portfolio = Portfolio.of(site, twin)
-    catalog = SensorCatalog(portfolio)
-    store = EmbeddedStore(root / "series.db", catalog)
-    auth = AuthService(sessions, clock, hasher=FAST_HASHER)
-    tasks = TaskService(sessions, clock)
-    alarms = AlarmService(sessions, clock, tasks)
-    ctx = ApiContext(site=site, catalog=catalog, store=store, readings=LiveBus(), alarm_events=LiveBus(),
-                     auth=auth, tasks=tasks, alarms=alarms, clock=clock, attachments_dir=root / "files",
-                     reports=MonthlyReport(sessions, site=portfolio, clock=clock),
-                     exceptions=ExceptionService(sessions, clock, tasks, portfolio))
+    built = deployment(tmp_path_factory.mktemp("web-estates-ui"), site, twin)
+    auth, alarms, clock = built.ctx.auth, built.ctx.alarms, built.ctx.clock
     auth.create_user("sup-org", PASSWORD, roles=["supervisor"])
     auth.create_user("sup-a", PASSWORD, roles=["supervisor"], estates=[A])
     auth.create_user("director", PASSWORD, roles=["director"])
@@ -109,9 +84,9 @@ def estates(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Estates]:
         alarms.apply(AlarmEvent(AlarmAction.RAISED, AlarmKey("dom-p1", "dry_run", estate), severity,
                                 clock.now(), "dom", Text(zh="干转", en="dry run")))
     alarm_of = {alarm.estate: alarm.id for alarm in alarms.list_alarms()[0]}
-    with serving(ctx, store, USERS) as served:
+    with serving(built.ctx, built.store, USERS) as served:
         yield Estates(served, site, twin, alarm_of)
-    engine.dispose()
+    built.engine.dispose()
 
 
 def _open(browser: Browser, estates: Estates, user: str, path: str, errors: list[str], *,

@@ -18,23 +18,12 @@ from zoneinfo import ZoneInfo
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from api.context import ApiContext
-from collector.stores.embedded import EmbeddedStore
-from maintenance.alarms import AlarmService
-from maintenance.auth import AuthService
-from maintenance.db import make_engine, session_factory, upgrade
-from maintenance.reports import MonthlyReport
-from maintenance.tasks import TaskService
 from pumpwatch.alarm_events import AlarmAction, AlarmEvent, AlarmKey
-from pumpwatch.bus import LiveBus
-from pumpwatch.catalog import SensorCatalog
-from pumpwatch.clock import SystemClock
-from pumpwatch.portfolio import Portfolio
 from pumpwatch.site import Severity, Site, Text
 from pumpwatch.sitefile import load_site
-from tests.support.state import FAST_HASHER, PASSWORD
+from tests.support.state import PASSWORD
 from tests.web.axe import serious_violations
-from tests.web.inprocess import Served, serving
+from tests.web.inprocess import Served, deployment, serving
 
 pytestmark = pytest.mark.e2e
 EXAMPLE = Path(__file__).parents[2] / "examples" / "site.yaml"
@@ -55,22 +44,10 @@ class Estates:
 
 @pytest.fixture(scope="module")
 def estates(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Estates]:
-    root = tmp_path_factory.mktemp("web-portfolio")
-    engine = make_engine(f"sqlite:///{root / 'state.db'}")
-    upgrade(engine)
-    sessions = session_factory(engine)
-    clock = SystemClock()
     site = load_site(EXAMPLE)
     twin: Site = site.model_copy(update={"site": site.site.model_copy(update={"id": B, "name": B_NAME})})
-    portfolio = Portfolio.of(site, twin)
-    catalog = SensorCatalog(portfolio)
-    store = EmbeddedStore(root / "series.db", catalog)
-    auth = AuthService(sessions, clock, hasher=FAST_HASHER)
-    tasks = TaskService(sessions, clock)
-    alarms = AlarmService(sessions, clock, tasks)
-    ctx = ApiContext(site=site, catalog=catalog, store=store, readings=LiveBus(), alarm_events=LiveBus(),
-                     auth=auth, tasks=tasks, alarms=alarms, clock=clock, attachments_dir=root / "files",
-                     reports=MonthlyReport(sessions, site=portfolio, clock=clock))
+    built = deployment(tmp_path_factory.mktemp("web-portfolio"), site, twin)
+    auth, tasks, alarms, clock = built.ctx.auth, built.ctx.tasks, built.ctx.alarms, built.ctx.clock
     auth.create_user("director", PASSWORD, roles=["director"])
     tech = auth.create_user("tech-a", PASSWORD, roles=["technician"], estates=[A])
     lead = auth.create_user("sup-org", PASSWORD, roles=["supervisor"])
@@ -85,9 +62,9 @@ def estates(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Estates]:
         task_of[alarm.estate], alarm_of[alarm.estate] = task.id, alarm.id
         # Both go to the technician of A: scope, not the assignment, keeps B's off their list.
         tasks.assign(task.id, lead, [tech.id])
-    with serving(ctx, store, ["director", "tech-a"]) as served:
+    with serving(built.ctx, built.store, ["director", "tech-a"]) as served:
         yield Estates(served, task_of, alarm_of)
-    engine.dispose()
+    built.engine.dispose()
 
 
 def _page(browser: Browser, estates: Estates, user: str, path: str, errors: list[str],
