@@ -180,6 +180,38 @@ def make_session(port: int, client_id: str, topics: list[str]) -> None:
         client.loop_stop()
 
 
+class AlarmTally:
+    """Alarm events the collectors publish during the run, counted by alarm type (the topic's last level).
+
+    A plain QoS 0 subscriber to `pumpwatch/alarms/#`; its payloads are not opened (the counts are of
+    messages, so with a shared subscription an alarm both collectors announce counts twice).
+    """
+
+    def __init__(self, port: int) -> None:
+        self.by_type: dict[str, int] = {}
+        self.examples: dict[str, list[str]] = {}  # the first topics of each type
+        self.counting = False
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"fleet-tally-{uuid.uuid4().hex[:6]}")
+        client.on_connect = lambda c, *_: c.subscribe("pumpwatch/alarms/#", qos=0)
+        client.on_message = self._count
+        client.connect(HOST, port)
+        client.loop_start()
+        self.client = client
+
+    def _count(self, _client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
+        if self.counting:
+            kind = message.topic.rsplit("/", 1)[-1]
+            self.by_type[kind] = self.by_type.get(kind, 0) + 1
+            if len(seen := self.examples.setdefault(kind, [])) < 3:
+                seen.append(message.topic)
+
+    def close(self) -> dict[str, int]:
+        """Stop; the counts, most frequent first."""
+        self.client.disconnect()
+        self.client.loop_stop()
+        return dict(sorted(self.by_type.items(), key=lambda item: -item[1]))
+
+
 # --- the monitoring centre's clients -----------------------------------------------------------------
 
 
@@ -348,6 +380,7 @@ async def ingest_phase(args: argparse.Namespace, work: Path, deployment: Path) -
                                     PUMPWATCH_COLLECTOR__CLIENT_ID=f"fleet-api-{uuid.uuid4().hex[:6]}"),
                                work / "api.log")
         load: FleetLoad | None = None
+        tally = AlarmTally(broker.port)
         try:
             for role in (*collectors, api):
                 role.start()
@@ -384,10 +417,12 @@ async def ingest_phase(args: argparse.Namespace, work: Path, deployment: Path) -
                 sampler.start()
                 busy0, wall0, load0 = system_busy(), time.monotonic(), load_average()
                 load.go()
+                tally.counting = True
                 counting = StoredCount(influx.url, time.time() + args.seconds - 1)
                 polls = await centre_clients(url, token, args.clients, args.seconds,
                                              {"overview": args.overview_every, "alarms": args.alarms_every})
                 stop_streams.set()
+                tally.counting = False
                 await asyncio.gather(*streaming)
             for values in streams.values():
                 span = (values.get("until") or 0) - (values.get("since") or 0)
@@ -410,9 +445,12 @@ async def ingest_phase(args: argparse.Namespace, work: Path, deployment: Path) -
             peak = {label: round(sampler.peak_rss_mb(label), 1) for label in labels}
             logs = {role.name: role.text()[-1500:] for role in (*collectors, api)}
         finally:
+            alarm_events = tally.close()
             for role in (*collectors, api):
                 role.stop()
-    return {"seeded": seeded, "messages_per_second": len(load_messages), "deployment_scan_cpu_s": scan_cpu,
+    return {"seeded": seeded, "alarm_events": alarm_events, "alarm_event_examples": tally.examples,
+            "messages_per_second": len(load_messages),
+            "deployment_scan_cpu_s": scan_cpu,
             "readings_per_second_offered": sum(m.readings for m in load_messages),
             "published": published, "stored": stored,
             "stored_all_s_after_last_publish": (round(stored_at - float(published["last_publish"]), 2)
@@ -482,6 +520,9 @@ def report(args: argparse.Namespace, results: dict[str, Any]) -> None:
                     ["subscription", "first event (bytes)", "then bytes/s"],
                     [[name, c.get("first"), c.get("bytes_per_second")]
                      for name, c in ingest["live_streams"].items()])
+        events = ingest["alarm_events"]
+        print(f"\nalarm events published while the load ran: {sum(events.values()):,}"
+              + "".join(f"; {kind} {count:,}" for kind, count in list(events.items())[:8]))
     for name, year in results.get("year", {}).items():
         if "error" in year:
             print(f"\nscheduler {name}: {year['error']}")

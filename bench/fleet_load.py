@@ -5,10 +5,11 @@
 terminal (DTU) publishes one JSON document a second on `dtu/<estate>/<room>` with one field per wired
 sensor, and the rooms' wireless sensors publish Zigbee2MQTT documents on `z2m/<estate>/leak/<device>`
 (`water_leak`, `battery`) and `z2m/<estate>/climate/<device>` (`temperature`). `messages` reads the site
-files and gives every topic, its payload's fields and a value for each that stays clear of the sensor's
-thresholds (so the load is readings, not an alarm storm). The publishers are paho in spawned processes, as
-`bench.load`'s, each spreading its topics over the second in `SLOTS` bursts (QoS 1, at most `PUBLISH_WINDOW`
-unacknowledged), and each reports its own CPU.
+files and gives every topic, its payload's fields and a value for each that stays clear of the thresholds
+in force on the sensor (`pumpwatch.thresholds`: its own, the site's defaults, and built-in limits such as a
+pump's motor current against its rated current), so the load is readings, not an alarm storm. The
+publishers are paho in spawned processes, as `bench.load`'s, each spreading its topics over the second in
+`SLOTS` bursts (QoS 1, at most `PUBLISH_WINDOW` unacknowledged), and each reports its own CPU.
 """
 
 from __future__ import annotations
@@ -69,14 +70,18 @@ def healthy_value(sensor: dict[str, Any]) -> float | int | bool:
 
 
 def _sensors(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Every sensor of a site document by id (rooms' own and their equipment's)."""
+    """Every sensor of a site document by id (rooms' own and their equipment's), each with the thresholds in
+    force on it (`pumpwatch.thresholds.thresholds_in_force`) in place of those the document gives."""
+    from pumpwatch.site import Site
+    from pumpwatch.thresholds import thresholds_in_force
+
+    site = Site.model_validate(doc)
     out: dict[str, dict[str, Any]] = {}
-    for room in doc["rooms"]:
-        for sensor in room.get("sensors", ()):
-            out[sensor["id"]] = sensor
-        for equipment in room.get("equipment", ()):
-            for sensor in equipment.get("sensors", ()):
-                out[sensor["id"]] = sensor
+    for room, equipment, sensor in site.iter_sensors():
+        in_force = thresholds_in_force(site, room, equipment, sensor).thresholds
+        out[sensor.id] = {"id": sensor.id, "kind": sensor.kind.value, "source": sensor.source,
+                          "range": sensor.valid_range or (0.0, 100.0),
+                          "thresholds": [{"when": t.when.value, "value": t.value} for t in in_force]}
     return out
 
 

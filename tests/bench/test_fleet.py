@@ -11,12 +11,17 @@ import pytest
 from bench import fleet
 from bench.fleet_load import body, messages
 from bench.fleet_year import run_year
-from collector.estates import source_view
+from collector.estates import EstateRules, source_view
 from collector.pipeline.validate import Validator
+from collector.rules.engine import AlarmEngine
+from collector.rules.rulebook import Rulebook
 from collector.sources.mqtt_decode import MqttDecoder
+from pumpwatch.alarm_events import AlarmEvent
 from pumpwatch.catalog import SensorCatalog
+from pumpwatch.clock import FakeClock
 from pumpwatch.portfolio import load_portfolio
 from tests.support.services import Postgres
+from tests.support.state import advance
 
 
 def test_the_load_gives_every_mqtt_sensor_of_the_fleet_one_valid_reading_a_second(tmp_path: Path) -> None:
@@ -39,6 +44,32 @@ def test_the_load_gives_every_mqtt_sensor_of_the_fleet_one_valid_reading_a_secon
         wanted = sorted(info.key for info in catalog if info.sensor.source == "mqtt")
         assert sorted(keys) == wanted  # every sensor once: no sensor silent, none twice
     assert 35 * 6 <= sum(m.readings for m in load) <= 45 * 6  # about 40 sensors a room, two rooms an estate
+
+
+def test_the_load_raises_no_alarm_of_the_collectors_rules(tmp_path: Path) -> None:
+    """Readings, not an alarm storm: every rule the collector runs stays quiet for ten minutes of the load,
+    built-in limits included (a pump's current against its rated current, which its site file does not
+    state as a threshold)."""
+    deployment = fleet.write_fleet_here(tmp_path, 4)
+    portfolio = load_portfolio(deployment)
+    catalog = SensorCatalog(portfolio)
+    decoder = MqttDecoder(tuple(m for site in portfolio for m in source_view(site).mqtt), catalog)
+    clock = FakeClock()
+    rules = EstateRules(clock)
+    events: list[AlarmEvent] = []
+    rules.listeners.append(events.append)
+    for site in portfolio:
+        book = Rulebook(site)
+        rules.put(site.site.id, AlarmEngine(book.rules, clock, history=book.history))
+    assert any(rule.key.alarm_type == "current_high" for rule in rules.rules)  # the built-in limit is there
+    load = messages(deployment)
+    for second in range(600):
+        readings = [reading for message in load
+                    for reading in decoder.decode(message.topic, body(message, second), clock.now()).readings]
+        rules.on_readings(readings)
+        rules.evaluate_all()
+        advance(clock, 1.0)
+    assert [(e.key.alarm_type, e.sensor, e.value) for e in events] == []
 
 
 def test_collectors_split_by_estate_take_every_topic_once_and_share_nothing(tmp_path: Path) -> None:
