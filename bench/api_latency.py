@@ -56,14 +56,18 @@ SITE = Path(__file__).resolve().parents[1] / "examples" / "site.yaml"
 
 
 async def fill(store: Any, days: int, now: float) -> int:
-    """`days` of 1 Hz readings of SENSOR, written in batches."""
+    """`days` of 1 Hz readings of SENSOR, written in batches under its key in the store (`<estate>/<sensor>`,
+    the estate being SITE's)."""
+    from pumpwatch.portfolio import sensor_key
     from pumpwatch.readings import Reading
+    from pumpwatch.sitefile import load_site
 
+    key = sensor_key(load_site(SITE).site.id, SENSOR)
     start = now - days * 86_400
     total = days * 86_400
     batch = 50_000
     for first in range(0, total, batch):
-        await store.write([Reading(SENSOR, start + i, 0.4 + (i % 600) / 6000) for i in
+        await store.write([Reading(key, start + i, 0.4 + (i % 600) / 6000) for i in
                            range(first, min(first + batch, total))])
     return total
 

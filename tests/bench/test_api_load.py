@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
@@ -79,3 +80,25 @@ async def test_open_loop_sends_every_scheduled_poll_and_times_it_from_its_schedu
     # Each client's polls fall at its phase + k * interval (+- jitter) inside the window.
     assert clients * (seconds / interval - 1) <= polls <= clients * (seconds / interval + 1)
     assert sorted(set(counting.paths)) == sorted(path for _, path in ROUTES)
+
+
+async def test_the_filled_history_is_the_one_the_history_route_reads(tmp_path: Path) -> None:
+    """The fill writes under the sensor's key in its estate, the key the API's history route looks up."""
+    from bench.api_latency import SENSOR, SITE, fill
+    from collector.stores.embedded import EmbeddedStore
+    from pumpwatch.catalog import SensorCatalog
+    from pumpwatch.portfolio import load_portfolio, sensor_key
+
+    portfolio = load_portfolio(SITE)
+    key = sensor_key(portfolio.first.site.id, SENSOR)  # what the route makes of it (`ApiContext.sensor_key`)
+    assert key in SensorCatalog(portfolio)
+    store = EmbeddedStore(tmp_path / "series.db")
+    await store.start()
+    try:
+        now = 1_800_000_000.0
+        assert await fill(store, 1, now) == 86_400
+        points = await store.history(key, now - 86_400, now, 3600)
+        assert len(points) in (24, 25)
+        assert sum(p.count for p in points) == 86_400
+    finally:
+        await store.close()
