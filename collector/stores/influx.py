@@ -31,6 +31,9 @@ from pumpwatch.series import HistoryPoint
 log = logging.getLogger(__name__)
 
 
+LATEST_PART = 500  # sensor keys per `latest` query: the centre's first overview asks for every sensor
+
+
 class InfluxStore:
     """A `SeriesStore` on an InfluxDB server."""
 
@@ -108,7 +111,12 @@ class InfluxStore:
         raise StoreUnavailable(f"InfluxDB write failed ({resp.status_code}): {message}")
 
     async def latest(self, sensors: Sequence[str] | None = None) -> dict[str, Reading]:
-        """The newest point of each sensor key."""
+        """The newest point of each sensor key; many keys are asked for `LATEST_PART` at a time."""
+        if sensors is not None and len(sensors) > LATEST_PART:
+            found: dict[str, Reading] = {}
+            for first in range(0, len(sensors), LATEST_PART):
+                found |= await self.latest(sensors[first:first + LATEST_PART])
+            return found
         if sensors is not None and not sensors:
             return {}
         where, params = _sensor_filter(sensors)
@@ -195,8 +203,8 @@ class InfluxStore:
         query = {"db": self.database, "q": statement, "epoch": "ns"}
         if params:
             query["params"] = json.dumps(params)
-        try:
-            resp = await self._client.get("/query", params=query)
+        try:  # POST: a statement naming many sensors does not fit in a URL
+            resp = await self._client.post("/query", data=query)
         except httpx.HTTPError as err:
             raise StoreUnavailable(f"InfluxDB query: {type(err).__name__}: {err}") from err
         if resp.status_code != 200:

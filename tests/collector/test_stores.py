@@ -191,3 +191,13 @@ async def test_embedded_store_file_from_before_minute_summaries_answers_history_
     assert (first.ts, first.count, first.min, first.max) == (T0, 300, 0.0, 12.0)
     assert first.mean == pytest.approx(sum(float((s + 30) % 13) for s in range(300)) / 300)
     await store.close()
+
+
+async def test_latest_of_a_whole_portfolio_of_sensor_keys_answers_each(store: SeriesStore) -> None:
+    """A monitoring centre's first overview asks for every sensor of 200 estates at once: far more keys
+    than a query URL holds (InfluxDB is asked with POST, a part of the keys at a time)."""
+    keys = [f"estate-{e:03d}/sensor-{s:02d}" for e in range(200) for s in range(40)]
+    await store.write([Reading(key, T0 + i % 60, float(i)) for i, key in enumerate(keys) if i % 3 == 0])
+    latest = await store.latest(keys)
+    assert sorted(latest) == sorted(key for i, key in enumerate(keys) if i % 3 == 0)  # the unwritten: absent
+    assert latest[keys[6000]] == Reading(keys[6000], T0 + 6000 % 60, 6000.0)
