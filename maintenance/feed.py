@@ -29,7 +29,6 @@ from prometheus_client import CollectorRegistry, Counter
 from pumpwatch.alarm_events import AlarmEvent
 from pumpwatch.mqttclient import new_client, start_client, stop_client
 from pumpwatch.mqtturl import BrokerAddress
-from pumpwatch.portfolio import sensor_key
 from pumpwatch.readings import Reading
 from pumpwatch.signing import Verifier, WireRefusals
 from pumpwatch.wire import (
@@ -128,12 +127,11 @@ class AlarmFeed:
 
     def _live(self, topic: str, payload: bytes | bytearray) -> None:
         opened = self.verifier.open(topic, payload, LIVE_STREAM)
-        batch = decode_live_readings(opened.body)
         estate, room = live_place(topic)
+        batch = decode_live_readings(opened.body, estate)
         if self.assets is not None:
             self.assets.check_readings(estate, room, batch)
         opened.record()
-        batch = [Reading(sensor_key(estate, r.sensor), r.ts, r.value, r.quality, r.state) for r in batch]
         self._hand_on(batch)
 
     def _hand_on(self, batch: list[Reading]) -> None:

@@ -29,7 +29,7 @@ from enum import StrEnum
 from typing import Any
 
 from pumpwatch.alarm_events import AlarmAction, AlarmEvent, AlarmKey
-from pumpwatch.portfolio import Portfolio, as_portfolio
+from pumpwatch.portfolio import Portfolio, as_portfolio, sensor_key
 from pumpwatch.readings import Quality, Reading
 from pumpwatch.site import Severity, Site, Text
 
@@ -160,13 +160,18 @@ def encode_live_readings(readings: Sequence[Reading]) -> bytes:
     return json.dumps(rows).encode()
 
 
-def decode_live_readings(payload: bytes | bytearray | str) -> list[Reading]:
-    """Live readings from their payload; `WireError` when any entry is malformed (none is taken then)."""
+def decode_live_readings(payload: bytes | bytearray | str, estate: str | None = None) -> list[Reading]:
+    """Live readings from their payload; `WireError` when any entry is malformed (none is taken then).
+
+    With `estate`, each reading comes under its sensor key (`<estate>/<sensor>`) instead of the sensor id
+    the payload names: built once, as a process that hands them on needs them.
+    """
     data = _json(payload)
     if not isinstance(data, list):
         raise WireError("live readings are a JSON array")
+    prefix = "" if estate is None else sensor_key(estate, "")
     try:
-        return [Reading(str(r["sensor"]), _finite(r["ts"], "ts"), float(r["value"]),
+        return [Reading(prefix + str(r["sensor"]), _finite(r["ts"], "ts"), float(r["value"]),
                         Quality(int(r["quality"])), None if r.get("state") is None else str(r["state"]))
                 for r in data]
     except KeyError as err:
@@ -201,7 +206,10 @@ class SiteAssets:
                                                  f"of estate {event.key.estate!r}")
 
     def check_readings(self, estate: str, room: str, readings: Sequence[Reading]) -> None:
-        """`Refused(UNKNOWN_ASSET)` unless every reading is of a sensor of `room` in `estate`."""
+        """`Refused(UNKNOWN_ASSET)` unless every reading is of a sensor of `room` in `estate`.
+
+        A reading may name its sensor by id or by key (`<estate>/<sensor>`, of this estate only).
+        """
         own = self.estates.get(estate)
         if own is None:
             raise Refused(Refusal.UNKNOWN_ASSET, f"no estate {estate!r} in the deployment")
@@ -247,7 +255,8 @@ class _EstateAssets:
             if rule.asset not in assets:
                 add(rule.asset, site.rooms[0].id)
         self.assets = {asset: frozenset(rooms) for asset, rooms in assets.items()}
-        self.sensors = sensors
+        # by id and by key: ids never hold the key's separator, so neither can stand for the other
+        self.sensors = sensors | {sensor_key(site.site.id, sensor): room for sensor, room in sensors.items()}
 
 
 def live_place(topic: str) -> tuple[str, str]:

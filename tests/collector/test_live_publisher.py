@@ -106,3 +106,5 @@ def test_live_readings_read_back_the_same_from_orjson_and_from_json(monkeypatch:
     monkeypatch.setattr(wire, "_fast_dumps", None)
     plain = encode_live_readings(readings)
     assert decode_live_readings(fast) == decode_live_readings(plain) == readings
+    assert decode_live_readings(fast, "harbour-view") == [r._replace(sensor=f"harbour-view/{r.sensor}")
+                                                          for r in readings]  # under their keys

@@ -186,6 +186,11 @@ def test_an_event_or_reading_about_what_the_site_has_not_is_an_unknown_asset() -
         assets.check_readings("harbour-view", "dom", [Reading("fire-main-pressure", 0.0, 0.4, Quality.GOOD)])
     with pytest.raises(Refused):
         assets.check_readings("elsewhere", "dom", [Reading("dom-header-pressure", 0.0, 0.4, Quality.GOOD)])
+    # By key as well (the feed decodes them so), of this estate only
+    assets.check_readings("harbour-view", "dom", [Reading("harbour-view/dom-header-pressure", 0.0, 0.4)])
+    for key in ("harbour-view/fire-main-pressure", "elsewhere/dom-header-pressure"):
+        with pytest.raises(Refused):
+            assets.check_readings("harbour-view", "dom", [Reading(key, 0.0, 0.4)])
 
 
 def test_the_assets_and_keys_of_two_estates_with_the_same_ids_are_told_apart(tmp_path: Path) -> None:
