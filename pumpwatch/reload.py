@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Literal
 
 from pumpwatch.portfolio import Portfolio, Scan, conflicts, scan
+from pumpwatch.runtime import settle_heap
 from pumpwatch.site import Site
 from pumpwatch.sitefile import LocatedSite, SiteIssue
 
@@ -84,7 +85,8 @@ class DeploymentWatcher:
                 pass
             self._wake.clear()
             try:
-                await self.check()
+                if await self.check():
+                    settle_heap()  # the replaced estates' objects go, the new ones are frozen
             except Exception:  # a listener's failure must not end reloading
                 log.exception("reloading the deployment %s failed", self.source)
 

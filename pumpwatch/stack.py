@@ -24,6 +24,7 @@ from pumpwatch.errors import StoreUnavailable
 from pumpwatch.mqtturl import BrokerAddress
 from pumpwatch.portfolio import Portfolio, sensor_key
 from pumpwatch.reload import DeploymentWatcher, EstateChange
+from pumpwatch.runtime import favour_event_loop, settle_heap
 from pumpwatch.series import SeriesStore
 from pumpwatch.settings import Settings
 from pumpwatch.site import Site
@@ -126,6 +127,7 @@ async def run_stack(portfolio: Site | Portfolio, settings: Settings, options: St
             edge_collector = CollectorService(portfolio, settings, clock, None)
             metrics = await _start_metrics(settings, edge_collector, stack)
             print(_banner(site, settings, None, False, options, (), edge_collector, metrics), flush=True)
+            settle_heap()
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(edge_collector.run(), name="collector")
                 tasks.create_task(_print_status((), edge_collector, options.status_every), name="status")
@@ -169,6 +171,9 @@ async def run_stack(portfolio: Site | Portfolio, settings: Settings, options: St
         if scheduler is not None:
             print(f"Inspection scheduler: {len(scheduler.plans)} plans, state in "
                   f"{scheduler.engine.url.render_as_string(hide_password=True)}", flush=True)
+        if api is not None:
+            favour_event_loop()
+        settle_heap()  # every role's deployment is loaded: kept out of the collector's scans from now
         async with asyncio.TaskGroup() as tasks:
             if watcher is not None:
                 tasks.create_task(watcher.run(), name="deployment-watcher")
