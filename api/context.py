@@ -17,6 +17,7 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
+from api.answer_cache import AnswerCache
 from api.latest_cache import LatestCache
 from maintenance.alarms import AlarmService
 from maintenance.approvals import ApprovalService
@@ -70,6 +71,7 @@ class ApiContext:
     handovers: HandoverService | None = None
     audit: AuditTrail | None = None
     latest: LatestCache | None = None  # newest readings from the live bus; the store when None
+    alarm_lists: AnswerCache = field(default_factory=AnswerCache)  # the alarm list's answers for a second
     shutdown: asyncio.Event = field(default_factory=asyncio.Event)  # set when the server stops
 
     async def newest(self, sensors: Sequence[str]) -> dict[str, Reading]:

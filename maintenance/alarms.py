@@ -9,6 +9,7 @@ is recorded silenced: no task, no notice; the exception's end opens the task if 
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -69,6 +70,10 @@ class AlarmService:
         self._clock = clock
         self._tasks = tasks
         self.reopen_window = reopen_window
+        # Moves on after every change this process commits to an alarm (an event applied, an
+        # acknowledgement): an answer computed at one version is still true while it holds.
+        self._versions = itertools.count(1)
+        self.version = 0
 
     def now(self) -> datetime:
         """Return the injected clock's time as an aware UTC datetime."""
@@ -88,11 +93,19 @@ class AlarmService:
         for attempt in range(1, _APPLY_ATTEMPTS + 1):
             try:
                 with self._sessions.begin() as session:
-                    return self._apply(session, event)
+                    alarm, change = self._apply(session, event)
             except IntegrityError:
                 if attempt == _APPLY_ATTEMPTS:
                     raise
+                continue
+            if change is not None:
+                self._changed()
+            return alarm, change
         raise AssertionError("unreachable")  # the loop returns or raises
+
+    def _changed(self) -> None:
+        """After a commit that changed an alarm: `version` moves on."""
+        self.version = next(self._versions)
 
     def _active(self, session: Session, key: AlarmKey) -> Alarm | None:
         query = select(Alarm).where(Alarm.estate == key.estate, Alarm.asset == key.asset,
@@ -231,7 +244,8 @@ class AlarmService:
             elif note is not None:
                 audit.record(session, audit.actor_id(actor), "alarm", alarm.id, "acknowledged", None,
                              {"comment": note}, now)
-            return alarm
+        self._changed()
+        return alarm
 
     def get(self, alarm_id: int) -> Alarm:
         """Return one alarm; NotFound otherwise."""

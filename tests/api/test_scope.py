@@ -343,3 +343,30 @@ async def test_the_estate_qualified_paths_serve_the_same_routes_within_the_scope
     assert [r["value"] for r in theirs if r["sensor"] == "dom-header-pressure"] == [0.52]
     schema = (await scoped.client.get("/openapi.json")).json()
     assert "/api/estates/{estate}" in schema["paths"]
+
+
+async def test_the_alarm_lists_answer_shared_within_a_second_is_per_scope_and_news_shows_at_once(
+        scoped: Scoped, alarms: AlarmService) -> None:
+    """Fifty centre screens asking for one list within a second share one query (`api.answer_cache`); the
+    answer is never another scope's, and an acknowledgement or a new alarm shows in the very next one."""
+    organisation = scoped.as_(scoped.people.supervisor.username)
+    cache = scoped.ctx.alarm_lists
+    first = (await scoped.client.get("/api/alarms?state=active", headers=organisation)).json()
+    again = (await scoped.client.get("/api/alarms?state=active", headers=organisation)).json()
+    assert again == first
+    assert first["count"] == 2
+    assert (cache.hits, cache.misses) == (1, 1)  # the second screen's answer came without a query
+    mine = (await scoped.client.get("/api/alarms?state=active", headers=scoped.as_("tech-a"))).json()
+    assert [row["estate"] for row in mine["data"]] == [A]  # a narrower scope: its own answer
+    acked = await scoped.client.post(f"/api/alarms/{scoped.alarms[B]}/ack", headers=scoped.as_("sup-b"))
+    assert acked.status_code == 200
+    after_ack = (await scoped.client.get("/api/alarms?state=active", headers=organisation)).json()
+    acknowledged = {row["estate"]: row["acknowledged_at"] is not None for row in after_ack["data"]}
+    assert acknowledged == {A: False, B: True}
+    alarms.apply(AlarmEvent(AlarmAction.RAISED, AlarmKey("dom-p2", "dry_run", A), Severity.CRITICAL, 0.0,
+                            "dom", Text(zh="干转", en="dry run")))
+    after_event = (await scoped.client.get("/api/alarms?state=active", headers=organisation)).json()
+    assert after_event["count"] == 3
+    # The answer is what the route always gave: the page model's JSON.
+    assert set(after_event) == {"data", "count"}
+    assert {"id", "estate", "severity", "silenced_by_exception"} <= set(after_event["data"][0])
