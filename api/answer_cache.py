@@ -1,9 +1,9 @@
 """Answers of a list route kept for a second: fifty centre screens polling one list share one query.
 
 An answer is keyed by what asked for it (the filters, the page and the caller's scope) and reused while it
-is younger than `max_age` seconds and the version it was computed at still holds (the alarm list:
-`AlarmService.version`, which moves on with every change this process commits). What another process
-changes (another API replica, the scheduler) shows within `max_age`. At most `size` answers are kept;
+is younger than `max_age` seconds and the version it was computed at still holds (`maintenance.writes`:
+it moves on with every commit of this process that wrote to the state database). What another process
+writes (another API replica, the scheduler) shows within `max_age`. At most `size` answers are kept;
 the oldest goes first.
 """
 

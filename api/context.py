@@ -72,6 +72,7 @@ class ApiContext:
     audit: AuditTrail | None = None
     latest: LatestCache | None = None  # newest readings from the live bus; the store when None
     alarm_lists: AnswerCache = field(default_factory=AnswerCache)  # the alarm list's answers for a second
+    task_lists: AnswerCache = field(default_factory=AnswerCache)  # the task list's
     shutdown: asyncio.Event = field(default_factory=asyncio.Event)  # set when the server stops
 
     async def newest(self, sensors: Sequence[str]) -> dict[str, Reading]:

@@ -9,7 +9,6 @@ is recorded silenced: no task, no notice; the exception's end opens the task if 
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -27,6 +26,7 @@ from maintenance.models import Alarm, Task, User, utc_from_epoch
 from maintenance.roles import require_any_role
 from maintenance.tasks import MAX_PAGE, TaskService
 from maintenance.vocab import AlarmState, Role
+from maintenance.writes import writes_of
 from pumpwatch.alarm_events import SEVERITY_RANK, AlarmAction, AlarmEvent, AlarmKey
 from pumpwatch.clock import Clock
 from pumpwatch.site import Severity
@@ -70,10 +70,7 @@ class AlarmService:
         self._clock = clock
         self._tasks = tasks
         self.reopen_window = reopen_window
-        # Moves on after every change this process commits to an alarm (an event applied, an
-        # acknowledgement): an answer computed at one version is still true while it holds.
-        self._versions = itertools.count(1)
-        self.version = 0
+        self.writes = writes_of(session_factory)  # moves on with every committed write of this process
 
     def now(self) -> datetime:
         """Return the injected clock's time as an aware UTC datetime."""
@@ -93,19 +90,11 @@ class AlarmService:
         for attempt in range(1, _APPLY_ATTEMPTS + 1):
             try:
                 with self._sessions.begin() as session:
-                    alarm, change = self._apply(session, event)
+                    return self._apply(session, event)
             except IntegrityError:
                 if attempt == _APPLY_ATTEMPTS:
                     raise
-                continue
-            if change is not None:
-                self._changed()
-            return alarm, change
         raise AssertionError("unreachable")  # the loop returns or raises
-
-    def _changed(self) -> None:
-        """After a commit that changed an alarm: `version` moves on."""
-        self.version = next(self._versions)
 
     def _active(self, session: Session, key: AlarmKey) -> Alarm | None:
         query = select(Alarm).where(Alarm.estate == key.estate, Alarm.asset == key.asset,
@@ -244,8 +233,7 @@ class AlarmService:
             elif note is not None:
                 audit.record(session, audit.actor_id(actor), "alarm", alarm.id, "acknowledged", None,
                              {"comment": note}, now)
-        self._changed()
-        return alarm
+            return alarm
 
     def get(self, alarm_id: int) -> Alarm:
         """Return one alarm; NotFound otherwise."""

@@ -59,6 +59,7 @@ from maintenance.vocab import (
     TaskKind,
     TaskState,
 )
+from maintenance.writes import writes_of
 from pumpwatch.clock import Clock
 from pumpwatch.site import Severity, Text
 
@@ -94,6 +95,7 @@ class TaskService:
         self._sessions = session_factory
         self._clock = clock
         self.sla = sla or SlaPolicy()
+        self.writes = writes_of(session_factory)  # moves on with every committed write of this process
         self.estate_slas: dict[str, SlaPolicy] = {}  # an estate's own limits (`sla:` of its site file)
 
     @property

@@ -28,14 +28,14 @@ def list_alarms(ctx: Ctx, _user: CurrentUser, scope: CallerScope, state: AlarmSt
                 estate: str | None = None) -> Response:
     """Alarms, newest first, filtered; a room or asset is one estate's (`estate`, needed with several).
 
-    The same question from the same scope within a second, with no alarm changed by this process since,
+    The same question from the same scope within a second, with nothing written by this process since,
     gets the same answer without a query (`api.answer_cache`).
     """
     place = ctx.estate(estate) if estate is not None or room is not None or asset is not None else None
     filters = AlarmFilter(state=state, acknowledged=acknowledged, severity=severity, room=room, asset=asset,
                           since=since, estate=place, within=scope.estates)
     key = (filters, offset, limit)
-    version = ctx.alarms.version
+    version = ctx.alarms.writes.version
     answer = ctx.alarm_lists.get(key, version)
     if answer is None:
         started = time.monotonic()

@@ -370,3 +370,21 @@ async def test_the_alarm_lists_answer_shared_within_a_second_is_per_scope_and_ne
     # The answer is what the route always gave: the page model's JSON.
     assert set(after_event) == {"data", "count"}
     assert {"id", "estate", "severity", "silenced_by_exception"} <= set(after_event["data"][0])
+
+
+async def test_the_task_lists_answer_is_shared_within_a_second_and_a_new_task_shows_at_once(
+        scoped: Scoped) -> None:
+    organisation = scoped.as_(scoped.people.supervisor.username)
+    cache = scoped.ctx.task_lists
+    first = (await scoped.client.get("/api/tasks?limit=50", headers=organisation)).json()
+    assert (await scoped.client.get("/api/tasks?limit=50", headers=organisation)).json() == first
+    assert (cache.hits, cache.misses) == (1, 1)
+    assert first["count"] == 2
+    mine = (await scoped.client.get("/api/tasks?limit=50", headers=scoped.as_("tech-a"))).json()
+    assert [row["estate"] for row in mine["data"]] == [A]
+    reported = await scoped.client.post(f"/api/tasks?estate={A}", headers=scoped.as_("tech-a"), json={
+        "title": {"zh": "漏水", "en": "a leak"}, "room": "dom"})
+    assert reported.status_code == 201, reported.text
+    after = (await scoped.client.get("/api/tasks?limit=50", headers=organisation)).json()
+    assert after["count"] == 3
+    assert reported.json()["id"] in {row["id"] for row in after["data"]}
