@@ -189,7 +189,7 @@ class AlarmTally:
 
     def __init__(self, port: int) -> None:
         self.by_type: dict[str, int] = {}
-        self.examples: dict[str, list[str]] = {}  # the first topics of each type
+        self.examples: dict[str, list[str]] = {}  # the first topics and payloads of each type
         self.counting = False
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"fleet-tally-{uuid.uuid4().hex[:6]}")
         client.on_connect = lambda c, *_: c.subscribe("pumpwatch/alarms/#", qos=0)
@@ -203,7 +203,7 @@ class AlarmTally:
             kind = message.topic.rsplit("/", 1)[-1]
             self.by_type[kind] = self.by_type.get(kind, 0) + 1
             if len(seen := self.examples.setdefault(kind, [])) < 3:
-                seen.append(message.topic)
+                seen.append(f"{message.topic} {bytes(message.payload[:300]).decode(errors='replace')}")
 
     def close(self) -> dict[str, int]:
         """Stop; the counts, most frequent first."""

@@ -55,6 +55,12 @@ class MqttSource:
         self.keepalive = keepalive
         self.catalog = catalog or SensorCatalog(portfolio)
         self._prefix = f"$share/{share_group}/" if share_group else ""
+        if share_group:
+            log.warning("MQTT topics taken through the shared subscription group %r: the broker hands each "
+                        "message to one member, so this collector's rules see part of each sensor's "
+                        "readings, and a sensor whose messages all go to another member raises no-data "
+                        "here; where rules run, split the estates between collectors instead "
+                        "(COLLECTOR__ESTATES)", share_group)
         self.decoder = MqttDecoder(_maps(portfolio), self.catalog)
         self.subscriptions = self._subscriptions(portfolio)
         self.connected = False
