@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 
 
 class AnswerCache:
@@ -43,3 +43,12 @@ class AnswerCache:
             self._answers.move_to_end(key)
             while len(self._answers) > self.size:
                 self._answers.popitem(last=False)
+
+    def answer(self, key: Hashable, version: int, compute: Callable[[], bytes]) -> bytes:
+        """The kept answer for `key` at `version`, else `compute()`'s, kept from the moment it started."""
+        found = self.get(key, version)
+        if found is None:
+            started = time.monotonic()
+            found = compute()
+            self.put(key, version, found, started)
+        return found

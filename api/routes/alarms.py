@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from datetime import datetime
 from typing import Annotated
 
@@ -34,14 +33,12 @@ def list_alarms(ctx: Ctx, _user: CurrentUser, scope: CallerScope, state: AlarmSt
     place = ctx.estate(estate) if estate is not None or room is not None or asset is not None else None
     filters = AlarmFilter(state=state, acknowledged=acknowledged, severity=severity, room=room, asset=asset,
                           since=since, estate=place, within=scope.estates)
-    key = (filters, offset, limit)
-    version = ctx.alarms.writes.version
-    answer = ctx.alarm_lists.get(key, version)
-    if answer is None:
-        started = time.monotonic()
+
+    def page() -> bytes:
         items, total = ctx.alarms.list_alarms(filters, offset, limit)
-        answer = Page[AlarmOnBoard](data=_on_board(ctx, items), count=total).model_dump_json().encode()
-        ctx.alarm_lists.put(key, version, answer, started)
+        return Page[AlarmOnBoard](data=_on_board(ctx, items), count=total).model_dump_json().encode()
+
+    answer = ctx.alarm_lists.answer((filters, offset, limit), ctx.alarms.writes.version, page)
     return Response(answer, media_type="application/json")
 
 

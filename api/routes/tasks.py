@@ -8,7 +8,6 @@ its record (`cycles`, oldest first, the current one marked); lists carry the cur
 from __future__ import annotations
 
 import asyncio
-import time
 from datetime import datetime
 from typing import Annotated
 
@@ -65,15 +64,14 @@ def list_tasks(ctx: Ctx, user: CurrentUser, scope: CallerScope,
                          assignee=user.id if mine else assignee, priority=priority,
                          room=room, asset=asset, kind=kind, due_before=due_before, due_after=due_after,
                          estate=place, within=scope.estates)
-    key = (filters, offset, limit)
-    version = ctx.tasks.writes.version
-    answer = ctx.task_lists.get(key, version)
-    if answer is None:  # the same question within a second, nothing written since: the same answer
-        started = time.monotonic()
+
+    def page() -> bytes:
         rows, total = ctx.tasks.list_rows(filters, offset, limit)
         # Validated and serialised once here; FastAPI would otherwise check the returned page a second time.
-        answer = TaskPage.model_validate({"data": rows, "count": total}).model_dump_json().encode()
-        ctx.task_lists.put(key, version, answer, started)
+        return TaskPage.model_validate({"data": rows, "count": total}).model_dump_json().encode()
+
+    # the same question within a second, nothing written since: the same answer (`api.answer_cache`)
+    answer = ctx.task_lists.answer((filters, offset, limit), ctx.tasks.writes.version, page)
     return Response(answer, media_type="application/json")
 
 
