@@ -74,6 +74,9 @@ class EstateRules:
         self.listeners: list[EventListener] = []
         self._watched: dict[str, tuple[str, str]] = {}  # sensor key -> (estate, sensor) a rule reads
         self._keys: dict[str, list[str]] = {}  # estate -> its keys in `_watched`
+        # Whether this collector announces an estate's alarm events (a shared-subscription group's
+        # member speaks for some of its estates, `collector.group`); the others' engines are muted.
+        self.speaks_for: Callable[[str], bool] = lambda _estate: True
 
     def _watch(self, estate: str, engine: AlarmEngine | None) -> None:
         """The sensors the estate's rules read are now `engine`'s (none: the estate is gone)."""
@@ -91,8 +94,23 @@ class EstateRules:
             engine.view = old.view
             engine.view.keep = keep
         engine.listeners = self.listeners
+        if not self.speaks_for(estate):
+            engine.mute()
         self.engines[estate] = engine
         self._watch(estate, engine)
+
+    def assign_voices(self) -> int:
+        """Mute the engines of estates another collector speaks for, unmute the others; how many speak."""
+        speaking = 0
+        for estate, engine in self.engines.items():
+            if self.speaks_for(estate):
+                retold = engine.speak()
+                if retold:
+                    log.info("estate %s taken over: %d alarm events said again", estate, len(retold))
+                speaking += 1
+            else:
+                engine.mute()
+        return speaking
 
     def remove(self, estate: str) -> AlarmEngine | None:
         """Stop evaluating an estate's rules (its file was removed); its engine, if it had one."""
@@ -116,8 +134,12 @@ class EstateRules:
         """One estate's engine; KeyError when this collector does not serve it."""
         return self.engines[estate]
 
-    def on_readings(self, readings: Sequence[Reading]) -> None:
-        """Pipeline hook: each estate's readings a rule reads, under their own sensor ids, to its engine."""
+    def on_readings(self, readings: Sequence[Reading], *, only_newer: bool = False) -> None:
+        """Pipeline hook: each estate's readings a rule reads, under their own sensor ids, to its engine.
+
+        `only_newer`: a reading not newer than the one the rules hold is left out (a share group's
+        peer readings, among them this collector's own coming back).
+        """
         groups: dict[str, list[Reading]] = {}
         watched = self._watched
         for r in readings:
@@ -132,7 +154,7 @@ class EstateRules:
         for estate, batch in groups.items():
             engine = self.engines.get(estate)
             if engine is not None:
-                engine.on_readings(batch)
+                engine.on_readings(batch, only_newer=only_newer)
 
     def evaluate_all(self) -> None:
         """Evaluate every estate's rules now (the timer's job); one broken estate does not stop the others."""

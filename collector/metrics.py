@@ -21,7 +21,7 @@ class CollectorMetrics:
                                "Readings kept but flagged with a bad quality", ["quality"], registry=r)
         self.dropped = Counter("pumpwatch_readings_dropped_total",
                                "Readings dropped, by reason (never silent)", ["reason"], registry=r)
-        self.live_dropped = Counter("pumpwatch_live_messages_dropped_total",
+        self.live_messages_dropped = Counter("pumpwatch_live_messages_dropped_total",
                                     "Live-view messages not sent: broker away or send queue full (the "
                                     "readings are in the series store)", registry=r)
         self.intake_paused = Counter("pumpwatch_intake_paused_seconds_total",
@@ -56,6 +56,19 @@ class CollectorMetrics:
         self.live_dropped = Counter("pumpwatch_live_dropped_total",
                                     "Live-bus events a slow subscriber missed (oldest dropped)",
                                     ["subscriber"], registry=r)
+        # A member of a shared-subscription group (`collector.group`).
+        self.group_members = Gauge("pumpwatch_group_members",
+                                   "Collectors present in this collector's shared-subscription group",
+                                   registry=r)
+        self.estates_spoken_for = Gauge("pumpwatch_group_estates_spoken_for",
+                                        "Estates whose alarm events this member of the group announces",
+                                        registry=r)
+        self.peer_readings = Counter("pumpwatch_group_peer_readings_total",
+                                     "Readings the other members took, fed to this collector's rules",
+                                     registry=r)
+        self.peer_refused = Counter("pumpwatch_group_peer_refused_total",
+                                    "Live messages of the group not fed to the rules, by reason",
+                                    ["reason"], registry=r)
         # An edge's uplink to the centre (`pumpwatch edge`).
         self.uplink_connected = Gauge("pumpwatch_uplink_connected",
                                       "1 while the edge is connected to the centre's broker", registry=r)

@@ -36,6 +36,7 @@ from collector.edge_scope import (
     scope_to_edge,
 )
 from collector.estates import EstateRules, adopt_memory, memory_path
+from collector.group import ShareGroup
 from collector.metrics import CollectorMetrics
 from collector.pipeline.buffer import DurableBuffer
 from collector.pipeline.intake import Pipeline, ReadingsHook
@@ -65,7 +66,7 @@ from pumpwatch.portfolio import Portfolio, as_portfolio
 from pumpwatch.readings import Reading
 from pumpwatch.series import SeriesStore
 from pumpwatch.settings import Settings
-from pumpwatch.signing import Signer, signer_for
+from pumpwatch.signing import Signer, feed_verifier, signer_for
 from pumpwatch.site import Edge, Site
 from pumpwatch.wire import SiteAssets
 
@@ -171,9 +172,11 @@ class CollectorService:
             rules.listeners.append(publisher)
         if forwarder is not None:
             rules.listeners.append(forwarder)
+        # A shared-subscription group's members read each other's live readings (`collector.group`).
+        grouped = broker is not None and cfg.share_group is not None and edge is None
         self.live_publisher = (LivePublisher(broker, f"{cfg.client_id}-live", catalog, signer,
-                                             on_dropped=metrics.live_dropped.inc)
-                               if broker is not None and publish_live else None)
+                                             on_dropped=metrics.live_messages_dropped.inc)
+                               if broker is not None and (publish_live or grouped) else None)
         if self.live_publisher is not None:
             pipeline.hooks.append(self.live_publisher)
         self._context = SourceContext(site=portfolio.first, settings=settings, sink=pipeline, metrics=metrics,
@@ -200,10 +203,16 @@ class CollectorService:
             uplink=link,
             forwarder=forwarder,
         )
+        self.group: ShareGroup | None = None
+        if grouped and broker is not None and cfg.share_group is not None:
+            self.group = ShareGroup(broker, cfg.share_group, cfg.client_id, rules,
+                                    feed_verifier(settings, portfolio, None), metrics)
         for estate_site in portfolio:
             parts = self._estate_parts(estate_site)
             rules.put(estate_site.site.id, parts.engine)
             self.parts.estates[estate_site.site.id] = parts
+        if self.group is not None:
+            self.group.estates_changed()
         # The sources one builder made for every estate (an empty list: none needed yet).
         self._shared_by: dict[SourceBuilder, list[Source]] = {build: list(build(self._context))
                                                               for build in SHARED_BUILDERS}
@@ -367,6 +376,8 @@ class CollectorService:
             p.alarm_publisher.start()
         if self.live_publisher is not None:
             self.live_publisher.start()
+        if self.group is not None:
+            self.group.start()
         try:
             async with asyncio.TaskGroup() as tasks:
                 self._tasks = tasks
@@ -380,6 +391,8 @@ class CollectorService:
                     self._start(estate, parts)
         finally:
             self._tasks = None
+            if self.group is not None:
+                self.group.stop()
             if p.alarm_publisher is not None:
                 p.alarm_publisher.stop()
             if self.live_publisher is not None:
@@ -477,6 +490,8 @@ class CollectorService:
                     self._tasks.create_task(source.run(), name=f"collector-{source.name}")
         self._list_sources()
         self._wire_edges()
+        if self.group is not None:
+            self.group.estates_changed()
 
 
 async def _stop(parts: EstateParts) -> None:

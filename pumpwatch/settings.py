@@ -58,9 +58,9 @@ class CollectorSettings(BaseModel):
                                 "so small commits are written together")
     client_id: str = "pumpwatch-collector"
     share_group: str | None = Field(None, description="MQTT shared-subscription group for several collectors "
-                                    "(the broker spreads the messages over them, so rules over time see part "
-                                    "of a sensor's readings and a sensor whose messages all go to another "
-                                    "member raises no-data: split by `estates` where rules run)")
+                                    "(the broker spreads the messages over them; each member's rules also "
+                                    "see the others' readings, and one member announces each estate's "
+                                    "alarms)")
     shard: int | None = Field(None, ge=0, description="poll only Modbus devices of this shard")
     estates: list[str] | None = Field(None, description="the estates this collector serves (their Modbus "
                                       "devices, topic maps, edges and rules); default all of the deployment. "

@@ -43,6 +43,7 @@ except ImportError:  # pragma: no cover - orjson is a dependency; this keeps the
 
 ALARM_TOPIC = "pumpwatch/alarms"
 LIVE_TOPIC = "pumpwatch/live"
+GROUP_TOPIC = "pumpwatch/collectors"  # a shared-subscription group's presence (`collector.group`)
 SIM_CONTROL_TOPIC = "pumpwatch/sim/control"
 ALARM_STREAM = "alarm"  # the sequence streams of signed messages (`pumpwatch.signing`)
 LIVE_STREAM = "live"

@@ -32,8 +32,12 @@ class SensorView:
         self.started = transport.now()
         self._tracks: dict[str, _Track] = {}
 
-    def update(self, readings: Iterable[Reading]) -> set[str]:
-        """Take readings in; returns the sensors that changed. Unusable qualities are not data."""
+    def update(self, readings: Iterable[Reading], *, only_newer: bool = False) -> set[str]:
+        """Take readings in; returns the sensors that changed. Unusable qualities are not data.
+
+        A reading older than the newest one held is late and left out; with `only_newer` so is one of
+        the same time (a reading heard twice: from this collector and back from its group).
+        """
         received = self.transport.now()
         changed: set[str] = set()
         for r in readings:
@@ -41,7 +45,7 @@ class SensorView:
                 continue
             track = self._tracks.setdefault(r.sensor, _Track())
             points = track.points
-            if points and r.ts < points[-1][0]:
+            if points and (r.ts < points[-1][0] or (only_newer and r.ts == points[-1][0])):
                 continue  # late arrival: the newest value stands
             points.append((r.ts, r.value))
             horizon = r.ts - self.keep.get(r.sensor, 0.0)

@@ -4,6 +4,12 @@ Each rule has severity levels, most severe first, each with a condition and a mi
 A level counts once its condition has held for its duration; the engine keeps one alarm per rule
 (per asset and alarm type), raising, escalating, de-escalating and clearing it. The timer makes a
 condition that holds without new messages (a duration, no data) fire on time.
+
+A muted engine (`mute`) evaluates as before and keeps its state and memory, but holds its events
+back: another collector of a shared-subscription group speaks for the estate
+(`collector.group`). When it is given the word again (`speak`) it says the last held event of each
+alarm that changed within `RETAKE_WINDOW`: what the member that spoke before may not have said
+before it went away. Saying it again is harmless, the alarm service applies events idempotently.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from pumpwatch.site import Severity, Text
 log = logging.getLogger(__name__)
 
 PEAK_EVERY = 10.0  # seconds between two peak events of one alarm
+RETAKE_WINDOW = 120.0  # seconds of held events said again when a muted engine speaks (see the module)
 
 
 @dataclass(frozen=True)
@@ -91,18 +98,20 @@ class AlarmEngine:
         # left out before they reach the view.
         self.watched = frozenset(self._by_sensor) | {r.sensor for r in self.rules if r.sensor}
         self.evaluations = 0
+        self.speaking = True
+        self._held: dict[AlarmKey, AlarmEvent] = {}  # muted: the newest event of each alarm
         self.memory = memory
         self._orphans: list[AlarmEvent] = []  # remembered alarms no rule raises any more
         if memory is not None:
             self._restore(memory)
 
-    def on_readings(self, readings: Sequence[Reading]) -> None:
+    def on_readings(self, readings: Sequence[Reading], *, only_newer: bool = False) -> None:
         """Pipeline hook: update the view, evaluate the rules that read the changed sensors.
 
         A no-data rule that is quiet and not counting down is skipped: fresh data can only keep it
-        quiet (the timer still evaluates it every tick).
+        quiet (the timer still evaluates it every tick). `only_newer`: see `SensorView.update`.
         """
-        changed = self.view.update(readings)
+        changed = self.view.update(readings, only_newer=only_newer)
         now = self.clock.now()
         seen: set[AlarmKey] = set()
         states = self._states
@@ -138,6 +147,22 @@ class AlarmEngine:
     def silence(self, key: AlarmKey, until: float) -> None:
         """An approved exception: the alarm stays quiet (and clears) until `until`."""
         self.silenced[key] = until
+
+    def mute(self) -> None:
+        """Keep evaluating, but hold events back: another collector speaks for these alarms."""
+        self.speaking = False
+
+    def speak(self) -> list[AlarmEvent]:
+        """Announce events again; first the held ones of the last `RETAKE_WINDOW` seconds (returned)."""
+        if self.speaking:
+            return []
+        self.speaking = True
+        since = self.clock.now() - RETAKE_WINDOW
+        held = sorted((e for e in self._held.values() if e.ts >= since), key=lambda e: e.ts)
+        self._held.clear()
+        for event in held:
+            self._announce(event)
+        return held
 
     def active(self) -> dict[AlarmKey, Severity]:
         """Alarms currently raised by this engine."""
@@ -223,15 +248,21 @@ class AlarmEngine:
             log.info("took up %d raised alarms from %s", len(memory.raised), memory.path)
 
     def _emit(self, event: AlarmEvent) -> None:
-        log.log(logging.WARNING if event.action is not AlarmAction.CLEARED else logging.INFO,
-                "alarm %s %s (%s): %s [estate %s]", event.key, event.action.value, event.severity.value,
-                event.message.en, event.key.estate or "-",
-                extra={"alarm": str(event.key), "estate": event.key.estate, "action": event.action.value})
         if self.memory is not None:
             try:
                 self.memory.remember(event)
             except OSError:  # a full disk must not stop alarms; the next change writes it again
                 log.exception("could not write the alarm memory")
+        if not self.speaking:
+            self._held[event.key] = event
+            return
+        self._announce(event)
+
+    def _announce(self, event: AlarmEvent) -> None:
+        log.log(logging.WARNING if event.action is not AlarmAction.CLEARED else logging.INFO,
+                "alarm %s %s (%s): %s [estate %s]", event.key, event.action.value, event.severity.value,
+                event.message.en, event.key.estate or "-",
+                extra={"alarm": str(event.key), "estate": event.key.estate, "action": event.action.value})
         if self.bus is not None:
             self.bus.publish(event)
         for listener in self.listeners:

@@ -56,11 +56,9 @@ class MqttSource:
         self.catalog = catalog or SensorCatalog(portfolio)
         self._prefix = f"$share/{share_group}/" if share_group else ""
         if share_group:
-            log.warning("MQTT topics taken through the shared subscription group %r: the broker hands each "
-                        "message to one member, so this collector's rules see part of each sensor's "
-                        "readings, and a sensor whose messages all go to another member raises no-data "
-                        "here; where rules run, split the estates between collectors instead "
-                        "(COLLECTOR__ESTATES)", share_group)
+            log.info("MQTT topics taken through the shared subscription group %r: the broker hands each "
+                     "message to one member; the members' rules see each other's readings "
+                     "(collector.group)", share_group)
         self.decoder = MqttDecoder(_maps(portfolio), self.catalog)
         self.subscriptions = self._subscriptions(portfolio)
         self.connected = False
@@ -83,8 +81,12 @@ class MqttSource:
         self.session.start()
 
     def stop(self) -> None:
-        """Disconnect; messages not yet acknowledged stay queued at the broker for the next start."""
-        self.session.stop()
+        """Disconnect; messages not yet acknowledged stay queued at the broker for the next start.
+
+        A member of a shared-subscription group leaves it first: while it is away the broker hands the
+        group's messages to the other members instead of queueing this one's share for it.
+        """
+        self.session.stop(leave=bool(self._prefix))
         self._set_connected(False)
 
     def set_portfolio(self, portfolio: Portfolio) -> None:

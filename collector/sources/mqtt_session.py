@@ -212,6 +212,7 @@ class MqttSession:
         self._wake_r.setblocking(False)
         self._woken = False
         self._stopping = threading.Event()
+        self._leaving = False
         self._thread: threading.Thread | None = None
         self._sock: socket.socket | None = None
         self._mid = 0
@@ -225,8 +226,14 @@ class MqttSession:
                                         daemon=True)
         self._thread.start()
 
-    def stop(self) -> None:
-        """Disconnect cleanly; what was not acknowledged stays queued at the broker."""
+    def stop(self, *, leave: bool = False) -> None:
+        """Disconnect cleanly; what was not acknowledged stays queued at the broker.
+
+        `leave`: unsubscribe first, so the broker stops queueing for this session while it is away (a
+        shared-subscription group's member: the other members take its share meanwhile; the next
+        connect subscribes again).
+        """
+        self._leaving = leave
         self._stopping.set()
         self._wake()
         if self._thread is not None:
@@ -398,6 +405,8 @@ class MqttSession:
                 last_sent = ping_sent = now
         with contextlib.suppress(OSError):
             self._flush(sock)
+            if self._leaving and self.subscriptions:
+                sock.sendall(unsubscribe_packet(self._next_mid(), self.subscriptions))
             sock.sendall(_DISCONNECT)
             self._await_close(sock)
 

@@ -330,3 +330,42 @@ def test_estate_rules_hand_each_engine_only_the_readings_its_rules_read() -> Non
     rules.remove("b")
     rules.on_readings([Reading("b/u", 3.0, 20.0)])  # nothing serves b any more: no error, nothing kept
     assert "b" not in rules.engines
+
+
+async def test_a_muted_engine_keeps_its_state_and_memory_and_says_what_changed_recently_when_it_speaks(
+        tmp_path: Path) -> None:
+    from collector.rules.engine import RETAKE_WINDOW
+
+    memory = AlarmMemory(tmp_path / "alarms.json", "north")
+    rig = Rig(AlarmRule(KEY, "dom", MSG, (Level(Severity.MAJOR, Compare("t", 110, above=True)),),
+                        sensor="t", worse="high"),
+              AlarmRule(AlarmKey("dom-p2", "pressure_high"), "dom", MSG,
+                        (Level(Severity.MINOR, Compare("p", 10, above=True)),), sensor="p"))
+    rig.engine.memory = memory
+    rig.engine.mute()
+    rig.feed("p", 11)  # raised long ago: the member that spoke then said it
+    await rig.wait(RETAKE_WINDOW + 10)
+    rig.feed("t", 115)
+    rig.feed("t", 100)
+    rig.feed("t", 120)  # raised, cleared, raised again: the last one is what stands
+    assert rig.events == []
+    assert set(rig.engine.active()) == {KEY, AlarmKey("dom-p2", "pressure_high")}
+    remembered = AlarmMemory(tmp_path / "alarms.json", "north").raised  # what a restart takes up
+    assert {(key.asset, key.alarm_type) for key in remembered} == {(KEY.asset, KEY.alarm_type),
+                                                                    ("dom-p2", "pressure_high")}
+    retold = rig.engine.speak()
+    assert [(e.key, e.action, e.value) for e in retold] == [(KEY, AlarmAction.RAISED, 120)]
+    assert rig.events == retold
+    assert rig.engine.speak() == []  # speaking already
+    rig.feed("t", 90)
+    assert rig.actions()[-1] == ("cleared", "major")
+
+
+def test_a_reading_heard_twice_changes_the_view_once_when_only_newer_ones_count() -> None:
+    rig = Rig(temperature_rule())
+    reading = Reading("t", 5.0, 115)
+    assert rig.engine.view.update([reading]) == {"t"}
+    assert rig.engine.view.update([reading], only_newer=True) == set()
+    assert rig.engine.view.update([Reading("t", 4.0, 90)], only_newer=True) == set()
+    assert rig.engine.view.update([Reading("t", 6.0, 116)], only_newer=True) == {"t"}
+    assert rig.engine.view.update([Reading("t", 6.0, 117)]) == {"t"}  # the pipeline's own: kept, as before

@@ -1,0 +1,265 @@
+"""A collector in a shared-subscription group: the members, whose alarms it announces, their readings.
+
+Mosquitto hands each message of a `$share/<group>/...` subscription to one member of the group, so each
+collector sees part of every sensor's readings: alone, its rules would judge a sensor whose messages
+all went to the other member as silent (a false no-data alarm), and rules over time would see gaps.
+Three things make the group's rules whole again:
+
+- **Readings**: every member already publishes what it committed as live readings
+  (`pumpwatch/live/<estate>/<room>`, `collector.publishers.live`). Each member also subscribes to the
+  live topics of the estates it serves and feeds them to its rules, so every member's rules see every
+  sensor. A reading not newer than what the rules hold is left out, so a member's own readings coming
+  back change nothing. Live messages are the newest reading of each sensor per commit: under a backlog
+  a rule over time sees fewer points of the other member's readings, never a false silence.
+- **One voice per estate**: every member evaluates every rule (so each holds the whole alarm state),
+  but only the estate's speaker announces its events (`AlarmEngine.mute`). The speaker is chosen by
+  rendezvous hashing of the estate id over the members present: when a member comes or goes, only the
+  estates it had or takes move.
+- **Presence**: each member keeps a retained message on `pumpwatch/collectors/<group>/<client id>`;
+  its will, or its clean stop, clears it. A member that takes estates over says what changed in their
+  alarms while it was silent (`AlarmEngine.speak`), which covers the time the broker took to notice
+  that the other member was gone (one and a half keepalives).
+
+Until it knows the group (not yet connected), a member speaks for every estate: an alarm said twice is
+applied once by the alarm service, an alarm not said is lost.
+
+A member that stops leaves the shared subscription first (`MqttSession.stop(leave=True)`), so the others
+take its share of the messages. One that dies keeps its persistent session at the broker, and
+Mosquitto keeps queueing its share there until it returns: nothing is lost, but meanwhile the sensors of
+that share are silent to the others' rules.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Collection, Iterable
+from typing import Any
+
+import paho.mqtt.client as mqtt
+
+from collector.estates import EstateRules
+from collector.metrics import CollectorMetrics
+from collector.sources.mqtt_session import Message, MqttSession
+from pumpwatch.mqttclient import new_client, start_client, stop_client
+from pumpwatch.mqtturl import BrokerAddress
+from pumpwatch.readings import Reading
+from pumpwatch.signing import Verifier
+from pumpwatch.wire import GROUP_TOPIC, LIVE_STREAM, LIVE_TOPIC, WireError, decode_live_readings, live_place
+
+log = logging.getLogger(__name__)
+
+PEER_PENDING_LIMIT = 200_000  # peer readings waiting for the event loop at most; more are dropped, counted
+STOP_TIMEOUT = 2.0  # seconds a clean stop waits for the broker to take the cleared presence
+
+
+def presence_topic(group: str, member: str) -> str:
+    """Where a member of the group keeps its retained presence."""
+    return f"{GROUP_TOPIC}/{group}/{member}"
+
+
+def speaker(estate: str, members: Collection[str]) -> str:
+    """The member that announces an estate's alarm events (rendezvous hashing; `members` not empty)."""
+    return max(members, key=lambda member: (
+        hashlib.blake2b(f"{estate}\0{member}".encode(), digest_size=8).digest(), member))
+
+
+class GroupPresence:
+    """The members of one group as the broker's retained presence messages tell them (paho, QoS 1)."""
+
+    def __init__(self, broker: BrokerAddress, group: str, member: str,
+                 on_members: Callable[[frozenset[str]], None]) -> None:
+        self.group = group
+        self.member = member
+        self.broker = broker
+        self.on_members = on_members
+        self.members: frozenset[str] = frozenset((member,))
+        self._lock = threading.Lock()
+        self.topic = presence_topic(group, member)
+        client = new_client(broker, f"{member}-group")
+        client.will_set(self.topic, b"", qos=1, retain=True)
+        client.on_connect = self._on_connect
+        client.on_message = self._on_message
+        self.client = client
+
+    def start(self) -> None:
+        """Connect in the background; announce this member and follow the others."""
+        start_client(self.client, self.broker)
+
+    def stop(self) -> None:
+        """Clear this member's presence (the others take its estates at once), then disconnect."""
+        if self.client.is_connected():
+            info = self.client.publish(self.topic, b"", qos=1, retain=True)
+            info.wait_for_publish(STOP_TIMEOUT)
+        stop_client(self.client)
+
+    def _on_connect(self, client: mqtt.Client, _userdata: Any, _flags: Any, reason: Any,
+                    _properties: Any) -> None:
+        if reason.is_failure:
+            return
+        client.subscribe(f"{GROUP_TOPIC}/{self.group}/+", qos=1)
+        client.publish(self.topic, json.dumps({"since": time.time()}).encode(), qos=1, retain=True)
+
+    def _on_message(self, _client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
+        member = message.topic.rsplit("/", 1)[-1]
+        with self._lock:
+            members = set(self.members)
+            if message.payload:
+                members.add(member)
+            elif member != self.member:  # our own is cleared only by our stop (or a stale will)
+                members.discard(member)
+            if members == self.members:
+                return
+            self.members = frozenset(members)
+        log.info("group %s: members %s", self.group, ", ".join(sorted(members)))
+        self.on_members(self.members)
+
+
+class PeerReadings:
+    """The group's live readings of the estates this collector serves, to its rules (lean session, QoS 0)."""
+
+    def __init__(self, broker: BrokerAddress, member: str, estates: Iterable[str], verifier: Verifier,
+                 metrics: CollectorMetrics, on_readings: Callable[[list[Reading]], None]) -> None:
+        self.verifier = verifier
+        self.metrics = metrics
+        self.on_readings = on_readings
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._lock = threading.Lock()
+        self._pending: list[Reading] = []
+        self._scheduled = False
+        self.subscriptions = _live_filters(estates)
+        self.session = MqttSession(broker, f"{member}-peers", self.subscriptions,
+                                   on_messages=self._on_messages, on_state=lambda _up: None, clean=True)
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Connect in the background; readings are handed to the rules on `loop`."""
+        self._loop = loop
+        self.session.start()
+
+    def stop(self) -> None:
+        """Disconnect."""
+        self.session.stop()
+
+    def set_estates(self, estates: Iterable[str]) -> None:
+        """Follow these estates' live topics (a reload added or removed some)."""
+        wanted = _live_filters(estates)
+        added = sorted(set(wanted) - set(self.subscriptions))
+        gone = sorted(set(self.subscriptions) - set(wanted))
+        self.subscriptions = wanted
+        if added:
+            self.session.subscribe(added)
+        if gone:
+            self.session.unsubscribe(gone)
+
+    def _on_messages(self, messages: list[Message]) -> None:
+        """The session's thread: open and decode each room's message; one hand-over for all of them."""
+        batch: list[Reading] = []
+        for message in messages:
+            try:
+                opened = self.verifier.open(message.topic, message.payload, LIVE_STREAM)
+                estate, _room = live_place(message.topic)
+                readings = decode_live_readings(opened.body, estate)
+                opened.record()
+            except WireError as err:  # `Refused` included: forged, replayed, an unknown key
+                reason = getattr(getattr(err, "reason", None), "value", "malformed")
+                self.metrics.peer_refused.labels(reason=reason).inc()
+                log.debug("group readings on %s not taken: %s", message.topic, err)
+                continue
+            batch += readings
+        if batch:
+            self._hand_on(batch)
+
+    def _hand_on(self, batch: list[Reading]) -> None:
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        with self._lock:
+            if len(self._pending) + len(batch) > PEER_PENDING_LIMIT:
+                self.metrics.peer_refused.labels(reason="loop_behind").inc(len(batch))
+                return
+            self._pending += batch
+            if self._scheduled:
+                return
+            self._scheduled = True
+        try:
+            loop.call_soon_threadsafe(self._deliver)
+        except RuntimeError:  # the loop closed meanwhile
+            with self._lock:
+                self._scheduled = False
+
+    def _deliver(self) -> None:
+        with self._lock:
+            batch, self._pending = self._pending, []
+            self._scheduled = False
+        if batch:
+            self.metrics.peer_readings.inc(len(batch))
+            self.on_readings(batch)
+
+
+class ShareGroup:
+    """A collector's place in its group: presence, the estates it speaks for, the peers' readings."""
+
+    def __init__(self, broker: BrokerAddress, group: str, member: str, rules: EstateRules,
+                 verifier: Verifier, metrics: CollectorMetrics) -> None:
+        self.group = group
+        self.member = member
+        self.rules = rules
+        self.metrics = metrics
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.presence = GroupPresence(broker, group, member, self._members_changed)
+        self.peers = PeerReadings(broker, member, rules.engines, verifier, metrics, self._peer_readings)
+        rules.speaks_for = self.speaks_for
+        self._assign(self.presence.members)
+
+    @property
+    def members(self) -> frozenset[str]:
+        """The members present, as last told (this one included)."""
+        return self.presence.members
+
+    def speaks_for(self, estate: str) -> bool:
+        """Whether this member announces the estate's alarm events."""
+        return speaker(estate, self.presence.members) == self.member
+
+    def start(self) -> None:
+        """Join the group and follow the peers' readings (inside the event loop)."""
+        self._loop = asyncio.get_running_loop()
+        self.peers.start(self._loop)
+        self.presence.start()
+
+    def stop(self) -> None:
+        """Leave the group: the other members take this one's estates at once."""
+        self.presence.stop()
+        self.peers.stop()
+
+    def estates_changed(self) -> None:
+        """A reload added or removed estates: follow their live topics."""
+        self.peers.set_estates(self.rules.engines)
+        self._assign(self.presence.members)
+
+    def _peer_readings(self, readings: list[Reading]) -> None:
+        self.rules.on_readings(readings, only_newer=True)
+
+    def _members_changed(self, members: frozenset[str]) -> None:
+        """Presence's thread: the reassignment runs on the event loop, where the rules run."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            self._assign(members)  # not started: nothing evaluates concurrently
+            return
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+            loop.call_soon_threadsafe(self._assign, members)
+
+    def _assign(self, members: frozenset[str]) -> None:
+        self.metrics.group_members.set(len(members))
+        spoken = self.rules.assign_voices()
+        self.metrics.estates_spoken_for.set(spoken)
+        log.info("group %s: %d members; this collector announces the alarms of %d of %d estates",
+                 self.group, len(members), spoken, len(self.rules.engines))
+
+
+def _live_filters(estates: Iterable[str]) -> list[str]:
+    return sorted(f"{LIVE_TOPIC}/{estate}/+" for estate in estates)
