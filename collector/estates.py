@@ -20,7 +20,7 @@ shared MQTT source and its edges in the shared edge intake.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from collector.rules.engine import AlarmEngine, AlarmRule
@@ -104,9 +104,8 @@ class EstateRules:
         speaking = 0
         for estate, engine in self.engines.items():
             if self.speaks_for(estate):
-                retold = engine.speak()
-                if retold:
-                    log.info("estate %s taken over: %d alarm events said again", estate, len(retold))
+                if engine.speak():
+                    log.info("estate %s: this collector now speaks for its alarms", estate)
                 speaking += 1
             else:
                 engine.mute()
@@ -155,6 +154,25 @@ class EstateRules:
             engine = self.engines.get(estate)
             if engine is not None:
                 engine.on_readings(batch, only_newer=only_newer)
+
+    def spoken(self) -> list[str]:
+        """The estates whose rules this collector evaluates (it announces their alarms)."""
+        return [estate for estate, engine in self.engines.items() if engine.speaking]
+
+    def follow(self, event: AlarmEvent) -> None:
+        """An alarm event another collector announced: a muted engine of its estate follows it."""
+        engine = self.engines.get(event.key.estate)
+        if engine is not None:
+            engine.follow(event)
+
+    def on_estate_readings(self, batches: Iterable[tuple[str, Sequence[Reading]]], *,
+                           only_newer: bool = False) -> None:
+        """`on_readings` for readings already split by estate, under their own sensor ids."""
+        for estate, readings in batches:
+            engine = self.engines.get(estate)
+            if engine is not None:
+                watched = engine.watched
+                engine.on_readings([r for r in readings if r.sensor in watched], only_newer=only_newer)
 
     def evaluate_all(self) -> None:
         """Evaluate every estate's rules now (the timer's job); one broken estate does not stop the others."""

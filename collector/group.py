@@ -5,20 +5,22 @@ collector sees part of every sensor's readings: alone, its rules would judge a s
 all went to the other member as silent (a false no-data alarm), and rules over time would see gaps.
 Three things make the group's rules whole again:
 
+- **One voice per estate**: the estate's speaker, chosen by rendezvous hashing of the estate id over the
+  members present, evaluates the estate's rules and announces its events. When a member comes or goes,
+  only the estates it had or takes move. The other members' engines of that estate are muted
+  (`AlarmEngine.mute`): they evaluate nothing and follow the speaker's events instead, so each member
+  knows every alarm's state when it takes an estate over.
 - **Readings**: every member already publishes what it committed as live readings
-  (`pumpwatch/live/<estate>/<room>`, `collector.publishers.live`). Each member also subscribes to the
-  live topics of the estates it serves and feeds them to its rules, so every member's rules see every
-  sensor. A reading not newer than what the rules hold is left out, so a member's own readings coming
-  back change nothing. Live messages are the newest reading of each sensor per commit: under a backlog
-  a rule over time sees fewer points of the other member's readings, never a false silence.
-- **One voice per estate**: every member evaluates every rule (so each holds the whole alarm state),
-  but only the estate's speaker announces its events (`AlarmEngine.mute`). The speaker is chosen by
-  rendezvous hashing of the estate id over the members present: when a member comes or goes, only the
-  estates it had or takes move.
+  (`pumpwatch/live/<estate>/<room>`, `collector.publishers.live`). The speaker of an estate also takes the
+  estate's live readings and feeds them to its rules, so they see every sensor. A reading not newer than
+  what the rules hold is left out, so the speaker's own readings coming back change nothing. Live
+  messages are the newest reading of each sensor per commit: under a backlog a rule over time sees fewer
+  points of the other members' readings, never a false silence. The rules' work is split between the
+  members, not done by each.
 - **Presence**: each member keeps a retained message on `pumpwatch/collectors/<group>/<client id>`;
-  its will, or its clean stop, clears it. A member that takes estates over says what changed in their
-  alarms while it was silent (`AlarmEngine.speak`), which covers the time the broker took to notice
-  that the other member was gone (one and a half keepalives).
+  its will, or its clean stop, clears it. A member that takes an estate over first waits one period
+  before judging its sensors silent (its view held only its own share of the readings), and a duration
+  that was counting at the old speaker starts again.
 
 Until it knows the group (not yet connected), a member speaks for every estate: an alarm said twice is
 applied once by the alarm service, an alarm not said is lost.
@@ -50,7 +52,17 @@ from pumpwatch.mqttclient import new_client, start_client, stop_client
 from pumpwatch.mqtturl import BrokerAddress
 from pumpwatch.readings import Reading
 from pumpwatch.signing import Verifier
-from pumpwatch.wire import GROUP_TOPIC, LIVE_STREAM, LIVE_TOPIC, WireError, decode_live_readings, live_place
+from pumpwatch.wire import (
+    ALARM_STREAM,
+    ALARM_TOPIC,
+    GROUP_TOPIC,
+    LIVE_STREAM,
+    LIVE_TOPIC,
+    WireError,
+    decode_alarm_event,
+    decode_live_readings,
+    live_place,
+)
 
 log = logging.getLogger(__name__)
 
@@ -73,11 +85,13 @@ class GroupPresence:
     """The members of one group as the broker's retained presence messages tell them (paho, QoS 1)."""
 
     def __init__(self, broker: BrokerAddress, group: str, member: str,
-                 on_members: Callable[[frozenset[str]], None]) -> None:
+                 on_members: Callable[[frozenset[str]], None],
+                 on_event: Callable[[str, bytes | bytearray], None] | None = None) -> None:
         self.group = group
         self.member = member
         self.broker = broker
         self.on_members = on_members
+        self.on_event = on_event  # (topic, payload) of every alarm event on the broker
         self.members: frozenset[str] = frozenset((member,))
         self._lock = threading.Lock()
         self.topic = presence_topic(group, member)
@@ -103,9 +117,15 @@ class GroupPresence:
         if reason.is_failure:
             return
         client.subscribe(f"{GROUP_TOPIC}/{self.group}/+", qos=1)
+        if self.on_event is not None:
+            client.subscribe(f"{ALARM_TOPIC}/#", qos=1)
         client.publish(self.topic, json.dumps({"since": time.time()}).encode(), qos=1, retain=True)
 
     def _on_message(self, _client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
+        if message.topic.startswith(ALARM_TOPIC + "/"):
+            if self.on_event is not None:
+                self.on_event(message.topic, message.payload)
+            return
         member = message.topic.rsplit("/", 1)[-1]
         with self._lock:
             members = set(self.members)
@@ -120,17 +140,21 @@ class GroupPresence:
         self.on_members(self.members)
 
 
+EstateReadings = tuple[str, list[Reading]]  # an estate and readings of it under their own sensor ids
+
+
 class PeerReadings:
-    """The group's live readings of the estates this collector serves, to its rules (lean session, QoS 0)."""
+    """The group's live readings of the estates this collector speaks for, to its rules (lean, QoS 0)."""
 
     def __init__(self, broker: BrokerAddress, member: str, estates: Iterable[str], verifier: Verifier,
-                 metrics: CollectorMetrics, on_readings: Callable[[list[Reading]], None]) -> None:
+                 metrics: CollectorMetrics, on_readings: Callable[[list[EstateReadings]], None]) -> None:
         self.verifier = verifier
         self.metrics = metrics
         self.on_readings = on_readings
         self._loop: asyncio.AbstractEventLoop | None = None
         self._lock = threading.Lock()
-        self._pending: list[Reading] = []
+        self._pending: list[EstateReadings] = []
+        self._pending_count = 0
         self._scheduled = False
         self.subscriptions = _live_filters(estates)
         self.session = MqttSession(broker, f"{member}-peers", self.subscriptions,
@@ -157,32 +181,39 @@ class PeerReadings:
             self.session.unsubscribe(gone)
 
     def _on_messages(self, messages: list[Message]) -> None:
-        """The session's thread: open and decode each room's message; one hand-over for all of them."""
-        batch: list[Reading] = []
+        """The session's thread: open and decode each room's message; one hand-over for all of them.
+
+        The readings keep the sensor ids the payload names (the topic says the estate): the estate's
+        engine takes them as they are.
+        """
+        batches: list[EstateReadings] = []
+        count = 0
         for message in messages:
             try:
                 opened = self.verifier.open(message.topic, message.payload, LIVE_STREAM)
                 estate, _room = live_place(message.topic)
-                readings = decode_live_readings(opened.body, estate)
+                readings = decode_live_readings(opened.body)
                 opened.record()
             except WireError as err:  # `Refused` included: forged, replayed, an unknown key
                 reason = getattr(getattr(err, "reason", None), "value", "malformed")
                 self.metrics.peer_refused.labels(reason=reason).inc()
                 log.debug("group readings on %s not taken: %s", message.topic, err)
                 continue
-            batch += readings
-        if batch:
-            self._hand_on(batch)
+            batches.append((estate, readings))
+            count += len(readings)
+        if batches:
+            self._hand_on(batches, count)
 
-    def _hand_on(self, batch: list[Reading]) -> None:
+    def _hand_on(self, batches: list[EstateReadings], count: int) -> None:
         loop = self._loop
         if loop is None or loop.is_closed():
             return
         with self._lock:
-            if len(self._pending) + len(batch) > PEER_PENDING_LIMIT:
-                self.metrics.peer_refused.labels(reason="loop_behind").inc(len(batch))
+            if self._pending_count + count > PEER_PENDING_LIMIT:
+                self.metrics.peer_refused.labels(reason="loop_behind").inc(count)
                 return
-            self._pending += batch
+            self._pending += batches
+            self._pending_count += count
             if self._scheduled:
                 return
             self._scheduled = True
@@ -194,11 +225,12 @@ class PeerReadings:
 
     def _deliver(self) -> None:
         with self._lock:
-            batch, self._pending = self._pending, []
+            batches, self._pending = self._pending, []
+            count, self._pending_count = self._pending_count, 0
             self._scheduled = False
-        if batch:
-            self.metrics.peer_readings.inc(len(batch))
-            self.on_readings(batch)
+        if batches:
+            self.metrics.peer_readings.inc(count)
+            self.on_readings(batches)
 
 
 class ShareGroup:
@@ -209,12 +241,12 @@ class ShareGroup:
         self.group = group
         self.member = member
         self.rules = rules
+        self.verifier = verifier
         self.metrics = metrics
         self._loop: asyncio.AbstractEventLoop | None = None
-        self.presence = GroupPresence(broker, group, member, self._members_changed)
-        self.peers = PeerReadings(broker, member, rules.engines, verifier, metrics, self._peer_readings)
+        self.presence = GroupPresence(broker, group, member, self._members_changed, self._event)
+        self.peers = PeerReadings(broker, member, (), verifier, metrics, self._peer_readings)
         rules.speaks_for = self.speaks_for
-        self._assign(self.presence.members)
 
     @property
     def members(self) -> frozenset[str]:
@@ -222,7 +254,7 @@ class ShareGroup:
         return self.presence.members
 
     def speaks_for(self, estate: str) -> bool:
-        """Whether this member announces the estate's alarm events."""
+        """Whether this member evaluates the estate's rules and announces its alarm events."""
         return speaker(estate, self.presence.members) == self.member
 
     def start(self) -> None:
@@ -237,12 +269,27 @@ class ShareGroup:
         self.peers.stop()
 
     def estates_changed(self) -> None:
-        """A reload added or removed estates: follow their live topics."""
-        self.peers.set_estates(self.rules.engines)
+        """The estates this collector serves changed (start-up, a reload): who speaks, whose readings."""
         self._assign(self.presence.members)
 
-    def _peer_readings(self, readings: list[Reading]) -> None:
-        self.rules.on_readings(readings, only_newer=True)
+    def _peer_readings(self, batches: list[EstateReadings]) -> None:
+        self.rules.on_estate_readings(batches, only_newer=True)
+
+    def _event(self, topic: str, payload: bytes | bytearray) -> None:
+        """Presence's thread: an alarm event on the broker, for the muted engine of its estate."""
+        try:
+            opened = self.verifier.open(topic, payload, ALARM_STREAM)
+            event = decode_alarm_event(opened.body)
+            opened.record()
+        except WireError as err:
+            reason = getattr(getattr(err, "reason", None), "value", "malformed")
+            self.metrics.peer_refused.labels(reason=reason).inc()
+            log.debug("group alarm event on %s not taken: %s", topic, err)
+            return
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                loop.call_soon_threadsafe(self.rules.follow, event)
 
     def _members_changed(self, members: frozenset[str]) -> None:
         """Presence's thread: the reassignment runs on the event loop, where the rules run."""
@@ -256,8 +303,9 @@ class ShareGroup:
     def _assign(self, members: frozenset[str]) -> None:
         self.metrics.group_members.set(len(members))
         spoken = self.rules.assign_voices()
+        self.peers.set_estates(self.rules.spoken())
         self.metrics.estates_spoken_for.set(spoken)
-        log.info("group %s: %d members; this collector announces the alarms of %d of %d estates",
+        log.info("group %s: %d members; this collector speaks for %d of its %d estates",
                  self.group, len(members), spoken, len(self.rules.engines))
 
 

@@ -10,8 +10,8 @@ only its own topics:
 - a topic map's devices (`mqtt[].username`): publish the topics of the sensors that map feeds;
 - a collector (`--collector`, one per process): reads the topic maps and the edges' batches, alarm
   events and clock requests; publishes alarm events and live readings of the site's rooms and the
-  edges' clock replies; reads the live readings and keeps its presence in a shared-subscription group
-  (`collector.group`);
+  edges' clock replies; reads the live readings and alarm events and keeps its presence in a
+  shared-subscription group (`collector.group`);
 - an API replica (`--api`): reads alarm events and live readings, publishes nothing;
 - the scheduler (`--scheduler`): publishes the `rotation_failed` alarm of each duty group;
 - the simulator (`--simulator`): publishes every device topic (it stands in for the devices) and
@@ -156,8 +156,9 @@ def centre_identities(sites: Sequence[Site], roles: Roles) -> list[Identity]:
         collector.allow("read", subscriptions)
         collector.allow("write", [room_alarm_topics(estate, room) for estate, room in rooms])
         collector.allow("write", [live_topic(estate, room) for estate, room in rooms])
-        # A shared-subscription group's members read each other's live readings and presence.
+        # A shared-subscription group's members read each other's live readings, alarm events and presence.
         collector.allow("read", [live_topic(estate, room) for estate, room in rooms])
+        collector.allow("read", [room_alarm_topics(estate, room) for estate, room in rooms])
         collector.allow("readwrite", [f"{GROUP_TOPIC}/#"])
         if has_edges:
             collector.allow("read", [batch_topic("+"), edge_alarm_topic("+"), time_topic("+")])

@@ -6,6 +6,7 @@ its alarm is already raised, so it clears only past its hysteresis band.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -30,6 +31,9 @@ class SensorView:
         self.keep = keep  # sensor -> seconds of history the rules look back
         self.transport = transport  # arrival times: real time even when the model runs faster
         self.started = transport.now()
+        # When this collector took the estate's rules over from another member of its group: the view
+        # held only this collector's share of the readings until then (see `Silent`).
+        self.taken_over = -math.inf
         self._tracks: dict[str, _Track] = {}
 
     def update(self, readings: Iterable[Reading], *, only_newer: bool = False) -> set[str]:
@@ -205,10 +209,17 @@ class Silent:
         """The sensors whose silence is watched."""
         return self.watched
 
-    def holds(self, view: SensorView, now: float, active: bool) -> bool:
-        """Measured on the view's transport clock, from start-up for sensors never heard from."""
+    def holds(self, view: SensorView, now: float, active: bool) -> bool | None:
+        """Measured on the view's transport clock, from start-up for sensors never heard from.
+
+        Unknown for one period after the view was taken over: the sensors whose readings went to
+        another collector have had no time to show up here yet.
+        """
+        arrived = view.transport.now()
+        if arrived - view.taken_over < self.after:
+            return None
         newest = max((view.seen_at(s) or view.started for s in self.watched), default=view.started)
-        return view.transport.now() - newest >= self.after
+        return arrived - newest >= self.after
 
 
 @dataclass(frozen=True)

@@ -5,11 +5,11 @@ A level counts once its condition has held for its duration; the engine keeps on
 (per asset and alarm type), raising, escalating, de-escalating and clearing it. The timer makes a
 condition that holds without new messages (a duration, no data) fire on time.
 
-A muted engine (`mute`) evaluates as before and keeps its state and memory, but holds its events
-back: another collector of a shared-subscription group speaks for the estate
-(`collector.group`). When it is given the word again (`speak`) it says the last held event of each
-alarm that changed within `RETAKE_WINDOW`: what the member that spoke before may not have said
-before it went away. Saying it again is harmless, the alarm service applies events idempotently.
+A muted engine (`mute`) keeps its view of the readings but evaluates nothing: another collector of a
+shared-subscription group speaks for the estate (`collector.group`), and this engine follows the
+alarm events that one announces (`follow`), so its alarm state and memory stay current. Given the word
+(`speak`), it evaluates from that state; a no-data rule first waits one of its periods
+(`SensorView.taken_over`), as the view had only this collector's share of the readings.
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ from pumpwatch.site import Severity, Text
 log = logging.getLogger(__name__)
 
 PEAK_EVERY = 10.0  # seconds between two peak events of one alarm
-RETAKE_WINDOW = 120.0  # seconds of held events said again when a muted engine speaks (see the module)
 
 
 @dataclass(frozen=True)
@@ -99,7 +98,6 @@ class AlarmEngine:
         self.watched = frozenset(self._by_sensor) | {r.sensor for r in self.rules if r.sensor}
         self.evaluations = 0
         self.speaking = True
-        self._held: dict[AlarmKey, AlarmEvent] = {}  # muted: the newest event of each alarm
         self.memory = memory
         self._orphans: list[AlarmEvent] = []  # remembered alarms no rule raises any more
         if memory is not None:
@@ -112,6 +110,8 @@ class AlarmEngine:
         quiet (the timer still evaluates it every tick). `only_newer`: see `SensorView.update`.
         """
         changed = self.view.update(readings, only_newer=only_newer)
+        if not self.speaking:
+            return
         now = self.clock.now()
         seen: set[AlarmKey] = set()
         states = self._states
@@ -126,7 +126,9 @@ class AlarmEngine:
                 self._evaluate(rule, now)
 
     def evaluate_all(self) -> None:
-        """Evaluate every rule now (the timer's job)."""
+        """Evaluate every rule now (the timer's job); a muted engine evaluates nothing."""
+        if not self.speaking:
+            return
         now = self.clock.now()
         while self._orphans:
             last = self._orphans.pop()
@@ -149,20 +151,36 @@ class AlarmEngine:
         self.silenced[key] = until
 
     def mute(self) -> None:
-        """Keep evaluating, but hold events back: another collector speaks for these alarms."""
+        """Evaluate nothing, follow the speaker's events instead (see the module)."""
         self.speaking = False
 
-    def speak(self) -> list[AlarmEvent]:
-        """Announce events again; first the held ones of the last `RETAKE_WINDOW` seconds (returned)."""
+    def speak(self) -> bool:
+        """Evaluate again, from the state followed meanwhile; whether the engine was muted."""
         if self.speaking:
-            return []
+            return False
         self.speaking = True
-        since = self.clock.now() - RETAKE_WINDOW
-        held = sorted((e for e in self._held.values() if e.ts >= since), key=lambda e: e.ts)
-        self._held.clear()
-        for event in held:
-            self._announce(event)
-        return held
+        self.view.taken_over = self.view.transport.now()
+        return True
+
+    def follow(self, event: AlarmEvent) -> None:
+        """A muted engine takes an event the estate's speaker announced: its state and memory follow."""
+        state = self._states.get(event.key)
+        if self.speaking or state is None:
+            return
+        if event.action is AlarmAction.CLEARED:
+            state.severity = state.peak = None
+        elif event.action is AlarmAction.PEAK:
+            state.peak = state.peak_told = event.value
+        else:
+            if state.severity is None:
+                state.peak = state.peak_told = event.value
+            state.severity = event.severity
+        state.since.clear()  # the speaker's duration clocks are not known here; they start again
+        if self.memory is not None:
+            try:
+                self.memory.remember(event)
+            except OSError:
+                log.exception("could not write the alarm memory")
 
     def active(self) -> dict[AlarmKey, Severity]:
         """Alarms currently raised by this engine."""
@@ -253,12 +271,6 @@ class AlarmEngine:
                 self.memory.remember(event)
             except OSError:  # a full disk must not stop alarms; the next change writes it again
                 log.exception("could not write the alarm memory")
-        if not self.speaking:
-            self._held[event.key] = event
-            return
-        self._announce(event)
-
-    def _announce(self, event: AlarmEvent) -> None:
         log.log(logging.WARNING if event.action is not AlarmAction.CLEARED else logging.INFO,
                 "alarm %s %s (%s): %s [estate %s]", event.key, event.action.value, event.severity.value,
                 event.message.en, event.key.estate or "-",

@@ -332,33 +332,45 @@ def test_estate_rules_hand_each_engine_only_the_readings_its_rules_read() -> Non
     assert "b" not in rules.engines
 
 
-async def test_a_muted_engine_keeps_its_state_and_memory_and_says_what_changed_recently_when_it_speaks(
+async def test_a_muted_engine_follows_the_speakers_events_and_evaluates_from_them_when_it_speaks(
         tmp_path: Path) -> None:
-    from collector.rules.engine import RETAKE_WINDOW
-
     memory = AlarmMemory(tmp_path / "alarms.json", "north")
-    rig = Rig(AlarmRule(KEY, "dom", MSG, (Level(Severity.MAJOR, Compare("t", 110, above=True)),),
-                        sensor="t", worse="high"),
-              AlarmRule(AlarmKey("dom-p2", "pressure_high"), "dom", MSG,
-                        (Level(Severity.MINOR, Compare("p", 10, above=True)),), sensor="p"))
+    rule = AlarmRule(KEY.in_estate("north"), "dom", MSG,
+                     (Level(Severity.MAJOR, Compare("t", 110, above=True)),), sensor="t", worse="high")
+    rig = Rig(rule)
     rig.engine.memory = memory
     rig.engine.mute()
-    rig.feed("p", 11)  # raised long ago: the member that spoke then said it
-    await rig.wait(RETAKE_WINDOW + 10)
     rig.feed("t", 115)
-    rig.feed("t", 100)
-    rig.feed("t", 120)  # raised, cleared, raised again: the last one is what stands
+    await rig.wait(5)
+    assert rig.events == [] and rig.engine.active() == {}  # muted: nothing evaluated
+    assert rig.engine.view.value("t") == 115  # but the view is kept
+    said = AlarmEvent(AlarmAction.RAISED, rule.key, Severity.MAJOR, rig.clock.now(), "dom", MSG, 115, "t")
+    rig.engine.follow(said)  # the speaker raised it
+    rig.engine.follow(AlarmEvent(AlarmAction.RAISED, AlarmKey("other", "x", "north"), Severity.MAJOR,
+                                 rig.clock.now(), "dom", MSG))  # not one of this engine's rules
+    assert rig.engine.active() == {rule.key: Severity.MAJOR}
+    assert set(AlarmMemory(tmp_path / "alarms.json", "north").raised) == {rule.key}  # a restart takes it up
+    assert rig.engine.speak() is True
+    assert rig.engine.speak() is False
+    rig.feed("t", 90)  # from the followed state: a clear, not a second raise
+    assert rig.actions() == [("cleared", "major")]
+    rig.engine.follow(said)  # speaking: its own events coming back change nothing
+    assert rig.engine.active() == {}
+
+
+async def test_a_taken_over_view_judges_no_silence_for_one_period() -> None:
+    key = AlarmKey("dom-p1", "no_data")
+    rig = Rig(AlarmRule(key, "dom", MSG, (Level(Severity.MAJOR, Silent(frozenset({"t"}), 30)),)))
+    rig.engine.mute()
+    await rig.wait(40)  # `t` went to the other member all along
+    rig.engine.speak()
+    await rig.wait(29)
+    assert rig.events == []  # one period to hear from it
+    rig.feed("t", 20)
+    await rig.wait(29)
     assert rig.events == []
-    assert set(rig.engine.active()) == {KEY, AlarmKey("dom-p2", "pressure_high")}
-    remembered = AlarmMemory(tmp_path / "alarms.json", "north").raised  # what a restart takes up
-    assert {(key.asset, key.alarm_type) for key in remembered} == {(KEY.asset, KEY.alarm_type),
-                                                                    ("dom-p2", "pressure_high")}
-    retold = rig.engine.speak()
-    assert [(e.key, e.action, e.value) for e in retold] == [(KEY, AlarmAction.RAISED, 120)]
-    assert rig.events == retold
-    assert rig.engine.speak() == []  # speaking already
-    rig.feed("t", 90)
-    assert rig.actions()[-1] == ("cleared", "major")
+    await rig.wait(2)  # then silence counts again
+    assert rig.actions() == [("raised", "major")]
 
 
 def test_a_reading_heard_twice_changes_the_view_once_when_only_newer_ones_count() -> None:
