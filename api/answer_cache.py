@@ -3,16 +3,21 @@
 An answer is keyed by what asked for it (the filters, the page and the caller's scope) and reused while it
 is younger than `max_age` seconds and the version it was computed at still holds (`maintenance.writes`:
 it moves on with every commit of this process that wrote to the state database). What another process
-writes (another API replica, the scheduler) shows within `max_age`. At most `size` answers are kept;
-the oldest goes first.
+writes (another API replica, the scheduler) shows within `max_age` and one computation: an answer
+older than `max_age` at a version that still holds is given at once while one background thread
+computes its successor (stale while revalidating), so no screen waits for the query that the second's
+first asker used to pay. At most `size` answers are kept; the oldest goes first.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
+
+log = logging.getLogger(__name__)
 
 
 class AnswerCache:
@@ -23,7 +28,9 @@ class AnswerCache:
         self.size = size
         self.hits = 0
         self.misses = 0
+        self.stale = 0  # answers given while their successor was computed
         self._answers: OrderedDict[Hashable, tuple[int, float, bytes]] = OrderedDict()
+        self._refreshing: set[Hashable] = set()  # keys whose successor a thread computes now
         self._lock = threading.Lock()  # routes run on worker threads
 
     def get(self, key: Hashable, version: int) -> bytes | None:
@@ -45,10 +52,41 @@ class AnswerCache:
                 self._answers.popitem(last=False)
 
     def answer(self, key: Hashable, version: int, compute: Callable[[], bytes]) -> bytes:
-        """The kept answer for `key` at `version`, else `compute()`'s, kept from the moment it started."""
-        found = self.get(key, version)
-        if found is None:
+        """The kept answer for `key` at `version`, else `compute()`'s, kept from the moment it started.
+
+        An answer at `version` older than `max_age` is given as it is, and `compute` runs on a thread of
+        its own for the next asker (one at a time per key).
+        """
+        with self._lock:
+            found = self._answers.get(key)
+            if found is not None and found[0] == version:
+                if time.monotonic() - found[1] < self.max_age:
+                    self.hits += 1
+                    return found[2]
+                self.stale += 1
+                if key not in self._refreshing:
+                    self._refreshing.add(key)
+                    threading.Thread(target=self._refresh, args=(key, version, compute), daemon=True,
+                                     name="answer-refresh").start()
+                return found[2]
+            self.misses += 1
+        started = time.monotonic()
+        answer = compute()
+        self.put(key, version, answer, started)
+        return answer
+
+    def _refresh(self, key: Hashable, version: int, compute: Callable[[], bytes]) -> None:
+        """A background thread: the successor of a stale answer (a failure leaves the old one in place)."""
+        try:
             started = time.monotonic()
-            found = compute()
-            self.put(key, version, found, started)
-        return found
+            answer = compute()
+            with self._lock:
+                current = self._answers.get(key)
+                newer = current is not None and current[0] != version  # an asker computed at another
+            if not newer:
+                self.put(key, version, answer, started)
+        except Exception:  # the next asker tries again; the route itself would report the failure
+            log.exception("computing the next answer for %r failed", key)
+        finally:
+            with self._lock:
+                self._refreshing.discard(key)

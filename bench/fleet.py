@@ -15,9 +15,9 @@ Ingest and API, at the same time (phase `ingest`):
 - `--collectors` `pumpwatch collect` processes on the deployment file, their sessions made before the
   first message; `--split share` (default, as issue 15 asks): each takes every estate through one MQTT
   shared-subscription group (`PUMPWATCH_COLLECTOR__SHARE_GROUP`); Mosquitto hands a topic's messages to
-  the members in turn, so each collector's alarm rules see part of each sensor's readings. `--split
-  estates`: each takes a contiguous part of the estates (`PUMPWATCH_COLLECTOR__ESTATES`), so each
-  estate's rules see all of its readings;
+  the members in turn, and each estate's rules run at one member fed the group's live readings
+  (`collector.group`). `--split estates`: each takes a contiguous part of the estates
+  (`PUMPWATCH_COLLECTOR__ESTATES`);
 - `pumpwatch serve` (the API) on PostgreSQL and InfluxDB with the deployment, its state seeded with
   `--open-alarms` active alarms (and their tasks) and `--tasks` open fault tasks across the estates;
 - `--publishers` paho processes publishing every topic once a second for `--seconds`;
@@ -184,7 +184,8 @@ class AlarmTally:
     """Alarm events the collectors publish during the run, counted by alarm type (the topic's last level).
 
     A plain QoS 0 subscriber to `pumpwatch/alarms/#`; its payloads are not opened (the counts are of
-    messages, so with a shared subscription an alarm both collectors announce counts twice).
+    messages: an alarm announced by two collectors, as for a moment when one takes an estate over,
+    counts twice).
     """
 
     def __init__(self, port: int) -> None:
