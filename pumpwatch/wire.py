@@ -161,6 +161,15 @@ def encode_live_readings(readings: Sequence[Reading]) -> bytes:
     return json.dumps(rows).encode()
 
 
+_QUALITIES = {int(q): q for q in Quality}
+
+
+def _quality(raw: Any) -> Quality:
+    """A reading's quality from its number (a look-up: the enum's call costs more than the rest of it)."""
+    found = _QUALITIES.get(raw)
+    return found if found is not None else Quality(int(raw))
+
+
 def decode_live_readings(payload: bytes | bytearray | str, estate: str | None = None) -> list[Reading]:
     """Live readings from their payload; `WireError` when any entry is malformed (none is taken then).
 
@@ -173,7 +182,8 @@ def decode_live_readings(payload: bytes | bytearray | str, estate: str | None = 
     prefix = "" if estate is None else sensor_key(estate, "")
     try:
         return [Reading(prefix + str(r["sensor"]), _finite(r["ts"], "ts"), float(r["value"]),
-                        Quality(int(r["quality"])), None if r.get("state") is None else str(r["state"]))
+                        _quality(r["quality"]),
+                        None if r.get("state") is None else str(r["state"]))
                 for r in data]
     except KeyError as err:
         raise WireError(f"live reading without {err.args[0]!r}") from err

@@ -70,6 +70,7 @@ class _State:
     peak: float | None = None
     peak_told: float | None = None  # the peak last announced
     peak_sent: float = 0.0
+    batch: int = 0  # the last batch of readings that evaluated the rule (`AlarmEngine.on_readings`)
 
 
 EventListener = Callable[[AlarmEvent], None]
@@ -89,10 +90,12 @@ class AlarmEngine:
         self.listeners: list[EventListener] = []
         self.silenced: dict[AlarmKey, float] = {}  # approved exceptions: key -> until (rule clock)
         self._states = {rule.key: _State() for rule in self.rules}
-        self._by_sensor: dict[str, list[AlarmRule]] = {}
+        # Per sensor, the rules that read it with their state: a batch finds them without hashing keys.
+        self._by_sensor: dict[str, list[tuple[AlarmRule, _State]]] = {}
         for rule in self.rules:
             for sensor in rule.sensors:
-                self._by_sensor.setdefault(sensor, []).append(rule)
+                self._by_sensor.setdefault(sensor, []).append((rule, self._states[rule.key]))
+        self._batches = 0
         # The sensors whose readings matter to a rule (read by a condition or reported); others are
         # left out before they reach the view.
         self.watched = frozenset(self._by_sensor) | {r.sensor for r in self.rules if r.sensor}
@@ -113,17 +116,17 @@ class AlarmEngine:
         if not self.speaking:
             return
         now = self.clock.now()
-        seen: set[AlarmKey] = set()
-        states = self._states
+        self._batches += 1
+        batch = self._batches
+        by_sensor = self._by_sensor
         for sensor in changed:
-            for rule in self._by_sensor.get(sensor, ()):
-                if rule.key in seen:
-                    continue
-                seen.add(rule.key)
-                state = states[rule.key]
+            for rule, state in by_sensor.get(sensor, ()):
+                if state.batch == batch:
+                    continue  # evaluated for another sensor of this batch
+                state.batch = batch
                 if rule.silence_only and state.severity is None and not state.since:
                     continue
-                self._evaluate(rule, now)
+                self._evaluate(rule, now, state)
 
     def evaluate_all(self) -> None:
         """Evaluate every rule now (the timer's job); a muted engine evaluates nothing."""
@@ -188,11 +191,12 @@ class AlarmEngine:
 
     # --- evaluation ------------------------------------------------------------------------------
 
-    def _evaluate(self, rule: AlarmRule, now: float) -> None:
+    def _evaluate(self, rule: AlarmRule, now: float, state: _State | None = None) -> None:
         self.evaluations += 1
-        state = self._states[rule.key]
+        if state is None:
+            state = self._states[rule.key]
         current = state.severity
-        until = self.silenced.get(rule.key)
+        until = self.silenced.get(rule.key) if self.silenced else None
         if until is not None and now >= until:
             del self.silenced[rule.key]
             until = None
