@@ -12,11 +12,11 @@ Three things make the group's rules whole again:
   knows every alarm's state when it takes an estate over.
 - **Readings**: every member already publishes what it committed as live readings
   (`pumpwatch/live/<estate>/<room>`, `collector.publishers.live`). The speaker of an estate also takes the
-  estate's live readings and feeds them to its rules, so they see every sensor. A reading not newer than
-  what the rules hold is left out, so the speaker's own readings coming back change nothing. Live
-  messages are the newest reading of each sensor per commit: under a backlog a rule over time sees fewer
-  points of the other members' readings, never a false silence. The rules' work is split between the
-  members, not done by each.
+  estate's live readings and feeds them to its rules, so they see every sensor. Its own live messages
+  coming back are recognised (`PeerReadings.sent`) and skipped, and a reading not newer than what the
+  rules hold is left out. Live messages are the newest reading of each sensor per commit: under a
+  backlog a rule over time sees fewer points of the other members' readings, never a false silence. The
+  rules' work is split between the members, not done by each.
 - **Presence**: each member keeps a retained message on `pumpwatch/collectors/<group>/<client id>`;
   its will, or its clean stop, clears it. A member that takes an estate over first waits one period
   before judging its sensors silent (its view held only its own share of the readings), and a duration
@@ -40,6 +40,7 @@ import json
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Collection, Iterable
 from typing import Any
 
@@ -66,6 +67,7 @@ from pumpwatch.wire import (
 
 log = logging.getLogger(__name__)
 
+OWN_REMEMBERED = 8_192  # this member's latest live messages, recognised when they come back
 PEER_PENDING_LIMIT = 200_000  # peer readings waiting for the event loop at most; more are dropped, counted
 STOP_TIMEOUT = 2.0  # seconds a clean stop waits for the broker to take the cleared presence
 
@@ -156,6 +158,8 @@ class PeerReadings:
         self._pending: list[EstateReadings] = []
         self._pending_count = 0
         self._scheduled = False
+        self._own: set[int] = set()  # hashes of this member's latest live payloads (`sent`)
+        self._own_order: deque[int] = deque()
         self.subscriptions = _live_filters(estates)
         self.session = MqttSession(broker, f"{member}-peers", self.subscriptions,
                                    on_messages=self._on_messages, on_state=lambda _up: None, clean=True)
@@ -168,6 +172,19 @@ class PeerReadings:
     def stop(self) -> None:
         """Disconnect."""
         self.session.stop()
+
+    def sent(self, payloads: list[bytes]) -> None:
+        """Take note of the member's own live payloads as it publishes them: coming back, they are skipped.
+
+        Their readings are in its rules already; the subscription brings them back with the others'.
+        """
+        with self._lock:
+            for payload in payloads:
+                digest = hash(payload)
+                self._own.add(digest)
+                self._own_order.append(digest)
+            while len(self._own_order) > OWN_REMEMBERED:
+                self._own.discard(self._own_order.popleft())
 
     def set_estates(self, estates: Iterable[str]) -> None:
         """Follow these estates' live topics (a reload added or removed some)."""
@@ -188,7 +205,11 @@ class PeerReadings:
         """
         batches: list[EstateReadings] = []
         count = 0
-        for message in messages:
+        with self._lock:
+            own = [hash(message.payload) in self._own for message in messages]
+        for message, echo in zip(messages, own, strict=True):
+            if echo:
+                continue
             try:
                 opened = self.verifier.open(message.topic, message.payload, LIVE_STREAM)
                 estate, _room = live_place(message.topic)

@@ -212,6 +212,8 @@ class CollectorService:
             rules.put(estate_site.site.id, parts.engine)
             self.parts.estates[estate_site.site.id] = parts
         if self.group is not None:
+            if self.live_publisher is not None:
+                self.live_publisher.on_sent = self.group.peers.sent
             self.group.estates_changed()
         # The sources one builder made for every estate (an empty list: none needed yet).
         self._shared_by: dict[SourceBuilder, list[Source]] = {build: list(build(self._context))

@@ -41,6 +41,7 @@ class LivePublisher:
         self.on_dropped = on_dropped
         self.session = MqttSession(broker, client_id, [], on_messages=_no_messages, on_state=self._state,
                                    clean=True)
+        self.on_sent: Callable[[list[bytes]], None] | None = None  # the payloads of each commit, as sent
         self.connected = False
 
     def start(self) -> None:
@@ -68,6 +69,8 @@ class LivePublisher:
             if self.signer is not None:
                 payload = self.signer.seal(topic, payload, LIVE_STREAM)
             messages.append((topic, payload))
+        if messages and self.on_sent is not None:
+            self.on_sent([payload for _topic, payload in messages])
         if messages and not self.session.publish(messages):
             self.dropped += len(messages)
             if self.on_dropped is not None:

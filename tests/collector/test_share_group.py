@@ -218,3 +218,27 @@ def test_the_speaker_of_an_estate_is_one_member_and_only_a_leaver_s_estates_move
     moved = {e for e in estates if after[e] != before[e]}
     assert moved == {e for e in estates if before[e] == "b"}
     assert presence_topic("fleet", "a") == "pumpwatch/collectors/fleet/a"
+
+
+async def test_the_members_own_live_messages_coming_back_are_skipped_and_a_bad_one_counted() -> None:
+    from collector.group import PeerReadings
+    from collector.metrics import CollectorMetrics
+    from collector.sources.mqtt_session import Message
+    from pumpwatch.readings import Reading
+    from pumpwatch.signing import Verifier
+    from pumpwatch.wire import encode_live_readings, live_topic
+
+    metrics = CollectorMetrics()
+    taken: list[list[tuple[str, list[Reading]]]] = []
+    peers = PeerReadings(BrokerAddress(HOST, 9), "member-a", ["north"], Verifier({}), metrics, taken.append)
+    peers._loop = asyncio.get_running_loop()
+    topic = live_topic("north", "r1")
+    own = encode_live_readings([Reading("t01", 1.0, 20.0)])
+    theirs = encode_live_readings([Reading("t02", 1.0, 21.0)])
+    peers.sent([own])
+    peers._on_messages([Message(topic, own, 0, 0, False, 1), Message(topic, theirs, 0, 0, False, 1),
+                        Message(topic, b"not json", 0, 0, False, 1)])
+    await asyncio.sleep(0)  # the hand-over runs on the loop
+    assert taken == [[("north", [Reading("t02", 1.0, 21.0)])]]
+    assert metrics.total(metrics.peer_readings) == 1
+    assert metrics.by_label(metrics.peer_refused, "reason") == {"malformed": 1.0}
