@@ -48,7 +48,7 @@ import paho.mqtt.client as mqtt
 
 from collector.estates import EstateRules
 from collector.metrics import CollectorMetrics
-from collector.sources.mqtt_session import Message, MqttSession
+from pumpwatch.mqtt_session import Message, MqttSession
 from pumpwatch.mqttclient import new_client, start_client, stop_client
 from pumpwatch.mqtturl import BrokerAddress
 from pumpwatch.readings import Reading

@@ -3,7 +3,7 @@
 Live data is a view, not a record: QoS 0, one message per room per commit carrying the newest
 reading of each sensor in it (under load a commit holds several readings of a sensor; screens show
 the newest, history comes from the series store). The messages of one commit go out in one write of
-the collector's own MQTT session (`collector.sources.mqtt_session`): paho woke its network thread and
+the collector's own MQTT session (`pumpwatch.mqtt_session`): paho woke its network thread and
 sent once per message, about a sixth of the collector's CPU at 20,000 readings/s. While the broker is
 away, or while `OUTBOX_LIMIT` bytes already wait, a commit's messages are dropped and counted
 (`pumpwatch_live_messages_dropped_total`): the readings themselves are safe in the series store, and a
@@ -17,8 +17,8 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 
-from collector.sources.mqtt_session import Message, MqttSession
 from pumpwatch.catalog import SensorCatalog
+from pumpwatch.mqtt_session import Message, MqttSession
 from pumpwatch.mqtturl import BrokerAddress
 from pumpwatch.readings import Reading
 from pumpwatch.signing import Signer

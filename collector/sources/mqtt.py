@@ -4,7 +4,7 @@ The broker keeps every message this collector has not acknowledged, so a crash o
 either side loses nothing that was published at QoS 1: a message is acknowledged only once its
 readings are on disk (or once it proved undecodable, when redelivery would not help).
 
-The session is `mqtt_session.MqttSession`, not paho: it hands over every message of one read from
+The session is `pumpwatch.mqtt_session.MqttSession`, not paho: it hands over every message of one read from
 the socket at once, and this source decodes them, gives the pipeline their readings and delivery
 keys in one call (one commit), and acknowledges them all with one write once that commit is done.
 
@@ -25,9 +25,9 @@ from collector.metrics import CollectorMetrics
 from collector.pipeline.sink import MessageSink, PacedSink, ReadingSink
 from collector.sources.base import SourceContext
 from collector.sources.mqtt_decode import MqttDecoder
-from collector.sources.mqtt_session import Message, MqttSession
 from pumpwatch.catalog import SensorCatalog
 from pumpwatch.clock import Clock
+from pumpwatch.mqtt_session import Message, MqttSession
 from pumpwatch.mqtturl import BrokerAddress
 from pumpwatch.portfolio import Portfolio, as_portfolio
 from pumpwatch.readings import Reading

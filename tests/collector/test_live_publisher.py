@@ -13,9 +13,9 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from collector.publishers.live import LivePublisher
-from collector.sources.mqtt_session import PacketReader, publish_packets
 from pumpwatch import wire
 from pumpwatch.catalog import SensorCatalog
+from pumpwatch.mqtt_session import PacketReader, publish_packets
 from pumpwatch.mqtturl import BrokerAddress
 from pumpwatch.readings import Quality, Reading
 from pumpwatch.sitefile import load_site

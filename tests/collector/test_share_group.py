@@ -223,7 +223,7 @@ def test_the_speaker_of_an_estate_is_one_member_and_only_a_leaver_s_estates_move
 async def test_the_members_own_live_messages_coming_back_are_skipped_and_a_bad_one_counted() -> None:
     from collector.group import PeerReadings
     from collector.metrics import CollectorMetrics
-    from collector.sources.mqtt_session import Message
+    from pumpwatch.mqtt_session import Message
     from pumpwatch.readings import Reading
     from pumpwatch.signing import Verifier
     from pumpwatch.wire import encode_live_readings, live_topic

@@ -1,4 +1,4 @@
-"""A lean MQTT 3.1.1 session for the collector: whole reads from the socket, batched PUBACKs and publishes.
+"""A lean MQTT 3.1.1 session: whole reads from the socket, batched PUBACKs and publishes.
 
 paho reads a packet with three or more `recv` calls and a `select` (one byte of header, the length a
 byte at a time, then the body) and sends each PUBACK through its own queue, wake-up and `send`: some
@@ -8,7 +8,9 @@ in one call, and sends the PUBACKs of a whole commit in one write.
 
 It publishes at QoS 0 only (the live view, `collector.publishers.live`): the messages of one call go
 out in one write, where paho wakes its network thread and sends once per message. What it does not do,
-because the collector does not need it: publish at QoS 1 or 2, will messages, MQTT 5.
+because its users do not need it: publish at QoS 1 or 2, will messages, MQTT 5. Its users: the
+collector's MQTT intake, its live readings out, a share group's peer readings (`collector.group`) and
+the API's live feed (`maintenance.feed`): every place that takes or sends thousands of messages a second.
 
 Threads: one network thread does all socket I/O (an `ssl` socket must not be read and written from
 two threads at once). `ack` (from the pipeline's intake thread) and `subscribe`/`unsubscribe` queue

@@ -16,7 +16,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from collector.pipeline.sink import OnDurable
-from collector.sources.mqtt_session import (
+from pumpwatch.broker_acl import password_hash
+from pumpwatch.clock import SystemClock
+from pumpwatch.mqtt_session import (
     Message,
     MqttSession,
     PacketReader,
@@ -24,8 +26,6 @@ from collector.sources.mqtt_session import (
     _packet,
     pubacks,
 )
-from pumpwatch.broker_acl import password_hash
-from pumpwatch.clock import SystemClock
 from pumpwatch.mqttclient import new_client, start_client, stop_client
 from pumpwatch.mqtturl import BrokerAddress
 from pumpwatch.readings import Reading
@@ -284,7 +284,7 @@ def test_over_tls_with_a_login_and_a_wrong_password_refused(
     wrong = BrokerAddress(HOST, broker.port, "collector", "not-the-password", tls=True, ca_file=str(ca))
     refused = Inbox()
     denied = session(wrong, f"session-{uuid.uuid4().hex[:8]}", f"{unique_topic}/+", refused)
-    caplog.set_level(logging.WARNING, logger="collector.sources.mqtt_session")
+    caplog.set_level(logging.WARNING, logger="pumpwatch.mqtt_session")
     denied.start()
     try:
         for _ in range(200):
