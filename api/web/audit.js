@@ -1,11 +1,13 @@
 // The audit trail (supervisor, director, admin): who changed what and when, filtered, paged and exported
 // as CSV. Read-only: the API has no route that writes the trail. Records link to their pages; actions,
 // kinds of record and the usual fields are said in words, people by name, times in the site's zone.
-// Other pages link here with filters in the address: `#/audit?entity=task&entity_id=12`.
+// Other pages link here with filters in the address: `#/audit?entity=task&entity_id=12`. With several
+// estates in scope, one estate's records can be chosen (`?estate=`), as on the other estate pages.
 
 import {get} from './api.js';
 import {equipmentName, errorText, loading, pageHeader, personName, word} from './common.js';
 import {h, mount} from './dom.js';
+import {chosenEstate, estateField} from './estatepick.js';
 import {fmtDateTime, fmtNum, has, t} from './i18n.js';
 
 const PAGE = 50;
@@ -29,7 +31,10 @@ export function entityHref(entity, id) {
     case 'change_request': return `#/approvals?tab=change&state=all&id=${n}`;
     case 'exception': return `#/exceptions?state=all&id=${n}`;
     case 'handover': return `#/handover/${n}`;
-    case 'report': return /^\d{4}-\d{2}$/.test(id) ? `#/monthly/${n}` : null;
+    case 'report': { // `<estate>:<month>`, or a month alone from before estates
+      const m = /^(?:([^:]+):)?(\d{4}-\d{2})$/.exec(id);
+      return m ? `#/monthly/${m[2]}${m[1] ? `?estate=${encodeURIComponent(m[1])}` : ''}` : null;
+    }
     case 'user': case 'deputy': case 'api_token': return '#/users';
     case 'plan': return '#/plans';
     case 'alarm': return `#/alarm/${n}`;
@@ -117,6 +122,8 @@ export async function auditPage(main, ctx, queryText) {
   const start = new URLSearchParams(queryText || '');
   const filters = {user: '', entity: '', entity_id: '', asset: '', since: '', until: ''};
   for (const key of Object.keys(filters)) filters[key] = start.get(key) || '';
+  // With several estates in scope: one estate's records, or every estate's ('').
+  filters.estate = chosenEstate(ctx, start.get('estate'));
   let offset = 0;
   const query = (extra = {}) => {
     const q = new URLSearchParams(extra);
@@ -135,7 +142,9 @@ export async function auditPage(main, ctx, queryText) {
   const select = (id, options) => h('select', {id}, h('option', {value: ''}, t('audit.any')),
     options.map(([value, text]) => h('option', {value}, text)));
   const people = [...ctx.people.values()].sort((a, b) => a.display_name.localeCompare(b.display_name));
-  const form = h('form', {class: 'filters audit-filters', 'aria-label': t('audit.filters')},
+  const estatePicker = estateField(ctx, filters.estate, (id) => { filters.estate = id; offset = 0; render(); },
+    {id: 'a-estate'});
+  const form = h('form', {class: 'filters audit-filters', 'aria-label': t('audit.filters')}, estatePicker,
     field('a-user', t('audit.who'), select('a-user', [['system', t('audit.system')],
       ...people.map((p) => [String(p.id), p.display_name])]), 'user'),
     field('a-entity', t('audit.entity'), select('a-entity', ENTITIES.map((e) => [e, word('audit.entity', e)])), 'entity'),

@@ -138,9 +138,8 @@ def test_approvals_exceptions_and_handovers_name_their_estate_and_are_listed_by_
 
 def test_each_estate_has_its_own_monthly_report(portfolio: Portfolio, sessions: sessionmaker[Session],
                                                 clock: FakeClock, tasks: TaskService, people: People) -> None:
-    for estate, n in ((A, 2), (B, 1)):
-        for _ in range(n):
-            tasks.create_task(people.operator, DRY, asset="dom-p1", room="dom", estate=estate)
+    created = {estate: [tasks.create_task(people.operator, DRY, asset="dom-p1", room="dom", estate=estate)
+                        for _ in range(n)] for estate, n in ((A, 2), (B, 1))}
     reports = MonthlyReport(sessions, tasks.sla, site=portfolio, clock=clock)
     with pytest.raises(InvalidInput, match="2 estates"):
         reports.estate(None)
@@ -152,3 +151,10 @@ def test_each_estate_has_its_own_monthly_report(portfolio: Portfolio, sessions: 
     done = reports.close_due(Month(2026, 2, reports.zone(A)).start + timedelta(days=6))
     assert sorted(done) == sorted([f"built 2026-01 ({A})", f"closed 2026-01 ({A})", f"built 2026-01 ({B})",
                                    f"closed 2026-01 ({B})"])
+    # B's January task assigned after the close: an amendment of B's report only (one sweep for both).
+    week_into_february = Month(2026, 2, reports.zone(A)).start + timedelta(days=7)
+    advance(clock, (week_into_february - clock_time(clock)).total_seconds())
+    tasks.assign(created[B][0].id, people.supervisor, [people.technician.id])
+    assert reports.close_due() == [f"amended ({B})"]
+    assert [a["action"] for a in reports.report(january, clock_time(clock), B)["amendments"]] == ["assigned"]
+    assert reports.report(january, clock_time(clock), A)["amendments"] == []

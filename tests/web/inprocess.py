@@ -21,6 +21,8 @@ from api.app import create_app
 from api.context import ApiContext
 from collector.stores.embedded import EmbeddedStore
 from maintenance.alarms import AlarmService
+from maintenance.approvals import ApprovalService
+from maintenance.audit import AuditTrail
 from maintenance.auth import AuthService
 from maintenance.db import make_engine, session_factory, upgrade
 from maintenance.exceptions import ExceptionService
@@ -62,7 +64,8 @@ def deployment(root: Path, *sites: Site) -> Deployment:
                      auth=AuthService(sessions, clock, hasher=FAST_HASHER), tasks=tasks,
                      alarms=AlarmService(sessions, clock, tasks), clock=clock, attachments_dir=root / "files",
                      reports=MonthlyReport(sessions, site=portfolio, clock=clock),
-                     exceptions=ExceptionService(sessions, clock, tasks, portfolio))
+                     exceptions=ExceptionService(sessions, clock, tasks, portfolio),
+                     audit=AuditTrail(sessions), approvals=ApprovalService(sessions, clock, tasks))
     return Deployment(ctx, store, engine)
 
 

@@ -362,3 +362,34 @@ def test_rows_of_every_estate_show_their_own_estates_room_and_equipment_names(
     expect(_fact(page, "task-detail", "设备")).to_have_text(names[B][1])
     expect(_fact(page, "task-detail", "泵房")).to_have_text(names[B][0])
     assert errors == []
+
+
+def test_the_audit_trail_over_every_estate_shows_the_chosen_estates_records(
+        browser: Browser, estates: Estates) -> None:
+    errors: list[str] = []
+    page = _open(browser, estates, "director", "/#/audit?entity=alarm", errors)
+    alarm_rows = page.locator("table.audit tbody tr[data-entity=alarm]")
+    links = alarm_rows.locator("a[data-entity-link]")
+    expect(alarm_rows).to_have_count(2)  # each estate's alarm was raised
+    assert _options(page, "#a-estate") == ["全部项目", estates.a.site.name.zh, B_NAME.zh]
+    page.select_option("#a-estate", B)
+    expect(alarm_rows).to_have_count(1)
+    expect(links.first).to_have_attribute("href", f"#/alarm/{estates.alarms[B]}")
+    csv = page.locator("#audit-csv")
+    expect(csv).to_have_attribute("href", f"/api/audit?format=csv&entity=alarm&estate={B}")
+    page.select_option("#a-estate", A)
+    expect(links.first).to_have_attribute("href", f"#/alarm/{estates.alarms[A]}")
+    # The choice is in the address a colleague is sent, and a report's row links to that estate's report.
+    kept = _open(browser, estates, "director", f"/#/audit?entity=alarm&estate={B}", errors)
+    expect(kept.locator("#a-estate")).to_have_value(B)
+    expect(kept.locator("table.audit tbody tr[data-entity=alarm]")).to_have_count(1)
+    hrefs = kept.evaluate("""async () => {
+        const {entityHref} = await import('/static/audit.js');
+        return [entityHref('report', 'twin-towers:2026-11'), entityHref('report', '2026-11'),
+                entityHref('report', 'not-a-month')];
+    }""")
+    assert hrefs == [f"#/monthly/2026-11?estate={B}", "#/monthly/2026-11", None]
+    # One estate in scope: no choice to make.
+    single = _open(browser, estates, "sup-a", "/#/audit", errors)
+    expect(single.locator("#a-estate")).to_have_count(0)
+    assert errors == []
