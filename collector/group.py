@@ -95,6 +95,7 @@ class GroupPresence:
         self.on_members = on_members
         self.on_event = on_event  # (topic, payload) of every alarm event on the broker
         self.members: frozenset[str] = frozenset((member,))
+        self._stopping = False
         self._lock = threading.Lock()
         self.topic = presence_topic(group, member)
         client = new_client(broker, f"{member}-group")
@@ -105,10 +106,12 @@ class GroupPresence:
 
     def start(self) -> None:
         """Connect in the background; announce this member and follow the others."""
+        self._stopping = False
         start_client(self.client, self.broker)
 
     def stop(self) -> None:
         """Clear this member's presence (the others take its estates at once), then disconnect."""
+        self._stopping = True
         if self.client.is_connected():
             info = self.client.publish(self.topic, b"", qos=1, retain=True)
             info.wait_for_publish(STOP_TIMEOUT)
@@ -121,19 +124,27 @@ class GroupPresence:
         client.subscribe(f"{GROUP_TOPIC}/{self.group}/+", qos=1)
         if self.on_event is not None:
             client.subscribe(f"{ALARM_TOPIC}/#", qos=1)
+        self._announce(client)
+
+    def _announce(self, client: mqtt.Client) -> None:
         client.publish(self.topic, json.dumps({"since": time.time()}).encode(), qos=1, retain=True)
 
-    def _on_message(self, _client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
+    def _on_message(self, client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
         if message.topic.startswith(ALARM_TOPIC + "/"):
             if self.on_event is not None:
                 self.on_event(message.topic, message.payload)
             return
         member = message.topic.rsplit("/", 1)[-1]
+        if member == self.member and not message.payload and not self._stopping:
+            # The will of this member's previous connection (a restart took its session over) cleared
+            # the presence after this connection set it: set it again, or the others count it gone.
+            self._announce(client)
+            return
         with self._lock:
             members = set(self.members)
             if message.payload:
                 members.add(member)
-            elif member != self.member:  # our own is cleared only by our stop (or a stale will)
+            else:
                 members.discard(member)
             if members == self.members:
                 return
@@ -188,14 +199,8 @@ class PeerReadings:
 
     def set_estates(self, estates: Iterable[str]) -> None:
         """Follow these estates' live topics (a reload added or removed some)."""
-        wanted = _live_filters(estates)
-        added = sorted(set(wanted) - set(self.subscriptions))
-        gone = sorted(set(self.subscriptions) - set(wanted))
-        self.subscriptions = wanted
-        if added:
-            self.session.subscribe(added)
-        if gone:
-            self.session.unsubscribe(gone)
+        self.subscriptions = _live_filters(estates)
+        self.session.subscribe_only(self.subscriptions)
 
     def _on_messages(self, messages: list[Message]) -> None:
         """The session's thread: open and decode each room's message; one hand-over for all of them.

@@ -277,6 +277,16 @@ class MqttSession:
         self.subscriptions = sorted(set(self.subscriptions) - set(topics))
         self._send_later(lambda mid: unsubscribe_packet(mid, topics))
 
+    def subscribe_only(self, topics: Sequence[str]) -> tuple[list[str], list[str]]:
+        """Subscribe to these topics and no others (a reload's new plan); the topics added and gone."""
+        had, wanted = set(self.subscriptions), set(topics)
+        added, gone = sorted(wanted - had), sorted(had - wanted)
+        if added:
+            self.subscribe(added)
+        if gone:
+            self.unsubscribe(gone)
+        return added, gone
+
     def _send_later(self, build: Callable[[int], bytes]) -> None:
         with self._lock:
             if not self.connected:

@@ -98,14 +98,8 @@ class MqttSource:
         decoder = MqttDecoder(_maps(portfolio), self.catalog)
         decoder.carry_over(self.decoder)
         self.decoder = decoder
-        wanted = self._subscriptions(portfolio)
-        added = sorted(set(wanted) - set(self.subscriptions))
-        gone = sorted(set(self.subscriptions) - set(wanted))
-        self.subscriptions = wanted
-        if added:
-            self.session.subscribe(added)
-        if gone:
-            self.session.unsubscribe(gone)
+        self.subscriptions = self._subscriptions(portfolio)
+        added, gone = self.session.subscribe_only(self.subscriptions)
         if added or gone:
             log.info("MQTT subscriptions changed: +%s -%s", ", ".join(added) or "none",
                      ", ".join(gone) or "none")

@@ -242,3 +242,60 @@ async def test_the_members_own_live_messages_coming_back_are_skipped_and_a_bad_o
     assert taken == [[("north", [Reading("t02", 1.0, 21.0)])]]
     assert metrics.total(metrics.peer_readings) == 1
     assert metrics.by_label(metrics.peer_refused, "reason") == {"malformed": 1.0}
+
+
+async def test_a_member_sets_its_presence_again_when_a_stale_will_clears_it(mosquitto: Mosquitto) -> None:
+    import paho.mqtt.publish as publish
+
+    from collector.group import GroupPresence
+
+    group, name = f"g{uuid.uuid4().hex[:6]}", f"m-{uuid.uuid4().hex[:6]}"
+    seen: list[frozenset[str]] = []
+    presence = GroupPresence(BrokerAddress(HOST, mosquitto.port), group, name, seen.append)
+    history: list[bytes] = []  # the payloads of this member's presence topic, as a watcher sees them
+    watcher = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"w-{uuid.uuid4().hex[:6]}")
+    watcher.on_connect = lambda c, *_a: c.subscribe(presence.topic, 1)
+    watcher.on_message = lambda _c, _u, m: history.append(bytes(m.payload))
+    watcher.connect(HOST, mosquitto.port)
+    watcher.loop_start()
+    presence.start()
+    try:
+        async def announced() -> bool:
+            return bool(history) and bool(history[-1])
+
+        await eventually(announced, 10, 0.05)
+        # What the will of this member's previous connection would do: clear the retained presence.
+        await asyncio.to_thread(publish.single, presence.topic, b"", qos=1, retain=True, hostname=HOST,
+                                port=mosquitto.port)
+
+        async def set_again() -> bool:
+            return b"" in history and bool(history[-1])
+
+        await eventually(set_again, 10, 0.05)
+        assert presence.members == {name}
+        another = presence_topic(group, "other")
+        await asyncio.to_thread(publish.single, another, b"{}", qos=1, retain=True, hostname=HOST,
+                                port=mosquitto.port)
+
+        async def two() -> bool:
+            return presence.members == {name, "other"}
+
+        await eventually(two, 10, 0.05)
+        await asyncio.to_thread(publish.single, another, b"", qos=1, retain=True, hostname=HOST,
+                                port=mosquitto.port)
+
+        async def one() -> bool:
+            return presence.members == {name}
+
+        await eventually(one, 10, 0.05)
+        assert seen[-2:] == [frozenset({name, "other"}), frozenset({name})]
+        presence.stop()
+
+        async def gone() -> bool:
+            return history[-1] == b""
+
+        await eventually(gone, 10, 0.05)  # a clean stop clears it at once
+    finally:
+        presence.stop()
+        watcher.disconnect()
+        watcher.loop_stop()
