@@ -143,6 +143,11 @@ def signing_problems(settings: Settings, role: str, site: Site | Portfolio | Non
         if role == "serve" and not load_keyring(cfg.trusted_dir, leave_out=edges):
             problems.append("no trusted collector keys: the API would believe any alarm event on the broker "
                             "(set PUMPWATCH_SIGNING__TRUSTED_DIR to a directory of <key id>.key files)")
+        if (role == "collect" and settings.collector.share_group
+                and not load_keyring(cfg.trusted_dir, leave_out=edges)):
+            problems.append("no trusted collector keys: a member of a shared-subscription group would feed "
+                            "its rules and alarm state whatever live readings and alarm events the broker "
+                            "carries (set PUMPWATCH_SIGNING__TRUSTED_DIR to the group's <key id>.key files)")
         if role in ("collect", "up") and edges:
             trusted = load_keyring(cfg.trusted_dir, only=edges)
             missing = [edge for edge in edges if edge not in trusted]

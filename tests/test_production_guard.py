@@ -163,6 +163,9 @@ CASES: list[tuple[str, str, dict[str, str | None], str]] = [
      "its edge id as key id"),
     ("serve", "no trusted collector keys", _set(SIGNING__TRUSTED_DIR=None),
      "no trusted collector keys"),
+    ("collect", "a share group without trusted collector keys",
+     _set(SIGNING__TRUSTED_DIR=None, COLLECTOR__SHARE_GROUP="centre"),
+     "member of a shared-subscription group"),
 ]
 
 
