@@ -47,6 +47,12 @@ export function estateRooms(ctx, estate) {
   return manyEstates(ctx) ? [] : ctx.site.rooms;
 }
 
+/** The estate's time zone (its calendar's days and times), else the loaded site's. */
+export function estateZone(ctx, estate) {
+  const found = estate ? ctx.estates.find((e) => e.id === estate) : null;
+  return (found && found.timezone) || ctx.site.timezone;
+}
+
 /** The estate's name in the current language. */
 export function estateName(ctx, id) {
   const found = ctx.estates.find((e) => e.id === id);

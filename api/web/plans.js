@@ -5,9 +5,9 @@
 import {get} from './api.js';
 import {equipmentName, loading, pageHeader, roomName, word} from './common.js';
 import {h, mount} from './dom.js';
-import {chosenEstate, estateField, estateRooms, withEstate} from './estatepick.js';
+import {chosenEstate, estateField, estateRooms, estateZone, withEstate} from './estatepick.js';
 import {aside, joined, problemText, select} from './forms.js';
-import {fmtNum, has, lang, pick, t} from './i18n.js';
+import {fmtNum, has, lang, pick, setTimeZone, t} from './i18n.js';
 import {daysIn, monthBounds, shiftMonth, siteDay, siteMonth, siteParts} from './sitetime.js';
 
 const WEEKDAYS = ['monday', 'tuesday', 'wednesday', 'thursday', 'friday', 'saturday', 'sunday'];
@@ -241,8 +241,12 @@ const LEGEND = ['scheduled', 'raised', 'assigned', 'in_progress', 'done', 'verif
 
 export async function calendarPage(main, ctx, queryText) {
   const q = new URLSearchParams(queryText || '');
+  const estate = chosenEstate(ctx, q.get('estate'), {all: false});
+  // The chosen estate's days: its own time zone while this page shows it (the site's again on leaving).
+  const zone = estateZone(ctx, estate);
+  setTimeZone(zone);
   const filters = {month: /^\d{4}-\d{2}$/.test(q.get('month') || '') ? q.get('month') : siteMonth(), room: q.get('room') || '',
-    plan: q.get('plan') || '', estate: chosenEstate(ctx, q.get('estate'), {all: false})};
+    plan: q.get('plan') || '', estate};
   const title = t('nav.calendar');
   const onEstate = withEstate(new URLSearchParams(), filters.estate).toString();
   mount(main, pageHeader(title), loading());
@@ -290,7 +294,7 @@ export async function calendarPage(main, ctx, queryText) {
   room.addEventListener('change', () => { filters.room = room.value; remember(); render(); });
   plan.addEventListener('change', () => { filters.plan = plan.value; remember(); render(); });
   mount(main, pageHeader(title, h('div', {class: 'head-tools'}, h('a', {class: 'btn', href: `#/plans${onEstate ? `?${onEstate}` : ''}`}, t('nav.plans')))),
-    h('p', {class: 'muted'}, t('cal.explain', {tz: ctx.site.timezone || ''})),
+    h('p', {class: 'muted', 'data-zone': zone || ''}, t('cal.explain', {tz: zone || ''})),
     h('div', {class: 'cal-toolbar'}, h('div', {class: 'actions'}, prev, current, next), heading,
       h('form', {class: 'filters tb-filters', 'aria-label': t('cal.filters')}, estatePicker,
         h('div', {class: 'field field-inline'}, h('label', {for: 'cal-room'}, t('task.room')), room),
@@ -299,6 +303,6 @@ export async function calendarPage(main, ctx, queryText) {
       h('span', {class: 'cal-status'}, t(`cal.status.${s}`))))),
     slot);
   await render();
-  return () => {};
+  return () => setTimeZone(ctx.site.timezone);
 }
 

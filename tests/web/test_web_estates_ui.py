@@ -6,8 +6,8 @@ report fit a phone's width; rows of every estate (alarm list, task board, alarm 
 estate's room and equipment names, not the loaded site's.
 
 Two estates served by the real API in-process (uvicorn on a free port, SQLite): A is the example site, B a
-copy of it under another id, name and region whose rooms and equipment are named apart from A's (the ids
-are the same); each has an alarm on the same pump.
+copy of it under another id, name, region and time zone whose rooms and equipment are named apart from
+A's (the ids are the same); each has an alarm on the same pump.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ pytestmark = pytest.mark.e2e
 EXAMPLE = Path(__file__).parents[2] / "examples" / "site.yaml"
 A, B = "harbour-view", "twin-towers"
 B_NAME = Text(zh="双子塔花园", en="Twin Towers Gardens")
+B_ZONE = "Asia/Urumqi"  # two hours behind A's (Asia/Shanghai)
 USERS = ["sup-org", "sup-a", "director", "op-org", "tech-a"]
 
 
@@ -65,7 +66,7 @@ def _twin(site: Site) -> Site:
 
     rooms = tuple(room.model_copy(update={
         "name": _of_b(room.name), "equipment": tuple(map(named, room.equipment))}) for room in site.rooms)
-    header = site.site.model_copy(update={"id": B, "name": B_NAME, "region": "east"})
+    header = site.site.model_copy(update={"id": B, "name": B_NAME, "region": "east", "timezone": B_ZONE})
     return site.model_copy(update={"site": header, "rooms": rooms})
 
 
@@ -392,4 +393,27 @@ def test_the_audit_trail_over_every_estate_shows_the_chosen_estates_records(
     # One estate in scope: no choice to make.
     single = _open(browser, estates, "sup-a", "/#/audit", errors)
     expect(single.locator("#a-estate")).to_have_count(0)
+    assert errors == []
+
+
+def test_the_calendar_of_an_estate_reads_its_days_in_the_estates_own_time_zone(
+        browser: Browser, estates: Estates) -> None:
+    errors: list[str] = []
+    page = _open(browser, estates, "director", f"/#/calendar?estate={B}&month=2026-12", errors)
+    explain = page.locator("p[data-zone]")
+    expect(explain).to_have_attribute("data-zone", B_ZONE)
+    expect(explain).to_contain_text(B_ZONE)
+    # The month's first instant is midnight in B's zone: 2026-11-30 18:00 UTC, not A's 16:00.
+    first = page.evaluate("""async () => {
+        const {monthBounds} = await import('/static/sitetime.js');
+        return monthBounds('2026-12').start.toISOString();
+    }""")
+    assert first == "2026-11-30T18:00:00.000Z"
+    page.select_option("#cal-estate", A)
+    expect(explain).to_have_attribute("data-zone", "Asia/Shanghai")
+    # Leaving the page gives the site's zone back to the others.
+    page.goto(f"{estates.url}/#/alarms")
+    expect(page.locator("table.alarms")).to_be_visible()
+    zone = page.evaluate("async () => (await import('/static/i18n.js')).getTimeZone()")
+    assert zone == estates.a.site.timezone
     assert errors == []
