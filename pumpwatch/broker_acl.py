@@ -154,11 +154,10 @@ def centre_identities(sites: Sequence[Site], roles: Roles) -> list[Identity]:
     for name in roles.collectors:
         collector = ids.add(name, "collector", "readings in; alarm events and live readings out")
         collector.allow("read", subscriptions)
-        collector.allow("write", [room_alarm_topics(estate, room) for estate, room in rooms])
-        collector.allow("write", [live_topic(estate, room) for estate, room in rooms])
-        # A shared-subscription group's members read each other's live readings, alarm events and presence.
-        collector.allow("read", [live_topic(estate, room) for estate, room in rooms])
-        collector.allow("read", [room_alarm_topics(estate, room) for estate, room in rooms])
+        # Read as well: a shared-subscription group's members take each other's live readings and alarm
+        # events, and keep their presence (`collector.group`).
+        collector.allow("readwrite", [room_alarm_topics(estate, room) for estate, room in rooms])
+        collector.allow("readwrite", [live_topic(estate, room) for estate, room in rooms])
         collector.allow("readwrite", [f"{GROUP_TOPIC}/#"])
         if has_edges:
             collector.allow("read", [batch_topic("+"), edge_alarm_topic("+"), time_topic("+")])

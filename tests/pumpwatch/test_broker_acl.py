@@ -251,8 +251,8 @@ def test_the_command_takes_a_folder_of_estates_and_finds_an_edges_estate(
         (folder / f"{estate}.yaml").write_text(_estate_text(estate, topic), encoding="utf-8")
     assert main(["broker-acl", "--site", str(folder)]) == 0
     acl = capsys.readouterr().out
-    assert "topic write pumpwatch/alarms/north/r1/#\n" in acl
-    assert "topic write pumpwatch/alarms/south/r1/#\n" in acl
+    assert "topic readwrite pumpwatch/alarms/north/r1/#\n" in acl
+    assert "topic readwrite pumpwatch/alarms/south/r1/#\n" in acl
     assert main(["broker-acl", "--site", str(folder), "--edge", "south-gw"]) == 0
     edge_acl = capsys.readouterr().out
     assert "topic write pumpwatch/alarms/south/r1/#\n" in edge_acl
