@@ -135,10 +135,12 @@ class GroupPresence:
                 self.on_event(message.topic, message.payload)
             return
         member = message.topic.rsplit("/", 1)[-1]
-        if member == self.member and not message.payload and not self._stopping:
-            # The will of this member's previous connection (a restart took its session over) cleared
-            # the presence after this connection set it: set it again, or the others count it gone.
-            self._announce(client)
+        if member == self.member:
+            if not message.payload and not self._stopping:
+                # The will of this member's previous connection (a restart took its session over)
+                # cleared the presence after this connection set it: set it again, or the others count
+                # it gone. It is always a member of its own group, even while it stops.
+                self._announce(client)
             return
         with self._lock:
             members = set(self.members)

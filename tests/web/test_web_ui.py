@@ -75,9 +75,20 @@ def photo(name: str = "photo.png") -> FilePayload:
 
 
 def sign(page: Page, canvas: Locator) -> None:
-    """Draw a signature with the pointer."""
+    """Draw a signature with the pointer, once the pad has stopped moving.
+
+    An item saved just before folds when its save is through, which moves the items below it: a stroke
+    aimed at where the pad was a moment ago lands beside it.
+    """
     canvas.scroll_into_view_if_needed()
     box = canvas.bounding_box()
+    for _ in range(50):
+        page.wait_for_timeout(100)
+        again = canvas.bounding_box()
+        if again == box:
+            break
+        canvas.scroll_into_view_if_needed()
+        box = canvas.bounding_box()
     assert box is not None
     x, y = box["x"] + 20, box["y"] + box["height"] * 0.6
     page.mouse.move(x, y)
