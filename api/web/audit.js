@@ -7,7 +7,7 @@
 import {get} from './api.js';
 import {equipmentName, errorText, loading, pageHeader, personName, word} from './common.js';
 import {h, mount} from './dom.js';
-import {chosenEstate, estateField} from './estatepick.js';
+import {chosenEstate, estateField, estateName} from './estatepick.js';
 import {fmtDateTime, fmtNum, has, t} from './i18n.js';
 
 const PAGE = 50;
@@ -57,6 +57,7 @@ function valueText(ctx, entity, key, value) {
   if (key === 'severity' || key === 'peak_severity') return word('sev', value);
   if (key === 'kind' && entity === 'task') return word('kind', value);
   if ((key === 'asset' || key === 'room') && typeof value === 'string') return equipmentName(ctx, value);
+  if (key === 'estate' && typeof value === 'string') return estateName(ctx, value);
   if (typeof value === 'string' && TIME.test(value)) return fmtDateTime(value, true);
   if (Array.isArray(value)) return t('audit.items', {n: fmtNum(value.length, 0)});
   if (typeof value === 'object') return JSON.stringify(value);

@@ -995,6 +995,7 @@ export const STRINGS = {
   'audit.field.kind': ['类型', 'kind'],
   'audit.field.asset': ['设备', 'equipment'],
   'audit.field.room': ['泵房', 'room'],
+  'audit.field.estate': ['项目', 'estate'],
   'audit.field.description': ['说明', 'description'],
   'audit.field.severity': ['级别', 'severity'],
   'audit.field.peak_severity': ['最高级别', 'peak severity'],

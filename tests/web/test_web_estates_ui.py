@@ -366,7 +366,7 @@ def test_rows_of_every_estate_show_their_own_estates_room_and_equipment_names(
 
 
 def test_the_audit_trail_over_every_estate_shows_the_chosen_estates_records(
-        browser: Browser, estates: Estates) -> None:
+        browser: Browser, estates: Estates, screenshot: Callable[[Page, str], Path]) -> None:
     errors: list[str] = []
     page = _open(browser, estates, "director", "/#/audit?entity=alarm", errors)
     alarm_rows = page.locator("table.audit tbody tr[data-entity=alarm]")
@@ -375,6 +375,7 @@ def test_the_audit_trail_over_every_estate_shows_the_chosen_estates_records(
     assert _options(page, "#a-estate") == ["全部项目", estates.a.site.name.zh, B_NAME.zh]
     page.select_option("#a-estate", B)
     expect(alarm_rows).to_have_count(1)
+    screenshot(page, "audit-estate-desktop")
     expect(links.first).to_have_attribute("href", f"#/alarm/{estates.alarms[B]}")
     csv = page.locator("#audit-csv")
     expect(csv).to_have_attribute("href", f"/api/audit?format=csv&entity=alarm&estate={B}")
@@ -390,6 +391,10 @@ def test_the_audit_trail_over_every_estate_shows_the_chosen_estates_records(
                 entityHref('report', 'not-a-month')];
     }""")
     assert hrefs == [f"#/monthly/2026-11?estate={B}", "#/monthly/2026-11", None]
+    phone = _open(browser, estates, "director", f"/#/audit?entity=alarm&estate={B}", errors, phone=True,
+                  english=True)
+    expect(phone.locator("table.audit tbody tr[data-entity=alarm]")).to_have_count(1)
+    screenshot(phone, "audit-estate-phone-en")
     # One estate in scope: no choice to make.
     single = _open(browser, estates, "sup-a", "/#/audit", errors)
     expect(single.locator("#a-estate")).to_have_count(0)
@@ -397,7 +402,7 @@ def test_the_audit_trail_over_every_estate_shows_the_chosen_estates_records(
 
 
 def test_the_calendar_of_an_estate_reads_its_days_in_the_estates_own_time_zone(
-        browser: Browser, estates: Estates) -> None:
+        browser: Browser, estates: Estates, screenshot: Callable[[Page, str], Path]) -> None:
     errors: list[str] = []
     page = _open(browser, estates, "director", f"/#/calendar?estate={B}&month=2026-12", errors)
     explain = page.locator("p[data-zone]")
@@ -409,6 +414,11 @@ def test_the_calendar_of_an_estate_reads_its_days_in_the_estates_own_time_zone(
         return monthBounds('2026-12').start.toISOString();
     }""")
     assert first == "2026-11-30T18:00:00.000Z"
+    screenshot(page, "calendar-estate-zone-desktop")
+    phone = _open(browser, estates, "director", f"/#/calendar?estate={B}&month=2026-12", errors, phone=True,
+                  english=True)
+    expect(phone.locator("p[data-zone]")).to_contain_text(B_ZONE)
+    screenshot(phone, "calendar-estate-zone-phone-en")
     page.select_option("#cal-estate", A)
     expect(explain).to_have_attribute("data-zone", "Asia/Shanghai")
     # Leaving the page gives the site's zone back to the others.
