@@ -133,12 +133,8 @@ class EstateRules:
         """One estate's engine; KeyError when this collector does not serve it."""
         return self.engines[estate]
 
-    def on_readings(self, readings: Sequence[Reading], *, only_newer: bool = False) -> None:
-        """Pipeline hook: each estate's readings a rule reads, under their own sensor ids, to its engine.
-
-        `only_newer`: a reading not newer than the one the rules hold is left out (a share group's
-        peer readings, among them this collector's own coming back).
-        """
+    def on_readings(self, readings: Sequence[Reading]) -> None:
+        """Pipeline hook: each estate's readings a rule reads, under their own sensor ids, to its engine."""
         groups: dict[str, list[Reading]] = {}
         watched = self._watched
         for r in readings:
@@ -153,7 +149,7 @@ class EstateRules:
         for estate, batch in groups.items():
             engine = self.engines.get(estate)
             if engine is not None:
-                engine.on_readings(batch, only_newer=only_newer)
+                engine.on_readings(batch)
 
     def spoken(self) -> list[str]:
         """The estates whose rules this collector evaluates (it announces their alarms)."""
@@ -167,7 +163,11 @@ class EstateRules:
 
     def on_estate_readings(self, batches: Iterable[tuple[str, Sequence[Reading]]], *,
                            only_newer: bool = False) -> None:
-        """`on_readings` for readings already split by estate, under their own sensor ids."""
+        """`on_readings` for readings already split by estate, under their own sensor ids.
+
+        `only_newer`: a reading not newer than the one the rules hold is left out (a share group's
+        peer readings: one heard twice changes nothing).
+        """
         for estate, readings in batches:
             engine = self.engines.get(estate)
             if engine is not None:

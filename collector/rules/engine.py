@@ -179,11 +179,7 @@ class AlarmEngine:
                 state.peak = state.peak_told = event.value
             state.severity = event.severity
         state.since.clear()  # the speaker's duration clocks are not known here; they start again
-        if self.memory is not None:
-            try:
-                self.memory.remember(event)
-            except OSError:
-                log.exception("could not write the alarm memory")
+        self._remember(event)
 
     def active(self) -> dict[AlarmKey, Severity]:
         """Alarms currently raised by this engine."""
@@ -269,12 +265,15 @@ class AlarmEngine:
         if memory.raised:
             log.info("took up %d raised alarms from %s", len(memory.raised), memory.path)
 
-    def _emit(self, event: AlarmEvent) -> None:
+    def _remember(self, event: AlarmEvent) -> None:
         if self.memory is not None:
             try:
                 self.memory.remember(event)
             except OSError:  # a full disk must not stop alarms; the next change writes it again
                 log.exception("could not write the alarm memory")
+
+    def _emit(self, event: AlarmEvent) -> None:
+        self._remember(event)
         log.log(logging.WARNING if event.action is not AlarmAction.CLEARED else logging.INFO,
                 "alarm %s %s (%s): %s [estate %s]", event.key, event.action.value, event.severity.value,
                 event.message.en, event.key.estate or "-",
