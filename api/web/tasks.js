@@ -601,11 +601,18 @@ export async function taskPage(main, ctx, id) {
     }
     return true;
   };
+  let shown = null; // what the page last drew from: drawing it again would only replace the same nodes
   const render = async () => {
     if (stopped || !server) return;
     const {ops} = await summary();
     const task = overlay(server, ops);
     current = task;
+    // A redraw replaces the page's nodes, and a tap that lands while they are replaced is lost: draw only
+    // what changed (the minute keeps relative times such as "in 4 hours" current).
+    const drawing = JSON.stringify([task, offline && offline.at, navigator.onLine, [...latest.entries()],
+      Math.floor(Date.now() / 60000)]);
+    if (drawing === shown && main.querySelector('.task-detail')) return;
+    shown = drawing;
     const isAssignee = ctx.me && (task.assignee_ids || []).includes(ctx.me.id);
     const canWork = ctx.can('admin') || (ctx.can('technician') && (isAssignee || task.assignee_ids.length === 0));
     const startable = ['raised', 'assigned', 'sent_back'].includes(task.state) && canWork;

@@ -96,6 +96,7 @@ def sign(page: Page, canvas: Locator) -> None:
     for i in range(1, 12):
         page.mouse.move(x + i * 18, y - (10 if i % 2 else -8))
     page.mouse.up()
+    expect(canvas.locator("xpath=..")).to_have_attribute("data-signed", "true")
 
 
 def unlabelled_controls(page: Page) -> list[str]:
