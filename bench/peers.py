@@ -50,6 +50,7 @@ from bench.common import (
     tool_version,
     write_results,
 )
+from bench.goals import run_goals
 from bench.load import PUBLISHERS
 from bench.nodered import NodeRedProcess, default_home, install, peak_rss_mb, reset_peak_rss
 from bench.nodered_flows import JOIN_MESSAGES, modbus_flow, mqtt_flow
@@ -436,8 +437,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--phases", choices=["both", "modbus", "ingest"], default="both")
     parser.add_argument("--node-red-dir", type=Path, default=None,
                         help=f"npm cache of Node-RED and its nodes (default {default_home()})")
-    parser.add_argument("--name", default="peers", help="results file bench/results/<name>.json")
+    parser.add_argument("--name", default=None,
+                        help="results file bench/results/<name>.json (default peers, or peers_goals)")
+    parser.add_argument("--goals", action="store_true",
+                        help="the collector's speed goals in one run: every shape, Modbus, alarm latency, "
+                             "API (bench.goals)")
+    parser.add_argument("--max-seconds", type=float, default=10.0,
+                        help="--goals: publishing time of each max-rate phase (10)")
     args = parser.parse_args(argv)
+    args.name = args.name or ("peers_goals" if args.goals else "peers")
     if min(args.seconds, args.modbus_seconds, args.interval) <= 0 or min(args.devices, args.registers) <= 0:
         parser.error("--seconds, --modbus-seconds, --interval, --devices and --registers must be positive")
     if args.publishers <= 0:
@@ -449,6 +457,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.goals:
+        return run_goals(args.seconds, args.max_seconds, args.name)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     faulthandler.dump_traceback_later(1800 + 4 * args.seconds, exit=True)
     home = args.node_red_dir or default_home()
