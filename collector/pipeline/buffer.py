@@ -13,6 +13,10 @@ chooses: `drop_oldest` deletes the oldest readings to take the new ones, `refuse
 it has and leaves out what does not fit; either way every reading lost is counted (`dropped`, kept in
 the file across restarts, and `on_dropped`).
 
+Recent rows stay in memory as the readings that were appended (up to `RECENT_READINGS`, the oldest
+forgotten first), so a writer keeping up takes them from there instead of reading and rebuilding them
+from the file; a row changed since (a reading set aside) or forgotten is read from the file.
+
 Two ends: `peek`/`remove_through` take the oldest readings (first in, first out); `peek_newest`/
 `remove_rows` take the newest whole rows, so an edge catching up after an outage sends fresh
 readings ahead of the backlog.
@@ -73,6 +77,7 @@ CREATE TABLE IF NOT EXISTS rejected (
 """
 
 ROW_READINGS = 1000  # readings per row at most
+RECENT_READINGS = 100_000  # readings of the newest rows kept in memory for `peek` (a few seconds' worth)
 ROW_SLOTS = 1 << 20  # positions per row (more than ROW_READINGS, so positions never collide)
 DELIVERED_KEEP = 30_000
 EDGE_BATCHES_KEEP = 100_000  # batch numbers remembered per edge
@@ -118,6 +123,8 @@ class DurableBuffer:
         self._delivered: int = self._db.execute("SELECT count(*) FROM delivered").fetchone()[0]
         found = self._db.execute("SELECT value FROM counters WHERE name = 'dropped'").fetchone()
         self._dropped: int = found[0] if found is not None else 0
+        self._recent: dict[int, Sequence[Reading]] = {}  # row number -> its readings, oldest row first
+        self._recent_count = 0
 
     @property
     def depth(self) -> int:
@@ -145,13 +152,15 @@ class DurableBuffer:
             if excess > 0 and self.when_full == "refuse_newest":
                 lost = min(excess, len(readings))
                 readings = readings[:len(readings) - lost]
-            rows = [_row(readings[i:i + ROW_READINGS]) for i in range(0, len(readings), ROW_READINGS)]
+            chunks = [readings[i:i + ROW_READINGS] for i in range(0, len(readings), ROW_READINGS)]
+            rows = [_row(chunk) for chunk in chunks]
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 made_room = 0
                 if excess > 0 and self.when_full == "drop_oldest":
                     made_room = lost = self._drop_oldest(excess)
                 self._db.executemany(_INSERT, rows)
+                last_row: int = self._db.execute("SELECT last_insert_rowid()").fetchone()[0]
                 if keys:
                     self._remember(keys)
                 if lost:
@@ -163,6 +172,9 @@ class DurableBuffer:
                 raise
             self._depth += len(readings) - made_room
             self._dropped += lost
+            if made_room:
+                self._forget_recent()
+            self._remember_recent(last_row - len(chunks) + 1, chunks)
         if lost and self.on_dropped is not None:
             self.on_dropped(lost)
 
@@ -220,17 +232,21 @@ class DurableBuffer:
         positions: list[int] = []
         readings: list[Reading] = []
         with self._lock:
-            cursor = self._db.execute(
-                "SELECT seq, start, sensors, ts, vals, qualities, states FROM batches ORDER BY seq")
+            cursor = self._db.execute("SELECT seq, start FROM batches ORDER BY seq")
             try:
-                for seq, start, *columns in cursor:
-                    row = _unpack(columns)
+                for seq, start in cursor:
                     base = seq * ROW_SLOTS
-                    for index in range(start, len(row)):
-                        reading = row[index]
-                        if reading is not None:
-                            positions.append(base + index)
-                            readings.append(reading)
+                    recent = self._recent.get(seq)
+                    if recent is not None:  # as appended: nothing in it set aside
+                        readings += recent[start:]
+                        positions += range(base + start, base + len(recent))
+                    else:
+                        row = self._row_readings(seq)
+                        for index in range(start, len(row)):
+                            reading = row[index]
+                            if reading is not None:
+                                positions.append(base + index)
+                                readings.append(reading)
                     if len(readings) >= limit:
                         break
             finally:
@@ -245,11 +261,12 @@ class DurableBuffer:
         rows: list[tuple[int, list[Reading]]] = []
         taken = 0
         with self._lock:
-            cursor = self._db.execute(
-                "SELECT seq, start, sensors, ts, vals, qualities, states FROM batches ORDER BY seq DESC")
+            cursor = self._db.execute("SELECT seq, start FROM batches ORDER BY seq DESC")
             try:
-                for seq, start, *columns in cursor:
-                    waiting = [r for r in _unpack(columns)[start:] if r is not None]
+                for seq, start in cursor:
+                    recent = self._recent.get(seq)
+                    waiting = (list(recent[start:]) if recent is not None
+                               else [r for r in self._row_readings(seq)[start:] if r is not None])
                     if rows and taken + len(waiting) > limit:
                         break
                     rows.append((seq, waiting))
@@ -279,6 +296,8 @@ class DurableBuffer:
                 self._db.execute("ROLLBACK")
                 raise
             self._depth -= removed
+            for seq in seqs:
+                self._forget_recent(seq)
             return removed
 
     def oldest_ts(self) -> float | None:
@@ -308,6 +327,8 @@ class DurableBuffer:
                 self._db.execute("ROLLBACK")
                 raise
             self._depth -= removed
+            while self._recent and next(iter(self._recent)) < seq:
+                self._forget_recent(next(iter(self._recent)))
             return removed
 
     def _remove_head(self, seq: int, index: int) -> int:
@@ -340,6 +361,7 @@ class DurableBuffer:
             if found is None:
                 return
             live, *columns = found
+            self._forget_recent(seq)  # it changes: read from the file from now on
             row = _unpack(columns)
             reading = row[index] if 0 <= index < len(row) else None
             if reading is None:
@@ -372,6 +394,29 @@ class DurableBuffer:
         """Close the database (everything committed is kept)."""
         with self._lock:
             self._db.close()
+            self._forget_recent()
+
+    def _row_readings(self, seq: int) -> list[Reading | None]:
+        """Row `seq`'s readings by index, read from the file (None where one was set aside)."""
+        columns = self._db.execute("SELECT sensors, ts, vals, qualities, states FROM batches WHERE seq = ?",
+                                   (seq,)).fetchone()
+        return _unpack(columns) if columns is not None else []
+
+    def _remember_recent(self, first: int, chunks: Sequence[Sequence[Reading]]) -> None:
+        """Keep the rows just appended (numbers `first`, `first + 1`, ...) in memory, within the bound."""
+        for offset, chunk in enumerate(chunks):
+            self._recent[first + offset] = chunk
+            self._recent_count += len(chunk)
+        while self._recent_count > RECENT_READINGS:
+            self._forget_recent(next(iter(self._recent)))
+
+    def _forget_recent(self, seq: int | None = None) -> None:
+        """Forget row `seq`'s readings in memory (every row's when None)."""
+        if seq is None:
+            self._recent.clear()
+            self._recent_count = 0
+        elif (chunk := self._recent.pop(seq, None)) is not None:
+            self._recent_count -= len(chunk)
 
     def _adopt_rows_of_one_reading(self) -> None:
         """Move readings left by a collector that kept one row per reading (table `pending`)."""

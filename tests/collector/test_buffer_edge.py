@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from collector.pipeline import buffer as buffer_module
 from collector.pipeline.buffer import DELIVERED_KEEP, BufferFull, DurableBuffer, edge_batch_key
 from pumpwatch.readings import Reading
 
@@ -114,3 +115,43 @@ def test_edge_batch_keys_outlive_a_flood_of_mqtt_keys_and_a_restart(tmp_path: Pa
     assert not again.delivered(edge_batch_key("e-1", 42))
     assert not again.delivered(edge_batch_key("e-2", 41))
     again.close()
+
+
+def _from_the_file(path: Path) -> tuple[list[int], list[Reading]]:
+    """What a buffer opened afresh on the same file (nothing in memory) gives."""
+    fresh = DurableBuffer(path)
+    try:
+        return fresh.peek(10**6)
+    finally:
+        fresh.close()
+
+
+def test_rows_kept_in_memory_give_what_the_file_gives(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(buffer_module, "RECENT_READINGS", 50)  # the older rows are forgotten in memory
+    buffer = DurableBuffer(tmp_path / "b.db")
+    for start in range(0, 120, 20):
+        buffer.append(_readings(start, 20))
+    assert buffer.peek(10**6) == _from_the_file(tmp_path / "b.db")
+    positions, readings = buffer.peek(35)
+    assert [r.value for r in readings] == [float(i) for i in range(35)]
+    buffer.remove_through(positions[-1])  # part of a row that is in memory, part of one that is not
+    assert buffer.peek(10**6) == _from_the_file(tmp_path / "b.db")
+    assert _values(buffer) == [float(i) for i in range(35, 120)]
+    newest_rows, newest = buffer.peek_newest(30)
+    assert [r.value for r in newest] == [float(i) for i in range(100, 120)]
+    buffer.remove_rows(newest_rows)
+    assert buffer.peek(10**6) == _from_the_file(tmp_path / "b.db")
+    assert buffer.depth == 65
+    buffer.close()
+
+
+def test_a_reading_set_aside_in_a_row_in_memory_is_not_given_again(tmp_path: Path) -> None:
+    buffer = DurableBuffer(tmp_path / "b.db")
+    buffer.append(_readings(0, 10))
+    positions, _ = buffer.peek(10)
+    buffer.set_aside(positions[3], "store_rejected")
+    assert _values(buffer) == [float(i) for i in range(10) if i != 3]
+    assert buffer.peek(10**6) == _from_the_file(tmp_path / "b.db")
+    assert [r.value for r in buffer.peek_newest(100)[1]] == [float(i) for i in range(10) if i != 3]
+    buffer.close()
