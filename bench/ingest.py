@@ -57,6 +57,7 @@ from collector.stores.lineprotocol import series_key
 from pumpwatch.catalog import SensorCatalog
 from pumpwatch.clock import SystemClock
 from pumpwatch.mqtturl import BrokerAddress
+from pumpwatch.runtime import favour_event_loop
 from pumpwatch.settings import CollectorSettings, InfluxSettings, MqttSettings, Settings
 from pumpwatch.site import Site
 from pumpwatch.sitefile import parse_site
@@ -405,7 +406,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="the collector's writer batch size (default: the setting's default, 5000)")
     parser.add_argument("--switch-interval", type=float, default=None,
                         help="sys.setswitchinterval for the collector process, s (diagnostic; "
-                             "Python's default is 0.005)")
+                             "default the roles' 0.0005, pumpwatch.runtime; Python's is 0.005)")
     parser.add_argument("--commit-window", type=float, default=None,
                         help="the pipeline's group-commit window, s (diagnostic; default the pipeline's)")
     parser.add_argument("--watchdog", type=float, default=1800.0,
@@ -427,6 +428,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.switch_interval is not None:
         sys.setswitchinterval(args.switch_interval)
+    else:
+        favour_event_loop()  # as every `pumpwatch` role runs
     # A benchmark stops by itself: dump every thread's stack and exit if a run hangs.
     faulthandler.dump_traceback_later(args.watchdog, exit=True)
     state_dir = Path(tempfile.mkdtemp(prefix="pumpwatch-bench-ingest-"))

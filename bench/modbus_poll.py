@@ -53,6 +53,7 @@ from collector.service import CollectorService
 from collector.sources.modbus import DevicePoller, ModbusCollector
 from pumpwatch.clock import SystemClock
 from pumpwatch.readings import Reading
+from pumpwatch.runtime import favour_event_loop
 from pumpwatch.settings import CollectorSettings, Settings
 from pumpwatch.site import DataType, ModbusDevice, ModbusPoint, Site, Table
 from pumpwatch.sitefile import parse_site
@@ -396,6 +397,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     modes = ["sink", "service"] if args.mode == "both" else [args.mode]
+    favour_event_loop()  # the collector runs in this process, as every `pumpwatch` role runs
     # A benchmark stops by itself: dump every thread's stack and exit if a run hangs.
     faulthandler.dump_traceback_later(120 + len(modes) * (args.seconds + 60), exit=True)
     proc, conn, ports = spawn_servers(args)

@@ -56,6 +56,7 @@ from bench.nodered import NodeRedProcess, default_home, install, peak_rss_mb, re
 from bench.nodered_flows import JOIN_MESSAGES, modbus_flow, mqtt_flow
 from collector.service import CollectorService
 from pumpwatch.clock import SystemClock
+from pumpwatch.runtime import favour_event_loop
 from pumpwatch.settings import CollectorSettings, InfluxSettings, Settings
 from pumpwatch.site import ModbusDevice
 from tests.support.services import HOST, InfluxDB, Mosquitto
@@ -150,6 +151,7 @@ def measure_modbus(args: argparse.Namespace, devices: Sequence[ModbusDevice], ur
 def collector_main(devices: list[ModbusDevice], url: str, database: str, state_dir: Path) -> None:
     """PumpWatch's CollectorService polling the devices into InfluxDB until interrupted (own process)."""
     logging.basicConfig(level=logging.WARNING)
+    favour_event_loop()  # as every `pumpwatch` role runs
     settings = Settings(influx=InfluxSettings(url=url, database=database),
                         collector=CollectorSettings(state_dir=state_dir))
     service = CollectorService(modbus_poll.bench_site(devices), settings, SystemClock(), None)
@@ -459,6 +461,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.goals:
         return run_goals(args.seconds, args.max_seconds, args.name)
+    favour_event_loop()  # the ingest phases' collector runs in this process, as every `pumpwatch` role runs
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     faulthandler.dump_traceback_later(1800 + 4 * args.seconds, exit=True)
     home = args.node_red_dir or default_home()

@@ -45,7 +45,7 @@ from collector.publishers.alarms import AlarmPublisher
 from collector.publishers.forward import AlarmForwarder, AlarmOutbox
 from collector.publishers.live import LivePublisher
 from collector.rules.engine import AlarmEngine
-from collector.rules.memory import AlarmMemory
+from collector.rules.memory import AlarmMemory, MemorySaver
 from collector.rules.rulebook import Rulebook
 from collector.sources import ESTATE_BUILDERS, SHARED_BUILDERS
 from collector.sources.base import CommandTarget, Source, SourceBuilder, SourceContext
@@ -203,6 +203,7 @@ class CollectorService:
             uplink=link,
             forwarder=forwarder,
         )
+        self.memory_saver = MemorySaver()  # every estate's alarm memory, written off the event loop
         self.group: ShareGroup | None = None
         if grouped and broker is not None and cfg.share_group is not None:
             self.group = ShareGroup(broker, cfg.share_group, cfg.client_id, rules,
@@ -238,7 +239,7 @@ class CollectorService:
         engine = AlarmEngine(rules, self.clock, transport=SystemClock(), history=rulebook.history,
                              bus=self.parts.alarm_bus,
                              memory=AlarmMemory(memory_path(self.settings.collector.state_dir, estate),
-                                                estate))
+                                                estate, self.memory_saver))
         context = replace(self._context, site=site if edge is not None else centre_devices(site))
         sources = [source for build in ESTATE_BUILDERS for source in build(context)]
         return EstateParts(site, engine, sources)
@@ -400,6 +401,7 @@ class CollectorService:
             if self.live_publisher is not None:
                 self.live_publisher.stop()
             await asyncio.to_thread(p.pipeline.stop)
+            await asyncio.to_thread(self.memory_saver.close)
             await p.store.close()
             if p.forwarder is not None:
                 p.forwarder.outbox.close()

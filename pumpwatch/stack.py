@@ -127,6 +127,7 @@ async def run_stack(portfolio: Site | Portfolio, settings: Settings, options: St
             edge_collector = CollectorService(portfolio, settings, clock, None)
             metrics = await _start_metrics(settings, edge_collector, stack)
             print(_banner(site, settings, None, False, options, (), edge_collector, metrics), flush=True)
+            favour_event_loop()
             settle_heap()
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(edge_collector.run(), name="collector")
@@ -171,8 +172,7 @@ async def run_stack(portfolio: Site | Portfolio, settings: Settings, options: St
         if scheduler is not None:
             print(f"Inspection scheduler: {len(scheduler.plans)} plans, state in "
                   f"{scheduler.engine.url.render_as_string(hide_password=True)}", flush=True)
-        if api is not None:
-            favour_event_loop()
+        favour_event_loop()
         settle_heap()  # every role's deployment is loaded: kept out of the collector's scans from now
         async with asyncio.TaskGroup() as tasks:
             if watcher is not None:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import threading
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from collector.rules.conditions import AllOf, AnyOf, Compare, Silent, StateIn, Still
 from collector.rules.engine import AlarmEngine, AlarmRule, Level
-from collector.rules.memory import AlarmMemory
+from collector.rules.memory import AlarmMemory, MemorySaver
 from collector.rules.rulebook import Rulebook
 from pumpwatch.alarm_events import AlarmAction, AlarmEvent, AlarmKey
 from pumpwatch.clock import FakeClock
@@ -287,6 +289,52 @@ async def test_a_remembered_alarm_without_its_rule_is_cleared_and_a_broken_file_
     path.write_text('[{"action": "raised", "asset": ', encoding="utf-8")
     assert AlarmMemory(path).raised == {}
     assert path.with_suffix(".broken").exists()
+
+
+async def test_the_saver_writes_memories_off_the_caller_and_everything_before_it_closes(
+        tmp_path: Path) -> None:
+    writers: list[str] = []
+
+    class Watched(AlarmMemory):
+        def write(self) -> None:
+            writers.append(threading.current_thread().name)
+            super().write()
+
+    saver = MemorySaver()
+    north = Watched(tmp_path / "north.json", "north", saver)
+    south = AlarmMemory(tmp_path / "south.json", "south", saver)
+    clock = FakeClock()
+    engine = AlarmEngine([temperature_rule()], clock, history={"t": 700}, memory=north)
+    engine.on_readings([Reading("t", clock.now(), 140)])
+    await clock.advance(30)
+    engine.evaluate_all()
+    saver.flush()
+    assert set(AlarmMemory(tmp_path / "north.json").raised) == {KEY}
+    assert writers == ["pumpwatch-alarm-memory"]  # not on the engine's (the event loop's) thread
+    raised = AlarmEvent(AlarmAction.RAISED, AlarmKey("s-p1", "leak", "south"), Severity.CRITICAL, clock.now(),
+                        "dom", MSG, 1.0, "leak")
+    south.remember(raised)
+    engine.on_readings([Reading("t", clock.now(), 90)])  # the north alarm clears
+    saver.close()  # what waits is written before the collector stops
+    assert AlarmMemory(tmp_path / "north.json").raised == {}
+    assert set(AlarmMemory(tmp_path / "south.json").raised) == {raised.key}
+    south.remember(replace(raised, action=AlarmAction.CLEARED))  # closed: written before remember returns
+    assert AlarmMemory(tmp_path / "south.json").raised == {}
+
+
+def test_a_memory_the_saver_cannot_write_is_counted_and_the_others_still_are(tmp_path: Path) -> None:
+    (tmp_path / "north.tmp").mkdir()  # where the north file's new version would be written
+    saver = MemorySaver()
+    broken = AlarmMemory(tmp_path / "north.json", "north", saver)
+    fine = AlarmMemory(tmp_path / "south.json", "south", saver)
+    event = AlarmEvent(AlarmAction.RAISED, AlarmKey("p1", "leak", "north"), Severity.CRITICAL, 1.0, "dom",
+                       MSG, 1.0, "leak")
+    broken.remember(event)
+    fine.remember(replace(event, key=AlarmKey("p1", "leak", "south")))
+    saver.close()
+    assert saver.failures == 1
+    assert set(AlarmMemory(tmp_path / "south.json").raised) == {AlarmKey("p1", "leak", "south")}
+    assert not (tmp_path / "north.json").exists()
 
 
 async def test_fresh_data_skips_a_quiet_no_data_rule_but_still_clears_a_raised_one() -> None:
