@@ -96,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--devices", type=int, default=20, help="background devices (default 20)")
     parser.add_argument("--roles", choices=("up", "split"), default="up",
                         help="one `pumpwatch up` process, or `collect` and `serve` apart (default up)")
+    parser.add_argument("--name", default="alarm_latency", help="results file bench/results/<name>.json")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from maintenance.auth import AuthService
@@ -197,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"target p99 <= {TARGET_P99_MS:.0f} ms: {'MET' if p99 <= TARGET_P99_MS else 'NOT MET'}")
     if status:
         print(status[-1])
-    path = write_results("alarm_latency", {
+    path = write_results(args.name, {
         "benchmark": "alarm_latency", "command": "python -m bench.alarm_latency", "machine": machine(),
         "load_readings_per_s": args.load, "probes": args.probes, "roles": args.roles,
         "latency_ms": {name: {"samples": len(v), "p50": percentile(v, 50), "p99": percentile(v, 99),

@@ -129,13 +129,15 @@ def goal_rows(done: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     generators = [_generator(done[n]["results"], n) for n in done
                   if n.startswith(("steady_", "max_")) and "results" in done[n]]
     if generators:
-        worst = max(g["us_per_message"] for g in generators)
-        short = [g["phase"] for g in generators if g["max"] and not g["offered_more"]]
+        at_max = [g for g in generators if g["max"]]
+        per_message = max((g["us_per_message"] for g in at_max), default=math.nan)
+        busiest = max(g["busiest_process_pct_of_core"] for g in generators)
         rows.append({"goal": "6. load generators not the bottleneck", "run": "every ingest phase",
-                     "pumpwatch": f"publishers <= {worst:.1f} µs CPU per message",
+                     "pumpwatch": f"at max rate {per_message:.1f} µs CPU per message; the busiest publisher "
+                                  f"process of any phase {busiest:.0f} % of a core",
                      "nodered": "", "ratio": math.nan,
-                     "target": "at max rate they offer more than either subscriber takes",
-                     "met": not short, "others": math.nan,
+                     "target": "at max rate they offer more than PumpWatch stores",
+                     "met": all(g["offered_more"] for g in at_max), "others": math.nan,
                      "detail": generators})
     return rows
 
@@ -211,13 +213,15 @@ def _api(r: dict[str, Any]) -> dict[str, Any]:
 
 
 def _generator(r: dict[str, Any], phase: str) -> dict[str, Any]:
-    """The publishers of one ingest phase: CPU per message, and (at max rate) whether they offered
-    more than PumpWatch stored, so that the collector, not the load, set the rate."""
+    """The publishers of one ingest phase: CPU per message and per process, and whether they offered
+    more than PumpWatch stored (at max rate: the collector, not the load, set the rate)."""
     p = r["ingest"]["pumpwatch"]
     messages = p["messages_published"] or 1
+    seconds = p["readings_published"] / p["publish_rate"] if p["publish_rate"] else math.nan
+    per_process = (p.get("publisher") or {}).get("cpu_s_per_process") or [p["publisher_cpu_s"]]
     return {"phase": phase, "max": phase.startswith("max_"),
             "us_per_message": 1e6 * p["publisher_cpu_s"] / messages,
-            "publisher": p.get("publisher"),
+            "busiest_process_pct_of_core": 100 * max(per_process) / seconds if seconds else math.nan,
             "offered_readings_per_s": p["publish_rate"], "stored_readings_per_s": p["sustained_rate"],
             "offered_more": p["publish_rate"] > p["sustained_rate"]}
 

@@ -13,7 +13,8 @@ def ingest(pw_cpu: float, nr_cpu: float, pw_rate: float, nr_rate: float, *, valu
     """A `bench.peers --phases ingest` results file, reduced to what the table reads."""
     pumpwatch = {"collector_cpu_us_per_reading": pw_cpu, "lost": lost, "sustained_rate": pw_rate,
                  "foreign_cpu_pct_of_core": 3.0, "messages_published": 1000, "publisher_cpu_s": 0.01,
-                 "publish_rate": offered, "publisher": {"kind": "mqttjs"}}
+                 "readings_published": 5 * offered, "publish_rate": offered,
+                 "publisher": {"kind": "mqttjs", "cpu_s_per_process": [1.0, 3.0]}}
     nodered = {"cpu_us_per_reading": nr_cpu, "lost": 0, "sustained_rate": nr_rate,
                "foreign_cpu_pct_of_core": 5.0}
     return {"settings": {"values_per_message": values},
@@ -54,6 +55,7 @@ def test_every_goal_is_judged_from_its_phase() -> None:
     assert rows["api_latency"]["met"] is True
     generators = rows["every ingest phase"]
     assert generators["met"] is True  # at max rate both phases offered more than PumpWatch stored
+    assert "publisher process of any phase 60 % of a core" in generators["pumpwatch"]  # 3 CPU s in 5 s
 
 
 def test_a_max_rate_phase_that_lost_readings_or_outran_its_load_is_not_met() -> None:
