@@ -21,6 +21,11 @@ Two ends: `peek`/`remove_through` take the oldest readings (first in, first out)
 `remove_rows` take the newest whole rows, so an edge catching up after an outage sends fresh
 readings ahead of the backlog.
 
+Removing what the store has is the one commit that does not wait for the disk (`synchronous=NORMAL`
+for it alone): should the machine lose power before the next commit's fsync carries it, the rows come
+back and are written again, and the store keeps one point per series and timestamp. Every other
+commit is on disk before it returns.
+
 Delivery keys: a source may commit a key with its readings (an MQTT message's packet id and digest),
 so a message the broker delivers again after a crash is recognised and not stored twice. The newest
 `DELIVERED_KEEP` keys are kept (fewer than MQTT's 65535 packet ids, so a reused id is never mistaken).
@@ -30,11 +35,12 @@ each edge, so a busy MQTT intake never pushes out the record of a batch an edge 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import threading
 from array import array
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -283,18 +289,13 @@ class DurableBuffer:
         if not seqs:
             return 0
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
+            with self._forgetting():
                 removed = 0
                 for seq in seqs:
                     found = self._db.execute("SELECT live FROM batches WHERE seq = ?", (seq,)).fetchone()
                     if found is not None:
                         removed += int(found[0])
                         self._db.execute("DELETE FROM batches WHERE seq = ?", (seq,))
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
             self._depth -= removed
             for seq in seqs:
                 self._forget_recent(seq)
@@ -316,20 +317,33 @@ class DurableBuffer:
         """Forget every reading up to and including `position` (the store has them); returns how many."""
         seq, index = divmod(position, ROW_SLOTS)
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
+            with self._forgetting():
                 removed: int = self._db.execute(
                     "SELECT coalesce(sum(live), 0) FROM batches WHERE seq < ?", (seq,)).fetchone()[0]
                 self._db.execute("DELETE FROM batches WHERE seq < ?", (seq,))
                 removed += self._remove_head(seq, index)
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
             self._depth -= removed
             while self._recent and next(iter(self._recent)) < seq:
                 self._forget_recent(next(iter(self._recent)))
             return removed
+
+    @contextlib.contextmanager
+    def _forgetting(self) -> Iterator[None]:
+        """A transaction that only forgets what the store has, not waiting for the disk (see the module).
+
+        The connection waits for the disk again afterwards, whatever happened.
+        """
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        finally:
+            self._db.execute("PRAGMA synchronous=FULL")
 
     def _remove_head(self, seq: int, index: int) -> int:
         """Within row `seq`, forget the entries up to `index`; returns how many were waiting."""

@@ -258,3 +258,15 @@ class AnyOf:
         if True in results:
             return True
         return None if None in results else False
+
+
+def timed(condition: Condition) -> bool:
+    """Whether the answer can change with time alone, with no new reading: a no-data test.
+
+    Every other condition reads the view only, and the view changes only with readings (windows are
+    measured back from the newest reading, not from now), so its answer stands until the next one.
+    A condition of an unknown kind counts as timed.
+    """
+    if isinstance(condition, (AllOf, AnyOf)):
+        return any(timed(part) for part in condition.conditions)
+    return not isinstance(condition, (Compare, StateIn, Change, FastChange, Still))

@@ -10,6 +10,11 @@ shared-subscription group speaks for the estate (`collector.group`), and this en
 alarm events that one announces (`follow`), so its alarm state and memory stay current. Given the word
 (`speak`), it evaluates from that state; a no-data rule first waits one of its periods
 (`SensorView.taken_over`), as the view had only this collector's share of the readings.
+
+The timer evaluates only what time alone can change: rules with a no-data test, and rules that are
+raised, counting down a duration or silenced. A quiet rule of thresholds, states or changes gives the
+same answer until its sensors' next reading, which evaluates it anyway; the first tick, and the first
+after a muted engine speaks again (its view moved without evaluations), evaluate every rule.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from collector.rules.conditions import Condition, SensorView, Silent
+from collector.rules.conditions import Condition, SensorView, Silent, timed
 from collector.rules.memory import AlarmMemory
 from pumpwatch.alarm_events import SEVERITY_RANK, AlarmAction, AlarmEvent, AlarmKey
 from pumpwatch.bus import LiveBus
@@ -56,6 +61,11 @@ class AlarmRule:
     def sensors(self) -> frozenset[str]:
         """Every sensor any level reads."""
         return frozenset().union(*(lvl.condition.sensors for lvl in self.levels))
+
+    @cached_property
+    def timed(self) -> bool:
+        """A level's answer can change with time alone (a no-data test): the timer always evaluates it."""
+        return any(timed(lvl.condition) for lvl in self.levels)
 
     @cached_property
     def silence_only(self) -> bool:
@@ -101,6 +111,10 @@ class AlarmEngine:
         self.watched = frozenset(self._by_sensor) | {r.sensor for r in self.rules if r.sensor}
         self.evaluations = 0
         self.speaking = True
+        self._sweep = True  # the next tick evaluates every rule (see the module)
+        # The timer's rules: those time can change first, then the others with their state.
+        self._timed = [rule for rule in self.rules if rule.timed]
+        self._timeless = [(rule, self._states[rule.key]) for rule in self.rules if not rule.timed]
         self.memory = memory
         self._orphans: list[AlarmEvent] = []  # remembered alarms no rule raises any more
         if memory is not None:
@@ -129,7 +143,7 @@ class AlarmEngine:
                 self._evaluate(rule, now, state)
 
     def evaluate_all(self) -> None:
-        """Evaluate every rule now (the timer's job); a muted engine evaluates nothing."""
+        """The timer's job: evaluate every rule time can change (see the module); a muted engine nothing."""
         if not self.speaking:
             return
         now = self.clock.now()
@@ -137,8 +151,13 @@ class AlarmEngine:
             last = self._orphans.pop()
             self._emit(AlarmEvent(AlarmAction.CLEARED, last.key, last.severity, now, last.room,
                                   last.message, None, last.sensor))
-        for rule in self.rules:
+        sweep, self._sweep = self._sweep, False
+        silenced = self.silenced
+        for rule in self._timed:
             self._evaluate(rule, now)
+        for rule, state in self._timeless:
+            if sweep or state.severity is not None or state.since or (silenced and rule.key in silenced):
+                self._evaluate(rule, now, state)
 
     async def run(self) -> None:
         """Evaluate every rule once per tick until cancelled."""
@@ -162,6 +181,7 @@ class AlarmEngine:
         if self.speaking:
             return False
         self.speaking = True
+        self._sweep = True
         self.view.taken_over = self.view.transport.now()
         return True
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from collector.rules.conditions import AllOf, AnyOf, Compare, Silent, StateIn, Still
+from collector.rules.conditions import AllOf, AnyOf, Compare, Silent, StateIn, Still, timed
 from collector.rules.engine import AlarmEngine, AlarmRule, Level
 from collector.rules.memory import AlarmMemory, MemorySaver
 from collector.rules.rulebook import Rulebook
@@ -430,3 +430,50 @@ def test_a_reading_heard_twice_changes_the_view_once_when_only_newer_ones_count(
     assert rig.engine.view.update([Reading("t", 4.0, 90)], only_newer=True) == set()
     assert rig.engine.view.update([Reading("t", 6.0, 116)], only_newer=True) == {"t"}
     assert rig.engine.view.update([Reading("t", 6.0, 117)]) == {"t"}  # the pipeline's own: kept, as before
+
+
+def test_only_a_no_data_test_can_change_with_time_alone() -> None:
+    still, silent = Still("t", 60), Silent(frozenset({"t"}), 30)
+    assert not timed(Compare("t", 1, above=True))
+    assert not timed(StateIn("sw", frozenset({2})))
+    assert not timed(AllOf([still, AnyOf([Compare("t", 1, above=True)])]))
+    assert timed(silent)
+    assert timed(AnyOf([Compare("t", 1, above=True), AllOf([silent])]))
+
+
+async def test_the_timer_evaluates_what_time_can_change_and_leaves_quiet_thresholds_to_their_readings(
+) -> None:
+    no_data = AlarmRule(AlarmKey("dom-p1", "no_data"), "dom", MSG,
+                        (Level(Severity.MAJOR, Silent(frozenset({"t"}), 600)),))
+    rig = Rig(temperature_rule(), no_data)
+    rig.feed("t", 100)
+    before = rig.engine.evaluations
+    await rig.wait(1)  # the first tick evaluates every rule
+    assert rig.engine.evaluations - before == 2
+    before = rig.engine.evaluations
+    await rig.wait(10)
+    assert rig.engine.evaluations - before == 10  # the no-data rule only: the threshold stays quiet
+    rig.feed("t", 115)  # holding: the timer counts its duration down
+    before = rig.engine.evaluations
+    await rig.wait(60)
+    assert rig.engine.evaluations - before == 120
+    assert rig.actions() == [("raised", "major")]
+    await rig.wait(5)  # raised: evaluated every tick (peak, hysteresis)
+    rig.feed("t", 90)
+    assert rig.actions() == [("raised", "major"), ("cleared", "major")]
+    before = rig.engine.evaluations
+    await rig.wait(5)
+    assert rig.engine.evaluations - before == 5
+
+
+async def test_a_muted_engine_that_speaks_again_evaluates_every_rule_at_the_next_tick() -> None:
+    rule = AlarmRule(KEY, "dom", MSG, (Level(Severity.MAJOR, Compare("t", 110, above=True)),), sensor="t")
+    rig = Rig(rule)
+    await rig.wait(1)  # the first sweep: no value yet
+    rig.engine.mute()
+    rig.feed("t", 115)  # the view moves, nothing is evaluated, and the speaker's raise went elsewhere
+    await rig.wait(3)
+    assert rig.events == []
+    rig.engine.speak()
+    await rig.wait(1)  # no new reading: the tick finds the threshold crossed
+    assert rig.actions() == [("raised", "major")]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -155,3 +156,25 @@ def test_a_reading_set_aside_in_a_row_in_memory_is_not_given_again(tmp_path: Pat
     assert buffer.peek(10**6) == _from_the_file(tmp_path / "b.db")
     assert [r.value for r in buffer.peek_newest(100)[1]] == [float(i) for i in range(10) if i != 3]
     buffer.close()
+
+
+def test_forgetting_what_the_store_has_leaves_every_other_commit_waiting_for_the_disk(
+        tmp_path: Path) -> None:
+    buffer = DurableBuffer(tmp_path / "b.db")
+    full = 2  # SQLite's synchronous=FULL
+    buffer.append(_readings(0, 30))
+    positions, _ = buffer.peek(10)
+    assert buffer.remove_through(positions[-1]) == 10
+    assert buffer._db.execute("PRAGMA synchronous").fetchone()[0] == full
+    rows, newest = buffer.peek_newest(1)
+    assert buffer.remove_rows(rows) == len(newest) == 20
+    assert buffer._db.execute("PRAGMA synchronous").fetchone()[0] == full
+    buffer.append(_readings(30, 5))
+    # a removal that fails rolls back and leaves FULL in force
+    with pytest.raises(sqlite3.Error), buffer._lock, buffer._forgetting():
+        buffer._db.execute("DELETE FROM no_such_table")
+    assert buffer._db.execute("PRAGMA synchronous").fetchone()[0] == full
+    buffer.close()
+    reopened = DurableBuffer(tmp_path / "b.db")
+    assert _values(reopened) == [float(i) for i in range(30, 35)]
+    reopened.close()
