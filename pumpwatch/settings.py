@@ -54,8 +54,9 @@ class CollectorSettings(BaseModel):
     catch_up_depth: int = Field(100_000, ge=0, description="readings waiting for a reachable store at "
                                 "which MQTT acknowledgements wait until half are written (0: never)")
     batch_size: int = Field(5000, ge=1, le=100_000)
-    write_linger: float = Field(0.25, ge=0, le=5, description="seconds the writer waits after a short batch "
-                                "so small commits are written together")
+    write_linger: float = Field(1.0, ge=0, le=5, description="seconds the writer waits after a short batch "
+                                "so small commits are written together (the live board and the alarm "
+                                "rules do not wait for the store; the history lags by at most this)")
     client_id: str = "pumpwatch-collector"
     share_group: str | None = Field(None, description="MQTT shared-subscription group for several collectors "
                                     "(the broker spreads the messages over them; each member's rules also "
