@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 import struct
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pumpwatch.site import (
     MAX_DECIMALS,
@@ -57,6 +57,16 @@ class PointCodec:
     offset: float
     bit: int | None
     count: int
+    # Formats worked out once per point: its registers as bytes in the device's byte order, and its
+    # value type ("" for a bit). `struct` caches what they compile to.
+    _words: str = field(init=False, repr=False, compare=False)
+    _value: str = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        order = ">" if self.byte_order is ByteOrder.BIG else "<"
+        object.__setattr__(self, "_words", f"{order}{self.count}H")
+        code = _STRUCT.get(self.type)
+        object.__setattr__(self, "_value", ">" + code if code else "")
 
     @classmethod
     def for_point(cls, point: ModbusPoint, device: ModbusDevice) -> PointCodec:
@@ -79,8 +89,8 @@ class PointCodec:
             word = registers[0]
             raw = float((word >> self.bit) & 1 if self.bit is not None else (1 if word else 0))
             return raw  # bits are states: never scaled
-        raw_bytes = self._to_bytes(registers)
-        value = float(struct.unpack(">" + _STRUCT[self.type], raw_bytes)[0])
+        words = registers if self.word_order is ByteOrder.BIG else registers[::-1]
+        value = float(struct.unpack(self._value, struct.pack(self._words, *[w & 0xFFFF for w in words]))[0])
         if not math.isfinite(value):
             raise RegisterValueError(f"{self.type} registers hold {value}")
         if decimals:
@@ -116,11 +126,6 @@ class PointCodec:
             except OverflowError as err:
                 raise RegisterValueError(f"{value} does not fit {self.type}") from err
         return self._from_bytes(packed)
-
-    def _to_bytes(self, registers: list[int]) -> bytes:
-        words = registers if self.word_order is ByteOrder.BIG else registers[::-1]
-        fmt = ">H" if self.byte_order is ByteOrder.BIG else "<H"
-        return b"".join(struct.pack(fmt, w & 0xFFFF) for w in words)
 
     def _from_bytes(self, data: bytes) -> list[int]:
         fmt = ">H" if self.byte_order is ByteOrder.BIG else "<H"
