@@ -143,7 +143,7 @@ class AlarmEngine:
                 self._evaluate(rule, now, state)
 
     def evaluate_all(self) -> None:
-        """The timer's job: evaluate every rule time can change (see the module); a muted engine nothing."""
+        """The timer's job: evaluate the rules time can change (see the module); a muted engine, none."""
         if not self.speaking:
             return
         now = self.clock.now()
@@ -160,7 +160,7 @@ class AlarmEngine:
                 self._evaluate(rule, now, state)
 
     async def run(self) -> None:
-        """Evaluate every rule once per tick until cancelled."""
+        """The timer: `evaluate_all` once per tick until cancelled."""
         while True:
             await self.clock.sleep(self.tick)
             try:
