@@ -183,7 +183,7 @@ class EstateRules:
                 log.exception("alarm evaluation of estate %s failed", estate)
 
     async def run(self) -> None:
-        """Evaluate every estate's rules once per tick until cancelled."""
+        """The timer: every estate's engine evaluates what time can change, once per tick, until cancelled."""
         while True:
             await self.clock.sleep(self.tick)
             self.evaluate_all()
