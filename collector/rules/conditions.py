@@ -7,6 +7,7 @@ its alarm is already raised, so it clears only past its hysteresis band.
 from __future__ import annotations
 
 import math
+from bisect import bisect_right
 from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -18,10 +19,15 @@ from pumpwatch.readings import Quality, Reading
 _UNUSABLE = (Quality.DEVICE_ERROR, Quality.STALE)
 
 
+def _time(point: tuple[float, float]) -> float:
+    return point[0]
+
+
 @dataclass
 class _Track:
     points: deque[tuple[float, float]] = field(default_factory=deque)
     seen_at: float | None = None  # when the newest usable reading arrived (transport clock)
+    run: int = 0  # how many of the newest points hold the newest value (a flatline is asked in O(1))
 
 
 class SensorView:
@@ -51,10 +57,13 @@ class SensorView:
             points = track.points
             if points and (r.ts < points[-1][0] or (only_newer and r.ts == points[-1][0])):
                 continue  # late arrival: the newest value stands
+            track.run = track.run + 1 if points and points[-1][1] == r.value else 1
             points.append((r.ts, r.value))
             horizon = r.ts - self.keep.get(r.sensor, 0.0)
             while len(points) > 2 and points[1][0] <= horizon:
                 points.popleft()  # keep one point at or before the horizon for change()
+            if track.run > len(points):
+                track.run = len(points)
             track.seen_at = received
             changed.add(r.sensor)
         return changed
@@ -78,11 +87,9 @@ class SensorView:
         horizon = newest_ts - window
         if track.points[0][0] > horizon:
             return None
-        before = track.points[0][1]
-        for ts, value in track.points:
-            if ts > horizon:
-                break
-            before = value
+        # The newest point at or before the horizon (a binary search: the window may be a short part
+        # of what the view keeps for the sensor's other rules).
+        before = track.points[bisect_right(track.points, horizon, key=_time) - 1][1]
         return newest - before
 
     def still(self, sensor: str, window: float) -> bool | None:
@@ -90,10 +97,15 @@ class SensorView:
         track = self._tracks.get(sensor)
         if not track or len(track.points) < 3:
             return None
-        newest_ts, newest = track.points[-1]
-        if track.points[0][0] > newest_ts - window:
+        points = track.points
+        newest_ts, newest = points[-1]
+        horizon = newest_ts - window
+        if points[0][0] > horizon:
             return None
-        return all(value == newest for ts, value in track.points if ts >= newest_ts - window)
+        if newest != newest:  # NaN equals nothing, itself included
+            return False
+        # Flat over the window: the newest point that differs (just before the run) is older than it.
+        return track.run >= len(points) or points[len(points) - track.run - 1][0] < horizon
 
 
 class Condition(Protocol):

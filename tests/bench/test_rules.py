@@ -12,3 +12,10 @@ def test_the_timer_tick_of_a_quiet_site_evaluates_its_no_data_rules_only() -> No
     assert result["tick_rules_evaluated"] == 2
     assert result["batch_us_per_reading"] > 0
     assert result["tick_ms"] > 0
+
+
+def test_steady_values_are_measured_too() -> None:
+    result = measure(devices=1, registers=3, seconds=30, repeats=3, values="steady")
+    assert result["values"] == "steady"
+    assert result["rules"] == 4
+    assert result["batch_us_per_reading"] > 0
