@@ -447,6 +447,17 @@ async function boot() {
     el.hidden = status === 'idle' || !ctx.me;
     if (status === 'down' || status === 'stale') announce(liveText(status));
   });
+  // The phone's bottom bar shows the outbox's count. It is drawn again only when that changed, and the link
+  // that had the keyboard's focus keeps it: a sync every 20 s took a keyboard user's place away.
+  const refreshBottomNav = () => {
+    const old = document.getElementById('bottom-nav');
+    if (!old) return;
+    const fresh = bottomNav(ctx, ctx.navEntries || [], outboxState);
+    if (fresh.outerHTML === old.outerHTML) return;
+    const focused = old.contains(document.activeElement) ? document.activeElement.dataset.bottomNav : null;
+    old.replaceWith(fresh);
+    if (focused) fresh.querySelector(`[data-bottom-nav="${focused}"]`)?.focus();
+  };
   onOutboxChange((sum) => {
     const before = outboxState;
     outboxState = sum;
@@ -454,7 +465,7 @@ async function boot() {
     const fresh = syncPill();
     if (old && fresh) {
       old.replaceWith(fresh);
-      document.getElementById('bottom-nav')?.replaceWith(bottomNav(ctx, ctx.navEntries || [], outboxState));
+      refreshBottomNav();
     } else renderHeader();
     if (sum.conflicts + sum.failed > before.conflicts + before.failed) toast(t('sync.conflictToast'), 'error');
     if (sum.synced.length && !sum.pending && before.pending) announce(t('sync.pill.synced'));
