@@ -61,12 +61,19 @@ class PointCodec:
     # value type ("" for a bit). `struct` caches what they compile to.
     _words: str = field(init=False, repr=False, compare=False)
     _value: str = field(init=False, repr=False, compare=False)
+    # A 16-bit integer is worked out without `struct`: whether its bytes swap, whether it is signed.
+    _word: bool = field(init=False, repr=False, compare=False)
+    _swap: bool = field(init=False, repr=False, compare=False)
+    _signed: bool = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         order = ">" if self.byte_order is ByteOrder.BIG else "<"
         object.__setattr__(self, "_words", f"{order}{self.count}H")
         code = _STRUCT.get(self.type)
         object.__setattr__(self, "_value", ">" + code if code else "")
+        object.__setattr__(self, "_word", self.type in (DataType.UINT16, DataType.INT16))
+        object.__setattr__(self, "_swap", self.byte_order is ByteOrder.LITTLE)
+        object.__setattr__(self, "_signed", self.type is DataType.INT16)
 
     @classmethod
     def for_point(cls, point: ModbusPoint, device: ModbusDevice) -> PointCodec:
@@ -80,6 +87,20 @@ class PointCodec:
             bit=point.bit,
             count=point.register_count,
         )
+
+    def decode_at(self, words: Sequence[int], start: int, decimals: int = 0) -> float:
+        """`decode` of this point's registers inside a read's `words`, from index `start`."""
+        if not self._word:
+            return self.decode(list(words[start : start + self.count]), decimals)
+        if not 0 <= start < len(words):
+            raise RegisterValueError(f"{self.type} needs 1 register at {start}, the read has {len(words)}")
+        word = words[start] & 0xFFFF
+        if self._swap:
+            word = ((word & 0xFF) << 8) | (word >> 8)
+        value = float(word - 0x10000 if self._signed and word & 0x8000 else word)
+        if decimals:
+            value = value / 10**decimals if decimals > 0 else value * 10**-decimals
+        return value * self.scale + self.offset
 
     def decode(self, registers: list[int], decimals: int = 0) -> float:
         """Registers (or one bit as 0/1) -> engineering value (raw * scale * 10^-decimals + offset)."""

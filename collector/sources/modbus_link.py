@@ -3,7 +3,8 @@
 A `Link` sends one request at a time for a unit and turns every way it can fail into the project's
 errors: `DeviceError` when the device answered with an exception code, `SourceUnavailable` when it
 did not answer or the connection is gone. `TcpLink` is one device's own connection (Modbus TCP,
-as before buses existed); `collector.sources.modbus_bus.BusLink` is a line shared by many units.
+on PumpWatch's own client `collector.sources.modbus_tcp`); `collector.sources.modbus_bus.BusLink`
+is a line shared by many units (pymodbus, for its RTU and ASCII framers and serial ports).
 """
 
 from __future__ import annotations
@@ -12,10 +13,21 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.client.base import ModbusBaseClient
 from pymodbus.exceptions import ModbusException
 
+from collector.sources.modbus_pdu import (
+    ExceptionResponse,
+    MalformedResponse,
+    read_request,
+    read_response,
+    write_request,
+    write_response,
+)
+from collector.sources.modbus_pdu import (
+    exception_text as pdu_exception_text,
+)
+from collector.sources.modbus_tcp import ModbusTcpClient
 from pumpwatch.errors import SourceUnavailable
 from pumpwatch.site import ModbusDevice, Table
 
@@ -95,25 +107,22 @@ async def call(request: Callable[[], Awaitable[Any]], within: float) -> Any:
 def exception_text(resp: Any) -> str:
     """A Modbus exception response in words."""
     code = getattr(resp, "exception_code", None)
-    names = {1: "illegal function", 2: "illegal data address", 3: "illegal data value",
-             4: "device failure", 5: "acknowledge", 6: "device busy", 10: "gateway path unavailable",
-             11: "gateway target failed to respond"}
-    return f"exception {code} ({names.get(code, 'unknown')})" if code is not None else str(resp)
+    return pdu_exception_text(code) if code is not None else str(resp)
 
 
 class TcpLink:
-    """A Modbus TCP device's own connection: its trouble is its own."""
+    """A Modbus TCP device's own connection (`ModbusTcpClient`): its trouble is its own."""
 
     shared = False
 
     def __init__(self, device: ModbusDevice) -> None:
         self.device = device
         self.label = f"{device.host}:{device.port}"
-        self._client: AsyncModbusTcpClient | None = None
+        self._client: ModbusTcpClient | None = None
 
     def is_open(self) -> bool:
         """Whether the TCP connection is up."""
-        return self._client is not None and bool(self._client.connected)
+        return self._client is not None and self._client.connected
 
     async def open(self) -> str | None:
         """Connect (once); None when connected, else why not."""
@@ -121,19 +130,10 @@ class TcpLink:
             return None
         self.close()
         device = self.device
-        client = AsyncModbusTcpClient(device.host, port=device.port, timeout=device.timeout, retries=0,
-                                      reconnect_delay=0)
-        error = None
         try:
-            async with asyncio.timeout(device.timeout * 2 + 1):
-                ok = await client.connect()
-        except (TimeoutError, OSError, ModbusException) as err:
-            ok = False
-            error = f"connect: {type(err).__name__}: {err}"
-        if not ok:
-            client.close()
-            return error or f"cannot connect to {device.host}:{device.port}"
-        self._client = client
+            self._client = await ModbusTcpClient.connect(device.host, device.port, device.timeout * 2 + 1)
+        except (TimeoutError, OSError) as err:
+            return f"connect: {type(err).__name__}: {err}".rstrip(": ")
         return None
 
     def close(self) -> None:
@@ -142,20 +142,32 @@ class TcpLink:
             self._client.close()
             self._client = None
 
-    def _require(self) -> AsyncModbusTcpClient:
-        if self._client is None:
-            raise SourceUnavailable(f"Modbus device {self.device.id} is not connected")
-        return self._client
-
     async def read(self, unit: int, table: Table, start: int, count: int, within: float,
                    stamp: Stamp) -> tuple[float, list[int]]:
         """Read on this device's connection."""
-        client = self._require()
+        request = read_request(table, start, count)
         ts = stamp()
-        # pymodbus gives up at the device's timeout; the guard only catches a request that hangs.
-        return ts, await read_with(client, unit, table, start, count, within * 2)
+        answer = await self._ask(unit, request, within)
+        try:
+            return ts, read_response(table, count, answer)
+        except (ExceptionResponse, MalformedResponse) as err:
+            raise DeviceError(str(err)) from err
 
     async def write(self, unit: int, table: Table, address: int, values: list[int],
                     within: float) -> None:
         """Write on this device's connection."""
-        await write_with(self._require(), unit, table, address, values, within * 2)
+        request = write_request(table, address, values)
+        answer = await self._ask(unit, request, within)
+        try:
+            write_response(request, answer)
+        except (ExceptionResponse, MalformedResponse) as err:
+            raise DeviceError(str(err)) from err
+
+    async def _ask(self, unit: int, request: bytes, within: float) -> bytes:
+        client = self._client
+        if client is None:
+            raise SourceUnavailable(f"Modbus device {self.device.id} is not connected")
+        try:
+            return await client.request(unit, request, within)
+        except (TimeoutError, OSError) as err:
+            raise SourceUnavailable(f"{type(err).__name__}: {err}".rstrip(": ")) from err

@@ -7,7 +7,7 @@ also use it to time a bus's poll cycle; this module adds each point's codec and 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pumpwatch.registers import (
     MAX_BITS,
@@ -32,17 +32,14 @@ class PlannedPoint:
     point: ModbusPoint
     codec: PointCodec
     offset: int
+    sensor: str = field(init=False)  # the sensor this point feeds
+    # Where this point's decimal-point code lives, if its scale comes from a register.
+    code_key: CodeKey | None = field(init=False)
 
-    @property
-    def sensor(self) -> str:
-        """The sensor this point feeds."""
-        return self.point.sensor
-
-    @property
-    def code_key(self) -> CodeKey | None:
-        """Where this point's decimal-point code lives, if its scale comes from a register."""
+    def __post_init__(self) -> None:
         source = self.point.scale_from
-        return (source.table, source.address) if source is not None else None
+        object.__setattr__(self, "sensor", self.point.sensor)
+        object.__setattr__(self, "code_key", (source.table, source.address) if source is not None else None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,16 +83,15 @@ class ReadBlock:
         """
         out: list[tuple[PlannedPoint, float | Exception]] = []
         for planned in self.points:
-            chunk = list(words[planned.offset : planned.offset + planned.codec.count])
             key = planned.code_key
             try:
                 if key is None:
-                    out.append((planned, planned.codec.decode(chunk)))
+                    out.append((planned, planned.codec.decode_at(words, planned.offset)))
                 elif codes is None or key not in codes:
                     raise RegisterValueError(f"its decimal-point code ({key[0]} register {key[1]}) "
                                              "could not be read")
                 else:
-                    out.append((planned, planned.codec.decode(chunk, codes[key])))
+                    out.append((planned, planned.codec.decode_at(words, planned.offset, codes[key])))
             except ValueError as err:
                 out.append((planned, err))
         return out

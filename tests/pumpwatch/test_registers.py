@@ -293,6 +293,41 @@ def test_decode_of_wrong_register_count_raises(data_type: DataType, count: int,
         c.decode([word] * count)
 
 
+@PROPERTY
+@given(data_type=st.sampled_from(list(DataType)), order=orders, scale=scales, offset=offsets,
+       words=st.lists(st.integers(0, 0xFFFF), min_size=0, max_size=8), start=st.integers(0, 9),
+       decimals=st.integers(-3, 3), bit=st.integers(0, 15))
+def test_decode_at_a_reads_offset_equals_decode_of_its_registers(
+        data_type: DataType, order: tuple[ByteOrder, ByteOrder], scale: float, offset: float,
+        words: list[int], start: int, decimals: int, bit: int) -> None:
+    """The read's words decoded in place (16-bit integers without `struct`) give what the slice gives,
+    value or error, whatever the type, orders, scale, decimal code and where the point sits."""
+    is_bit = data_type is DataType.BIT
+    c = codec(data_type, *order, scale=1.0 if is_bit else scale, offset=0.0 if is_bit else offset,
+              bit=bit if is_bit else None)
+    chunk = words[start : start + c.count]
+    try:
+        expected: float | type[Exception] = c.decode(chunk, decimals)
+    except RegisterValueError:
+        expected = RegisterValueError
+    if expected is RegisterValueError:
+        with pytest.raises(RegisterValueError):
+            c.decode_at(words, start, decimals)
+    else:
+        assert c.decode_at(words, start, decimals) == expected
+
+
+def test_decode_at_takes_16_bit_words_signed_swapped_and_scaled() -> None:
+    words = [0x0001, 0xFFFE, 0x3412, 0x8000]
+    assert codec(DataType.INT16).decode_at(words, 1) == -2.0
+    assert codec(DataType.UINT16).decode_at(words, 1) == 65534.0
+    assert codec(DataType.UINT16, ByteOrder.LITTLE).decode_at(words, 2) == 0x1234
+    assert codec(DataType.INT16).decode_at(words, 3) == -32768.0
+    assert codec(DataType.INT16, scale=0.1, offset=-40.0).decode_at(words, 0, 1) == pytest.approx(-39.99)
+    with pytest.raises(RegisterValueError, match="needs 1 register at 4"):
+        codec(DataType.UINT16).decode_at(words, 4)
+
+
 @pytest.mark.parametrize(("data_type", "registers"), [
     (DataType.FLOAT32, [0x7FC0, 0x0000]),  # NaN
     (DataType.FLOAT32, [0x7F80, 0x0000]),  # +inf
