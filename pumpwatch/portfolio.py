@@ -235,21 +235,24 @@ def scan(source: str | Path) -> Scan:
             found.issues.append(SiteIssue(name, 0, "", "the folder holds no site file (*.yaml)"))
         _read_estates(found)
         return found
-    try:
-        document = read_document(path)
-    except SiteFileError as err:
-        return Scan(name, Text(zh=path.stem, en=path.stem), [name], broken={name: err.issues})
-    data = document.data
-    if isinstance(data, dict) and "kind" in data:
-        return _deployment(document, path)
+    digest = _digest(name)
+    outcome = _remembered(name, digest)
+    if outcome is None:  # new bytes: a site file, or a deployment file naming the estates' files
+        try:
+            document = read_document(path)
+            data = document.data
+            if isinstance(data, dict) and "kind" in data:
+                return _deployment(document, path)
+            outcome = site_from_document(document)
+        except SiteFileError as err:
+            outcome = err.issues
+        _remember(name, digest, outcome)
     found = Scan(name, Text(zh=path.stem, en=path.stem), [name])
-    try:
-        located = site_from_document(document)
-    except SiteFileError as err:
-        found.broken[name] = err.issues
-        return found
-    found.loaded[name] = located
-    found.organisation = located.site.site.name
+    if isinstance(outcome, list):
+        found.broken[name] = outcome
+    else:
+        found.loaded[name] = outcome
+        found.organisation = outcome.site.site.name
     return found
 
 
@@ -296,21 +299,29 @@ def _digest(file: str) -> str | None:
         return None  # read_document says why, with the file's name
 
 
+def _remembered(file: str, digest: str | None) -> LocatedSite | list[SiteIssue] | None:
+    """What the file parsed to when its bytes were the same; None when they were not (or unknown)."""
+    known = _PARSED.get(file)
+    return known[1] if digest is not None and known is not None and known[0] == digest else None
+
+
+def _remember(file: str, digest: str | None, outcome: LocatedSite | list[SiteIssue]) -> None:
+    if digest is not None:
+        if len(_PARSED) >= _PARSED_MAX:
+            _PARSED.clear()
+        _PARSED[file] = (digest, outcome)
+
+
 def _read_estates(found: Scan) -> None:
     for file in found.files:
         digest = _digest(file)
-        known = _PARSED.get(file)
-        if digest is not None and known is not None and known[0] == digest:
-            outcome = known[1]
-        else:
+        outcome = _remembered(file, digest)
+        if outcome is None:
             try:
                 outcome = site_from_document(read_document(file))
             except SiteFileError as err:
                 outcome = err.issues
-            if digest is not None:
-                if len(_PARSED) >= _PARSED_MAX:
-                    _PARSED.clear()
-                _PARSED[file] = (digest, outcome)
+            _remember(file, digest, outcome)
         if isinstance(outcome, list):
             found.broken[file] = outcome
         else:

@@ -39,3 +39,37 @@ def test_an_unchanged_file_is_not_parsed_again_and_a_changed_one_is(tmp_path: Pa
     assert str(tmp_path / "a.yaml") in broken.broken
     assert scan(tmp_path).broken == broken.broken
     assert len(parsed) == 3
+
+
+def test_a_single_site_file_is_not_parsed_again_either(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--site site.yaml` (one estate, no folder): the reload's scan every few seconds reads the bytes
+    and parses only when they changed."""
+    site = tmp_path / "site.yaml"
+    shutil.copy(EXAMPLE, site)
+    parsed: list[str] = []
+
+    def counting(file: str | Path) -> object:
+        parsed.append(str(file))
+        return read_document(file)
+
+    monkeypatch.setattr(portfolio, "read_document", counting)
+    first = scan(site)
+    again = scan(site)
+    assert len(parsed) == 1
+    assert again.loaded == first.loaded
+    assert again.organisation == first.organisation
+    assert again.files == [str(site)]
+    text = site.read_text(encoding="utf-8")
+    site.write_text(text.replace("harbour-view", "harbour-east", 1), encoding="utf-8")
+    assert [s.site.site.id for s in scan(site).loaded.values()] == ["harbour-east"]
+    assert len(parsed) == 2
+    site.write_text("site: [", encoding="utf-8")
+    broken = scan(site)
+    assert str(site) in broken.broken
+    assert not broken.loaded
+    assert scan(site).broken == broken.broken
+    assert len(parsed) == 3
+    site.write_text(text, encoding="utf-8")  # back to bytes parsed before: parsed again, then remembered
+    assert [s.site.site.id for s in scan(site).loaded.values()] == ["harbour-view"]
+    assert len(parsed) == 4
