@@ -24,9 +24,7 @@ from collector.sources.modbus_pdu import (
     write_request,
     write_response,
 )
-from collector.sources.modbus_pdu import (
-    exception_text as pdu_exception_text,
-)
+from collector.sources.modbus_pdu import exception_text as pdu_exception_text
 from collector.sources.modbus_tcp import ModbusTcpClient
 from pumpwatch.errors import SourceUnavailable
 from pumpwatch.site import ModbusDevice, Table
