@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -266,3 +267,50 @@ async def test_a_refused_connection_says_why() -> None:
     assert why is not None
     assert "ConnectionRefusedError" in why
     assert not link.is_open()
+
+
+class _Wire(asyncio.Transport):
+    """The client's side of a connection, kept in memory: what it sends is recorded."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent: list[bytes] = []
+        self.closed = False
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.sent.append(bytes(data))
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def close(self) -> None:
+        self.closed = True
+
+
+@PROPERTY
+@given(late=st.lists(st.tuples(st.integers(0, 0xFFFF), st.binary(min_size=1, max_size=253)), max_size=4),
+       answer=st.binary(min_size=1, max_size=253), cuts=st.lists(st.integers(0, 2000), max_size=8),
+       unit=st.integers(0, 255))
+def test_any_split_of_late_answers_and_the_awaited_one_gives_the_awaited_one(
+        late: list[tuple[int, bytes]], answer: bytes, cuts: list[int], unit: int) -> None:
+    """However the stream is cut into reads, the request gets its own answer, and every other
+    transaction's answer before it is dropped and counted."""
+
+    async def scenario() -> None:
+        client = ModbusTcpClient()
+        wire = _Wire()
+        client.connection_made(wire)
+        request = asyncio.create_task(client.request(unit, read_request(Table.HOLDING, 0, 1), 5))
+        await asyncio.sleep(0)
+        tid, _protocol, length, sent_unit = struct.unpack_from(">HHHB", wire.sent[0])
+        assert (length, sent_unit) == (6, unit)
+        stream = b"".join(frame(t if t != tid else (t + 1) & 0xFFFF, unit, pdu) for t, pdu in late)
+        stream += frame(tid, unit, answer)
+        at = sorted({c % (len(stream) + 1) for c in cuts} | {0, len(stream)})
+        for a, b in itertools.pairwise(at):
+            client.data_received(stream[a:b])
+        assert await request == answer
+        assert client.discarded == len(late)
+        assert client.connected
+
+    asyncio.run(scenario())
