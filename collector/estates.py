@@ -27,7 +27,7 @@ from collector.rules.engine import AlarmEngine, AlarmRule
 from pumpwatch.alarm_events import AlarmEvent, AlarmKey
 from pumpwatch.clock import Clock
 from pumpwatch.portfolio import sensor_key
-from pumpwatch.readings import Reading, renamed
+from pumpwatch.readings import Reading
 from pumpwatch.site import Severity, Site
 
 log = logging.getLogger(__name__)
@@ -145,7 +145,7 @@ class EstateRules:
             batch = groups.get(estate)
             if batch is None:
                 batch = groups[estate] = []
-            batch.append(renamed(r, sensor))
+            batch.append(Reading(sensor, r.ts, r.value, r.quality, r.state))
         for estate, batch in groups.items():
             engine = self.engines.get(estate)
             if engine is not None:

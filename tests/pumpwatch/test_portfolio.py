@@ -16,7 +16,6 @@ from pumpwatch.portfolio import (
     sensor_key,
     split_key,
 )
-from pumpwatch.readings import Quality, Reading, renamed
 from pumpwatch.sitefile import SiteFileError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -201,12 +200,3 @@ def test_a_portfolio_of_sites_refuses_an_estate_twice() -> None:
         Portfolio.of(site, site)
     both = Portfolio.of(site, load_portfolio(ROOT / "examples" / "minimal.yaml").first)
     assert both.without("minimal").only == "harbour-view"
-
-
-def test_a_reading_renamed_into_its_estate_keeps_everything_else() -> None:
-    reading = Reading(sensor_key("north", "p1"), 12.5, 3.25, Quality.STALE, "RUN")
-    local = renamed(reading, "p1")
-    assert type(local) is Reading
-    assert local == Reading("p1", 12.5, 3.25, Quality.STALE, "RUN")
-    assert (local.sensor, local.ts, local.value, local.quality, local.state) == ("p1", 12.5, 3.25,
-                                                                                  Quality.STALE, "RUN")
