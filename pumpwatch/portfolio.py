@@ -236,7 +236,7 @@ def scan(source: str | Path) -> Scan:
         _read_estates(found)
         return found
     digest = _digest(name)
-    outcome = _remembered(name, digest)
+    outcome = _remembered(name, digest, named=True)
     if outcome is None:  # new bytes: a site file, or a deployment file naming the estates' files
         try:
             document = read_document(path)
@@ -246,7 +246,7 @@ def scan(source: str | Path) -> Scan:
             outcome = site_from_document(document)
         except SiteFileError as err:
             outcome = err.issues
-        _remember(name, digest, outcome)
+        _remember(name, digest, outcome, named=True)
     found = Scan(name, Text(zh=path.stem, en=path.stem), [name])
     if isinstance(outcome, list):
         found.broken[name] = outcome
@@ -285,10 +285,13 @@ def _deployment(document: YamlDocument, path: Path) -> Scan:
     return found
 
 
-# file -> (digest of its bytes, what they parse to): a file whose bytes did not change is not parsed again.
-# Every process that reloads scans the deployment every few seconds, and parsing and validating an estate's
-# file costs tens of milliseconds of CPU (200 estates: seconds a scan); hashing its bytes, microseconds.
-_PARSED: dict[str, tuple[str, LocatedSite | list[SiteIssue]]] = {}
+# (file, named) -> (digest of its bytes, what they parse to): a file whose bytes did not change is not
+# parsed again. Every process that reloads scans the deployment every few seconds, and parsing and
+# validating an estate's file costs tens of milliseconds of CPU (200 estates: seconds a scan); hashing its
+# bytes, microseconds. `named`: the file `scan` was given itself, which may be a deployment file (never
+# remembered: `scan` reads it each time); an estate file of a folder or deployment is read as a site
+# whatever it holds, so the two are remembered apart.
+_PARSED: dict[tuple[str, bool], tuple[str, LocatedSite | list[SiteIssue]]] = {}
 _PARSED_MAX = 10_000  # distinct files remembered before the memo starts over
 
 
@@ -299,17 +302,19 @@ def _digest(file: str) -> str | None:
         return None  # read_document says why, with the file's name
 
 
-def _remembered(file: str, digest: str | None) -> LocatedSite | list[SiteIssue] | None:
+def _remembered(file: str, digest: str | None, *,
+                named: bool = False) -> LocatedSite | list[SiteIssue] | None:
     """What the file parsed to when its bytes were the same; None when they were not (or unknown)."""
-    known = _PARSED.get(file)
+    known = _PARSED.get((file, named))
     return known[1] if digest is not None and known is not None and known[0] == digest else None
 
 
-def _remember(file: str, digest: str | None, outcome: LocatedSite | list[SiteIssue]) -> None:
+def _remember(file: str, digest: str | None, outcome: LocatedSite | list[SiteIssue], *,
+              named: bool = False) -> None:
     if digest is not None:
         if len(_PARSED) >= _PARSED_MAX:
             _PARSED.clear()
-        _PARSED[file] = (digest, outcome)
+        _PARSED[(file, named)] = (digest, outcome)
 
 
 def _read_estates(found: Scan) -> None:

@@ -9,6 +9,10 @@ with its transaction id arrives.
 Failure policy:
 - an answer carrying another transaction id (a late answer to a request that already timed out) is
   dropped and counted in `discarded`; the request in flight keeps waiting for its own;
+- the transaction id alone pairs an answer with its request (as the MBAP header intends); a gateway
+  that answers under another unit id is still answering this request;
+- the start of an answer whose rest never came (cut off) is dropped, and counted, when the next
+  request goes out, so the next answer is read from its first byte;
 - a header that cannot be Modbus TCP (protocol id not 0, length outside 2..254) means the stream is
   out of step: the connection is closed and the request in flight fails with `ConnectionError`;
 - a connection closed by the device fails the request in flight with `ConnectionError`;
@@ -56,16 +60,23 @@ class ModbusTcpClient(asyncio.Protocol):
 
     async def request(self, unit: int, pdu: bytes, within: float) -> bytes:
         """Send one request PDU to `unit` and return the answer's PDU (unchecked)."""
+        if not 0 <= unit <= 0xFF or not 1 <= len(pdu) <= _MAX_LENGTH - 1:
+            raise ValueError(f"unit {unit} (0..255) with a PDU of {len(pdu)} bytes (1..253)")
         transport = self._transport
         if transport is None or transport.is_closing():
             raise ConnectionError("not connected")
         if self._waiting is not None:
             raise RuntimeError("a Modbus TCP connection carries one request at a time")
+        if self._buffer:  # the start of an answer that never ended (cut off): it answers nothing now
+            self._buffer.clear()
+            self.discarded += 1
         loop = asyncio.get_running_loop()
-        tid = self._tid = (self._tid + 1) & 0xFFFF
+        tid = (self._tid + 1) & 0xFFFF
+        frame = _MBAP.pack(tid, 0, len(pdu) + 1, unit) + pdu
         answer: asyncio.Future[bytes] = loop.create_future()
+        self._tid = tid
         self._waiting = (tid, answer)
-        transport.write(_MBAP.pack(tid, 0, len(pdu) + 1, unit) + pdu)
+        transport.write(frame)
         timer = loop.call_later(within, _expire, answer, within)
         try:
             return await answer

@@ -314,3 +314,43 @@ def test_any_split_of_late_answers_and_the_awaited_one_gives_the_awaited_one(
         assert client.connected
 
     asyncio.run(scenario())
+
+
+async def test_a_cut_off_answer_costs_its_own_request_only() -> None:
+    """A device whose answer stops short: that request times out, the next is read from its first byte
+    on the same connection (the cut-off start is dropped and counted)."""
+    answered: list[int] = []
+
+    async def short_then_whole(tid: int, unit: int, pdu: bytes, writer: asyncio.StreamWriter) -> None:
+        whole = frame(tid, unit, registers(pdu))
+        writer.write(whole if answered else whole[:-1])
+        answered.append(tid)
+        await writer.drain()
+
+    async with device(short_then_whole) as (port, _requests):
+        client = await ModbusTcpClient.connect("127.0.0.1", port, 2)
+        with pytest.raises(TimeoutError):
+            await client.request(1, read_request(Table.HOLDING, 0, 3), 0.2)
+        for start in (3, 9):
+            answer = await client.request(1, read_request(Table.HOLDING, start, 3), 2)
+            assert read_response(Table.HOLDING, 3, answer) == [100 + start + i for i in range(3)]
+        assert client.connected
+        assert client.discarded == 1
+        client.close()
+
+
+async def test_a_request_that_cannot_be_framed_leaves_the_connection_usable() -> None:
+    async def prompt(tid: int, unit: int, pdu: bytes, writer: asyncio.StreamWriter) -> None:
+        writer.write(frame(tid, 7 if unit == 1 else unit, registers(pdu)))  # unit 1 answered as unit 7
+        await writer.drain()
+
+    async with device(prompt) as (port, _requests):
+        client = await ModbusTcpClient.connect("127.0.0.1", port, 2)
+        with pytest.raises(ValueError, match="unit 256"):
+            await client.request(256, read_request(Table.HOLDING, 0, 1), 1)
+        with pytest.raises(ValueError, match="PDU of 0 bytes"):
+            await client.request(1, b"", 1)
+        # The transaction id pairs the answer with the request, whatever unit id the gateway wrote.
+        answer = await client.request(1, read_request(Table.HOLDING, 2, 1), 2)
+        assert read_response(Table.HOLDING, 1, answer) == [102]
+        client.close()

@@ -73,3 +73,31 @@ def test_a_single_site_file_is_not_parsed_again_either(tmp_path: Path,
     site.write_text(text, encoding="utf-8")  # back to bytes parsed before: parsed again, then remembered
     assert [s.site.site.id for s in scan(site).loaded.values()] == ["harbour-view"]
     assert len(parsed) == 4
+
+
+def test_a_deployment_file_read_as_an_estate_elsewhere_stays_a_deployment(tmp_path: Path) -> None:
+    """A folder scan reads every YAML file in it as an estate, the deployment file too (broken as a
+    site); that must not become the answer for the deployment file itself, whose estates it names."""
+    (tmp_path / "estates").mkdir()
+    shutil.copy(EXAMPLE, tmp_path / "estates" / "a.yaml")
+    deployment = tmp_path / "deployment.yaml"
+    deployment.write_text("kind: deployment\norganisation: Org\nestates: [estates/*.yaml]\n",
+                          encoding="utf-8")
+    first = scan(deployment)
+    assert first.files == [str(tmp_path / "estates" / "a.yaml")]
+    folder = scan(tmp_path)
+    assert str(deployment) in folder.broken  # as an estate, a deployment file is not a site
+    again = scan(deployment)
+    assert again.files == first.files
+    assert again.loaded == first.loaded
+    assert not again.broken
+
+
+def test_a_deployment_that_globs_itself_answers_the_same_every_scan(tmp_path: Path) -> None:
+    shutil.copy(EXAMPLE, tmp_path / "a.yaml")
+    deployment = tmp_path / "deployment.yaml"
+    deployment.write_text("kind: deployment\norganisation: Org\nestates: ['*.yaml']\n", encoding="utf-8")
+    first, second = scan(deployment), scan(deployment)
+    assert (second.files, sorted(second.loaded), sorted(second.broken)) == (
+        first.files, sorted(first.loaded), sorted(first.broken))
+    assert str(tmp_path / "a.yaml") in second.loaded
