@@ -88,32 +88,35 @@ class PointCodec:
             count=point.register_count,
         )
 
-    def decode_at(self, words: Sequence[int], start: int, decimals: int = 0) -> float:
-        """`decode` of this point's registers inside a read's `words`, from index `start`."""
-        if not self._word:
-            return self.decode(list(words[start : start + self.count]), decimals)
-        if not 0 <= start < len(words):
-            raise RegisterValueError(f"{self.type} needs 1 register at {start}, the read has {len(words)}")
-        word = words[start] & 0xFFFF
-        if self._swap:
-            word = ((word & 0xFF) << 8) | (word >> 8)
-        value = float(word - 0x10000 if self._signed and word & 0x8000 else word)
-        if decimals:
-            value = value / 10**decimals if decimals > 0 else value * 10**-decimals
-        return value * self.scale + self.offset
-
     def decode(self, registers: list[int], decimals: int = 0) -> float:
         """Registers (or one bit as 0/1) -> engineering value (raw * scale * 10^-decimals + offset)."""
         if len(registers) != self.count:
             raise RegisterValueError(f"{self.type} needs {self.count} registers, got {len(registers)}")
-        if self.type is DataType.BIT:
-            word = registers[0]
-            raw = float((word >> self.bit) & 1 if self.bit is not None else (1 if word else 0))
-            return raw  # bits are states: never scaled
-        words = registers if self.word_order is ByteOrder.BIG else registers[::-1]
-        value = float(struct.unpack(self._value, struct.pack(self._words, *[w & 0xFFFF for w in words]))[0])
-        if not math.isfinite(value):
-            raise RegisterValueError(f"{self.type} registers hold {value}")
+        return self.decode_at(registers, 0, decimals)
+
+    def decode_at(self, words: Sequence[int], start: int, decimals: int = 0) -> float:
+        """`decode` of this point's registers inside a read's `words`, from index `start`."""
+        if self._word:  # read in place: no slice, no `struct`
+            if not 0 <= start < len(words):
+                raise RegisterValueError(f"{self.type} needs 1 register at {start}, "
+                                         f"the read has {len(words)}")
+            word = words[start] & 0xFFFF
+            if self._swap:
+                word = ((word & 0xFF) << 8) | (word >> 8)
+            value = float(word - 0x10000 if self._signed and word & 0x8000 else word)
+        else:
+            registers = list(words[start : start + self.count])
+            if len(registers) != self.count:
+                raise RegisterValueError(f"{self.type} needs {self.count} registers, got {len(registers)}")
+            if self.type is DataType.BIT:
+                word = registers[0]  # bits are states: never scaled
+                return float((word >> self.bit) & 1 if self.bit is not None else (1 if word else 0))
+            if self.word_order is ByteOrder.LITTLE:
+                registers.reverse()
+            packed = struct.pack(self._words, *[w & 0xFFFF for w in registers])
+            value = float(struct.unpack(self._value, packed)[0])
+            if not math.isfinite(value):
+                raise RegisterValueError(f"{self.type} registers hold {value}")
         if decimals:
             # Divide by a power of ten rather than multiply by its inverse: 42 / 100 is exactly 0.42.
             value = value / 10**decimals if decimals > 0 else value * 10**-decimals

@@ -22,7 +22,7 @@ EXCEPTION_NAMES = {1: "illegal function", 2: "illegal data address", 3: "illegal
                    4: "device failure", 5: "acknowledge", 6: "device busy",
                    10: "gateway path unavailable", 11: "gateway target failed to respond"}
 
-_READ = struct.Struct(">BHH")
+_FUNCTION_ADDRESS_COUNT = struct.Struct(">BHH")  # a read, and a coil's write (address, value)
 _WORDS = {n: struct.Struct(f">{n}H") for n in range(1, MAX_READ_WORDS + 1)}
 
 
@@ -48,7 +48,7 @@ def read_request(table: Table, start: int, count: int) -> bytes:
     limit = MAX_READ_BITS if table.is_bit_table else MAX_READ_WORDS
     if not 1 <= count <= limit or not 0 <= start <= 0xFFFF or start + count > 0x10000:
         raise ValueError(f"cannot read {count} from {table} {start} (1..{limit}, inside 0..65535)")
-    return _READ.pack(READ_CODES[table], start, count)
+    return _FUNCTION_ADDRESS_COUNT.pack(READ_CODES[table], start, count)
 
 
 def read_response(table: Table, count: int, pdu: bytes) -> list[int]:
@@ -69,7 +69,7 @@ def write_request(table: Table, address: int, values: list[int]) -> bytes:
     if table is Table.COIL:
         if len(values) != 1 or values[0] not in (0, 1) or not 0 <= address <= 0xFFFF:
             raise ValueError(f"a coil write takes one 0/1 value at 0..65535, not {values} at {address}")
-        return struct.pack(">BHH", WRITE_COIL, address, 0xFF00 if values[0] else 0)
+        return _FUNCTION_ADDRESS_COUNT.pack(WRITE_COIL, address, 0xFF00 if values[0] else 0)
     if table is not Table.HOLDING:
         raise ValueError(f"{table} is not writable")
     if (not 1 <= len(values) <= MAX_WRITE_WORDS or not 0 <= address <= 0xFFFF

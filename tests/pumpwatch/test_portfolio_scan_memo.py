@@ -14,16 +14,22 @@ from pumpwatch.sitefile import read_document
 EXAMPLE = Path(__file__).parents[2] / "examples" / "site.yaml"
 
 
-def test_an_unchanged_file_is_not_parsed_again_and_a_changed_one_is(tmp_path: Path,
-                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    shutil.copy(EXAMPLE, tmp_path / "a.yaml")
-    parsed: list[str] = []
+@pytest.fixture
+def parsed(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The files the scan parses, in order (`read_document` counted)."""
+    files: list[str] = []
 
     def counting(file: str | Path) -> object:
-        parsed.append(str(file))
+        files.append(str(file))
         return read_document(file)
 
     monkeypatch.setattr(portfolio, "read_document", counting)
+    return files
+
+
+def test_an_unchanged_file_is_not_parsed_again_and_a_changed_one_is(tmp_path: Path,
+                                                                    parsed: list[str]) -> None:
+    shutil.copy(EXAMPLE, tmp_path / "a.yaml")
     first = scan(tmp_path)
     assert [Path(p).name for p in parsed] == ["a.yaml"]
     again = scan(tmp_path)
@@ -41,19 +47,11 @@ def test_an_unchanged_file_is_not_parsed_again_and_a_changed_one_is(tmp_path: Pa
     assert len(parsed) == 3
 
 
-def test_a_single_site_file_is_not_parsed_again_either(tmp_path: Path,
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_single_site_file_is_not_parsed_again_either(tmp_path: Path, parsed: list[str]) -> None:
     """`--site site.yaml` (one estate, no folder): the reload's scan every few seconds reads the bytes
     and parses only when they changed."""
     site = tmp_path / "site.yaml"
     shutil.copy(EXAMPLE, site)
-    parsed: list[str] = []
-
-    def counting(file: str | Path) -> object:
-        parsed.append(str(file))
-        return read_document(file)
-
-    monkeypatch.setattr(portfolio, "read_document", counting)
     first = scan(site)
     again = scan(site)
     assert len(parsed) == 1
