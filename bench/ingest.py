@@ -10,6 +10,10 @@ K.J (J as three digits), so each sensor's stored values are distinct and InfluxD
 exactly after the drain: stored distinct values vs readings published (lost), points vs distinct
 values (duplicated).
 
+`--collectors N` runs N collectors in one MQTT shared-subscription group (`collector.group`), as several
+collector processes on one machine would: this process's and N - 1 more, each a process of its own with
+its own durable buffer and writer; Mosquitto hands each message to one of them. CPU is summed over them.
+
 Then two ceilings, each measured alone: a bare paho subscriber counting the same messages at QoS 1
 on the same broker, and a bare line-protocol writer posting gzip batches of 5000 points to /write.
 """
@@ -30,6 +34,7 @@ import tempfile
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -122,6 +127,143 @@ def load_for(args: argparse.Namespace, port: int, prefix: str, devices: list[str
                       args.seconds, args.rate, getattr(args, "node_red_dir", None))
 
 
+# --- more members of a shared-subscription group -------------------------------------------------
+
+GROUP = "bench-ingest"  # the collectors' shared-subscription group when there are several
+MEMBER_REPORT = 0.1  # s between two reports of a member's counts
+
+
+def collector_settings(influx_url: str, database: str, state_dir: Path, client_id: str,
+                       broker_url: str, batch_size: int | None, group: str | None) -> Settings:
+    """A benchmark collector's settings: InfluxDB store, its own state directory and client id."""
+    return Settings(
+        influx=InfluxSettings(url=influx_url, database=database),
+        collector=CollectorSettings(state_dir=state_dir, client_id=client_id, share_group=group,
+                                    **({"batch_size": batch_size} if batch_size else {})),
+        mqtt=MqttSettings(url=broker_url),
+    )
+
+
+@dataclass(frozen=True)
+class MemberPlan:
+    """What every collector of the group shares: the broker, the store, the site and the diagnostics."""
+
+    broker_url: str
+    influx_url: str
+    database: str
+    prefix: str
+    devices: list[str]
+    values: int
+    batch_size: int | None
+    commit_window: float | None
+
+
+def member_main(conn: Connection, plan: MemberPlan, state_dir: Path, client_id: str) -> None:
+    """One more collector of the group, in its own process: sends its counts through `conn` until "stop"."""
+    favour_event_loop()
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        asyncio.run(_member(conn, plan, state_dir, client_id))
+    except Exception as exc:  # the parent reports it; a member that died must not look idle
+        conn.send({"error": repr(exc)})
+
+
+async def _member(conn: Connection, plan: MemberPlan, state_dir: Path, client_id: str) -> None:
+    settings = collector_settings(plan.influx_url, plan.database, state_dir, client_id, plan.broker_url,
+                                  plan.batch_size, GROUP)
+    service = CollectorService(bench_site(plan.prefix, plan.devices, plan.values), settings, SystemClock(),
+                               BrokerAddress.parse(plan.broker_url), publish_live=True)
+    if plan.commit_window is not None:
+        service.parts.pipeline.commit_window = plan.commit_window
+    metrics = service.parts.metrics
+    task = asyncio.create_task(service.run(), name="collector")
+    try:
+        while not (conn.poll() and conn.recv() == "stop"):
+            if task.done():
+                task.result()  # raises what stopped it
+                raise RuntimeError("the collector stopped")
+            conn.send({"connected": metrics.total(metrics.mqtt_connected),
+                       "written": metrics.total(metrics.written), "depth": service.parts.buffer.depth,
+                       "accepted": metrics.total(metrics.readings_in),
+                       "mqtt_messages": metrics.total(metrics.mqtt_messages),
+                       "rejected": metrics.total(metrics.rejected)})
+            await asyncio.sleep(MEMBER_REPORT)
+        conn.send({"status_line": service.status_line()})
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+class Members:
+    """The group's other collectors, each in its own process, and the newest counts each reported."""
+
+    def __init__(self, ids: list[str], plan: MemberPlan, state_dir: Path) -> None:
+        ctx = mp.get_context("spawn")
+        count = len(ids)
+        self.ids = ids
+        self.latest: list[dict[str, Any]] = [{} for _ in range(count)]
+        self.status: list[str] = ["" for _ in range(count)]
+        self.procs: list[mp.process.BaseProcess] = []
+        self.conns: list[Connection] = []
+        for n, client_id in enumerate(self.ids):
+            parent, child = ctx.Pipe()
+            member_dir = state_dir / f"member-{n + 2}"
+            member_dir.mkdir(parents=True, exist_ok=True)
+            proc = ctx.Process(target=member_main, name=f"bench-member-{n + 2}", daemon=True,
+                               args=(child, plan, member_dir, client_id))
+            proc.start()
+            self.procs.append(proc)
+            self.conns.append(parent)
+        self.cpu0 = [0.0] * count
+
+    def poll(self) -> None:
+        """Take every report waiting; a member's error stops the run."""
+        for n, conn in enumerate(self.conns):
+            while conn.poll():
+                report = conn.recv()
+                if "error" in report:
+                    raise RuntimeError(f"collector member {n + 2}: {report['error']}")
+                if "status_line" in report:
+                    self.status[n] = report["status_line"]
+                else:
+                    self.latest[n] = report
+
+    def total(self, key: str) -> float:
+        """One count summed over the members (0 for a member that has not reported yet)."""
+        return sum(float(report.get(key, 0.0)) for report in self.latest)
+
+    def wait_connected(self, within: float) -> None:
+        """Wait until every member's MQTT session is up."""
+        deadline = time.monotonic() + within
+        while not all(report.get("connected") for report in self.latest):
+            if time.monotonic() > deadline:
+                raise RuntimeError("a collector member did not connect to the broker")
+            time.sleep(0.05)
+            self.poll()
+        self.cpu0 = [process_cpu(psutil.Process(proc.pid)) for proc in self.procs]
+
+    def cpu(self) -> list[float]:
+        """CPU seconds of each member since it connected."""
+        return [process_cpu(psutil.Process(proc.pid)) - cpu0 for proc, cpu0 in zip(self.procs, self.cpu0,
+                                                                                       strict=True)]
+
+    def stop(self) -> None:
+        """Ask each member to stop, take its status line and wait for it."""
+        for conn in self.conns:
+            with contextlib.suppress(OSError):
+                conn.send("stop")
+        deadline = time.monotonic() + 30
+        for n, proc in enumerate(self.procs):
+            while proc.is_alive() and time.monotonic() < deadline and not self.status[n]:
+                with contextlib.suppress(RuntimeError):
+                    self.poll()
+                time.sleep(0.05)
+            proc.join(max(0.0, deadline - time.monotonic()))
+            if proc.is_alive():
+                proc.kill()
+
+
 # --- InfluxDB helpers ----------------------------------------------------------------------------
 
 
@@ -162,21 +304,26 @@ async def run_collector(args: argparse.Namespace, broker: Mosquitto, influx: Inf
     site = bench_site(prefix, devices, values)
     database = "bench_ingest"
     client_id = f"bench-collector-{uuid.uuid4().hex[:6]}"
-    settings = Settings(
-        influx=InfluxSettings(url=influx.url, database=database),
-        collector=CollectorSettings(state_dir=state_dir, client_id=client_id,
-                                    **({"batch_size": args.batch_size} if args.batch_size else {})),
-        mqtt=MqttSettings(url=broker.url),
-    )
-    await asyncio.to_thread(create_session, broker.port, client_id, f"{prefix}/+")
+    grouped = args.collectors > 1
+    settings = collector_settings(influx.url, database, state_dir, client_id, broker.url, args.batch_size,
+                                  GROUP if grouped else None)
+    topic = f"$share/{GROUP}/{prefix}/+" if grouped else f"{prefix}/+"
+    me = psutil.Process()
+    others = {p.pid: p for p in me.children()}  # mosquitto, influxd
+    names = {pid: p.name() for pid, p in others.items()}
+    members = None
+    member_ids = [f"bench-collector-{uuid.uuid4().hex[:6]}" for _ in range(args.collectors - 1)]
+    for session_id in [client_id, *member_ids]:  # sessions made before the first message
+        await asyncio.to_thread(create_session, broker.port, session_id, topic)
+    if member_ids:
+        plan = MemberPlan(broker.url, influx.url, database, prefix, devices, values, args.batch_size,
+                          args.commit_window)
+        members = Members(member_ids, plan, state_dir)
     service = CollectorService(site, settings, SystemClock(), BrokerAddress(HOST, broker.port),
                                publish_live=True)  # as `pumpwatch collect` runs it
     if args.commit_window is not None:  # diagnostic: the intake's group-commit window
         service.parts.pipeline.commit_window = args.commit_window
     metrics = service.parts.metrics
-    me = psutil.Process()
-    others = {p.pid: p for p in me.children()}  # mosquitto, influxd
-    names = {pid: p.name() for pid, p in others.items()}
     other_cpu0 = {pid: process_cpu(p) for pid, p in others.items()}
 
     cpu0, threads0, busy0, wall0 = process_cpu(), thread_cpu(), system_busy(), time.time()
@@ -186,6 +333,8 @@ async def run_collector(args: argparse.Namespace, broker: Mosquitto, influx: Inf
         if time.monotonic() > deadline or task.done():
             raise RuntimeError("the collector did not connect to the broker")
         await asyncio.sleep(0.02)
+    if members is not None:
+        await asyncio.to_thread(members.wait_connected, 60)
 
     load = await asyncio.to_thread(load_for, args, broker.port, prefix, devices)
     load.go()
@@ -202,15 +351,19 @@ async def run_collector(args: argparse.Namespace, broker: Mosquitto, influx: Inf
     while True:
         await asyncio.sleep(0.02)
         now = time.time()
-        written = metrics.total(metrics.written)
+        if members is not None:
+            members.poll()
+        written = metrics.total(metrics.written) + (members.total("written") if members else 0)
         if written != last_written:
             last_written, last_change = written, now
-        depth = service.parts.buffer.depth
+        depth = service.parts.buffer.depth + int(members.total("depth") if members else 0)
         peak_depth = max(peak_depth, depth)
         if now >= next_sample:
             timeline.append({"t": round(now - t_go, 2), "written": written,
-                             "accepted": metrics.total(metrics.readings_in),
-                             "mqtt_messages": metrics.total(metrics.mqtt_messages),
+                             "accepted": metrics.total(metrics.readings_in)
+                             + (members.total("accepted") if members else 0),
+                             "mqtt_messages": metrics.total(metrics.mqtt_messages)
+                             + (members.total("mqtt_messages") if members else 0),
                              "buffer_depth": depth})
             next_sample += 1.0
         if result is None and (result := load.poll()) is not None:
@@ -227,6 +380,8 @@ async def run_collector(args: argparse.Namespace, broker: Mosquitto, influx: Inf
     t_drained = last_change
     cpu = process_cpu() - cpu0
     threads = thread_cpu_delta(threads0, thread_cpu())
+    members_cpu = members.cpu() if members is not None else []
+    cpu += sum(members_cpu)
     other_cpu = {f"{names[pid]} (pid {pid})": process_cpu(p) - other_cpu0[pid] for pid, p in others.items()
                  if p.is_running()}
     busy, wall = system_busy() - busy0, time.time() - wall0
@@ -238,17 +393,21 @@ async def run_collector(args: argparse.Namespace, broker: Mosquitto, influx: Inf
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+    if members is not None:
+        await asyncio.to_thread(members.stop)
+        status = "\n".join([status, *members.status])
     assert result is not None
     points, distinct = await asyncio.to_thread(stored_counts, influx.url, database)
     published = int(result["acked"]) * values
     first_publish = float(result["first_publish"])
     elapsed = t_drained - first_publish
     publish_elapsed = float(result["last_ack"]) - first_publish
-    rejected = metrics.total(metrics.rejected)
+    rejected = metrics.total(metrics.rejected) + (members.total("rejected") if members else 0)
     phases = intake_phases(timeline, published, distinct, t_drained - t_go)
     return {
         "sensors": args.sensors,
         "values_per_message": values,
+        "collectors": args.collectors,
         "devices": len(devices),
         "requested_rate": args.rate,
         "switch_interval": sys.getswitchinterval(),
@@ -274,6 +433,7 @@ async def run_collector(args: argparse.Namespace, broker: Mosquitto, influx: Inf
                       "cpu_s_per_process": result.get("cpu_s_per_process")},
         "other_processes_cpu_s": other_cpu,
         "collector_threads_cpu_s": threads,
+        "members_cpu_s": members_cpu,  # the group's other collectors, each in its own process
         "foreign_cpu_pct_of_core": foreign_pct,
         "stalled": stalled,
         "status_line": status,
@@ -411,6 +571,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="the pipeline's group-commit window, s (diagnostic; default the pipeline's)")
     parser.add_argument("--watchdog", type=float, default=1800.0,
                         help="abort with every thread's stack after this many seconds (default 1800)")
+    parser.add_argument("--collectors", type=int, default=1,
+                        help="collectors in one shared-subscription group, each its own process (default 1)")
     parser.add_argument("--no-ceilings", action="store_true", help="skip the bare subscriber and writer")
     parser.add_argument("--name", default="ingest", help="results file bench/results/<name>.json")
     args = parser.parse_args(argv)
@@ -418,8 +580,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--sensors, --values-per-message and --seconds must be positive")
     if args.rate is not None and args.rate <= 0:
         parser.error("--rate must be positive")
-    if args.publishers <= 0:
-        parser.error("--publishers must be positive")
+    if args.publishers <= 0 or args.collectors <= 0:
+        parser.error("--publishers and --collectors must be positive")
     return args
 
 
@@ -468,6 +630,7 @@ def report(c: dict[str, Any], ceilings: dict[str, Any], passed: bool) -> None:
     rate_note = f"{c['requested_rate']:,.0f}/s" if c["requested_rate"] else "max"
     print_table(
         f"Ingest: {c['sensors']} sensors, {c['values_per_message']} values/message, "
+        + (f"{c['collectors']} collectors in one group, " if c.get("collectors", 1) > 1 else "") +
         f"{c['publish_seconds']:.0f} s publishing at {rate_note}",
         ["row", "published", "stored", "lost", "dup", "readings/s", "CPU s", "CPU % core", "peak RSS MB"],
         [["collector end to end", c["readings_published"], c["readings_stored_distinct"], c["lost"],
@@ -492,6 +655,8 @@ def report(c: dict[str, Any], ceilings: dict[str, Any], passed: bool) -> None:
               + (f" and {after:,.0f} readings/s after it" if after is not None else ""))
     print_table("CPU seconds during the collector run", ["where", "CPU s"],
                 [*[[f"collector: {k}", v] for k, v in c["collector_threads_cpu_s"].items() if v >= 0.01],
+                 *[[f"collector {n + 2} of the group (own process)", v]
+                   for n, v in enumerate(c.get("members_cpu_s", []))],
                  [f"publisher: {c['publisher']['kind']} x {c['publisher']['processes']} "
                   f"({1e6 * c['publisher_cpu_s'] / max(c['messages_published'], 1):.1f} µs / message)",
                   c["publisher_cpu_s"]],

@@ -22,6 +22,13 @@ Three things make the group's rules whole again:
   before judging its sensors silent (its view held only its own share of the readings), and a duration
   that was counting at the old speaker starts again.
 
+- **Timestamps**: two members may take messages of one sensor in the same instant, and the store keeps
+  one point per sensor and instant. Each member stamps its MQTT readings on its own lane of
+  microseconds (`TimeLane`, one of `TIME_LANES`): it starts on a lane hashed from its client id and
+  announces it with its presence; of two members on one lane, the one that joined later moves to the
+  lowest free lane and announces that. More members than lanes are counted
+  (`pumpwatch_group_lane_clashes`) and logged.
+
 Until it knows the group (not yet connected), a member speaks for every estate: an alarm said twice is
 applied once by the alarm service, an alarm not said is lost.
 
@@ -48,6 +55,7 @@ import paho.mqtt.client as mqtt
 
 from collector.estates import EstateRules
 from collector.metrics import CollectorMetrics
+from collector.sources.mqtt_decode import TimeLane
 from pumpwatch.mqtt_session import Message, MqttSession
 from pumpwatch.mqttclient import new_client, start_client, stop_client
 from pumpwatch.mqtturl import BrokerAddress
@@ -70,6 +78,7 @@ log = logging.getLogger(__name__)
 OWN_REMEMBERED = 8_192  # this member's latest live messages, recognised when they come back
 PEER_PENDING_LIMIT = 200_000  # peer readings waiting for the event loop at most; more are dropped, counted
 STOP_TIMEOUT = 2.0  # seconds a clean stop waits for the broker to take the cleared presence
+TIME_LANES = 16  # a group's timestamp lanes: up to this many members never stamp one instant twice
 
 
 def presence_topic(group: str, member: str) -> str:
@@ -83,18 +92,44 @@ def speaker(estate: str, members: Collection[str]) -> str:
         hashlib.blake2b(f"{estate}\0{member}".encode(), digest_size=8).digest(), member))
 
 
+def first_lane(member: str) -> int:
+    """The timestamp lane a member starts on, before it knows the group (the same at every start)."""
+    return int.from_bytes(hashlib.blake2b(member.encode(), digest_size=4).digest(), "big") % TIME_LANES
+
+
+def _seen(payload: bytes | bytearray) -> tuple[float, int] | None:
+    """(joined at, lane) from another member's presence; None where it says no lane."""
+    try:
+        data = json.loads(payload)
+        since, lane = float(data["since"]), data["lane"]
+    except (ValueError, TypeError, KeyError):
+        return None
+    if isinstance(lane, bool) or not isinstance(lane, int) or not 0 <= lane < TIME_LANES:
+        return None
+    return since, lane
+
+
 class GroupPresence:
-    """The members of one group as the broker's retained presence messages tell them (paho, QoS 1)."""
+    """The members of one group as the broker's retained presence messages tell them (paho, QoS 1).
+
+    It also keeps this member's timestamp lane apart from the others' (see the module's Timestamps).
+    """
 
     def __init__(self, broker: BrokerAddress, group: str, member: str,
                  on_members: Callable[[frozenset[str]], None],
-                 on_event: Callable[[str, bytes | bytearray], None] | None = None) -> None:
+                 on_event: Callable[[str, bytes | bytearray], None] | None = None,
+                 lane: TimeLane | None = None,
+                 on_lane: Callable[[int, int], None] | None = None) -> None:
         self.group = group
         self.member = member
         self.broker = broker
         self.on_members = on_members
         self.on_event = on_event  # (topic, payload) of every alarm event on the broker
+        self.on_lane = on_lane  # (lane, members clashing on it) after each look at the lanes
         self.members: frozenset[str] = frozenset((member,))
+        self.lane = lane or TimeLane(TIME_LANES, first_lane(member))
+        self.since = time.time()  # of two members on one lane, the one that joined later moves
+        self._lanes: dict[str, tuple[float, int]] = {}  # the other members present: (joined at, lane)
         self._stopping = False
         self._lock = threading.Lock()
         self.topic = presence_topic(group, member)
@@ -127,7 +162,8 @@ class GroupPresence:
         self._announce(client)
 
     def _announce(self, client: mqtt.Client) -> None:
-        client.publish(self.topic, json.dumps({"since": time.time()}).encode(), qos=1, retain=True)
+        client.publish(self.topic, json.dumps({"since": self.since, "lane": self.lane.index}).encode(),
+                       qos=1, retain=True)
 
     def _on_message(self, client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
         if message.topic.startswith(ALARM_TOPIC + "/"):
@@ -146,13 +182,40 @@ class GroupPresence:
             members = set(self.members)
             if message.payload:
                 members.add(member)
+                if (seen := _seen(message.payload)) is not None:
+                    self._lanes[member] = seen
             else:
                 members.discard(member)
-            if members == self.members:
-                return
+                self._lanes.pop(member, None)
+            moved, clashes = self._keep_lane_apart()
+            changed = members != self.members
             self.members = frozenset(members)
-        log.info("group %s: members %s", self.group, ", ".join(sorted(members)))
-        self.on_members(self.members)
+        if moved:
+            self._announce(client)
+        if self.on_lane is not None:
+            self.on_lane(self.lane.index, clashes)
+        if changed:
+            log.info("group %s: members %s", self.group, ", ".join(sorted(members)))
+            self.on_members(self.members)
+
+    def _keep_lane_apart(self) -> tuple[bool, int]:
+        """Move off a lane a member that joined earlier holds (lock held): (moved, members still on it)."""
+        me = (self.since, self.member)
+        mine = self.lane.index
+        senior = [m for m, (since, lane) in self._lanes.items() if lane == mine and (since, m) < me]
+        if not senior:
+            return False, 0
+        taken = {lane for _since, lane in self._lanes.values()}
+        free = [lane for lane in range(TIME_LANES) if lane not in taken]
+        if not free:
+            log.error("group %s: %d members, %d timestamp lanes: %s share lane %d with this collector, and "
+                      "readings of one sensor in one instant may overwrite each other", self.group,
+                      len(self._lanes) + 1, TIME_LANES, ", ".join(sorted(senior)), self.lane.index)
+            return False, len(senior)
+        log.info("group %s: timestamp lane %d is %s's; this collector takes lane %d", self.group,
+                 self.lane.index, senior[0], free[0])
+        self.lane.move(free[0])
+        return True, 0
 
 
 EstateReadings = tuple[str, list[Reading]]  # an estate and readings of it under their own sensor ids
@@ -272,7 +335,9 @@ class ShareGroup:
         self.verifier = verifier
         self.metrics = metrics
         self._loop: asyncio.AbstractEventLoop | None = None
-        self.presence = GroupPresence(broker, group, member, self._members_changed, self._event)
+        self.presence = GroupPresence(broker, group, member, self._members_changed, self._event,
+                                      on_lane=self._lane_looked_at)
+        metrics.group_time_lane.set(self.presence.lane.index)
         self.peers = PeerReadings(broker, member, (), verifier, metrics, self._peer_readings)
         rules.speaks_for = self.speaks_for
 
@@ -280,6 +345,15 @@ class ShareGroup:
     def members(self) -> frozenset[str]:
         """The members present, as last told (this one included)."""
         return self.presence.members
+
+    @property
+    def lane(self) -> TimeLane:
+        """The microseconds this member's MQTT readings fall on (the MQTT source's decoder reads it)."""
+        return self.presence.lane
+
+    def _lane_looked_at(self, lane: int, clashes: int) -> None:
+        self.metrics.group_time_lane.set(lane)
+        self.metrics.group_lane_clashes.set(clashes)
 
     def speaks_for(self, estate: str) -> bool:
         """Whether this member evaluates the estate's rules and announces its alarm events."""

@@ -60,6 +60,13 @@ class CollectorMetrics:
         self.group_members = Gauge("pumpwatch_group_members",
                                    "Collectors present in this collector's shared-subscription group",
                                    registry=r)
+        self.group_time_lane = Gauge("pumpwatch_group_time_lane",
+                                     "The microsecond lane this member's MQTT readings fall on "
+                                     "(collector.sources.mqtt_decode.TimeLane)", registry=r)
+        self.group_lane_clashes = Gauge("pumpwatch_group_lane_clashes",
+                                        "Other members present on this member's lane with no lane left "
+                                        "to move to (more members than lanes): their readings may "
+                                        "overwrite each other's", registry=r)
         self.estates_spoken_for = Gauge("pumpwatch_group_estates_spoken_for",
                                         "Estates whose alarm events this member of the group announces",
                                         registry=r)

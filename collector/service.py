@@ -179,8 +179,6 @@ class CollectorService:
                                if broker is not None and (publish_live or grouped) else None)
         if self.live_publisher is not None:
             pipeline.hooks.append(self.live_publisher)
-        self._context = SourceContext(site=portfolio.first, settings=settings, sink=pipeline, metrics=metrics,
-                                      clock=clock, catalog=catalog, broker=broker, portfolio=portfolio)
         if len(portfolio) == 1:
             adopt_memory(cfg.state_dir, next(iter(portfolio.estates)))
         self.parts = CollectorParts(
@@ -208,6 +206,9 @@ class CollectorService:
         if grouped and broker is not None and cfg.share_group is not None:
             self.group = ShareGroup(broker, cfg.share_group, cfg.client_id, rules,
                                     feed_verifier(settings, portfolio, None), metrics)
+        self._context = SourceContext(site=portfolio.first, settings=settings, sink=pipeline, metrics=metrics,
+                                      clock=clock, catalog=catalog, broker=broker, portfolio=portfolio,
+                                      lane=self.group.lane if self.group is not None else None)
         for estate_site in portfolio:
             parts = self._estate_parts(estate_site)
             rules.put(estate_site.site.id, parts.engine)

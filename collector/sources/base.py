@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from collector.metrics import CollectorMetrics
 from collector.pipeline.sink import ReadingSink
@@ -14,6 +14,9 @@ from pumpwatch.mqtturl import BrokerAddress
 from pumpwatch.portfolio import Portfolio
 from pumpwatch.settings import Settings
 from pumpwatch.site import Site
+
+if TYPE_CHECKING:
+    from collector.sources.mqtt_decode import TimeLane
 
 
 class Source(Protocol):
@@ -50,7 +53,8 @@ class SourceContext:
 
     `site` is one estate's site as its file has it (a source makes its readings' keys with
     `collector.estates.source_view`); a shared source reads every estate of `portfolio` (None: `site`
-    alone).
+    alone). `lane`: the microseconds this collector's MQTT readings fall on (a shared-subscription
+    group's member; None: every one).
     """
 
     site: Site
@@ -61,6 +65,7 @@ class SourceContext:
     catalog: SensorCatalog
     broker: BrokerAddress | None
     portfolio: Portfolio | None = None
+    lane: TimeLane | None = None
 
 
 SourceBuilder = Callable[[SourceContext], Sequence[Source]]

@@ -24,7 +24,7 @@ from collector.estates import source_view
 from collector.metrics import CollectorMetrics
 from collector.pipeline.sink import MessageSink, PacedSink, ReadingSink
 from collector.sources.base import SourceContext
-from collector.sources.mqtt_decode import MqttDecoder
+from collector.sources.mqtt_decode import MqttDecoder, TimeLane
 from pumpwatch.catalog import SensorCatalog
 from pumpwatch.clock import Clock
 from pumpwatch.mqtt_session import Message, MqttSession
@@ -46,7 +46,7 @@ class MqttSource:
     def __init__(self, site: Site | Portfolio, broker: BrokerAddress, sink: ReadingSink,
                  metrics: CollectorMetrics, clock: Clock, *, client_id: str = "pumpwatch-collector",
                  share_group: str | None = None, keepalive: int = 30,
-                 catalog: SensorCatalog | None = None) -> None:
+                 catalog: SensorCatalog | None = None, lane: TimeLane | None = None) -> None:
         portfolio = as_portfolio(site)
         self.broker = broker
         self.sink = sink
@@ -59,7 +59,8 @@ class MqttSource:
             log.info("MQTT topics taken through the shared subscription group %r: the broker hands each "
                      "message to one member; the members' rules see each other's readings "
                      "(collector.group)", share_group)
-        self.decoder = MqttDecoder(_maps(portfolio), self.catalog)
+        self.lane = lane or TimeLane()  # the group's lanes: members never stamp one instant twice
+        self.decoder = MqttDecoder(_maps(portfolio), self.catalog, lane=self.lane)
         self.subscriptions = self._subscriptions(portfolio)
         self.connected = False
         self._batches = sink if isinstance(sink, MessageSink) else None  # checked once: isinstance is slow
@@ -95,7 +96,7 @@ class MqttSource:
         A message decoded meanwhile uses the decoder it started with; the last timestamp of each sensor
         carries over, so two messages in one instant still keep both points.
         """
-        decoder = MqttDecoder(_maps(portfolio), self.catalog)
+        decoder = MqttDecoder(_maps(portfolio), self.catalog, lane=self.lane)
         decoder.carry_over(self.decoder)
         self.decoder = decoder
         self.subscriptions = self._subscriptions(portfolio)
@@ -185,4 +186,5 @@ def sources_from_site(context: SourceContext) -> list[MqttSource]:
         return []
     cfg = context.settings.collector
     return [MqttSource(sites, context.broker, context.sink, context.metrics, context.clock,
-                       client_id=cfg.client_id, share_group=cfg.share_group, catalog=context.catalog)]
+                       client_id=cfg.client_id, share_group=cfg.share_group, catalog=context.catalog,
+                       lane=context.lane)]

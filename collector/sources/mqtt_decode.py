@@ -10,6 +10,12 @@ JSON is parsed once per message, by orjson when it is installed (a compiled pars
 faster than the standard library's) and by `json` otherwise. orjson is the stricter of the two: what it
 refuses (NaN literals, integers beyond 64 bits, lone surrogates, a payload that is not UTF-8) goes the
 pure-Python way, so both give the same readings and the same rejections (tests run both).
+
+Timestamps stay unique per sensor: a reading in the same instant as the sensor's last one is moved a
+microsecond on. In a shared-subscription group (`collector.group`) several collectors take one sensor's
+messages, and two of them stamping the same instant would make one point overwrite the other in the
+store; there each member has its own `TimeLane`, and its readings fall only on the microseconds of its
+lane (at most `lanes - 1` µs later than received), so members never share a timestamp.
 """
 
 from __future__ import annotations
@@ -39,6 +45,36 @@ MIN_STEP = 1e-6  # seconds between two readings of one sensor (timestamps stay u
 
 _TRUE = {"true", "on", "yes", "1", "wet", "open"}
 _FALSE = {"false", "off", "no", "0", "dry", "closed"}
+
+
+class TimeLane:
+    """Which microseconds this collector's MQTT readings may fall on: those equal to `index` modulo `lanes`.
+
+    One lane of one (the default) is every microsecond. Changed at any time by the group's presence
+    (another thread); a decoder reads both numbers once per message map.
+    """
+
+    def __init__(self, lanes: int = 1, index: int = 0) -> None:
+        if lanes < 1 or not 0 <= index < lanes:
+            raise ValueError(f"lane {index} of {lanes}: want 0 <= index < lanes")
+        self.lanes = lanes
+        self.index = index
+
+    def move(self, index: int) -> None:
+        """Take another lane of the same set."""
+        if not 0 <= index < self.lanes:
+            raise ValueError(f"lane {index} of {self.lanes}")
+        self.index = index
+
+    def at_or_after(self, ts: float) -> float:
+        """The first instant of this lane from `ts` on (`ts` taken to its nearest microsecond)."""
+        micro = round(ts * 1e6)
+        return (micro + (self.index - micro) % self.lanes) / 1e6
+
+    def after(self, ts: float) -> float:
+        """The first instant of this lane after `ts` (taken to its nearest microsecond)."""
+        micro = round(ts * 1e6) + 1
+        return (micro + (self.index - micro) % self.lanes) / 1e6
 
 
 @dataclass
@@ -86,8 +122,9 @@ class MqttDecoder:
     """
 
     def __init__(self, mappings: tuple[MqttMapping, ...], catalog: SensorCatalog, *,
-                 fast_json: bool = True) -> None:
+                 fast_json: bool = True, lane: TimeLane | None = None) -> None:
         self.catalog = catalog
+        self.lane = lane or TimeLane()
         self.routes = [_Route(m, _topic_pattern(m.topic)) for m in mappings]
         self.fast_json = fast_json and FAST_JSON
         self._last_ts: dict[str, float] = {}
@@ -159,6 +196,9 @@ class MqttDecoder:
                 out.rejected.append(("bad_timestamp", f"{topic}: {err}; receive time used"))
         readings = out.readings
         last_ts = self._last_ts
+        lane = self.lane if self.lane.lanes > 1 else None
+        if lane is not None:
+            ts = lane.at_or_after(ts)
         for target in self._targets(mapping, topic, names):
             try:
                 number, state = _read(target, document)
@@ -170,7 +210,8 @@ class MqttDecoder:
             last = last_ts.get(sensor)
             if last is not None and at <= last:
                 if at > last - 1.0:
-                    at = last + MIN_STEP  # two messages in the same instant: keep both points
+                    # two messages in the same instant: keep both points
+                    at = last + MIN_STEP if lane is None else lane.after(last)
                 last_ts[sensor] = max(at, last)
             else:
                 last_ts[sensor] = at
