@@ -72,19 +72,19 @@ class EstateRules:
         self.tick = tick
         self.engines: dict[str, AlarmEngine] = {}
         self.listeners: list[EventListener] = []
-        self._watched: dict[str, tuple[str, str]] = {}  # sensor key -> (estate, sensor) a rule reads
-        self._keys: dict[str, list[str]] = {}  # estate -> its keys in `_watched`
+        self._watched: dict[str, str] = {}  # sensor key -> the estate of a sensor a rule reads
+        self._names: dict[str, dict[str, str]] = {}  # estate -> its keys in `_watched` -> their sensor ids
         # Whether this collector announces an estate's alarm events (a shared-subscription group's
         # member speaks for some of its estates, `collector.group`); the others' engines are muted.
         self.speaks_for: Callable[[str], bool] = lambda _estate: True
 
     def _watch(self, estate: str, engine: AlarmEngine | None) -> None:
         """The sensors the estate's rules read are now `engine`'s (none: the estate is gone)."""
-        for key in self._keys.pop(estate, ()):
+        for key in self._names.pop(estate, ()):
             del self._watched[key]
         if engine is not None:
-            keys = self._keys[estate] = [sensor_key(estate, sensor) for sensor in engine.watched]
-            self._watched.update(zip(keys, [(estate, sensor) for sensor in engine.watched], strict=True))
+            names = self._names[estate] = {sensor_key(estate, sensor): sensor for sensor in engine.watched}
+            self._watched.update(dict.fromkeys(names, estate))
 
     def put(self, estate: str, engine: AlarmEngine) -> None:
         """Serve an estate with `engine` (a reload: the old engine's view of recent readings carries over)."""
@@ -134,22 +134,25 @@ class EstateRules:
         return self.engines[estate]
 
     def on_readings(self, readings: Sequence[Reading]) -> None:
-        """Pipeline hook: each estate's readings a rule reads, under their own sensor ids, to its engine."""
+        """Pipeline hook: each estate's readings a rule reads to its engine, with their own sensor ids.
+
+        The readings go as they are (under their keys), with the estate's key -> sensor id map: renaming
+        each into a new `Reading` cost as much as the view's whole update of it.
+        """
         groups: dict[str, list[Reading]] = {}
         watched = self._watched
         for r in readings:
-            found = watched.get(r.sensor)
-            if found is None:
+            estate = watched.get(r.sensor)
+            if estate is None:
                 continue  # no rule reads it
-            estate, sensor = found
             batch = groups.get(estate)
             if batch is None:
                 batch = groups[estate] = []
-            batch.append(Reading(sensor, r.ts, r.value, r.quality, r.state))
+            batch.append(r)
         for estate, batch in groups.items():
             engine = self.engines.get(estate)
             if engine is not None:
-                engine.on_readings(batch)
+                engine.on_readings(batch, names=self._names[estate])
 
     def spoken(self) -> list[str]:
         """The estates whose rules this collector evaluates (it announces their alarms)."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from bisect import bisect_right
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -42,30 +42,38 @@ class SensorView:
         self.taken_over = -math.inf
         self._tracks: dict[str, _Track] = {}
 
-    def update(self, readings: Iterable[Reading], *, only_newer: bool = False) -> set[str]:
+    def update(self, readings: Iterable[Reading], *, only_newer: bool = False,
+               names: Mapping[str, str] | None = None) -> set[str]:
         """Take readings in; returns the sensors that changed. Unusable qualities are not data.
 
         A reading older than the newest one held is late and left out; with `only_newer` so is one of
-        the same time (a reading heard twice: from this collector and back from its group).
+        the same time (a reading heard twice: from this collector and back from its group). `names`:
+        each reading's sensor id by its `sensor` field (the collector's readings carry sensor keys).
         """
         received = self.transport.now()
         changed: set[str] = set()
-        for r in readings:
-            if r.quality in _UNUSABLE:
+        tracks = self._tracks
+        keep = self.keep
+        for sensor, ts, value, quality, _state in readings:
+            if quality in _UNUSABLE:
                 continue
-            track = self._tracks.setdefault(r.sensor, _Track())
+            if names is not None:
+                sensor = names[sensor]
+            track = tracks.get(sensor)
+            if track is None:
+                track = tracks[sensor] = _Track()
             points = track.points
-            if points and (r.ts < points[-1][0] or (only_newer and r.ts == points[-1][0])):
+            if points and (ts < points[-1][0] or (only_newer and ts == points[-1][0])):
                 continue  # late arrival: the newest value stands
-            track.run = track.run + 1 if points and points[-1][1] == r.value else 1
-            points.append((r.ts, r.value))
-            horizon = r.ts - self.keep.get(r.sensor, 0.0)
+            track.run = track.run + 1 if points and points[-1][1] == value else 1
+            points.append((ts, value))
+            horizon = ts - keep.get(sensor, 0.0)
             while len(points) > 2 and points[1][0] <= horizon:
                 points.popleft()  # keep one point at or before the horizon for change()
             if track.run > len(points):
                 track.run = len(points)
             track.seen_at = received
-            changed.add(r.sensor)
+            changed.add(sensor)
         return changed
 
     def value(self, sensor: str) -> float | None:

@@ -20,7 +20,7 @@ after a muted engine speaks again (its view moved without evaluations), evaluate
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -120,13 +120,14 @@ class AlarmEngine:
         if memory is not None:
             self._restore(memory)
 
-    def on_readings(self, readings: Sequence[Reading], *, only_newer: bool = False) -> None:
+    def on_readings(self, readings: Sequence[Reading], *, only_newer: bool = False,
+                    names: Mapping[str, str] | None = None) -> None:
         """Pipeline hook: update the view, evaluate the rules that read the changed sensors.
 
         A no-data rule that is quiet and not counting down is skipped: fresh data can only keep it
-        quiet (the timer still evaluates it every tick). `only_newer`: see `SensorView.update`.
+        quiet (the timer still evaluates it every tick). `only_newer`, `names`: see `SensorView.update`.
         """
-        changed = self.view.update(readings, only_newer=only_newer)
+        changed = self.view.update(readings, only_newer=only_newer, names=names)
         if not self.speaking:
             return
         now = self.clock.now()
