@@ -8,8 +8,9 @@ reader sees the estate before or after, never half of it.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pumpwatch.portfolio import Portfolio, as_portfolio, sensor_key
 from pumpwatch.site import COUNTER_KINDS, OPEN_CODE_KINDS, Sensor, SensorKind, Site
@@ -30,6 +31,15 @@ class SensorInfo:
     sensor: Sensor
     counter: bool = False  # only rises (energy): a fall is flagged COUNTER_RESET
     open_codes: bool = False  # every integer is a state (fault codes): unnamed ones are UNKNOWN_<code>
+    # (low, high) with open ends at the largest finite floats when the valid range alone judges a value
+    # (no states, no codes, not a counter): the validator's short way; None for the others
+    range_only: tuple[float, float] | None = field(init=False)
+
+    def __post_init__(self) -> None:
+        plain = not self.states and not self.counter and not self.open_codes
+        bounds = (-sys.float_info.max if self.low is None else self.low,
+                  sys.float_info.max if self.high is None else self.high)
+        object.__setattr__(self, "range_only", bounds if plain else None)
 
     @property
     def estate(self) -> str:

@@ -39,20 +39,28 @@ class Validator:
     def judge(self, readings: Sequence[Reading], now: float) -> Verdict:
         """Sort readings into kept and rejected; out-of-range values are kept and flagged."""
         verdict = Verdict()
+        kept = verdict.kept
         latest_ok = now + MAX_FUTURE_SECONDS
+        get = self.catalog.get
+        good = Quality.GOOD
         for r in readings:
-            info = self.catalog.get(r.sensor)
+            info = get(r.sensor)
             if info is None:
                 verdict.rejected["unknown_sensor"] += 1
                 continue
             value = r.value
+            ts = r.ts
+            bounds = info.range_only
+            if (bounds is not None and type(value) is float and type(ts) is float and r.quality is good
+                    and bounds[0] <= value <= bounds[1] and 0.0 < ts <= latest_ok):
+                kept.append(r)  # the common case, judged as below would judge it: a good value in range
+                continue
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 verdict.rejected["wrong_type"] += 1
                 continue
             if not math.isfinite(value):
                 verdict.rejected["not_finite"] += 1
                 continue
-            ts = r.ts
             if not isinstance(ts, (int, float)) or not math.isfinite(ts) or ts <= 0 or ts > latest_ok:
                 verdict.rejected["bad_timestamp"] += 1
                 continue
@@ -70,7 +78,7 @@ class Validator:
                     state = f"UNKNOWN_{int(value)}"
             if quality is not r.quality or state != r.state or type(value) is not float:
                 r = Reading(r.sensor, float(ts), float(value), quality, state)
-            verdict.kept.append(r)
+            kept.append(r)
         return verdict
 
     def _fell(self, sensor: str, ts: float, value: float) -> bool:

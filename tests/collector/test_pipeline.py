@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import math
 import threading
 from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from collector.metrics import CollectorMetrics
 from collector.pipeline.buffer import BufferFull, DurableBuffer
@@ -17,7 +20,7 @@ from collector.pipeline.validate import Validator
 from collector.pipeline.writer import BufferWriter
 from pumpwatch.backoff import Backoff
 from pumpwatch.bus import LiveBus
-from pumpwatch.catalog import SensorCatalog
+from pumpwatch.catalog import SensorCatalog, SensorInfo
 from pumpwatch.clock import FakeClock
 from pumpwatch.errors import StoreRejected, StoreUnavailable
 from pumpwatch.readings import Quality, Reading
@@ -108,6 +111,47 @@ def test_validator_rejects_what_cannot_be_stored_and_flags_what_is_suspect(catal
         ("harbour-view/dom-p1-switch", 9.0, Quality.OUT_OF_RANGE, None),
     ]
     assert verdict.flagged[Quality.OUT_OF_RANGE] == 2
+
+
+class LongWayOnly:
+    """The catalog as the validator sees it, with no sensor judged by its range alone (`range_only`)."""
+
+    def __init__(self, catalog: SensorCatalog) -> None:
+        self.infos: dict[str, SensorInfo] = {}
+        for info in catalog:
+            copy = dataclasses.replace(info)
+            object.__setattr__(copy, "range_only", None)
+            self.infos[info.key] = copy
+
+    def get(self, key: str) -> SensorInfo | None:
+        return self.infos.get(key)
+
+
+FLOATS = st.floats(allow_nan=True, allow_infinity=True) | st.sampled_from([0.0, -0.0, 1.6, 1.7, -1e-9])
+VALUES = (FLOATS | st.integers(min_value=-2**70, max_value=2**70) | st.booleans() | st.none()
+          | st.text(max_size=3))
+STAMPS = (st.floats(min_value=-1e10, max_value=1e10) | st.sampled_from([math.nan, math.inf, -math.inf, 0.0])
+          | st.integers(min_value=-5, max_value=2_000_000_000) | st.just(1_767_225_600.0 + 86_400.0))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["harbour-view/dom-header-pressure", "harbour-view/dom-p1-switch",
+                                           "harbour-view/no-such-sensor"]),
+                          STAMPS, VALUES, st.sampled_from(list(Quality)), st.sampled_from([None, "AUTO"])),
+                max_size=20))
+def test_the_validator_s_short_way_judges_as_the_long_way(
+        site: Site, rows: list[tuple[str, float, object, Quality, str | None]]) -> None:
+    catalog = SensorCatalog(site)
+    assert catalog.get("harbour-view/dom-header-pressure").range_only is not None  # type: ignore[union-attr]
+    batch = [Reading(sensor, ts, value, quality, state)  # type: ignore[arg-type]
+             for sensor, ts, value, quality, state in rows]
+    now = 1_767_225_600.0
+    short = Validator(catalog).judge(batch, now)
+    long = Validator(LongWayOnly(catalog)).judge(batch, now)  # type: ignore[arg-type]
+    assert [tuple(r) for r in short.kept] == [tuple(r) for r in long.kept]
+    assert [[type(x) for x in r] for r in short.kept] == [[type(x) for x in r] for r in long.kept]
+    assert short.rejected == long.rejected
+    assert short.flagged == long.flagged
 
 
 # --- durable buffer -----------------------------------------------------------------------------
