@@ -386,7 +386,8 @@ def report(args: argparse.Namespace, modbus: dict[str, Any] | None, flows: dict[
             f"{args.seconds:g} s publishing at {rate}",
             ["row", "published", "stored", "lost", "dup", "readings/s", "drain s", "CPU s", "CPU % core",
              "µs CPU/reading", "peak RSS MB", "InfluxDB CPU s", "Mosquitto CPU s", "foreign CPU %"],
-            [["PumpWatch collector", p["readings_published"], p["readings_stored_distinct"], p["lost"],
+            [["PumpWatch collector" if args.collectors == 1 else f"PumpWatch, {args.collectors} collectors",
+              p["readings_published"], p["readings_stored_distinct"], p["lost"],
               p["duplicated"], p["sustained_rate"], p["drain_after_publish_seconds"], p["collector_cpu_s"],
               p["collector_cpu_pct_of_core"], p["collector_cpu_us_per_reading"], p["peak_rss_mb"],
               p["influxdb_cpu_s"], p["mosquitto_cpu_s"], p["foreign_cpu_pct_of_core"]],
@@ -446,12 +447,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                              "API (bench.goals)")
     parser.add_argument("--max-seconds", type=float, default=10.0,
                         help="--goals: publishing time of each max-rate phase (10)")
+    parser.add_argument("--collectors", type=int, default=1,
+                        help="PumpWatch collectors in one shared-subscription group, each its own process "
+                             "(bench.ingest --collectors; default 1)")
+    parser.add_argument("--max-collectors", type=int, default=2,
+                        help="--goals: PumpWatch collectors of each max-rate phase (default 2: one per core)")
     args = parser.parse_args(argv)
     args.name = args.name or ("peers_goals" if args.goals else "peers")
     if min(args.seconds, args.modbus_seconds, args.interval) <= 0 or min(args.devices, args.registers) <= 0:
         parser.error("--seconds, --modbus-seconds, --interval, --devices and --registers must be positive")
-    if args.publishers <= 0:
-        parser.error("--publishers must be positive")
+    if min(args.publishers, args.collectors, args.max_collectors) <= 0:
+        parser.error("--publishers, --collectors and --max-collectors must be positive")
     # What bench.ingest and bench.modbus_poll read from their own arguments:
     args.batch_size, args.stride, args.commit_window = None, 1, None
     return args
@@ -460,7 +466,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.goals:
-        return run_goals(args.seconds, args.max_seconds, args.name)
+        return run_goals(args.seconds, args.max_seconds, args.name, args.max_collectors)
     favour_event_loop()  # the ingest phases' collector runs in this process, as every `pumpwatch` role runs
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     faulthandler.dump_traceback_later(1800 + 4 * args.seconds, exit=True)

@@ -9,15 +9,16 @@ from bench.goals import goal_rows, phases
 
 def ingest(pw_cpu: float, nr_cpu: float, pw_rate: float, nr_rate: float, *, values: int = 5, lost: int = 0,
            subscriber: float = 100_000.0, writer: float = 200_000.0,
-           offered: float = 150_000.0) -> dict[str, Any]:
+           offered: float = 150_000.0, collectors: int = 1) -> dict[str, Any]:
     """A `bench.peers --phases ingest` results file, reduced to what the table reads."""
     pumpwatch = {"collector_cpu_us_per_reading": pw_cpu, "lost": lost, "sustained_rate": pw_rate,
+                 "collector_cpu_pct_of_core": pw_rate * pw_cpu / 1e4,
                  "foreign_cpu_pct_of_core": 3.0, "messages_published": 1000, "publisher_cpu_s": 0.01,
                  "readings_published": 5 * offered, "publish_rate": offered,
                  "publisher": {"kind": "mqttjs", "cpu_s_per_process": [1.0, 3.0]}}
     nodered = {"cpu_us_per_reading": nr_cpu, "lost": 0, "sustained_rate": nr_rate,
                "foreign_cpu_pct_of_core": 5.0}
-    return {"settings": {"values_per_message": values},
+    return {"settings": {"values_per_message": values, "collectors": collectors},
             "ratios": {"ingest_cpu_per_reading_pumpwatch_over_nodered": pw_cpu / nr_cpu,
                        "ingest_rate_pumpwatch_over_nodered": pw_rate / nr_rate},
             "ingest": {"pumpwatch": pumpwatch, "nodered": nodered, "mqtt_subscriber": {"rate": subscriber},
@@ -72,3 +73,15 @@ def test_the_run_has_every_shape_steady_and_at_max_rate() -> None:
     steady_v1 = phases(20, 10)[0].arguments
     assert steady_v1[steady_v1.index("--rate") + 1] == "5000"
     assert phases(20, 10)[3].arguments[phases(20, 10)[3].arguments.index("--seconds") + 1] == "10"
+    for phase in phases(20, 10, max_collectors=3):  # max rate per machine: a collector process per core
+        expected = "3" if phase.name.startswith("max_") else None
+        arguments = phase.arguments
+        found = arguments[arguments.index("--collectors") + 1] if "--collectors" in arguments else None
+        assert found == expected
+
+
+def test_a_max_rate_row_says_how_many_collectors_and_the_rate_per_core_they_used() -> None:
+    done = {"max_v5": {"results": ingest(12.5, 14.0, 80_000, 59_000, collectors=2)}}
+    row = {r["run"]: r for r in goal_rows(done)}["max_v5"]
+    assert "2 collector processes, 80,000/s, 80,000/s per core used" in row["pumpwatch"]  # 100 % of a core
+    assert row["met"] is True
