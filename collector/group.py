@@ -27,7 +27,9 @@ Three things make the group's rules whole again:
   microseconds (`TimeLane`, one of `TIME_LANES`): it starts on a lane hashed from its client id and
   announces it with its presence; of two members on one lane, the one that joined later moves to the
   lowest free lane and announces that. More members than lanes are counted
-  (`pumpwatch_group_lane_clashes`) and logged.
+  (`pumpwatch_group_lane_clashes`) and logged. A member that has just joined stamps on its first lane
+  until the others' retained presence reaches it (moments after it connects): only then can it see a
+  clash, so for those moments two members may share a lane.
 
 Until it knows the group (not yet connected), a member speaks for every estate: an alarm said twice is
 applied once by the alarm service, an alarm not said is lost.
