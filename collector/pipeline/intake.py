@@ -29,6 +29,8 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 
+from prometheus_client import Counter as PromCounter
+
 from collector.metrics import CollectorMetrics
 from collector.pipeline.buffer import BufferFull, DurableBuffer
 from collector.pipeline.sink import OnDurable
@@ -73,6 +75,7 @@ class Pipeline:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread = 0
         self._held: list[OnDurable] = []  # acknowledgements held back for the writer (intake thread only)
+        self._readings_in: dict[str, PromCounter] = {}  # source -> its child of `metrics.readings_in`
         self._holding_since: float | None = None
         metrics.buffer_capacity.set(buffer.capacity)
         metrics.buffer_depth.set(buffer.depth)
@@ -115,7 +118,11 @@ class Pipeline:
             self._pending_count += len(kept)
             if len(self._pending) == 1 or self._pending_count >= COMMIT_CHUNK or not self.commit_window:
                 self._cond.notify_all()  # the intake waits out its window unless there is a chunk
-        self.metrics.readings_in.labels(source=source.split(":", 1)[0]).inc(len(kept))
+        counted = self._readings_in.get(source)
+        if counted is None:  # a labelled child looked up once per source: labels() costs a lock and a tuple
+            counted = self.metrics.readings_in.labels(source=source.split(":", 1)[0])
+            self._readings_in[source] = counted
+        counted.inc(len(kept))
 
     def has_room(self) -> bool:
         """Whether fewer than `intake_limit` readings wait for their commit (a source may read more)."""

@@ -10,9 +10,8 @@ The last value is remembered per sensor while the collector runs.
 from __future__ import annotations
 
 import math
-from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from pumpwatch.catalog import SensorCatalog, SensorInfo
 from pumpwatch.readings import Quality, Reading
@@ -20,13 +19,17 @@ from pumpwatch.readings import Quality, Reading
 MAX_FUTURE_SECONDS = 86_400.0  # a device clock a day ahead is wrong, not early
 
 
-@dataclass
+@dataclass(slots=True)
 class Verdict:
-    """Readings to keep (some flagged) and what was rejected, by reason."""
+    """Readings to keep (some flagged) and what was rejected, by reason (counts; a reason not met is absent).
 
-    kept: list[Reading] = field(default_factory=list)
-    rejected: Counter[str] = field(default_factory=Counter)
-    flagged: Counter[Quality] = field(default_factory=Counter)
+    Plain dicts, made by the validator: one verdict per read from the socket, and two `Counter`s cost
+    more than the judging of a one-value message.
+    """
+
+    kept: list[Reading]
+    rejected: dict[str, int]
+    flagged: dict[Quality, int]
 
 
 class Validator:
@@ -38,7 +41,8 @@ class Validator:
 
     def judge(self, readings: Sequence[Reading], now: float) -> Verdict:
         """Sort readings into kept and rejected; out-of-range values are kept and flagged."""
-        verdict = Verdict()
+        verdict = Verdict([], {}, {})
+        rejected = verdict.rejected
         kept = verdict.kept
         latest_ok = now + MAX_FUTURE_SECONDS
         get = self.catalog.get
@@ -46,7 +50,7 @@ class Validator:
         for r in readings:
             info = get(r.sensor)
             if info is None:
-                verdict.rejected["unknown_sensor"] += 1
+                rejected["unknown_sensor"] = rejected.get("unknown_sensor", 0) + 1
                 continue
             value = r.value
             ts = r.ts
@@ -56,13 +60,13 @@ class Validator:
                 kept.append(r)  # the common case, judged as below would judge it: a good value in range
                 continue
             if isinstance(value, bool) or not isinstance(value, (int, float)):
-                verdict.rejected["wrong_type"] += 1
+                rejected["wrong_type"] = rejected.get("wrong_type", 0) + 1
                 continue
             if not math.isfinite(value):
-                verdict.rejected["not_finite"] += 1
+                rejected["not_finite"] = rejected.get("not_finite", 0) + 1
                 continue
             if not isinstance(ts, (int, float)) or not math.isfinite(ts) or ts <= 0 or ts > latest_ok:
-                verdict.rejected["bad_timestamp"] += 1
+                rejected["bad_timestamp"] = rejected.get("bad_timestamp", 0) + 1
                 continue
             quality = r.quality
             if quality is Quality.GOOD and not _plausible(info, value):
@@ -70,7 +74,7 @@ class Validator:
             if info.counter and quality in _COUNTED and self._fell(r.sensor, ts, value):
                 quality = Quality.COUNTER_RESET
             if quality is not Quality.GOOD:
-                verdict.flagged[quality] += 1
+                verdict.flagged[quality] = verdict.flagged.get(quality, 0) + 1
             state = r.state
             if state is None and info.states:
                 state = info.states.get(int(value))
