@@ -216,12 +216,16 @@ class Members:
             self.procs.append(proc)
             self.conns.append(parent)
         self.cpu0 = [0.0] * count
+        self.stopped = False
 
     def poll(self) -> None:
-        """Take every report waiting; a member's error stops the run."""
+        """Take every report waiting; a member's error, or its end before `stop`, stops the run."""
         for n, conn in enumerate(self.conns):
-            while conn.poll():
-                report = conn.recv()
+            while not self.status[n] and conn.poll():
+                try:
+                    report = conn.recv()
+                except EOFError:
+                    raise RuntimeError(f"collector member {n + 2} ended without a word") from None
                 if "error" in report:
                     raise RuntimeError(f"collector member {n + 2}: {report['error']}")
                 if "status_line" in report:
@@ -243,13 +247,26 @@ class Members:
             self.poll()
         self.cpu0 = [process_cpu(psutil.Process(proc.pid)) for proc in self.procs]
 
+    def cpu_now(self) -> list[float]:
+        """CPU seconds each member has used since it started (0 for one that has ended)."""
+        used = []
+        for proc in self.procs:
+            try:
+                used.append(process_cpu(psutil.Process(proc.pid)))
+            except psutil.NoSuchProcess:
+                used.append(0.0)
+        return used
+
     def cpu(self) -> list[float]:
         """CPU seconds of each member since it connected."""
         return [process_cpu(psutil.Process(proc.pid)) - cpu0 for proc, cpu0 in zip(self.procs, self.cpu0,
                                                                                        strict=True)]
 
     def stop(self) -> None:
-        """Ask each member to stop, take its status line and wait for it."""
+        """Ask each member to stop, take its status line and wait for it (again: nothing more)."""
+        if self.stopped:
+            return
+        self.stopped = True
         for conn in self.conns:
             with contextlib.suppress(OSError):
                 conn.send("stop")
@@ -262,6 +279,7 @@ class Members:
             proc.join(max(0.0, deadline - time.monotonic()))
             if proc.is_alive():
                 proc.kill()
+                proc.join(5)
 
 
 # --- InfluxDB helpers ----------------------------------------------------------------------------
@@ -319,126 +337,134 @@ async def run_collector(args: argparse.Namespace, broker: Mosquitto, influx: Inf
         plan = MemberPlan(broker.url, influx.url, database, prefix, devices, values, args.batch_size,
                           args.commit_window)
         members = Members(member_ids, plan, state_dir)
-    service = CollectorService(site, settings, SystemClock(), BrokerAddress(HOST, broker.port),
-                               publish_live=True)  # as `pumpwatch collect` runs it
-    if args.commit_window is not None:  # diagnostic: the intake's group-commit window
-        service.parts.pipeline.commit_window = args.commit_window
-    metrics = service.parts.metrics
-    other_cpu0 = {pid: process_cpu(p) for pid, p in others.items()}
+    try:
+        service = CollectorService(site, settings, SystemClock(), BrokerAddress(HOST, broker.port),
+                                   publish_live=True)  # as `pumpwatch collect` runs it
+        if args.commit_window is not None:  # diagnostic: the intake's group-commit window
+            service.parts.pipeline.commit_window = args.commit_window
+        metrics = service.parts.metrics
+        other_cpu0 = {pid: process_cpu(p) for pid, p in others.items()}
 
-    cpu0, threads0, busy0, wall0 = process_cpu(), thread_cpu(), system_busy(), time.time()
-    task = asyncio.create_task(service.run(), name="collector")
-    deadline = time.monotonic() + 15
-    while not metrics.total(metrics.mqtt_connected):
-        if time.monotonic() > deadline or task.done():
-            raise RuntimeError("the collector did not connect to the broker")
-        await asyncio.sleep(0.02)
-    if members is not None:
-        await asyncio.to_thread(members.wait_connected, 60)
-
-    load = await asyncio.to_thread(load_for, args, broker.port, prefix, devices)
-    load.go()
-    t_go = time.time()
-    result: dict[str, Any] | None = None
-    target: int | None = None
-    written = last_written = 0.0
-    last_change = t_go
-    timeline: list[dict[str, float]] = []
-    next_sample = t_go
-    peak_depth = 0
-    stalled = False
-    publisher_cpu = 0.0
-    while True:
-        await asyncio.sleep(0.02)
-        now = time.time()
+        cpu0, threads0, busy0, wall0 = process_cpu(), thread_cpu(), system_busy(), time.time()
+        members_busy0 = members.cpu_now() if members is not None else []  # they start up meanwhile
+        task = asyncio.create_task(service.run(), name="collector")
+        deadline = time.monotonic() + 15
+        while not metrics.total(metrics.mqtt_connected):
+            if time.monotonic() > deadline or task.done():
+                raise RuntimeError("the collector did not connect to the broker")
+            await asyncio.sleep(0.02)
         if members is not None:
-            members.poll()
-        written = metrics.total(metrics.written) + (members.total("written") if members else 0)
-        if written != last_written:
-            last_written, last_change = written, now
-        depth = service.parts.buffer.depth + int(members.total("depth") if members else 0)
-        peak_depth = max(peak_depth, depth)
-        if now >= next_sample:
-            timeline.append({"t": round(now - t_go, 2), "written": written,
-                             "accepted": metrics.total(metrics.readings_in)
-                             + (members.total("accepted") if members else 0),
-                             "mqtt_messages": metrics.total(metrics.mqtt_messages)
-                             + (members.total("mqtt_messages") if members else 0),
-                             "buffer_depth": depth})
-            next_sample += 1.0
-        if result is None and (result := load.poll()) is not None:
-            if "error" in result:
-                raise RuntimeError(f"publisher: {result['error']}")
-            target = int(result["acked"]) * values
-            publisher_cpu = float(result["cpu_s"])
-        if target is not None and written >= target and depth == 0:
-            break
-        if now - last_change > args.stall_timeout and (result is not None or now - t_go > args.seconds + 30):
-            stalled = True
-            log.warning("no reading stored for %.0f s: stopping the drain", args.stall_timeout)
-            break
-    t_drained = last_change
-    cpu = process_cpu() - cpu0
-    threads = thread_cpu_delta(threads0, thread_cpu())
-    members_cpu = members.cpu() if members is not None else []
-    cpu += sum(members_cpu)
-    other_cpu = {f"{names[pid]} (pid {pid})": process_cpu(p) - other_cpu0[pid] for pid, p in others.items()
-                 if p.is_running()}
-    busy, wall = system_busy() - busy0, time.time() - wall0
-    foreign_pct = 100 * (busy - cpu - publisher_cpu - sum(other_cpu.values())) / wall
-    peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    rss_mb = me.memory_info().rss / 2**20
-    load.join(30)
-    status = service.status_line()
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
-    if members is not None:
-        await asyncio.to_thread(members.stop)
-        status = "\n".join([status, *members.status])
-    assert result is not None
-    points, distinct = await asyncio.to_thread(stored_counts, influx.url, database)
-    published = int(result["acked"]) * values
-    first_publish = float(result["first_publish"])
-    elapsed = t_drained - first_publish
-    publish_elapsed = float(result["last_ack"]) - first_publish
-    rejected = metrics.total(metrics.rejected) + (members.total("rejected") if members else 0)
-    phases = intake_phases(timeline, published, distinct, t_drained - t_go)
-    return {
-        "sensors": args.sensors,
-        "values_per_message": values,
-        "collectors": args.collectors,
-        "devices": len(devices),
-        "requested_rate": args.rate,
-        "switch_interval": sys.getswitchinterval(),
-        "commit_window": service.parts.pipeline.commit_window,
-        "writer_batch_size": settings.collector.batch_size,
-        "publish_seconds": args.seconds,
-        "messages_published": int(result["acked"]),
-        **delivery(published, points, distinct),
-        "rejected": rejected,
-        "publish_rate": published / publish_elapsed if publish_elapsed > 0 else 0.0,
-        "end_to_end_seconds": elapsed,
-        "drain_after_publish_seconds": t_drained - float(result["last_publish"]),
-        "sustained_rate": distinct / elapsed if elapsed > 0 else 0.0,
-        **phases,
-        "collector_cpu_s": cpu,
-        "collector_cpu_pct_of_core": 100 * cpu / elapsed if elapsed > 0 else 0.0,
-        "collector_cpu_us_per_reading": 1e6 * cpu / distinct if distinct else 0.0,
-        "collector_peak_rss_mb": peak_rss_mb,
-        "collector_rss_at_end_mb": rss_mb,
-        "peak_buffer_depth": peak_depth,
-        "publisher_cpu_s": publisher_cpu,
-        "publisher": {"kind": result.get("publisher"), "processes": result.get("processes"),
-                      "cpu_s_per_process": result.get("cpu_s_per_process")},
-        "other_processes_cpu_s": other_cpu,
-        "collector_threads_cpu_s": threads,
-        "members_cpu_s": members_cpu,  # the group's other collectors, each in its own process
-        "foreign_cpu_pct_of_core": foreign_pct,
-        "stalled": stalled,
-        "status_line": status,
-        "timeline": timeline,
-    }
+            await asyncio.to_thread(members.wait_connected, 60)
+
+        load = await asyncio.to_thread(load_for, args, broker.port, prefix, devices)
+        load.go()
+        t_go = time.time()
+        result: dict[str, Any] | None = None
+        target: int | None = None
+        written = last_written = 0.0
+        last_change = t_go
+        timeline: list[dict[str, float]] = []
+        next_sample = t_go
+        peak_depth = 0
+        stalled = False
+        publisher_cpu = 0.0
+        while True:
+            await asyncio.sleep(0.02)
+            now = time.time()
+            if members is not None:
+                members.poll()
+            written = metrics.total(metrics.written) + (members.total("written") if members else 0)
+            if written != last_written:
+                last_written, last_change = written, now
+            depth = service.parts.buffer.depth + int(members.total("depth") if members else 0)
+            peak_depth = max(peak_depth, depth)
+            if now >= next_sample:
+                timeline.append({"t": round(now - t_go, 2), "written": written,
+                                 "accepted": metrics.total(metrics.readings_in)
+                                 + (members.total("accepted") if members else 0),
+                                 "mqtt_messages": metrics.total(metrics.mqtt_messages)
+                                 + (members.total("mqtt_messages") if members else 0),
+                                 "buffer_depth": depth})
+                next_sample += 1.0
+            if result is None and (result := load.poll()) is not None:
+                if "error" in result:
+                    raise RuntimeError(f"publisher: {result['error']}")
+                target = int(result["acked"]) * values
+                publisher_cpu = float(result["cpu_s"])
+            if target is not None and written >= target and depth == 0:
+                break
+            quiet = now - last_change > args.stall_timeout
+            if quiet and (result is not None or now - t_go > args.seconds + 30):
+                stalled = True
+                log.warning("no reading stored for %.0f s: stopping the drain", args.stall_timeout)
+                break
+        t_drained = last_change
+        cpu = process_cpu() - cpu0
+        threads = thread_cpu_delta(threads0, thread_cpu())
+        members_cpu = members.cpu() if members is not None else []
+        cpu += sum(members_cpu)
+        members_start_up = (sum(members.cpu_now()) - sum(members_busy0) - sum(members_cpu)
+                            if members is not None else 0.0)  # theirs, not other people's work
+        other_cpu = {f"{names[pid]} (pid {pid})": process_cpu(p) - other_cpu0[pid]
+                     for pid, p in others.items() if p.is_running()}
+        busy, wall = system_busy() - busy0, time.time() - wall0
+        foreign_pct = 100 * (busy - cpu - members_start_up - publisher_cpu - sum(other_cpu.values())) / wall
+        peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        rss_mb = me.memory_info().rss / 2**20
+        load.join(30)
+        status = service.status_line()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        if members is not None:
+            await asyncio.to_thread(members.stop)
+            status = "\n".join([status, *members.status])
+        assert result is not None
+        points, distinct = await asyncio.to_thread(stored_counts, influx.url, database)
+        published = int(result["acked"]) * values
+        first_publish = float(result["first_publish"])
+        elapsed = t_drained - first_publish
+        publish_elapsed = float(result["last_ack"]) - first_publish
+        rejected = metrics.total(metrics.rejected) + (members.total("rejected") if members else 0)
+        phases = intake_phases(timeline, published, distinct, t_drained - t_go)
+        return {
+            "sensors": args.sensors,
+            "values_per_message": values,
+            "collectors": args.collectors,
+            "devices": len(devices),
+            "requested_rate": args.rate,
+            "switch_interval": sys.getswitchinterval(),
+            "commit_window": service.parts.pipeline.commit_window,
+            "writer_batch_size": settings.collector.batch_size,
+            "publish_seconds": args.seconds,
+            "messages_published": int(result["acked"]),
+            **delivery(published, points, distinct),
+            "rejected": rejected,
+            "publish_rate": published / publish_elapsed if publish_elapsed > 0 else 0.0,
+            "end_to_end_seconds": elapsed,
+            "drain_after_publish_seconds": t_drained - float(result["last_publish"]),
+            "sustained_rate": distinct / elapsed if elapsed > 0 else 0.0,
+            **phases,
+            "collector_cpu_s": cpu,
+            "collector_cpu_pct_of_core": 100 * cpu / elapsed if elapsed > 0 else 0.0,
+            "collector_cpu_us_per_reading": 1e6 * cpu / distinct if distinct else 0.0,
+            "collector_peak_rss_mb": peak_rss_mb,
+            "collector_rss_at_end_mb": rss_mb,
+            "peak_buffer_depth": peak_depth,
+            "publisher_cpu_s": publisher_cpu,
+            "publisher": {"kind": result.get("publisher"), "processes": result.get("processes"),
+                          "cpu_s_per_process": result.get("cpu_s_per_process")},
+            "other_processes_cpu_s": other_cpu,
+            "collector_threads_cpu_s": threads,
+            "members_cpu_s": members_cpu,  # the group's other collectors, each in its own process
+            "foreign_cpu_pct_of_core": foreign_pct,
+            "stalled": stalled,
+            "status_line": status,
+            "timeline": timeline,
+        }
+    finally:
+        if members is not None:  # however the run ended: no member outlives it
+            await asyncio.to_thread(members.stop)
 
 
 def intake_phases(timeline: list[dict[str, float]], published: int, stored: int,

@@ -42,6 +42,7 @@ except ImportError:  # pragma: no cover - orjson is a dependency; this keeps the
 MAX_PAYLOAD = 256 * 1024  # bytes; larger messages are rejected as `too_large`
 TOPIC_CACHE = 10_000  # topics whose sensor ids are remembered
 MIN_STEP = 1e-6  # seconds between two readings of one sensor (timestamps stay unique)
+LANE_HORIZON = 1e11  # seconds (year 5138): past it an instant keeps no lane (`TimeLane`)
 
 _TRUE = {"true", "on", "yes", "1", "wet", "open"}
 _FALSE = {"false", "off", "no", "0", "dry", "closed"}
@@ -51,7 +52,9 @@ class TimeLane:
     """Which microseconds this collector's MQTT readings may fall on: those equal to `index` modulo `lanes`.
 
     One lane of one (the default) is every microsecond. Changed at any time by the group's presence
-    (another thread); a decoder reads both numbers once per message map.
+    (another thread): a message's readings may then fall on the old lane and the new one, each apart from
+    the other members'. An instant no clock can give (not finite, or past `LANE_HORIZON`) is left as it
+    is: the validator rejects it as a bad timestamp.
     """
 
     def __init__(self, lanes: int = 1, index: int = 0) -> None:
@@ -68,11 +71,15 @@ class TimeLane:
 
     def at_or_after(self, ts: float) -> float:
         """The first instant of this lane from `ts` on (`ts` taken to its nearest microsecond)."""
+        if not -LANE_HORIZON < ts < LANE_HORIZON:  # NaN too
+            return ts
         micro = round(ts * 1e6)
         return (micro + (self.index - micro) % self.lanes) / 1e6
 
     def after(self, ts: float) -> float:
         """The first instant of this lane after `ts` (taken to its nearest microsecond)."""
+        if not -LANE_HORIZON < ts < LANE_HORIZON:
+            return ts + MIN_STEP
         micro = round(ts * 1e6) + 1
         return (micro + (self.index - micro) % self.lanes) / 1e6
 

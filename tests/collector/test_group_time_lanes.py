@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 
 from collector.estates import source_view
 from collector.group import TIME_LANES, GroupPresence, first_lane, presence_topic
+from collector.pipeline.validate import Validator
 from collector.service import CollectorService
 from collector.sources.mqtt_decode import MqttDecoder, TimeLane
 from pumpwatch.catalog import SensorCatalog
@@ -31,6 +32,7 @@ from pumpwatch.mqtturl import BrokerAddress
 from pumpwatch.settings import CollectorSettings, InfluxSettings, MqttSettings, Settings
 from pumpwatch.sitefile import parse_site
 from tests.support.influx import influx_query
+from tests.support.mqtt import create_session
 from tests.support.services import HOST, InfluxDB, Mosquitto
 from tests.support.waiting import eventually
 
@@ -104,6 +106,43 @@ def test_two_members_decoding_messages_of_one_instant_give_apart_timestamps() ->
     assert {micro(ts) % TIME_LANES for ts in stamps[1]} == {7}
 
 
+STAMPED = """
+site: {id: lanes, name: {zh: 小区, en: Estate}}
+rooms:
+  - id: r1
+    name: {zh: 一号泵房, en: Room 1}
+    sensors:
+      - {id: flow, kind: flow, range: [0, 1000000], source: mqtt, expected_period: 3600}
+mqtt:
+  - topic: "p/flow"
+    format: json
+    timestamp_field: ts
+    values: [{sensor: flow, field: v}]
+"""
+
+
+@pytest.mark.parametrize(("stamp", "kept"), [
+    ("1e308", False), ("1e305", False),  # past the lanes' horizon even as milliseconds: left as they came
+    ("-1e300", True),  # not a timestamp: the receive time, on the lane
+    ("1796000000500", True),  # milliseconds of 2026-11-30: on the lane
+])
+def test_a_device_time_no_clock_gives_keeps_no_lane_and_is_judged_by_the_validator(stamp: str,
+                                                                                  kept: bool) -> None:
+    site = parse_site(STAMPED, "stamped.yaml")
+    catalog = SensorCatalog(site)
+    member = MqttDecoder(source_view(site).mqtt, catalog, lane=TimeLane(TIME_LANES, 3))
+    payload = f'{{"ts": {stamp}, "v": 1.5}}'.encode()
+    decoded = [member.decode("p/flow", payload, NOW) for _ in range(2)]  # the second one steps on from it
+    readings = [r for d in decoded for r in d.readings]
+    assert len(readings) == 2
+    verdict = Validator(catalog).judge(readings, NOW)
+    if kept:
+        assert {micro(r.ts) % TIME_LANES for r in readings} == {3}
+        assert len(verdict.kept) == 2
+    else:
+        assert verdict.rejected == {"bad_timestamp": 2}
+
+
 def test_alone_a_collector_steps_one_microsecond_as_before() -> None:
     alone = decoder(None)
     stamps = [r.ts for n in range(3) for r in alone.decode("p/flow", str(n).encode(), NOW).readings]
@@ -140,12 +179,12 @@ async def test_of_two_members_on_one_lane_the_later_moves_to_the_lowest_free_lan
                               on_lane=lambda lane, clashes: looks.append((lane, clashes)))
         later.start()
         try:
-            async def apart() -> bool:
-                return later.lane.index == 1 and earlier.members == {"member-a", "member-b"}
+            async def apart() -> bool:  # `on_lane` runs after the move: wait for it too
+                return bool(looks) and looks[-1] == (1, 0) and earlier.members == {"member-a", "member-b"}
 
             await eventually(apart, 10, 0.05)
+            assert later.lane.index == 1
             assert earlier.lane.index == 0  # the one that joined first keeps its lane
-            assert looks[-1] == (1, 0)
             async def told() -> bool:  # its presence says so to the others, through the broker
                 return earlier._lanes.get("member-b", (0.0, -1))[1] == 1
 
@@ -169,8 +208,8 @@ async def test_more_members_than_lanes_are_counted_not_hidden(mosquitto: Mosquit
                              lane=TimeLane(TIME_LANES, 5), on_lane=lambda lane, n: looks.append((lane, n)))
     presence.start()
     try:
-        async def all_seen() -> bool:
-            return len(presence.members) == TIME_LANES + 1
+        async def all_seen() -> bool:  # and told of its lane after the last of them
+            return len(presence.members) == TIME_LANES + 1 and bool(looks) and looks[-1][1] == 1
 
         await eventually(all_seen, 10, 0.05)
         # It moved to free lanes while it learnt the others one by one; now none is left.
@@ -202,6 +241,9 @@ async def test_two_members_taking_one_sensor_in_one_instant_store_every_reading(
     site = parse_site(SITE % {"prefix": unique_topic}, "lanes.yaml")
     group, database = f"g{uuid.uuid4().hex[:6]}", f"lanes_{uuid.uuid4().hex[:8]}"
     ids = [f"lane-a-{uuid.uuid4().hex[:6]}", f"lane-b-{uuid.uuid4().hex[:6]}"]
+    for client_id in ids:  # sessions made first: the broker shares the messages from the first one on
+        topic = f"$share/{group}/{unique_topic}/flow"
+        await asyncio.to_thread(create_session, mosquitto.port, client_id, topic)
     members = [CollectorService(site, Settings(
         influx=InfluxSettings(url=influxdb.url, database=database, timeout=2.0),
         collector=CollectorSettings(state_dir=tmp_path / client_id, client_id=client_id, share_group=group),
@@ -210,7 +252,8 @@ async def test_two_members_taking_one_sensor_in_one_instant_store_every_reading(
     tasks = [asyncio.create_task(service.run()) for service in members]
     try:
         async def grouped() -> bool:
-            return all(s.parts.metrics.total(s.parts.metrics.group_members) == 2 for s in members)
+            return all(s.parts.metrics.total(s.parts.metrics.group_members) == 2
+                       and s.parts.metrics.total(s.parts.metrics.mqtt_connected) for s in members)
 
         await eventually(grouped, 15, 0.05)
         lanes = {s.parts.metrics.total(s.parts.metrics.group_time_lane) for s in members}
