@@ -27,7 +27,8 @@ Three things make the group's rules whole again:
   microseconds (`TimeLane`, one of `TIME_LANES`): it starts on a lane hashed from its client id and
   announces it with its presence; of two members on one lane, the one that joined later moves to the
   lowest free lane and announces that. More members than lanes are counted
-  (`pumpwatch_group_lane_clashes`) and logged. A member that has just joined stamps on its first lane
+  (`pumpwatch_group_lane_clashes`) and logged, and so is a member whose presence says no lane (an
+  older version's, during a rolling upgrade). A member that has just joined stamps on its first lane
   until the others' retained presence reaches it (moments after it connects): only then can it see a
   clash, so for those moments two members may share a lane.
 
@@ -132,6 +133,7 @@ class GroupPresence:
         self.lane = lane or TimeLane(TIME_LANES, first_lane(member))
         self.since = time.time()  # of two members on one lane, the one that joined later moves
         self._lanes: dict[str, tuple[float, int]] = {}  # the other members present: (joined at, lane)
+        self._laneless: set[str] = set()  # other members present whose presence says no lane
         self._stopping = False
         self._lock = threading.Lock()
         self.topic = presence_topic(group, member)
@@ -182,16 +184,27 @@ class GroupPresence:
             return
         with self._lock:
             members = set(self.members)
+            laneless = len(self._laneless)
             if message.payload:
                 members.add(member)
                 if (seen := _seen(message.payload)) is not None:
                     self._lanes[member] = seen
+                    self._laneless.discard(member)
+                else:
+                    self._lanes.pop(member, None)
+                    self._laneless.add(member)
             else:
                 members.discard(member)
                 self._lanes.pop(member, None)
+                self._laneless.discard(member)
             moved, clashes = self._keep_lane_apart()
+            clashes += len(self._laneless)
             changed = members != self.members
             self.members = frozenset(members)
+        if len(self._laneless) > laneless:
+            log.warning("group %s: %s announces no timestamp lane (a collector of an older version): its "
+                        "readings of a sensor may fall on this collector's instants and overwrite them",
+                        self.group, member)
         if moved:
             self._announce(client)
         if self.on_lane is not None:

@@ -65,8 +65,9 @@ class CollectorMetrics:
                                      "(collector.sources.mqtt_decode.TimeLane)", registry=r)
         self.group_lane_clashes = Gauge("pumpwatch_group_lane_clashes",
                                         "Other members present on this member's lane with no lane left "
-                                        "to move to (more members than lanes): their readings may "
-                                        "overwrite each other's", registry=r)
+                                        "to move to (more members than lanes), or announcing no lane "
+                                        "(an older version): their readings may overwrite each other's",
+                                        registry=r)
         self.estates_spoken_for = Gauge("pumpwatch_group_estates_spoken_for",
                                         "Estates whose alarm events this member of the group announces",
                                         registry=r)

@@ -221,6 +221,32 @@ async def test_more_members_than_lanes_are_counted_not_hidden(mosquitto: Mosquit
                                     retain=True, hostname=HOST, port=mosquitto.port)
 
 
+async def test_a_member_that_announces_no_lane_is_counted_as_a_clash_until_it_leaves(
+        mosquitto: Mosquitto) -> None:
+    group = f"g{uuid.uuid4().hex[:6]}"
+    older = presence_topic(group, "older-version")
+    await asyncio.to_thread(publish.single, older, json.dumps({"since": time.time() - 60}).encode(), qos=1,
+                            retain=True, hostname=HOST, port=mosquitto.port)
+    looks: list[tuple[int, int]] = []
+    presence = GroupPresence(BrokerAddress(HOST, mosquitto.port), group, "newer", lambda _m: None,
+                             lane=TimeLane(TIME_LANES, 4), on_lane=lambda lane, n: looks.append((lane, n)))
+    presence.start()
+    try:
+        async def counted() -> bool:
+            return presence.members == {"newer", "older-version"} and bool(looks) and looks[-1] == (4, 1)
+
+        await eventually(counted, 10, 0.05)
+        await asyncio.to_thread(publish.single, older, b"", qos=1, retain=True, hostname=HOST,
+                                port=mosquitto.port)
+
+        async def gone() -> bool:
+            return presence.members == {"newer"} and looks[-1] == (4, 0)
+
+        await eventually(gone, 10, 0.05)
+    finally:
+        presence.stop()
+
+
 def test_a_member_starts_on_the_lane_its_client_id_gives() -> None:
     assert first_lane("collector-a") == first_lane("collector-a")
     assert {first_lane(f"collector-{n}") for n in range(200)} == set(range(TIME_LANES))
