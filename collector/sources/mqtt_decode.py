@@ -73,14 +73,16 @@ class TimeLane:
         """The first instant of this lane from `ts` on (`ts` taken to its nearest microsecond)."""
         if not -LANE_HORIZON < ts < LANE_HORIZON:  # NaN too
             return ts
-        micro = round(ts * 1e6)
-        return (micro + (self.index - micro) % self.lanes) / 1e6
+        return self._from(round(ts * 1e6))
 
     def after(self, ts: float) -> float:
         """The first instant of this lane after `ts` (taken to its nearest microsecond)."""
         if not -LANE_HORIZON < ts < LANE_HORIZON:
             return ts + MIN_STEP
-        micro = round(ts * 1e6) + 1
+        return self._from(round(ts * 1e6) + 1)
+
+    def _from(self, micro: int) -> float:
+        """The first microsecond of this lane from `micro` on, in seconds."""
         return (micro + (self.index - micro) % self.lanes) / 1e6
 
 

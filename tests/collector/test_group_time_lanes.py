@@ -45,9 +45,13 @@ rooms:
       - {id: flow, kind: flow, range: [0, 1000000], source: mqtt, expected_period: 3600}
 mqtt:
   - topic: "%(prefix)s/flow"
-    format: number
-    values: [{sensor: flow}]
+%(mapping)s
 """
+NUMBER = """    format: number
+    values: [{sensor: flow}]"""
+STAMPED = """    format: json
+    timestamp_field: ts
+    values: [{sensor: flow, field: v}]"""
 NOW = 1_796_000_000.123456  # 2026-11-30: where a float's resolution is 238 ns
 instants = st.floats(min_value=1.0e9, max_value=4.0e9, allow_nan=False)
 
@@ -88,7 +92,7 @@ def test_a_lane_outside_its_set_is_refused() -> None:
 
 
 def decoder(lane: TimeLane | None) -> MqttDecoder:
-    site = parse_site(SITE % {"prefix": "p"}, "lanes.yaml")
+    site = parse_site(SITE % {"prefix": "p", "mapping": NUMBER}, "lanes.yaml")
     return MqttDecoder(source_view(site).mqtt, SensorCatalog(site), lane=lane)
 
 
@@ -106,19 +110,6 @@ def test_two_members_decoding_messages_of_one_instant_give_apart_timestamps() ->
     assert {micro(ts) % TIME_LANES for ts in stamps[1]} == {7}
 
 
-STAMPED = """
-site: {id: lanes, name: {zh: 小区, en: Estate}}
-rooms:
-  - id: r1
-    name: {zh: 一号泵房, en: Room 1}
-    sensors:
-      - {id: flow, kind: flow, range: [0, 1000000], source: mqtt, expected_period: 3600}
-mqtt:
-  - topic: "p/flow"
-    format: json
-    timestamp_field: ts
-    values: [{sensor: flow, field: v}]
-"""
 
 
 @pytest.mark.parametrize(("stamp", "kept"), [
@@ -128,7 +119,7 @@ mqtt:
 ])
 def test_a_device_time_no_clock_gives_keeps_no_lane_and_is_judged_by_the_validator(stamp: str,
                                                                                   kept: bool) -> None:
-    site = parse_site(STAMPED, "stamped.yaml")
+    site = parse_site(SITE % {"prefix": "p", "mapping": STAMPED}, "stamped.yaml")
     catalog = SensorCatalog(site)
     member = MqttDecoder(source_view(site).mqtt, catalog, lane=TimeLane(TIME_LANES, 3))
     payload = f'{{"ts": {stamp}, "v": 1.5}}'.encode()
@@ -264,7 +255,7 @@ class FrozenNow(SystemClock):
 
 async def test_two_members_taking_one_sensor_in_one_instant_store_every_reading(
         tmp_path: Path, influxdb: InfluxDB, mosquitto: Mosquitto, unique_topic: str) -> None:
-    site = parse_site(SITE % {"prefix": unique_topic}, "lanes.yaml")
+    site = parse_site(SITE % {"prefix": unique_topic, "mapping": NUMBER}, "lanes.yaml")
     group, database = f"g{uuid.uuid4().hex[:6]}", f"lanes_{uuid.uuid4().hex[:8]}"
     ids = [f"lane-a-{uuid.uuid4().hex[:6]}", f"lane-b-{uuid.uuid4().hex[:6]}"]
     for client_id in ids:  # sessions made first: the broker shares the messages from the first one on
