@@ -62,8 +62,8 @@ def source_view(site: Site) -> Site:
 class EstateRules:
     """The alarm engines of the estates this collector serves, fed from the shared pipeline.
 
-    `on_readings` (a pipeline hook) splits each committed batch by estate and hands each engine its
-    estate's readings under their own sensor ids; `run` evaluates every engine once per tick. Every
+    `on_readings` (a pipeline hook) splits each batch the intake hands over by estate and hands each
+    engine its estate's readings under their own sensor ids; `run` evaluates every engine once per tick. Every
     engine shares one list of listeners, so a listener added once hears every estate.
     """
 

@@ -10,7 +10,7 @@ Three things make the group's rules whole again:
   only the estates it had or takes move. The other members' engines of that estate are muted
   (`AlarmEngine.mute`): they evaluate nothing and follow the speaker's events instead, so each member
   knows every alarm's state when it takes an estate over.
-- **Readings**: every member already publishes what it committed as live readings
+- **Readings**: every member already publishes what it takes in as live readings
   (`pumpwatch/live/<estate>/<room>`, `collector.publishers.live`). The speaker of an estate also takes the
   estate's live readings and feeds them to its rules, so they see every sensor. Its own live messages
   coming back are recognised (`PeerReadings.sent`) and skipped, and a reading not newer than what the

@@ -269,7 +269,7 @@ class CollectorService:
 
     @property
     def live(self) -> LiveBus[Sequence[Reading]]:
-        """Committed readings, as they are committed."""
+        """Readings as the intake takes them in (every few milliseconds, before their commit)."""
         return self.parts.live
 
     @property
@@ -283,7 +283,7 @@ class CollectorService:
         return self.parts.metrics.registry
 
     def add_readings_hook(self, hook: ReadingsHook) -> None:
-        """Call `hook` on the event loop with every committed batch of readings."""
+        """Call `hook` on the event loop with every batch of readings the intake hands over."""
         self.parts.pipeline.hooks.append(hook)
 
     def add_alarm_listener(self, listener: AlarmListener) -> None:

@@ -1,8 +1,14 @@
 """The pipeline: validate -> durable buffer -> (live bus, alarm hooks); the writer drains the buffer.
 
-Sources call `accept` from any thread. An intake thread commits what arrived since its last commit
-in one transaction (group commit), then runs the sources' `on_durable` callbacks (MQTT acks) and
-hands the batch to the event loop for the live bus and the alarm hooks.
+Sources call `accept` from any thread. An intake thread takes what arrived in two windows:
+- every `view_window` (5 ms) it hands the readings that came meanwhile to the event loop, for the live
+  bus and the alarm hooks: an alarm never waits for a disk;
+- every `commit_window` (20 ms) it commits what came meanwhile in one transaction (group commit), then
+  runs the sources' `on_durable` callbacks (MQTT acks): nothing is acknowledged before it is on disk.
+A commit costs the same whatever its size (an fsync, the acknowledgements' write, a wake-up of the
+event loop's writer), so the longer commit window makes commits four times fewer than one per view
+(`bench.intake_floor`). Should the process die between the two, the broker sends the unacknowledged
+messages again and the rules see those readings a second time, which they take as they come.
 
 Intake policy: at most `intake_limit` readings wait for their commit. A source thread (MQTT) that
 finds the intake full waits, which stops it reading from the broker: backpressure, nothing lost.
@@ -43,9 +49,11 @@ from pumpwatch.readings import Reading
 log = logging.getLogger(__name__)
 
 ReadingsHook = Callable[[Sequence[Reading]], None]
+Entry = tuple[list[Reading], OnDurable | None, Sequence[str]]  # one accept: readings, ack, delivery keys
 COMMIT_CHUNK = 10_000  # readings per transaction; also the smallest buffer capacity that works
 HOLD_CHECK = 0.02  # seconds between two looks at the buffer while acknowledgements are held
-COMMIT_WINDOW = 0.005  # seconds the first reading of a commit waits for others (see `_gather`)
+VIEW_WINDOW = 0.005  # seconds the first reading of a batch for the rules and live view waits for others
+COMMIT_WINDOW = 0.02  # seconds the first reading of a commit waits for others (see `_intake`)
 
 
 class Pipeline:
@@ -54,21 +62,24 @@ class Pipeline:
     def __init__(self, catalog: SensorCatalog, buffer: DurableBuffer, metrics: CollectorMetrics,
                  clock: Clock, *, intake_limit: int = 200_000, catch_up_depth: int = 0,
                  live: LiveBus[Sequence[Reading]] | None = None,
-                 commit_window: float = COMMIT_WINDOW) -> None:
+                 view_window: float = VIEW_WINDOW, commit_window: float = COMMIT_WINDOW) -> None:
         self.validator = Validator(catalog)
         self.buffer = buffer
         self.metrics = metrics
         self.clock = clock
         self.intake_limit = intake_limit
-        self.commit_window = commit_window
+        self.view_window = view_window
+        self.commit_window = commit_window  # never shorter than the view window in effect
         self._first_pending_at = 0.0
         self.catch_up_depth = catch_up_depth
         self.store_up: Callable[[], bool] = lambda: True  # set by the service to the writer's health
         self.live = live
         self.hooks: list[ReadingsHook] = []
         self.committed = asyncio.Event()  # set after each commit; the writer waits on it
-        self._pending: deque[tuple[list[Reading], OnDurable | None, Sequence[str]]] = deque()
-        self._pending_count = 0
+        self._pending: deque[Entry] = deque()  # accepted, not yet handed to the event loop
+        self._pending_count = 0  # readings accepted and not yet committed (pending and unsaved)
+        self._unsaved: list[Entry] = []  # handed to the event loop, not yet committed (intake thread only)
+        self._unsaved_since = 0.0
         self._cond = threading.Condition()
         self._stopping = False
         self._thread: threading.Thread | None = None
@@ -116,7 +127,7 @@ class Pipeline:
                 self._first_pending_at = time.monotonic()
             self._pending.append((kept, on_durable, keys))
             self._pending_count += len(kept)
-            if len(self._pending) == 1 or self._pending_count >= COMMIT_CHUNK or not self.commit_window:
+            if len(self._pending) == 1 or self._pending_count >= COMMIT_CHUNK or not self.view_window:
                 self._cond.notify_all()  # the intake waits out its window unless there is a chunk
         counted = self._readings_in.get(source)
         if counted is None:  # a labelled child looked up once per source: labels() costs a lock and a tuple
@@ -158,7 +169,7 @@ class Pipeline:
 
     @property
     def intake_depth(self) -> int:
-        """Readings accepted but not yet committed."""
+        """Readings accepted but not yet committed (some of them may be with the rules already)."""
         return self._pending_count
 
     # --- intake thread -----------------------------------------------------------------------
@@ -166,48 +177,72 @@ class Pipeline:
     def _intake(self) -> None:
         while True:
             with self._cond:
-                while not self._pending and not self._stopping and not self._held:
+                while not self._pending and not self._unsaved and not self._held and not self._stopping:
                     self._cond.wait()
-                if not self._pending and not self._stopping:
+                if not self._pending and not self._unsaved and not self._stopping:
                     self._cond.wait(HOLD_CHECK)  # acknowledgements held: look at the buffer again soon
-                if not self._pending and self._stopping:
+                if not self._pending and not self._unsaved and self._stopping:
                     self._release(everything=True)
                     return
                 self._gather()
                 batch = list(self._pending)
                 self._pending.clear()
             if batch:
-                self._commit_and_tell(batch)
+                self._hand_over(batch)
+            if self._unsaved and self._commit_due():
+                self._commit_and_tell()
             self._release()
 
     def _gather(self) -> None:
-        """Let more messages join the commit until the oldest has waited `commit_window` (lock held).
+        """Wait (lock held) until the readings that came are due for the event loop or for a commit.
 
-        Each commit costs an fsync, a wake-up of the event loop, a live message and a pass of the rules
-        whatever its size; at a few thousand single-value messages a second, a few milliseconds turn
-        one-message commits into commits of dozens.
+        Readings are due for the event loop once the oldest waited `view_window`, and for a commit once
+        the oldest not committed waited `commit_window`. Each hand-over costs a wake-up of the event
+        loop, a live message and a pass of the rules, each commit an fsync and the acknowledgements'
+        write, whatever their size: at a few thousand single-value messages a second, a few
+        milliseconds turn batches of one message into batches of dozens.
         """
-        if not self.commit_window:
-            return
-        until = self._first_pending_at + self.commit_window
         while self._pending_count < COMMIT_CHUNK and not self._stopping:
-            left = until - time.monotonic()
+            due = []
+            if self._pending:
+                due.append(self._first_pending_at + self.view_window)
+            if self._unsaved:
+                due.append(self._unsaved_since + self._effective_commit_window())
+            left = min(due) - time.monotonic() if due else 0.0
             if left <= 0:
                 return
             self._cond.wait(left)
 
-    def _commit_and_tell(self, batch: list[tuple[list[Reading], OnDurable | None, Sequence[str]]]) -> None:
-        readings = [r for rs, _, _ in batch for r in rs]
+    def _effective_commit_window(self) -> float:
+        return max(self.commit_window, self.view_window)
+
+    def _commit_due(self) -> bool:
+        waited = time.monotonic() - self._unsaved_since
+        return (waited >= self._effective_commit_window() or self._stopping
+                or self._pending_count >= COMMIT_CHUNK)
+
+    def _hand_over(self, batch: list[Entry]) -> None:
+        """Give the batch's readings to the event loop (live bus, rules) now; keep them for the commit."""
+        if not self._unsaved:
+            self._unsaved_since = time.monotonic()
+        self._unsaved += batch
+        self._to_loop(self._dispatch, [r for rs, _, _ in batch for r in rs])
+
+    def _commit_and_tell(self) -> None:
+        batch, self._unsaved = self._unsaved, []
         self._commit(batch)
         with self._cond:
-            self._pending_count -= len(readings)
+            self._pending_count -= sum(len(rs) for rs, _, _ in batch)
             self._cond.notify_all()
         self._held += [on_durable for _rs, on_durable, _keys in batch if on_durable is not None]
         self.metrics.buffer_depth.set(self.buffer.depth)
+        self._to_loop(self.committed.set)
+
+    def _to_loop(self, callback: Callable[..., None], *args: object) -> None:
         loop = self._loop
         if loop is not None and not loop.is_closed():
             with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: no one to tell
-                loop.call_soon_threadsafe(self._dispatch, readings)
+                loop.call_soon_threadsafe(callback, *args)
 
     def _release(self, everything: bool = False) -> None:
         """Run the held acknowledgements, unless the writer needs the intake to wait."""
@@ -232,7 +267,7 @@ class Pipeline:
             self._holding_since = None
         return self._holding_since is not None
 
-    def _commit(self, batch: list[tuple[list[Reading], OnDurable | None, Sequence[str]]]) -> None:
+    def _commit(self, batch: list[Entry]) -> None:
         """Append durably in chunks of whole messages, waiting (never dropping) while the buffer is full.
 
         A message's delivery key commits in the same transaction as all of its readings.
@@ -260,7 +295,6 @@ class Pipeline:
                 time.sleep(0.1)
 
     def _dispatch(self, readings: list[Reading]) -> None:
-        self.committed.set()
         if self.live is not None:
             self.live.publish(readings)
         for hook in self.hooks:

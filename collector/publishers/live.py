@@ -30,7 +30,7 @@ def _no_messages(messages: list[Message]) -> None:
 
 
 class LivePublisher:
-    """A pipeline hook: each committed batch, grouped by room, published at QoS 0 in one write."""
+    """A pipeline hook: each batch the intake hands over, grouped by room, published at QoS 0 in one write."""
 
     def __init__(self, broker: BrokerAddress, client_id: str, catalog: SensorCatalog,
                  signer: Signer | None = None, on_dropped: Callable[[int], None] | None = None) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import math
 import threading
 from collections.abc import Sequence
@@ -279,6 +280,90 @@ async def test_accept_acknowledges_only_after_commit_and_dispatches(
     finally:
         pipeline.stop()
         buffer.close()
+
+
+class CountingBuffer(DurableBuffer):
+    """A durable buffer that counts its commits."""
+
+    appends = 0
+
+    def append(self, readings: Sequence[Reading], keys: Sequence[str] = ()) -> None:
+        super().append(readings, keys)
+        self.appends += 1
+
+
+async def test_the_rules_and_live_view_get_readings_before_their_commit_and_the_ack_after_it(
+        tmp_path: Path, catalog: SensorCatalog) -> None:
+    buffer = DurableBuffer(tmp_path / "b.db")
+    live: LiveBus[Sequence[Reading]] = LiveBus()
+    sub = live.subscribe("test")
+    pipeline = Pipeline(catalog, buffer, CollectorMetrics(), FakeClock(), live=live,
+                        view_window=0.005, commit_window=0.5)
+    seen: list[tuple[int, int]] = []  # (readings handed over, buffer depth then)
+    pipeline.hooks.append(lambda batch: seen.append((len(batch), buffer.depth)))
+    acked = threading.Event()
+    pipeline.start()
+    try:
+        await asyncio.to_thread(pipeline.accept, readings(3), "mqtt", acked.set)
+        got = await asyncio.wait_for(sub.get(), 5)
+        assert len(got) == 3
+        assert seen == [(3, 0)]  # with the rules while nothing is on disk yet
+        assert not acked.is_set()
+        assert pipeline.intake_depth == 3  # accepted, not committed
+        assert await asyncio.to_thread(acked.wait, 5)
+        assert buffer.depth == 3  # acknowledged once on disk
+        assert pipeline.intake_depth == 0
+        await asyncio.wait_for(pipeline.committed.wait(), 5)  # the writer hears of the commit
+    finally:
+        pipeline.stop()
+        buffer.close()
+
+
+async def test_commits_gather_several_hand_overs_to_the_rules(tmp_path: Path, catalog: SensorCatalog) -> None:
+    buffer = CountingBuffer(tmp_path / "b.db")
+    pipeline = Pipeline(catalog, buffer, CollectorMetrics(), FakeClock(),
+                        view_window=0.002, commit_window=0.2)
+    handed: list[int] = []
+    pipeline.hooks.append(lambda batch: handed.append(len(batch)))
+    acks: list[int] = []
+    pipeline.start()
+    try:
+        for i in range(10):  # ten messages 20 ms apart: ten hand-overs, one or two commits
+            await asyncio.to_thread(pipeline.accept, readings(2, start=1_767_225_600.0 + 10 * i), "mqtt",
+                                    functools.partial(acks.append, i))
+            await asyncio.sleep(0.02)
+        deadline = asyncio.get_running_loop().time() + 5
+        while len(acks) < 10 and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.01)
+    finally:
+        pipeline.stop()
+    assert sorted(acks) == list(range(10))
+    assert buffer.depth == 20
+    assert sum(handed) == 20
+    assert len(handed) >= 5  # the rules did not wait for the commits
+    assert 1 <= buffer.appends <= 3
+    buffer.close()
+
+
+async def test_stopping_commits_and_acknowledges_what_the_rules_already_have(
+        tmp_path: Path, catalog: SensorCatalog) -> None:
+    buffer = DurableBuffer(tmp_path / "b.db")
+    pipeline = Pipeline(catalog, buffer, CollectorMetrics(), FakeClock(),
+                        view_window=0.001, commit_window=60.0)
+    handed: list[int] = []
+    pipeline.hooks.append(lambda batch: handed.append(len(batch)))
+    acked = threading.Event()
+    pipeline.start()
+    await asyncio.to_thread(pipeline.accept, readings(4), "mqtt", acked.set)
+    deadline = asyncio.get_running_loop().time() + 5
+    while not handed and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.005)
+    assert handed == [4]
+    assert buffer.depth == 0  # a minute before its commit is due
+    await asyncio.to_thread(pipeline.stop)
+    assert acked.is_set()
+    assert buffer.depth == 4
+    buffer.close()
 
 
 async def test_a_message_with_nothing_acceptable_is_acknowledged_at_once(
