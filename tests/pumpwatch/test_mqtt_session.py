@@ -162,6 +162,56 @@ def test_unacknowledged_messages_come_again_marked_dup_and_acknowledged_ones_do_
         third.stop()
 
 
+def test_messages_come_as_published_while_their_acknowledgements_wait(
+        mosquitto: Mosquitto, unique_topic: str) -> None:
+    """The broker's Nagle waits for our TCP ACK; we ACK each read at once, not with the next PUBACK.
+
+    Mosquitto sets no TCP_NODELAY by default: a message it sends waits until the one before it is
+    ACKed by our kernel, which, once the connection goes both ways, delays that ACK until data of ours
+    can carry it. With PUBACKs sent every 30 ms (a commit window), messages 10 ms apart then arrived
+    one read per PUBACK.
+    """
+    broker = BrokerAddress(HOST, mosquitto.port)
+    inbox = Inbox()
+    reads: list[int] = []
+    stop = threading.Event()
+
+    def take(messages: list[Message]) -> None:
+        reads.append(len(messages))
+        inbox.take(messages)
+
+    subscriber = MqttSession(broker, f"session-{uuid.uuid4().hex[:8]}", [f"{unique_topic}/+"],
+                             on_messages=take, on_state=inbox.state, keepalive=5, clean=True)
+
+    def commits() -> None:  # acknowledges what came, every 30 ms
+        acked = 0
+        while not stop.wait(0.03):
+            with inbox.cond:
+                came = inbox.messages[acked:]
+            if came:
+                subscriber.ack(came[0].connection, [m.mid for m in came])
+                acked += len(came)
+
+    publisher = new_client(broker, f"pub-{uuid.uuid4().hex[:8]}")
+    committer = threading.Thread(target=commits, daemon=True)
+    subscriber.start()
+    start_client(publisher, broker)
+    try:
+        inbox.wait("connect", lambda: inbox.states == [True])
+        committer.start()
+        for n in range(60):
+            publisher.publish(f"{unique_topic}/d", bytes([n]) * 1000, qos=1)
+            time.sleep(0.01)
+        inbox.wait("sixty messages", lambda: len(inbox.messages) == 60)
+        assert [m.payload[0] for m in inbox.messages] == list(range(60))
+        assert len(reads) >= 45, reads  # each message on its own read, give or take a hiccup
+    finally:
+        stop.set()
+        committer.join(5)
+        stop_client(publisher)
+        subscriber.stop()
+
+
 def test_subscribe_and_unsubscribe_while_connected(mosquitto: Mosquitto, unique_topic: str) -> None:
     inbox = Inbox()
     live = session(BrokerAddress(HOST, mosquitto.port), f"session-{uuid.uuid4().hex[:8]}",
