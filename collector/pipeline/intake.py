@@ -207,19 +207,18 @@ class Pipeline:
             if self._pending:
                 due.append(self._first_pending_at + self.view_window)
             if self._unsaved:
-                due.append(self._unsaved_since + self._effective_commit_window())
+                due.append(self._commit_at())
             left = min(due) - time.monotonic() if due else 0.0
             if left <= 0:
                 return
             self._cond.wait(left)
 
-    def _effective_commit_window(self) -> float:
-        return max(self.commit_window, self.view_window)
+    def _commit_at(self) -> float:
+        """When the readings handed over are due for their commit (never before the view window)."""
+        return self._unsaved_since + max(self.commit_window, self.view_window)
 
     def _commit_due(self) -> bool:
-        waited = time.monotonic() - self._unsaved_since
-        return (waited >= self._effective_commit_window() or self._stopping
-                or self._pending_count >= COMMIT_CHUNK)
+        return time.monotonic() >= self._commit_at() or self._stopping or self._pending_count >= COMMIT_CHUNK
 
     def _hand_over(self, batch: list[Entry]) -> None:
         """Give the batch's readings to the event loop (live bus, rules) now; keep them for the commit."""

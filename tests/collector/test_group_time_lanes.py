@@ -188,12 +188,17 @@ async def test_of_two_members_on_one_lane_the_later_moves_to_the_lowest_free_lan
         earlier.stop()
 
 
+async def retain(mosquitto: Mosquitto, topic: str, payload: bytes) -> None:
+    """Publish a retained presence (or clear one with an empty payload), as another member would."""
+    await asyncio.to_thread(publish.single, topic, payload, qos=1, retain=True, hostname=HOST,
+                            port=mosquitto.port)
+
+
 async def test_more_members_than_lanes_are_counted_not_hidden(mosquitto: Mosquitto) -> None:
     group = f"g{uuid.uuid4().hex[:6]}"
     for n in range(TIME_LANES):  # members that joined earlier, one on each lane
         payload = json.dumps({"since": time.time() - 60, "lane": n}).encode()
-        await asyncio.to_thread(publish.single, presence_topic(group, f"old-{n:02d}"), payload, qos=1,
-                                retain=True, hostname=HOST, port=mosquitto.port)
+        await retain(mosquitto, presence_topic(group, f"old-{n:02d}"), payload)
     looks: list[tuple[int, int]] = []
     presence = GroupPresence(BrokerAddress(HOST, mosquitto.port), group, "newcomer", lambda _m: None,
                              lane=TimeLane(TIME_LANES, 5), on_lane=lambda lane, n: looks.append((lane, n)))
@@ -208,16 +213,14 @@ async def test_more_members_than_lanes_are_counted_not_hidden(mosquitto: Mosquit
     finally:
         presence.stop()
         for n in range(TIME_LANES):
-            await asyncio.to_thread(publish.single, presence_topic(group, f"old-{n:02d}"), b"", qos=1,
-                                    retain=True, hostname=HOST, port=mosquitto.port)
+            await retain(mosquitto, presence_topic(group, f"old-{n:02d}"), b"")
 
 
 async def test_a_member_that_announces_no_lane_is_counted_as_a_clash_until_it_leaves(
         mosquitto: Mosquitto) -> None:
     group = f"g{uuid.uuid4().hex[:6]}"
     older = presence_topic(group, "older-version")
-    await asyncio.to_thread(publish.single, older, json.dumps({"since": time.time() - 60}).encode(), qos=1,
-                            retain=True, hostname=HOST, port=mosquitto.port)
+    await retain(mosquitto, older, json.dumps({"since": time.time() - 60}).encode())
     looks: list[tuple[int, int]] = []
     presence = GroupPresence(BrokerAddress(HOST, mosquitto.port), group, "newer", lambda _m: None,
                              lane=TimeLane(TIME_LANES, 4), on_lane=lambda lane, n: looks.append((lane, n)))
@@ -227,8 +230,7 @@ async def test_a_member_that_announces_no_lane_is_counted_as_a_clash_until_it_le
             return presence.members == {"newer", "older-version"} and bool(looks) and looks[-1] == (4, 1)
 
         await eventually(counted, 10, 0.05)
-        await asyncio.to_thread(publish.single, older, b"", qos=1, retain=True, hostname=HOST,
-                                port=mosquitto.port)
+        await retain(mosquitto, older, b"")
 
         async def gone() -> bool:
             return presence.members == {"newer"} and looks[-1] == (4, 0)
